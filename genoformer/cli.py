@@ -1,0 +1,59 @@
+"""The ``genoformer`` command line: one entry point, one subcommand per pipeline stage.
+
+Only this module decides exit codes and how errors print: a :class:`~genoformer.errors.GenoformerError`
+(a user mistake) becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from genoformer import __version__
+from genoformer.errors import GenoformerError
+
+# Each module in genoformer/commands/ defines ``register(subparsers)``, which adds its parser and sets
+# ``func`` (called with the parsed args). Order here is the order in ``genoformer --help``.
+COMMANDS = (
+    "tokenize",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="genoformer",
+        description="Long-context DNA language models: tokenize genomes, pretrain a Reformer, score variants, "
+        "classify regions, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"genoformer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"genoformer.commands.{name.replace('-', '_')}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        args.func(args)
+    except GenoformerError as err:
+        message = " ".join(str(err).split())  # always one line
+        print(f"genoformer {args.command}: error: {message}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"genoformer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the genoformer CLI; each module registers one parser and calls into the library."""

@@ -1,0 +1,1 @@
+"""The Reformer: LSH hashing, LSH attention, reversible residual stack, chunked feed-forward, heads."""

@@ -1,0 +1,1 @@
+"""Plots and reports from pipeline outputs."""

@@ -1,0 +1,1 @@
+"""Downstream tasks: variant-effect scoring, variant classification, region classification, baselines."""

@@ -1,0 +1,1 @@
+"""k-mer vocabulary, vectorized encoding, and sharded on-disk token datasets."""

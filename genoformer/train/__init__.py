@@ -1,0 +1,1 @@
+"""Masked-LM pretraining: span masking, training loop, checkpoints, distributed, evaluation, Markov baseline."""
