@@ -1,0 +1,238 @@
+"""Aligned reads from BAM/CRAM through pysam: filtered reads, and a sample consensus on reference coordinates.
+
+An index (``.bai``/``.csi`` or ``.crai``) is required; when it is missing and the folder is writable it is
+built (atomically), else the error names the index expected. A CRAM needs the reference it was compressed
+against. A file without its BGZF end-of-file marker (cut short by a failed copy) or that breaks while
+reading is an ``InputError``, never a partial result. The BAM's contigs (names and lengths) must be in the
+reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pysam
+from tqdm import tqdm
+
+from genoformer.atomic import atomic_path
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import Reference, decode_bases
+
+log = logging.getLogger(__name__)
+
+# SAM flag bits
+UNMAP, SECONDARY, QCFAIL, DUP, SUPPLEMENTARY = 0x4, 0x100, 0x200, 0x400, 0x800
+DEFAULT_SKIP_FLAGS = UNMAP | SECONDARY | SUPPLEMENTARY | DUP | QCFAIL
+
+# CIGAR operations
+_DELETION = 2
+_CONSUMES_REFERENCE = (0, 2, 3, 7, 8)  # M D N = X
+
+CONSENSUS_CHUNK = 1_000_000
+
+
+@dataclass(frozen=True)
+class ReadFilter:
+    """Which reads count: mapping quality at least ``min_mapq`` and none of the ``skip_flags`` bits set."""
+
+    min_mapq: int = 20
+    skip_flags: int = DEFAULT_SKIP_FLAGS
+
+    def passes(self, read: pysam.AlignedSegment) -> bool:
+        """True when ``read`` passes the filter."""
+        return not read.flag & self.skip_flags and read.mapping_quality >= self.min_mapq
+
+
+class AlignmentFile:
+    """An indexed BAM or CRAM, validated on open; use as a context manager (or call ``close``)."""
+
+    def __init__(self, path: str | os.PathLike, reference: Reference | None = None):
+        self.path = Path(path)
+        self.reference = reference
+        if not self.path.is_file():
+            raise MissingFileError(f"{self.path}: alignment file not found")
+        if self.path.stat().st_size == 0:
+            raise InputError(f"{self.path}: alignment file is empty")
+        self.is_cram = _magic(self.path) == b"CRAM"
+        if self.is_cram and reference is None:
+            raise InputError(f"{self.path}: a CRAM can only be decoded with the reference FASTA it was made "
+                             "against; pass the reference")
+        self._file = self._open()
+        if not self._file.has_index():
+            self._file.close()
+            self._build_index()
+            self._file = self._open()
+        if reference is not None:
+            self._check_contigs(reference)
+
+    def _open(self) -> pysam.AlignmentFile:
+        reference_filename = str(self.reference.path) if self.is_cram else None
+        try:
+            return pysam.AlignmentFile(str(self.path), "rc" if self.is_cram else "rb",
+                                       reference_filename=reference_filename)
+        except (ValueError, OSError) as err:
+            if "EOF marker" in str(err):
+                raise InputError(f"{self.path}: file is truncated (no BGZF end-of-file marker); copy or "
+                                 "create it again") from err
+            raise InputError(f"{self.path}: not a valid {'CRAM' if self.is_cram else 'BAM'}: {err}") from err
+
+    @property
+    def _index_name(self) -> Path:
+        return Path(f"{self.path}.{'crai' if self.is_cram else 'bai'}")
+
+    def _build_index(self) -> None:
+        if not os.access(self.path.parent, os.W_OK):
+            raise MissingFileError(f"{self.path}: index {self._index_name} not found and folder {self.path.parent} "
+                                   f"is not writable; create it with `samtools index {self.path}`")
+        log.info("indexing %s", self.path)
+        try:
+            with atomic_path(self._index_name) as tmp:
+                tmp.unlink()  # let samtools create it, with the usual permissions
+                pysam.index("-o", str(tmp), str(self.path))
+        except pysam.SamtoolsError as err:
+            raise InputError(f"{self.path}: cannot index (is it coordinate-sorted?): "
+                             f"{' '.join(str(err).split())}") from err
+
+    def _check_contigs(self, reference: Reference) -> None:
+        """``MismatchError`` listing the BAM contigs absent from the reference or of another length."""
+        problems = []
+        for name, length in zip(self._file.references, self._file.lengths):
+            if name not in reference.contigs:
+                problems.append(f"{name} (absent)")
+            elif reference.contigs[name] != length:
+                problems.append(f"{name} (length {length} in the BAM, {reference.contigs[name]} in the reference)")
+        if problems:
+            shown = ", ".join(problems[:10]) + (f" and {len(problems) - 10} more" if len(problems) > 10 else "")
+            raise MismatchError(f"{self.path}: contigs disagree with reference {reference.path}: {shown}")
+
+    @property
+    def contigs(self) -> dict[str, int]:
+        """Contig name -> length from the header, in header order."""
+        return dict(zip(self._file.references, self._file.lengths))
+
+    def reads(self, read_filter: ReadFilter = ReadFilter(), region: str | None = None) -> Iterator[pysam.AlignedSegment]:
+        """The reads passing ``read_filter``, in a samtools-style ``region`` (``contig[:start-end]``, 1-based
+        inclusive) or, when ``region`` is None, the whole file including unplaced reads."""
+        try:
+            reads = self._file.fetch(region=region) if region else self._file.fetch(until_eof=True)
+        except ValueError as err:
+            raise InputError(f"{self.path}: bad region {region!r}: {err}") from err
+        with _read_errors(self.path):
+            for read in reads:
+                if read_filter.passes(read):
+                    yield read
+
+    def base_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter = ReadFilter(),
+                    min_base_quality: int = 13) -> np.ndarray:
+        """Counts per reference position of ``contig[start:end]``, shape (5, end - start): reads showing
+        A, C, G, T (base quality >= ``min_base_quality``) and reads with a deletion there."""
+        with _read_errors(self.path):
+            counts = np.zeros((5, end - start), dtype=np.int64)
+            counts[:4] = np.asarray(self._file.count_coverage(
+                contig, start, end, quality_threshold=min_base_quality, read_callback=read_filter.passes))
+            counts[4] = self._deletion_counts(contig, start, end, read_filter)
+        return counts
+
+    def _deletion_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter) -> np.ndarray:
+        steps = np.zeros(end - start + 1, dtype=np.int64)
+        for read in self._file.fetch(contig, start, end):
+            if not read_filter.passes(read):
+                continue
+            position = read.reference_start
+            for operation, length in read.cigartuples or ():  # unmapped reads have none
+                if operation == _DELETION:
+                    first, last = max(position, start), min(position + length, end)
+                    if first < last:
+                        steps[first - start] += 1
+                        steps[last - start] -= 1
+                if operation in _CONSUMES_REFERENCE:
+                    position += length
+        return np.cumsum(steps[:-1])
+
+    def close(self) -> None:
+        """Release the file handle (after a read error htslib reports a failed close: nothing was written, so
+        that is ignored)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+    def __enter__(self) -> "AlignmentFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while reading (a truncated or corrupt block) into an ``InputError``."""
+    try:
+        yield
+    except OSError as err:
+        raise InputError(f"{path}: read error, file truncated or corrupt: {' '.join(str(err).split())}") from err
+
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(4)
+
+
+def call_consensus(counts: np.ndarray, min_depth: int) -> np.ndarray:
+    """Consensus base codes (A=0 C=1 G=2 T=3 N=4) from ``base_counts`` output, shape (5, L).
+
+    A position gets the base seen in the most reads when its depth (bases plus deletions) is at least
+    ``min_depth`` and that base beats every other base and the deletion count strictly; otherwise N.
+    """
+    bases, deletions = counts[:4], counts[4]
+    best = bases.argmax(axis=0)
+    best_count = bases.max(axis=0)
+    tied = (bases == best_count).sum(axis=0) > 1
+    called = (bases.sum(axis=0) + deletions >= min_depth) & ~tied & (best_count > deletions)
+    return np.where(called, best, 4).astype(np.uint8)
+
+
+def consensus(path: str | os.PathLike, reference: Reference, contig: str, start: int = 0, end: int | None = None,
+              min_depth: int = 3, read_filter: ReadFilter = ReadFilter(), min_base_quality: int = 13) -> str:
+    """The sample's consensus sequence over ``contig[start:end]`` (0-based half-open; whole contig by default).
+
+    Per reference position: the majority base among reads passing ``read_filter`` with base quality
+    >= ``min_base_quality``, where depth >= ``min_depth``; N where coverage is lower, where two bases tie,
+    or where most reads carry a deletion. Reference coordinates are kept: insertions are dropped and deleted
+    positions written as N, so the result aligns base for base with the reference (length end - start).
+    Overlapping mates both count.
+    """
+    end = reference.contigs.get(contig, 0) if end is None else end
+    reference.check_contig(contig, path)
+    if not 0 <= start <= end <= reference.contigs[contig]:
+        raise InputError(f"{path}: region {contig}:{start}-{end} is outside contig {contig} "
+                         f"(length {reference.contigs[contig]})")
+    pieces = []
+    with AlignmentFile(path, reference) as alignments, \
+            tqdm(total=end - start, desc=f"consensus {contig}", unit="bp", unit_scale=True, disable=None) as bar:
+        for chunk_start in range(start, end, CONSENSUS_CHUNK):
+            chunk_end = min(end, chunk_start + CONSENSUS_CHUNK)
+            counts = alignments.base_counts(contig, chunk_start, chunk_end, read_filter, min_base_quality)
+            pieces.append(decode_bases(call_consensus(counts, min_depth)))
+            bar.update(chunk_end - chunk_start)
+    return "".join(pieces)
+
+
+def iter_reads(path: str | os.PathLike, reference: Reference | None, region: str | None = None,
+               read_filter: ReadFilter = ReadFilter()) -> Iterator[tuple[str, str]]:
+    """(read name, sequence) for each read passing ``read_filter``, in a samtools-style ``region``
+    (``contig`` or ``contig:start-end``, 1-based inclusive) or the whole file.
+
+    Sequences are as sequenced (reverse-strand reads are reverse-complemented back, like ``samtools fasta``);
+    reads stored without a sequence (``*``) are skipped. A reference is needed for CRAM, and when given the
+    contigs are checked against it.
+    """
+    with AlignmentFile(path, reference) as alignments:
+        for read in alignments.reads(read_filter, region):
+            sequence = read.get_forward_sequence()
+            if sequence:
+                yield read.query_name, sequence

@@ -1,0 +1,134 @@
+"""BED intervals: tab-separated, 0-based half-open, validated line by line against the reference.
+
+Columns: ``chrom start end [name [score [strand [label ...]]]]``. ``track``/``browser`` lines, ``#`` comments and
+blank lines are skipped. Every data line must have the same number of columns. A plain or bgzip-compressed
+file (``.gz``) is read transparently. Each error names the file, the 1-based line number and the problem.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import Reference
+
+OPTIONAL_COLUMNS = ("name", "score", "strand")
+STRANDS = ("+", "-", ".")
+DEFAULT_LABEL_COLUMN = 7
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt") if compressed else open(path)
+
+
+def _data_lines(path: Path):
+    """Yield (1-based line number, fields) for each data line, skipping headers, comments and blanks."""
+    try:
+        with _open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                yield number, line.split("\t")
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read BED: {err}") from err
+
+
+def _parse_int(value: str, path: Path, number: int, column: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{path} line {number}: {column} {value!r} is not an integer") from None
+
+
+def _parse_score(value: str, path: Path, number: int) -> float:
+    if value == ".":
+        return float("nan")
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{path} line {number}: score {value!r} is not a number") from None
+
+
+def read_bed(path: str | os.PathLike, reference: Reference | None = None,
+             label_column: int | str | None = DEFAULT_LABEL_COLUMN) -> pd.DataFrame:
+    """Read a BED file into a DataFrame with columns ``chrom, start, end`` plus, where the file has them,
+    ``name`` (str), ``score`` (float; ``.`` is NaN), ``strand`` (``+``, ``-`` or ``.``) and ``label``.
+
+    Coordinates are 0-based half-open and must satisfy ``0 <= start < end``. With a ``reference``, each
+    contig must be in it (else ``MismatchError``) and ``end`` must not pass the contig's length.
+
+    ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
+    7th column), ``"name"`` to use the name column as the label, or ``None`` for no label. Labels that are
+    all integers become ``int64``; otherwise they stay strings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: BED file not found")
+    if label_column not in (None, "name") and not (isinstance(label_column, int) and label_column >= 4):
+        raise InputError(f"{path}: label column must be a 1-based column number >= 4, 'name' or None, "
+                         f"got {label_column!r}")
+
+    rows = []
+    n_columns = None
+    for number, fields in _data_lines(path):
+        if n_columns is None:
+            n_columns = len(fields)
+        if len(fields) < 3:
+            hint = " (fields must be separated by tabs)" if " " in fields[0] else ""
+            raise InputError(f"{path} line {number}: {len(fields)} column(s), BED needs at least 3{hint}")
+        if len(fields) != n_columns:
+            raise InputError(f"{path} line {number}: {len(fields)} columns where earlier lines have {n_columns}")
+        chrom = fields[0]
+        start = _parse_int(fields[1], path, number, "start")
+        end = _parse_int(fields[2], path, number, "end")
+        if start < 0:
+            raise InputError(f"{path} line {number}: start {start} is negative")
+        if start >= end:
+            raise InputError(f"{path} line {number}: start {start} is not before end {end} "
+                             "(BED is 0-based half-open: an interval needs start < end)")
+        if reference is not None:
+            if chrom not in reference.contigs:
+                raise MismatchError(f"{path} line {number}: contig '{chrom}' is not in reference {reference.path}")
+            if end > reference.contigs[chrom]:
+                raise InputError(f"{path} line {number}: end {end} is past the end of contig {chrom} "
+                                 f"(length {reference.contigs[chrom]} in {reference.path})")
+        row = [chrom, start, end, *fields[3:6]]
+        if len(fields) >= 5:
+            row[4] = _parse_score(fields[4], path, number)
+        if len(fields) >= 6 and fields[5] not in STRANDS:
+            raise InputError(f"{path} line {number}: strand {fields[5]!r} is not one of + - .")
+        if label_column == "name" and len(fields) >= 4:
+            row.append(fields[3])
+        elif isinstance(label_column, int) and len(fields) >= label_column:
+            row.append(fields[label_column - 1])
+        rows.append(row)
+
+    if not rows:
+        raise InputError(f"{path}: BED file has no intervals")
+    if label_column == "name" and n_columns < 4:
+        raise InputError(f"{path}: label column 'name' asked for, but the file has only {n_columns} columns")
+    if isinstance(label_column, int) and label_column != DEFAULT_LABEL_COLUMN and n_columns < label_column:
+        raise InputError(f"{path}: label column {label_column} asked for, but the file has only {n_columns} columns")
+
+    columns = ["chrom", "start", "end", *OPTIONAL_COLUMNS[: min(n_columns, 6) - 3]]
+    if len(rows[0]) > len(columns):
+        columns.append("label")
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.astype({"chrom": str, "start": "int64", "end": "int64"})
+    if "label" in table:
+        table["label"] = _integer_labels_or_strings(table["label"])
+    return table
+
+
+def _integer_labels_or_strings(labels: pd.Series) -> pd.Series:
+    try:
+        return labels.map(int).astype("int64")
+    except ValueError:
+        return labels.astype(str)

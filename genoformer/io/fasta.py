@@ -1,0 +1,269 @@
+"""Reference genomes: FASTA or bgzipped FASTA through pyfaidx, as base codes plus a soft-mask track.
+
+Base codes are ``numpy.uint8``: ``A=0, C=1, G=2, T=3, N=4`` (``BASES``). Every IUPAC ambiguity code
+(R Y S W K M B D H V N) maps to 4; ``U`` is read as ``T``. Lowercase (soft-masked) bases get the same code and
+set the soft-mask track. Any other character is an error naming the file, contig and 1-based position.
+
+pyfaidx needs an index next to the FASTA (``F.fai``, and ``F.gzi`` for bgzip). A missing or stale index is
+built on open (written atomically, so parallel jobs never read half an index); when the folder is not
+writable that is an error telling the user how to make the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+
+from genoformer.atomic import atomic_path
+from genoformer.errors import InputError, MismatchError, MissingFileError
+
+log = logging.getLogger(__name__)
+
+BASES = "ACGTN"
+N_CODE = 4
+INVALID = 255
+
+_IUPAC_AMBIGUOUS = "RYSWKMBDHVN"
+
+
+def _code_table() -> np.ndarray:
+    """256-entry lookup: byte -> base code, ``INVALID`` for bytes that are not IUPAC nucleotides."""
+    table = np.full(256, INVALID, dtype=np.uint8)
+    for code, base in enumerate("ACGT"):
+        table[ord(base)] = table[ord(base.lower())] = code
+    table[ord("U")] = table[ord("u")] = 3
+    for base in _IUPAC_AMBIGUOUS:
+        table[ord(base)] = table[ord(base.lower())] = N_CODE
+    return table
+
+
+CODE_OF_BYTE = _code_table()
+_CODE_TABLE_BYTES = CODE_OF_BYTE.tobytes()
+BASE_OF_CODE = np.frombuffer(BASES.encode(), dtype=np.uint8)
+COMPLEMENT_CODE = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _codes_of_bytes(raw: bytes) -> tuple[np.ndarray, np.ndarray, int]:
+    """Map raw sequence bytes to (codes, softmask, index of the first invalid byte or -1).
+
+    ``bytes.translate`` through the 256-entry table runs at memory speed, with no Python loop per base.
+    """
+    translated = bytearray(raw).translate(_CODE_TABLE_BYTES)
+    codes = np.frombuffer(translated, dtype=np.uint8)
+    softmask = np.frombuffer(raw, dtype=np.uint8) >= ord("a")
+    return codes, softmask, translated.find(INVALID)
+
+
+def encode_bases(sequence: str) -> np.ndarray:
+    """Base codes (uint8, A=0 C=1 G=2 T=3 N=4) of a DNA string; IUPAC ambiguity codes become N.
+
+    Raises ``InputError`` for a character that is not an IUPAC nucleotide code.
+    """
+    codes, _, bad = _codes_of_bytes(sequence.encode("latin-1", errors="replace"))
+    if bad >= 0:
+        raise InputError(f"sequence {_preview(sequence)}: character {sequence[bad]!r} at position {bad + 1} "
+                         "is not an IUPAC nucleotide code")
+    return codes
+
+
+def decode_bases(codes: np.ndarray) -> str:
+    """The uppercase ``ACGTN`` string of an array of base codes (values 0..4)."""
+    codes = np.asarray(codes)
+    if codes.size and int(codes.max()) > N_CODE:
+        raise ValueError(f"base codes must be 0..4, got {int(codes.max())}")
+    return BASE_OF_CODE[codes].tobytes().decode("ascii")
+
+
+def reverse_complement_codes(codes: np.ndarray) -> np.ndarray:
+    """Reverse complement of base codes (A<->T, C<->G, N stays N), as a new uint8 array."""
+    codes = np.asarray(codes)
+    if codes.size and int(codes.max()) > N_CODE:
+        raise ValueError(f"base codes must be 0..4, got {int(codes.max())}")
+    return COMPLEMENT_CODE[codes[::-1]]
+
+
+def _preview(sequence: str, width: int = 20) -> str:
+    return repr(sequence if len(sequence) <= width else sequence[:width] + "...")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == _GZIP_MAGIC
+
+
+def _is_plain_gzip(path: Path) -> bool:
+    """True for a gzip file that is not BGZF (no 'BC' extra subfield in the first member's header)."""
+    with open(path, "rb") as handle:
+        head = handle.read(18)
+    if head[:2] != _GZIP_MAGIC:
+        return False
+    has_extra = len(head) >= 4 and head[3] & 0x04
+    return not (has_extra and head[12:14] == b"BC")
+
+
+def _first_non_ascii(path: Path) -> str:
+    """Where the first non-ASCII byte of a (possibly bgzipped) text file is, for an error message."""
+    with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.isascii():
+                column, byte = next((col, b) for col, b in enumerate(line, start=1) if b > 127)
+                return f"line {number} column {column}: non-ASCII byte 0x{byte:02x} (FASTA must be ASCII text)"
+    return "non-ASCII text"
+
+
+def _is_stale(index: Path, data: Path) -> bool:
+    return not index.exists() or index.stat().st_mtime < data.stat().st_mtime
+
+
+class Reference:
+    """A reference genome (FASTA or bgzipped FASTA), validated on open.
+
+    ``contigs`` maps contig name -> length in file order. Coordinates are 0-based half-open. Use as a context
+    manager (or call ``close``) to release the file handle.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._sha256: str | None = None
+        self._check_file()
+        self._bgzf = _is_gzip(self.path)
+        self._ensure_index()
+        self.contigs = self._read_contigs()
+        try:
+            self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=False,
+                                        build_index=False, rebuild=False, duplicate_action="first")
+        except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError) as err:
+            raise InputError(f"{self.path}: cannot read FASTA: {err}") from err
+
+    def _check_file(self) -> None:
+        if not self.path.exists():
+            raise MissingFileError(f"{self.path}: FASTA file not found")
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: not a regular file")
+        if self.path.stat().st_size == 0:
+            raise InputError(f"{self.path}: FASTA file is empty")
+        if _is_plain_gzip(self.path):
+            plain, bgz = self.path.with_suffix(""), self.path.with_suffix(".bgz")
+            raise InputError(f"{self.path}: plain-gzip FASTA cannot be indexed; recompress it with bgzip: "
+                             f"`zcat {self.path} | bgzip > {bgz}` (without htslib: `zcat {self.path} > {plain}` "
+                             f"then `python -c \"import pysam; pysam.tabix_compress('{plain}', '{bgz}')\"`)")
+
+    @property
+    def _fai(self) -> Path:
+        return Path(f"{self.path}.fai")
+
+    @property
+    def _gzi(self) -> Path:
+        return Path(f"{self.path}.gzi")
+
+    def _ensure_index(self) -> None:
+        """Build ``.fai`` (and ``.gzi`` for bgzip) when missing or older than the FASTA, atomically."""
+        stale = _is_stale(self._fai, self.path) or (self._bgzf and _is_stale(self._gzi, self.path))
+        if not stale:
+            return
+        if not os.access(self.path.parent, os.W_OK):
+            needed = f"{self._fai} and {self._gzi}" if self._bgzf else str(self._fai)
+            raise MissingFileError(f"{self.path}: index {needed} is missing or older than the FASTA and folder "
+                                   f"{self.path.parent} is not writable; run `samtools faidx {self.path}` where "
+                                   "you can write, or copy the FASTA to a writable folder")
+        log.info("indexing %s", self.path)
+        with atomic_path(self._fai) as tmp_fai, \
+                (atomic_path(self._gzi) if self._bgzf else contextlib.nullcontext()) as tmp_gzi:
+            tmp_fai.unlink()  # pyfaidx would read an existing (empty) file as the index
+            if tmp_gzi is not None:
+                tmp_gzi.unlink()
+            try:
+                pyfaidx.Faidx(str(self.path), indexname=str(tmp_fai), gzi_indexname=tmp_gzi and str(tmp_gzi),
+                              duplicate_action="first").close()
+            except UnicodeDecodeError as err:
+                raise InputError(f"{self.path}: not a valid FASTA: {_first_non_ascii(self.path)}") from err
+            except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError,
+                    EOFError) as err:
+                raise InputError(f"{self.path}: not a valid FASTA: {' '.join(str(err).split())}") from err
+
+    def _read_contigs(self) -> dict[str, int]:
+        """Contig name -> length from the ``.fai``, checking names are unique and some sequence exists."""
+        contigs: dict[str, int] = {}
+        for record, line in enumerate(self._fai.read_text().splitlines(), start=1):
+            fields = line.split("\t")
+            if len(fields) < 5 or not fields[1].isdigit():
+                raise InputError(f"{self._fai} line {record}: not a FASTA index line; delete the file to have it "
+                                 "rebuilt")
+            name, length = fields[0], int(fields[1])
+            if name in contigs:
+                first = list(contigs).index(name) + 1
+                raise InputError(f"{self.path}: duplicate contig name '{name}' (records {first} and {record})")
+            contigs[name] = length
+        if not contigs or not any(contigs.values()):
+            raise InputError(f"{self.path}: FASTA has no sequence")
+        return contigs
+
+    def check_contig(self, name: str, source: str | os.PathLike | None = None) -> None:
+        """Raise ``MismatchError`` if ``name`` is not a contig of this reference (``source``: who asked)."""
+        if name not in self.contigs:
+            where = f"{source}: " if source is not None else ""
+            known = ", ".join(list(self.contigs)[:10]) + (", ..." if len(self.contigs) > 10 else "")
+            raise MismatchError(f"{where}contig '{name}' is not in reference {self.path} (its contigs: {known})")
+
+    def _check_region(self, contig: str, start: int, end: int) -> None:
+        self.check_contig(contig)
+        length = self.contigs[contig]
+        if not 0 <= start <= end <= length:
+            raise InputError(f"{self.path}: region {contig}:{start}-{end} (0-based half-open) is outside "
+                             f"contig {contig} of length {length}")
+
+    def fetch(self, contig: str, start: int = 0, end: int | None = None) -> str:
+        """The sequence of ``contig[start:end]`` (0-based half-open, whole contig by default), original case."""
+        end = self.contigs.get(contig, 0) if end is None else end
+        self._check_region(contig, start, end)
+        if start == end:
+            return ""
+        try:
+            return self._fasta.faidx.fetch(contig, start + 1, end)
+        except UnicodeDecodeError as err:
+            raise InputError(f"{self.path}: contig {contig} has a non-ASCII byte near position "
+                             f"{start + err.start + 1}") from err
+
+    def codes(self, contig: str, start: int = 0, end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Base codes (uint8) and soft-mask (bool, True where lowercase) of ``contig[start:end]``.
+
+        Raises ``InputError`` naming the file, contig and 1-based position of a non-IUPAC character.
+        """
+        sequence = self.fetch(contig, start, end)
+        codes, softmask, bad = _codes_of_bytes(sequence.encode("latin-1", errors="replace"))
+        if bad >= 0:
+            raise InputError(f"{self.path}: contig {contig} position {start + bad + 1}: character "
+                             f"{sequence[bad]!r} is not an IUPAC nucleotide code")
+        return codes, softmask
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the FASTA file's bytes (as stored, compressed or not)."""
+        if self._sha256 is None:
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    def close(self) -> None:
+        """Release the file handle."""
+        self._fasta.close()
+
+    def __enter__(self) -> "Reference":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Reference({str(self.path)!r}, {len(self.contigs)} contigs)"

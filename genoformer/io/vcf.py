@@ -1,0 +1,171 @@
+"""Variants from VCF/BCF (plain, bgzipped or BCF) through pysam, checked against the reference.
+
+Every record's contig must be in the reference (all missing contigs are listed in one ``MismatchError``) and
+its REF must equal the reference bases (case-insensitive), else an error naming the file, the record's
+1-based ordinal, ``contig:pos``, the VCF REF and the reference bases, or, with ``on_ref_mismatch="skip"``,
+the record is skipped and counted. Multi-allelic records are split into one ``Variant`` per ALT (INFO fields
+declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT's). Alleles are kept as
+written: no trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
+breakend alleles are skipped and counted; records without an ALT (``.``) are skipped and counted apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pysam
+from tqdm import tqdm
+
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import Reference
+
+log = logging.getLogger(__name__)
+
+ON_REF_MISMATCH = ("error", "skip")
+_PLAIN_ALLELE = re.compile(r"[ACGTNacgtn]+")
+
+
+@dataclass
+class Variant:
+    """One REF>ALT change; ``pos`` is 1-based, ``record`` the 1-based ordinal of its record in the file."""
+
+    contig: str
+    pos: int
+    ref: str
+    alt: str
+    id: str | None
+    qual: float | None
+    filter: tuple[str, ...]
+    info: dict
+    record: int
+
+
+@dataclass
+class VariantSet:
+    """The variants of a VCF plus what was skipped and the pysam header."""
+
+    variants: list[Variant]
+    header: pysam.VariantHeader
+    skipped_symbolic: int = 0
+    skipped_ref_mismatch: int = 0
+    skipped_no_alt: int = 0
+    path: Path | None = field(default=None)
+
+
+def is_symbolic(allele: str) -> bool:
+    """True for symbolic (``<DEL>``), spanning-deletion (``*``) and breakend (``G]q:10]``, ``.G``) alleles."""
+    return allele.startswith("<") or allele == "*" or "[" in allele or "]" in allele \
+        or (len(allele) > 1 and (allele.startswith(".") or allele.endswith(".")))
+
+
+def _open(path: Path) -> pysam.VariantFile:
+    if not path.is_file():
+        raise MissingFileError(f"{path}: VCF file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: VCF file is empty")
+    try:
+        return pysam.VariantFile(str(path))
+    except (ValueError, OSError) as err:
+        raise InputError(f"{path}: not a valid VCF/BCF: {err}") from err
+
+
+def _records(vcf: pysam.VariantFile, path: Path):
+    """Yield (1-based ordinal, record), turning pysam's parse errors into ``InputError``."""
+    records = iter(tqdm(vcf, desc=f"reading {path.name}", unit=" records", disable=None))
+    number = 0
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path}: malformed VCF at record {number + 1}: {' '.join(str(err).split())}") \
+                from err
+        number += 1
+        yield number, record
+
+
+def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_index: int) -> dict:
+    """INFO of ``record`` for its ``alt_index``-th ALT (0-based): per-allele fields cut to that allele."""
+    info = {}
+    for key, value in record.info.items():
+        number = header.info[key].number if key in header.info else "."
+        if number == "A" and isinstance(value, tuple) and len(value) == len(record.alts):
+            value = value[alt_index]
+        elif number == "R" and isinstance(value, tuple) and len(value) == len(record.alts) + 1:
+            value = (value[0], value[alt_index + 1])
+        info[key] = value
+    return info
+
+
+def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch: str = "error") -> VariantSet:
+    """Read every variant of a VCF/BCF, validated against ``reference`` (see the module docstring).
+
+    ``on_ref_mismatch``: ``"error"`` raises ``MismatchError`` at the first REF that disagrees with the
+    reference; ``"skip"`` drops such records and counts them in ``skipped_ref_mismatch``.
+    """
+    if on_ref_mismatch not in ON_REF_MISMATCH:
+        raise ValueError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
+    path = Path(path)
+    vcf = _open(path)
+    result = VariantSet(variants=[], header=vcf.header, path=path)
+    missing_contigs: dict[str, int] = {}
+    number = 0
+    with vcf:
+        for number, record in _records(vcf, path):
+            if record.contig not in reference.contigs:
+                missing_contigs.setdefault(record.contig, number)
+                continue
+            if not _ref_matches(record, reference, path, number, on_ref_mismatch):
+                result.skipped_ref_mismatch += 1
+                continue
+            _add_variants(record, number, result, path)
+    if missing_contigs:
+        raise MismatchError(f"VCF contigs not in reference {reference.path}: {', '.join(missing_contigs)} "
+                            f"(in {path}, first at record {next(iter(missing_contigs.values()))})")
+    log.info("%s: %d variants from %d records; skipped %d symbolic/breakend alleles, %d REF mismatches, "
+             "%d records without ALT", path, len(result.variants), number, result.skipped_symbolic,
+             result.skipped_ref_mismatch, result.skipped_no_alt)
+    return result
+
+
+def _ref_matches(record: pysam.VariantRecord, reference: Reference, path: Path, number: int,
+                 on_ref_mismatch: str) -> bool:
+    """Whether REF equals the reference at the record's position; raise instead when asked to."""
+    ref = record.ref or ""
+    where = f"{path} record {number} ({record.contig}:{record.pos})"
+    if not _PLAIN_ALLELE.fullmatch(ref):
+        raise InputError(f"{where}: REF {ref!r} is not a sequence of A, C, G, T, N")
+    length = reference.contigs[record.contig]
+    if record.pos < 1 or record.pos - 1 + len(ref) > length:
+        raise InputError(f"{where}: REF {ref} runs past the end of contig {record.contig} "
+                         f"(length {length} in {reference.path})")
+    expected = reference.fetch(record.contig, record.pos - 1, record.pos - 1 + len(ref))
+    if expected.upper() == ref.upper():
+        return True
+    if on_ref_mismatch == "error":
+        raise MismatchError(f"{where}: VCF REF {ref} does not match reference {reference.path} "
+                            f"bases {expected} (wrong reference build?)")
+    return False
+
+
+def _add_variants(record: pysam.VariantRecord, number: int, result: VariantSet, path: Path) -> None:
+    """Append one Variant per plain ALT of ``record``; count symbolic and missing ALTs."""
+    if not record.alts:
+        result.skipped_no_alt += 1
+        return
+    filters = tuple(record.filter.keys())
+    for alt_index, alt in enumerate(record.alts):
+        if is_symbolic(alt):
+            result.skipped_symbolic += 1
+            continue
+        if not _PLAIN_ALLELE.fullmatch(alt):
+            raise InputError(f"{path} record {number} ({record.contig}:{record.pos}): ALT {alt!r} is not a "
+                             "sequence of A, C, G, T, N or a symbolic allele")
+        result.variants.append(Variant(
+            contig=record.contig, pos=record.pos, ref=record.ref, alt=alt, id=record.id, qual=record.qual,
+            filter=filters, info=_split_info(record, result.header, alt_index), record=number))

@@ -1,0 +1,231 @@
+"""genoformer.io.bam on the bundled real reads (NA12878 on human q, SARS-CoV-2) and broken copies of them."""
+
+import shutil
+
+import numpy as np
+import pysam
+import pytest
+from Bio import SeqIO
+
+import genoformer.io.bam as bam_module
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.bam import AlignmentFile, ReadFilter, consensus, iter_reads
+from genoformer.io.fasta import Reference
+from test_io_helpers import open_and_report, run_without_write_permission
+
+NA12878_BAM = "NA12878.chr22.tiny.bam"
+SKIP_ALL = "0xF04"  # unmapped, secondary, QC-fail, duplicate, supplementary: ReadFilter's default
+
+
+@pytest.fixture(scope="module")
+def q_reference(human_q):
+    with Reference(human_q / "q.fa") as reference:
+        yield reference
+
+
+@pytest.fixture(scope="module")
+def q_consensus(human_q, q_reference):
+    return consensus(human_q / NA12878_BAM, q_reference, "q")
+
+
+@pytest.fixture(scope="module")
+def cov_reference(sarscov2):
+    with Reference(sarscov2 / "NC_045512.2.fasta") as reference:
+        yield reference
+
+
+def pileup_consensus(path, contig, start, end, min_depth=3, min_mapq=20, min_base_quality=13):
+    """Simple reference: walk samtools' pileup column by column, count bases and deletions, call majority."""
+    counts = np.zeros((5, end - start), dtype=int)
+    with pysam.AlignmentFile(str(path)) as alignments:
+        for column in alignments.pileup(contig, start, end, truncate=True, stepper="nofilter", max_depth=10**6,
+                                        ignore_overlaps=False, ignore_orphans=False, min_base_quality=0):
+            for entry in column.pileups:
+                read = entry.alignment
+                if read.flag & int(SKIP_ALL, 16) or read.mapping_quality < min_mapq or entry.is_refskip:
+                    continue
+                if entry.is_del:
+                    counts[4, column.reference_pos - start] += 1
+                    continue
+                base = read.query_sequence[entry.query_position]
+                if base in "ACGT" and read.query_qualities[entry.query_position] >= min_base_quality:
+                    counts["ACGT".index(base), column.reference_pos - start] += 1
+    calls = []
+    for bases, deletions in zip(counts[:4].T, counts[4]):
+        best = bases.max()
+        single_winner = (bases == best).sum() == 1 and best > deletions
+        calls.append("ACGT"[bases.argmax()] if bases.sum() + deletions >= min_depth and single_winner else "N")
+    return "".join(calls)
+
+
+def samtools_count(path, *args, region=None):
+    return int(pysam.view("-c", *args, str(path), *([region] if region else [])))
+
+
+def one_line(err):
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_consensus_agrees_with_reference(q_reference, q_consensus):
+    reference = q_reference.fetch("q").upper()
+    assert len(q_consensus) == len(reference)
+    covered = [i for i, base in enumerate(q_consensus) if base != "N"]
+    assert len(covered) > 0.95 * len(reference)
+    agreement = sum(q_consensus[i] == reference[i] for i in covered) / len(covered)
+    assert agreement >= 0.99
+
+
+def test_consensus_carries_the_majority_allele_of_freebayes_calls(human_q, q_consensus):
+    """At each freebayes het call with a clear majority in its AD counts, the consensus shows that allele;
+    where most reads carry a called deletion, the deleted bases are N."""
+    checked = 0
+    for record in pysam.VariantFile(str(human_q / "q.vcf.gz")):
+        ref_reads, alt_reads = record.samples[0]["AD"]
+        if abs(ref_reads - alt_reads) < 3:
+            continue
+        ref, alt = record.ref, record.alts[0]
+        at = q_consensus[record.pos - 1:record.pos - 1 + len(ref)]
+        if len(ref) == len(alt) == 1:
+            assert at == (alt if alt_reads > ref_reads else ref), record.pos
+        elif len(alt) == 1 and alt_reads > ref_reads:  # a deletion most reads carry
+            assert at == ref[0] + "N" * (len(ref) - 1), record.pos
+        checked += 1
+    assert checked >= 10
+
+
+def test_consensus_at_giab_het_sites(human_q, q_consensus):
+    """GIAB's NA12878 truth calls on q are all heterozygous: both alleles in the reads, either in the consensus."""
+    with pysam.AlignmentFile(str(human_q / NA12878_BAM)) as alignments:
+        for record in pysam.VariantFile(str(human_q / "NA12878.chr22.tiny.giab.vcf")):
+            assert record.samples[0]["GT"] == (0, 1)
+            depth = dict(zip("ACGT", (int(n[0]) for n in alignments.count_coverage("q", record.pos - 1, record.pos))))
+            total = sum(depth.values())
+            assert depth[record.ref] >= 0.2 * total and depth[record.alts[0]] >= 0.2 * total
+            assert q_consensus[record.pos - 1] in (record.ref, record.alts[0])
+
+
+def test_consensus_carries_hom_alt_base(sarscov2, cov_reference):
+    """SARS-CoV-2 is haploid: where samtools mpileup shows every read with C over reference G (13082), so does
+    the consensus."""
+    pileup = pysam.mpileup("-r", "NC_045512.2:13082-13082", "-f", str(sarscov2 / "NC_045512.2.fasta"),
+                           str(sarscov2 / "SRR11728627.sorted.bam")).split("\t")
+    assert pileup[2] == "G" and set(pileup[4].upper()) == {"C"} and int(pileup[3]) >= 20
+    sample = consensus(sarscov2 / "SRR11728627.sorted.bam", cov_reference, "NC_045512.2")
+    assert cov_reference.fetch("NC_045512.2", 13081, 13082) == "G"
+    assert sample[13081] == "C"
+
+
+@pytest.mark.parametrize("dataset, fasta, bam, contig, start, end", [
+    ("sarscov2", "NC_045512.2.fasta", "SRR11728627.sorted.bam", "NC_045512.2", 0, 29903),
+    ("human_q", "q.fa", NA12878_BAM, "q", 5000, 10000),  # includes the deletions at 5638 and 9251
+])
+def test_consensus_equals_pileup_reference(request, dataset, fasta, bam, contig, start, end, monkeypatch):
+    folder = request.getfixturevalue(dataset)
+    bam = folder / bam
+    with Reference(folder / fasta) as reference:
+        monkeypatch.setattr(bam_module, "CONSENSUS_CHUNK", 777)  # exercise the chunk seams
+        fast = consensus(bam, reference, contig, start, end)
+    assert fast == pileup_consensus(bam, contig, start, end)
+
+
+def test_consensus_parameters_change_the_calls(human_q, q_reference, q_consensus):
+    deep = consensus(human_q / NA12878_BAM, q_reference, "q", min_depth=40)
+    assert deep.count("N") > q_consensus.count("N")
+    assert all(d == "N" or d == c for d, c in zip(deep, q_consensus))
+    everything = consensus(human_q / NA12878_BAM, q_reference, "q", read_filter=ReadFilter(min_mapq=0, skip_flags=0))
+    assert everything.count("N") <= q_consensus.count("N")
+    assert consensus(human_q / NA12878_BAM, q_reference, "q", 1000, 1100) == q_consensus[1000:1100]
+
+
+def test_cram_consensus_equals_bam(human_q, q_reference, q_consensus, tmp_path):
+    cram = shutil.copy(human_q / "NA12878.chr22.tiny.cram", tmp_path)  # ships without .crai: built here
+    assert consensus(cram, q_reference, "q") == q_consensus
+    assert (tmp_path / "NA12878.chr22.tiny.cram.crai").exists()
+    with pytest.raises(InputError, match="CRAM"):
+        AlignmentFile(cram)
+
+
+def test_reads_equal_samtools_fasta(human_q, tmp_path):
+    bam = human_q / NA12878_BAM
+    outputs = [tmp_path / name for name in ("paired.fa", "other.fa", "single.fa")]
+    pysam.samtools.fasta("-n", "-F", SKIP_ALL, "-o", str(outputs[0]), "-0", str(outputs[1]), "-s", str(outputs[2]),
+                         str(bam), catch_stdout=False)
+    truth = sorted((r.id, str(r.seq)) for path in outputs if path.exists() for r in SeqIO.parse(path, "fasta"))
+    reads = sorted(iter_reads(bam, None, read_filter=ReadFilter(min_mapq=0)))
+    assert len(reads) == len(truth) > 3000
+    assert reads == truth
+
+
+def test_read_filters_count_like_samtools(human_q, q_reference):
+    bam = human_q / NA12878_BAM
+    assert sum(1 for _ in iter_reads(bam, q_reference)) == samtools_count(bam, "-q", "20", "-F", SKIP_ALL)
+    assert sum(1 for _ in iter_reads(bam, q_reference, region="q:5001-6000")) == \
+        samtools_count(bam, "-q", "20", "-F", SKIP_ALL, region="q:5001-6000")
+    keep_all = ReadFilter(min_mapq=0, skip_flags=0)
+    assert sum(1 for _ in iter_reads(bam, q_reference, read_filter=keep_all)) == samtools_count(bam)
+    assert samtools_count(bam, "-q", "20", "-F", SKIP_ALL) < samtools_count(bam)
+
+
+def test_unknown_region(human_q, q_reference):
+    with pytest.raises(InputError, match="bad region 'chr1:1-100'"):
+        list(iter_reads(human_q / NA12878_BAM, q_reference, region="chr1:1-100"))
+
+
+def test_missing_index_is_built(human_q, q_reference, q_consensus, tmp_path):
+    bam = shutil.copy(human_q / NA12878_BAM, tmp_path)
+    assert consensus(bam, q_reference, "q") == q_consensus
+    assert (tmp_path / f"{NA12878_BAM}.bai").exists()
+
+
+def test_missing_index_in_read_only_folder(human_q, tmp_path):
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    shutil.copy(human_q / NA12878_BAM, folder)
+    folder.chmod(0o555)
+    try:
+        result = run_without_write_permission(open_and_report(
+            f"__import__('genoformer.io.bam').io.bam.AlignmentFile({str(folder / NA12878_BAM)!r})"))
+    finally:
+        folder.chmod(0o755)
+    assert result.stdout.startswith("MissingFileError"), result.stdout + result.stderr
+    assert f"{folder / NA12878_BAM}.bai" in result.stdout and "samtools index" in result.stdout
+
+
+@pytest.mark.parametrize("keep_eof_marker", [False, True])
+def test_truncated_bam_is_an_error(human_q, q_reference, tmp_path, keep_eof_marker):
+    data = (human_q / NA12878_BAM).read_bytes()
+    cut = data[: len(data) // 2] + (data[-28:] if keep_eof_marker else b"")  # 28 bytes: the BGZF EOF block
+    bam = tmp_path / "cut.bam"
+    bam.write_bytes(cut)
+    shutil.copy(human_q / f"{NA12878_BAM}.bai", tmp_path / "cut.bam.bai")  # the old index still there
+    for run in (lambda: consensus(bam, q_reference, "q"), lambda: list(iter_reads(bam, q_reference)),
+                lambda: list(iter_reads(bam, q_reference, region="q:11000-12356"))):
+        with pytest.raises(InputError) as err:
+            run()
+        assert str(bam) in one_line(err) and "truncated" in one_line(err)
+
+
+def test_contigs_checked_against_reference(sarscov2, q_reference):
+    with pytest.raises(MismatchError) as err:
+        consensus(sarscov2 / "SRR11728627.sorted.bam", q_reference, "q")
+    assert "NC_045512.2 (absent)" in one_line(err)
+
+
+def test_contig_length_mismatch(human_q, tmp_path):
+    shorter = tmp_path / "q_short.fa"
+    shorter.write_text(">q\n" + "ACGT" * 100 + "\n")
+    with Reference(shorter) as reference, pytest.raises(MismatchError, match="q \\(length 12356 in the BAM, 400"):
+        AlignmentFile(human_q / NA12878_BAM, reference)
+
+
+def test_not_a_bam_missing_and_empty(human_q, tmp_path, q_reference):
+    with pytest.raises(InputError, match="not a valid BAM"):
+        AlignmentFile(human_q / "q.fa")
+    with pytest.raises(MissingFileError):
+        consensus(tmp_path / "absent.bam", q_reference, "q")
+    (tmp_path / "empty.bam").touch()
+    with pytest.raises(InputError, match="empty"):
+        AlignmentFile(tmp_path / "empty.bam")
+    with pytest.raises(InputError, match="outside"):
+        consensus(human_q / NA12878_BAM, q_reference, "q", 12000, 13000)

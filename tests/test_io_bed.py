@@ -1,0 +1,127 @@
+"""genoformer.io.bed on intervals from the bundled chloroplast annotation and on broken BED files."""
+
+import gzip
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.bed import read_bed
+from genoformer.io.fasta import Reference
+
+
+@pytest.fixture(scope="module")
+def chloroplast(chloroplast_fasta, tmp_path_factory):
+    path = shutil.copy(chloroplast_fasta, tmp_path_factory.mktemp("cp") / "cp.fa")
+    with Reference(path) as reference:
+        yield reference
+
+
+@pytest.fixture(scope="module")
+def genes(resources):
+    """The chloroplast genes of the curated GFF3 (1-based inclusive), as parsed independently."""
+    table = pd.read_csv(resources / "athal_cp" / "NC_000932.1.gff3", sep="\t", comment="#", header=None)
+    table = table[table[2] == "gene"]
+    return pd.DataFrame({"chrom": table[0], "start": table[3], "end": table[4], "strand": table[6],
+                         "name": table[8].str.replace("Name=", "", regex=False).str.split(";").str[0]})
+
+
+def write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def gene_lines(genes, label=False):
+    return [f"{g.chrom}\t{g.start - 1}\t{g.end}\t{g.name}\t0\t{g.strand}" + (f"\t{i % 2}" if label else "")
+            for i, g in enumerate(genes.itertuples())]
+
+
+def one_line(err):
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_genes_from_gff_round_trip(chloroplast, genes, tmp_path):
+    path = write(tmp_path / "genes.bed", ["track name=genes", "browser position NC_000932.1:1-1000",
+                                          "# converted from GFF3", *gene_lines(genes)])
+    table = read_bed(path, chloroplast)
+    assert list(table.columns) == ["chrom", "start", "end", "name", "score", "strand"]
+    assert len(table) == len(genes) == 131
+    np.testing.assert_array_equal(table["start"], genes["start"] - 1)  # 0-based
+    np.testing.assert_array_equal(table["end"], genes["end"])
+    assert table["strand"].tolist() == genes["strand"].tolist()
+    assert table["name"].tolist() == genes["name"].tolist()
+    assert table["start"].dtype == np.int64 and table["score"].dtype == float
+    first = table.iloc[0]
+    assert chloroplast.fetch(first.chrom, first.start, first.end) == \
+        chloroplast.fetch("NC_000932.1")[genes.iloc[0].start - 1:genes.iloc[0].end]
+
+
+def test_three_columns_and_gzip(chloroplast, tmp_path):
+    path = tmp_path / "regions.bed.gz"
+    path.write_bytes(gzip.compress(b"NC_000932.1\t0\t100\nNC_000932.1\t154000\t154478\n"))
+    table = read_bed(path, chloroplast)
+    assert list(table.columns) == ["chrom", "start", "end"]
+    assert table[["start", "end"]].values.tolist() == [[0, 100], [154000, 154478]]
+
+
+def test_label_column_choices(genes, tmp_path):
+    path = write(tmp_path / "labelled.bed", gene_lines(genes, label=True))
+    assert read_bed(path)["label"].tolist() == [i % 2 for i in range(len(genes))]
+    assert read_bed(path)["label"].dtype == np.int64
+    assert read_bed(path, label_column="name")["label"].tolist() == genes["name"].tolist()
+    assert "label" not in read_bed(path, label_column=None)
+    unlabelled = write(tmp_path / "unlabelled.bed", gene_lines(genes))
+    assert "label" not in read_bed(unlabelled)
+    with pytest.raises(InputError, match="label column 8"):
+        read_bed(path, label_column=8)
+
+
+def test_string_labels_and_missing_score(tmp_path):
+    path = write(tmp_path / "classes.bed", ["NC_000932.1\t0\t10\ta\t.\t+\tpromoter",
+                                            "NC_000932.1\t10\t20\tb\t5\t-\tenhancer"])
+    table = read_bed(path)
+    assert table["label"].tolist() == ["promoter", "enhancer"]
+    assert np.isnan(table["score"][0]) and table["score"][1] == 5.0
+
+
+@pytest.mark.parametrize("line, problem, error", [
+    ("NC_000932.1\t100\t100", "start 100 is not before end 100", InputError),
+    ("NC_000932.1\t200\t100", "start 200 is not before end 100", InputError),
+    ("NC_000932.1\t154000\t154479", "end 154479 is past the end of contig NC_000932.1 (length 154478", InputError),
+    ("chrC\t0\t100", "contig 'chrC' is not in reference", MismatchError),
+    ("NC_000932.1\t1e3\t2000", "start '1e3' is not an integer", InputError),
+    ("NC_000932.1\t10\t20.5", "end '20.5' is not an integer", InputError),
+    ("NC_000932.1\t-5\t20", "start -5 is negative", InputError),
+    ("NC_000932.1 10 20", "1 column(s), BED needs at least 3 (fields must be separated by tabs)", InputError),
+    ("NC_000932.1\t10", "2 column(s)", InputError),
+    ("NC_000932.1\t10\t20\tx\thigh", "score 'high' is not a number", InputError),
+    ("NC_000932.1\t10\t20\tx\t0\tforward", "strand 'forward' is not one of", InputError),
+])
+def test_bad_lines_name_file_and_line(chloroplast, tmp_path, line, problem, error):
+    path = write(tmp_path / "bad.bed", ["track name=x", "# comment", "", line])
+    with pytest.raises(error) as err:
+        read_bed(path, chloroplast)
+    assert f"{path} line 4: {problem}" in one_line(err)
+
+
+def test_inconsistent_column_count(tmp_path):
+    path = write(tmp_path / "ragged.bed", ["NC_000932.1\t0\t10\ta", "NC_000932.1\t10\t20"])
+    with pytest.raises(InputError, match="line 2: 3 columns where earlier lines have 4"):
+        read_bed(path)
+
+
+def test_contig_not_checked_without_reference(tmp_path):
+    path = write(tmp_path / "other.bed", ["chr1\t0\t248956422"])
+    assert read_bed(path)["end"].tolist() == [248956422]
+
+
+def test_empty_and_missing(tmp_path):
+    with pytest.raises(InputError, match="no intervals"):
+        read_bed(write(tmp_path / "only_header.bed", ["track name=x", "# nothing"]))
+    with pytest.raises(InputError, match="no intervals"):
+        read_bed(write(tmp_path / "empty.bed", []))
+    with pytest.raises(MissingFileError):
+        read_bed(tmp_path / "absent.bed")

@@ -1,0 +1,172 @@
+"""genoformer.io.vcf on the bundled freebayes and GIAB calls, and on edited copies of their records."""
+
+import gzip
+
+import pysam
+import pytest
+
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import Reference
+from genoformer.io.vcf import is_symbolic, read_variants
+
+
+@pytest.fixture(scope="module")
+def q_reference(human_q):
+    with Reference(human_q / "q.fa") as reference:
+        yield reference
+
+
+@pytest.fixture(scope="module")
+def calls_text(human_q):
+    """q.vcf.gz as text: (header lines, record lines)."""
+    lines = gzip.decompress((human_q / "q.vcf.gz").read_bytes()).decode().splitlines()
+    return [line for line in lines if line.startswith("#")], [line for line in lines if not line.startswith("#")]
+
+
+def text_records(path):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as handle:
+        return [line.split("\t") for line in handle if not line.startswith("#")]
+
+
+def edited_vcf(tmp_path, calls_text, edit):
+    """A plain VCF of q.vcf.gz's header and records after ``edit(records)`` (a list of column lists)."""
+    header, records = calls_text
+    fields = [line.split("\t") for line in records]
+    edit(fields)
+    path = tmp_path / "edited.vcf"
+    path.write_text("\n".join(header + ["\t".join(f) for f in fields]) + "\n")
+    return path
+
+
+def one_line(err):
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("name", ["q.vcf.gz", "NA12878.chr22.tiny.giab.vcf"])
+def test_real_vcfs_match_their_text(human_q, q_reference, name):
+    result = read_variants(human_q / name, q_reference)
+    truth = text_records(human_q / name)
+    assert [(v.contig, v.pos, v.ref, v.alt) for v in result.variants] == \
+        [(r[0], int(r[1]), r[3], r[4]) for r in truth]
+    assert [v.record for v in result.variants] == list(range(1, len(truth) + 1))
+    assert (result.skipped_symbolic, result.skipped_ref_mismatch, result.skipped_no_alt) == (0, 0, 0)
+    for variant in result.variants:
+        assert q_reference.fetch("q", variant.pos - 1, variant.pos - 1 + len(variant.ref)) == variant.ref
+
+
+def test_fields_of_a_record(human_q, q_reference):
+    giab = read_variants(human_q / "NA12878.chr22.tiny.giab.vcf", q_reference).variants[0]
+    assert (giab.pos, giab.ref, giab.alt, giab.qual, giab.filter) == (186, "T", "C", 11488.0, ("PASS",))
+    assert giab.info["DPSum"] == 824
+    freebayes = read_variants(human_q / "q.vcf.gz", q_reference).variants[7]
+    assert (freebayes.pos, freebayes.ref, freebayes.alt, freebayes.id) == (5638, "CAT", "C", None)
+    assert freebayes.info["TYPE"] == "del" and freebayes.info["AO"] == 17
+
+
+def test_bcf_reads_like_vcf(human_q, q_reference, tmp_path):
+    bcf = tmp_path / "q.bcf"
+    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as source, \
+            pysam.VariantFile(str(bcf), "wb", header=source.header) as sink:
+        for record in source:
+            sink.write(record)
+    from_bcf = read_variants(bcf, q_reference).variants
+    from_vcf = read_variants(human_q / "q.vcf.gz", q_reference).variants
+    assert [(v.pos, v.ref, v.alt, v.record) for v in from_bcf] == [(v.pos, v.ref, v.alt, v.record) for v in from_vcf]
+
+
+def test_ref_mismatch_error_names_everything(q_reference, tmp_path, calls_text):
+    def change_ref(records):
+        records[3][3] = "A"  # real REF at q:1820 is C
+    path = edited_vcf(tmp_path, calls_text, change_ref)
+    with pytest.raises(MismatchError) as err:
+        read_variants(path, q_reference)
+    message = one_line(err)
+    assert f"{path} record 4 (q:1820)" in message
+    assert "VCF REF A" in message and "bases C" in message and "q.fa" in message
+
+    skipped = read_variants(path, q_reference, on_ref_mismatch="skip")
+    assert skipped.skipped_ref_mismatch == 1
+    assert len(skipped.variants) == len(calls_text[1]) - 1
+    assert 1820 not in [v.pos for v in skipped.variants]
+
+
+def test_contigs_not_in_reference_are_listed(q_reference, tmp_path, calls_text):
+    def rename(records):
+        records[2][0] = "chr22"
+        records[5][0] = "chrX"
+        records[6][0] = "chr22"
+    path = edited_vcf(tmp_path, calls_text, rename)
+    with pytest.raises(MismatchError) as err:
+        read_variants(path, q_reference)
+    assert f"VCF contigs not in reference {q_reference.path}: chr22, chrX" in one_line(err)
+    assert str(path) in one_line(err)
+
+
+def test_multiallelic_split_and_symbolic_skipped(q_reference, tmp_path, calls_text):
+    def edit(records):
+        first = records[0]  # q:186 T>C with AO=16 (Number=A) and AD=25,16 in the sample
+        first[4] = "C,A"
+        first[7] = first[7].replace("AO=16;", "AO=16,3;").replace("AF=0.5;", "AF=0.5,0.1;")
+        records[1][4] = "<DEL>"  # q:1008
+        records[2][4] = "A,*"  # q:1817 G>A plus a spanning deletion
+        records[3][4] = "C[q:5000["  # q:1820 breakend
+        records[4][4] = "<*>,G"  # q:1917 A>G plus gVCF non-ref allele
+        records[5][4] = "."  # q:4449 no ALT
+    path = edited_vcf(tmp_path, calls_text, edit)
+    result = read_variants(path, q_reference)
+    by_record = {}
+    for variant in result.variants:
+        by_record.setdefault(variant.record, []).append(variant)
+    assert [(v.pos, v.ref, v.alt) for v in by_record[1]] == [(186, "T", "C"), (186, "T", "A")]
+    assert [v.info["AO"] for v in by_record[1]] == [16, 3]
+    assert [round(v.info["AF"], 3) for v in by_record[1]] == [0.5, 0.1]
+    assert by_record[1][0].info["DP"] == by_record[1][1].info["DP"] == 41  # Number=1 kept whole
+    assert 2 not in by_record and 4 not in by_record and 6 not in by_record
+    assert [(v.pos, v.alt) for v in by_record[3]] == [(1817, "A")]
+    assert [(v.pos, v.alt) for v in by_record[5]] == [(1917, "G")]
+    assert result.skipped_symbolic == 4
+    assert result.skipped_no_alt == 1
+    assert len(result.variants) == (len(calls_text[1]) - 6) + 2 + 1 + 1  # untouched + records 1, 3, 5
+
+
+def test_is_symbolic():
+    assert all(is_symbolic(a) for a in ["<DEL>", "<*>", "<NON_REF>", "*", "G]q:10]", "]q:10]G", "C[q:5[", ".G", "G."])
+    assert not any(is_symbolic(a) for a in ["A", "CAT", "N"])
+
+
+def test_bad_alt_allele(q_reference, tmp_path, calls_text):
+    def edit(records):
+        records[0][4] = "CX"
+    with pytest.raises(InputError, match="record 1 \\(q:186\\): ALT 'CX'"):
+        read_variants(edited_vcf(tmp_path, calls_text, edit), q_reference)
+
+
+def test_ref_past_contig_end(q_reference, tmp_path, calls_text):
+    def edit(records):
+        records[0][1] = "12356"
+        records[0][3] = "TT"
+    with pytest.raises(InputError, match="runs past the end of contig q"):
+        read_variants(edited_vcf(tmp_path, calls_text, edit), q_reference)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda records: records[2].__setitem__(1, "abc"),  # POS not a number
+    lambda records: records[2].__delitem__(slice(3, None)),  # record cut after ID
+])
+def test_malformed_vcf_names_the_file(q_reference, tmp_path, calls_text, edit):
+    path = edited_vcf(tmp_path, calls_text, edit)
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    assert str(path) in one_line(err)
+
+
+def test_not_a_vcf_missing_and_empty(human_q, q_reference, tmp_path):
+    with pytest.raises(InputError, match="not a valid VCF"):
+        read_variants(human_q / "q.fa", q_reference)
+    with pytest.raises(MissingFileError):
+        read_variants(tmp_path / "absent.vcf", q_reference)
+    (tmp_path / "empty.vcf").touch()
+    with pytest.raises(InputError, match="empty"):
+        read_variants(tmp_path / "empty.vcf", q_reference)
