@@ -1,0 +1,73 @@
+"""Angular locality-sensitive hashing of shared query/key vectors (Reformer, section 2).
+
+A vector x is hashed by a random rotation R (a Gaussian matrix of shape [d, b/2]) to
+``argmax([xR ; -xR])``, one of b buckets: vectors at a small angle land in the same bucket with high
+probability. ``n_hashes`` independent rotations give independent rounds.
+
+Cost. One rotation into b buckets costs O(N·d·b). With N/bucket_size buckets that is O(N²·d/bucket_size)
+again, so when ``n_buckets`` is large the bucket is *factorized*: n_buckets = b1·b2 with two rotations of
+b1/2 and b2/2 columns, bucket = i1·b2 + i2. The cost drops to O(N·d·(b1 + b2)) = O(N·d·sqrt(n_buckets)),
+e.g. 2·128 columns instead of 8,192 for a million tokens in buckets of 64.
+
+Reproducibility. The rotations are drawn from ``torch.Generator(device=qk.device).manual_seed(seed)``,
+shared across the batch (so a sequence hashes the same whatever else is in its batch) and independent per
+head and per round. The same seed always gives the same buckets, which is what lets the reversible backward
+pass recompute attention exactly. The rotation is done in float32 (float64 for float64 inputs) whatever the
+input dtype, so bf16 activations do not create spurious ties.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Above this many buckets the rotation is factorized into two smaller ones (see the module docstring).
+FACTORIZE_ABOVE = 64
+
+
+def bucket_factors(n_buckets: int) -> tuple[int, ...]:
+    """The bucket counts of the rotations that make up ``n_buckets``: ``(n_buckets,)`` or ``(b1, b2)``.
+
+    Factorizes only when ``n_buckets > FACTORIZE_ABOVE`` and into the most balanced pair of even factors;
+    a count with no even factor pair (e.g. 2·prime) stays one rotation.
+    """
+    if n_buckets < 2 or n_buckets % 2:
+        raise ValueError(f"n_buckets must be even and at least 2, got {n_buckets}")
+    if n_buckets <= FACTORIZE_ABOVE:
+        return (n_buckets,)
+    for b1 in range(math.isqrt(n_buckets), 1, -1):
+        b2, rest = divmod(n_buckets, b1)
+        if rest == 0 and b1 % 2 == 0 and b2 % 2 == 0:
+            return (b1, b2)
+    return (n_buckets,)
+
+
+def random_rotations(
+    heads: int, dim: int, n_hashes: int, factors: tuple[int, ...], seed: int, device, dtype
+) -> list[torch.Tensor]:
+    """One Gaussian rotation ``[heads, dim, n_hashes, b/2]`` per factor ``b``, drawn from ``seed``."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return [
+        torch.randn(heads, dim, n_hashes, b // 2, generator=generator, device=device, dtype=dtype)
+        for b in factors
+    ]
+
+
+@torch.no_grad()
+def hash_buckets(qk: torch.Tensor, n_buckets: int, n_hashes: int, seed: int) -> torch.Tensor:
+    """Bucket ids ``LongTensor [B, H, n_hashes, N]`` in ``[0, n_buckets)`` for ``qk [B, H, N, dh]``.
+
+    ``n_buckets`` must be even (the rotation picks among ``[xR ; -xR]``). Not differentiable (an argmax).
+    """
+    batch, heads, length, dim = qk.shape
+    dtype = torch.float64 if qk.dtype == torch.float64 else torch.float32
+    factors = bucket_factors(n_buckets)
+    rotations = random_rotations(heads, dim, n_hashes, factors, seed, qk.device, dtype)
+    x = qk.to(dtype)
+    buckets = torch.zeros(batch, heads, n_hashes, length, dtype=torch.long, device=qk.device)
+    for b, rotation in zip(factors, rotations):
+        rotated = torch.einsum("bhnd,hdrk->bhrnk", x, rotation)  # [B, H, n_hashes, N, b/2]
+        index = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)
+        buckets = buckets * b + index
+    return buckets
