@@ -18,21 +18,16 @@ benchmarks/results/attention_cpu.json. Usage: ``python benchmarks/attention_cpu.
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
 import os
+import platform
+import resource
+import subprocess
 import sys
-
-# Run as a file, this folder comes first on sys.path, where tokenize.py would shadow the standard library's.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [entry for entry in sys.path if os.path.abspath(entry or ".") != HERE]
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import time
+from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "attention_cpu.json"
 LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)

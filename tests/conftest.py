@@ -36,3 +36,11 @@ def human_q() -> Path:
 def sarscov2() -> Path:
     """Folder with SARS-CoV-2 reference NC_045512.2.fasta and an indexed BAM of real reads."""
     return RESOURCES / "sarscov2"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Two test workers share two cores: one intra-op thread each avoids oversubscription (10x slowdowns)."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -17,8 +17,8 @@ machine gives to other processes does not count; ``wall_mbp_per_s`` is from the 
 - ``cli``: ``genoformer tokenize`` on the 2.46 Mbp genome through ``genoformer.cli.main``, wall time including
   the imports of every subcommand.
 
-Prints a table and writes benchmarks/results/tokenize.json. Usage:
-``python benchmarks/tokenize.py [--mbp 32] [--repeats 5] [--big-mbp 128]``.
+(Named tokenize_speed.py, not tokenize.py: a script's folder comes first on sys.path, and a benchmarks/tokenize.py would shadow the standard library's tokenize module for every benchmark.) Prints a table and writes benchmarks/results/tokenize.json. Usage:
+``python benchmarks/tokenize_speed.py [--mbp 32] [--repeats 5] [--big-mbp 128]``.
 """
 
 from __future__ import annotations
