@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole GPU check in one go, for a machine with one CUDA GPU and no registry access:
+#   1. install the peers from carried wheels (.whl: reformer-pytorch 1.4.4 and the versions it works with;
+#      make them with ../shared/tools/peer-wheels.sh .whl) and use this checkout of genoformer;
+#   2. the CUDA correctness tests of the fast path (tests/test_fast_path.py -m cuda);
+#   3. benchmarks/train_step.py (with a kernel profile of the fast path at 64k) and attention_gpu.py.
+# Each stage has a time limit and the whole run ends within BUDGET_S seconds (default 370); results, logs
+# and the profile go to OUT (default benchmarks/logs/gpu-run, git-ignored); copy the JSON files to
+# benchmarks/results/ to publish them. HyenaDNA needs .external/hyena-dna.
+#   OUT=/tmp/gpu BUDGET_S=600 bash benchmarks/gpu_suite.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-benchmarks/logs/gpu-run}
+BUDGET_S=${BUDGET_S:-370}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+began=$(date +%s)
+left() { echo $(( BUDGET_S - ($(date +%s) - began) )); }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/peer-site .whl/*.whl
+fi
+export PYTHONPATH="$PWD:/tmp/peer-site${PYTHONPATH:+:$PYTHONPATH}"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+
+echo "== CUDA tests ($(left) s left)"
+timeout 130 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_fast_path.py 2>&1 | tee "$OUT/pytest.log"
+
+echo "== train_step ($(left) s left)"
+step_deadline=$(( $(left) - 110 ))
+timeout $(( step_deadline + 40 )) python3 benchmarks/train_step.py --deadline-s "$step_deadline" --max-case-s 25 \
+  --min-seconds 0.5 --out "$OUT/train_step.json" --profile "$OUT/profile.txt" 2>&1 | tee "$OUT/train_step.log"
+
+echo "== attention_gpu ($(left) s left)"
+attention_deadline=$(( $(left) - 30 ))
+timeout $(( attention_deadline + 25 )) python3 benchmarks/attention_gpu.py --deadline-s "$attention_deadline" \
+  --out "$OUT/attention_gpu.json" 2>&1 | tee "$OUT/attention_gpu.log"
+echo "== done in $(( $(date +%s) - began )) s"
