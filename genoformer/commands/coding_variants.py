@@ -1,0 +1,55 @@
+"""``genoformer coding-variants``: every SNV of a sample of annotated genes, labelled by protein consequence."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from genoformer import __version__
+from genoformer.errors import ConfigError
+from genoformer.io.fasta import Reference
+from genoformer.tasks.coding import at_most_per_consequence, coding_snvs, write_coding_vcf
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the ``coding-variants`` parser."""
+    parser = subparsers.add_parser(
+        "coding-variants",
+        help="enumerate the SNVs of annotated genes with their consequence (synonymous, missense, stop-gained ...)",
+        description="Take a seeded sample of the coding sequences of a GFF3 annotation that translate cleanly, "
+        "enumerate every SNV in them, class each by translating the codon (Biopython), and write a bgzipped, "
+        "tabix-indexed VCF with INFO CONSEQUENCE, GENE, CODON, AA, CDS_POS, STRAND. Positions inside two "
+        "overlapping genes are left out.",
+    )
+    parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
+    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS features")
+    parser.add_argument("--genes", type=int, metavar="N", help="number of genes to sample (default: all)")
+    parser.add_argument("--per-class", type=int, metavar="N",
+                        help="keep at most N SNVs of each consequence, a seeded sample (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the gene and SNV samples (default 0)")
+    parser.add_argument("--table", type=int, default=11,
+                        help="NCBI genetic code (default 11: bacteria, archaea, plastids; 1: standard)")
+    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="VCF to write (bgzipped, + .tbi)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> None:
+    """Enumerate and write the coding SNVs."""
+    if not args.out.endswith(".vcf.gz"):
+        raise ConfigError(f"--out {args.out}: the VCF is bgzipped, so its name must end in .vcf.gz")
+    if args.genes is not None and args.genes < 1:
+        raise ConfigError(f"--genes {args.genes}: at least one gene")
+    if args.per_class is not None and args.per_class < 1:
+        raise ConfigError(f"--per-class {args.per_class}: at least one SNV per consequence")
+    with Reference(args.reference) as reference:
+        snvs = coding_snvs(reference, args.gff, n_genes=args.genes, table=args.table, seed=args.seed)
+        if args.per_class is not None:
+            snvs = at_most_per_consequence(snvs, args.per_class, args.seed)
+        write_coding_vcf(args.out, snvs, reference, source=f"genoformer coding-variants {__version__} "
+                         f"(genes={args.genes or 'all'}, per_class={args.per_class or 'all'}, seed={args.seed}, "
+                         f"table={args.table}, gff={args.gff})")
+    counts = Counter(snv.consequence for snv in snvs)
+    log.info("%s: %d SNVs in %d genes: %s", args.out, len(snvs), len({(s.gene, s.strand) for s in snvs}),
+             ", ".join(f"{name} {count}" for name, count in counts.most_common()))

@@ -1,0 +1,238 @@
+"""Region classification from BED labels: a linear probe on frozen embeddings, full fine-tuning, k-mer baseline.
+
+Each region gets a window of ``window`` bp centred on its midpoint (pushed inside the contig; a shorter contig
+is one whole window; the start on the tokenization phase). Three classifiers are trained on the same training
+regions and evaluated on the same held-out ones (split by contig or interval blocks, as the token datasets are):
+
+- ``probe``: logistic regression on frozen features, the mean hidden state over the window and over the
+  region's own tokens, each averaged over the forward and reverse-complement strands;
+- ``finetune``: :class:`~genoformer.model.ReformerForSequenceClassification` initialised from the checkpoint,
+  all weights trained for a few epochs (a random strand per example and epoch), predicting with the mean of
+  both strands' probabilities;
+- ``kmer``: logistic regression on the k-mer spectrum of the window (no model).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from genoformer.errors import InputError
+from genoformer.io.bed import read_bed
+from genoformer.io.fasta import reverse_complement_codes
+from genoformer.model import ReformerForSequenceClassification, load_pretrained
+from genoformer.tasks.baselines import spectra
+from genoformer.tasks.encoder import Encoder, Job
+from genoformer.tasks.linear import LinearModel, fit_linear
+from genoformer.tasks.metrics import classification_metrics
+from genoformer.tasks.splits import assign_test, split_groups
+
+log = logging.getLogger(__name__)
+
+METHODS = ("probe", "finetune", "kmer")
+
+
+@dataclass
+class RegionLabels:
+    """Labelled regions: ``table`` (chrom, start, end, name, label), ``labels`` (0..K-1) and ``classes``."""
+
+    table: pd.DataFrame
+    labels: np.ndarray
+    classes: list[str]
+
+
+def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label_column: int | str = 7,
+                       class_beds: dict[str, str] | None = None) -> RegionLabels:
+    """Regions with their class: from the label column of one BED, or one BED per class (name -> path)."""
+    if class_beds:
+        tables = [read_bed(path, reference, label_column=None).assign(label=name) for name, path in class_beds.items()]
+        table = pd.concat(tables, ignore_index=True)
+    else:
+        table = read_bed(bed, reference, label_column=label_column)
+        if "label" not in table:
+            raise InputError(f"{bed}: no label column {label_column} (give labels in BED column 7, choose one with "
+                             "--label-column, or pass one BED per class with --class-bed)")
+    if "name" not in table:
+        table["name"] = [f"{c}:{s + 1}-{e}" for c, s, e in zip(table.chrom, table.start, table.end)]
+    classes = [str(name) for name in sorted(table["label"].unique())]  # numeric order for integer labels
+    table["label"] = table["label"].astype(str)
+    if len(classes) < 2:
+        source = bed or ", ".join(map(str, class_beds.values()))
+        raise InputError(f"{source}: every region has label {classes[0]!r}; "
+                         "a classifier needs at least 2 classes")
+    labels = table["label"].map({name: i for i, name in enumerate(classes)}).to_numpy(np.int64)
+    return RegionLabels(table[["chrom", "start", "end", "name", "label"]], labels, classes)
+
+
+def region_windows(table: pd.DataFrame, contigs: dict[str, int], window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window ``[start, end)`` of each region (see the module docstring)."""
+    lengths = table["chrom"].map(contigs).to_numpy(np.int64)
+    middle = (table["start"].to_numpy(np.int64) + table["end"].to_numpy(np.int64)) // 2
+    starts = np.clip(middle - window // 2, 0, np.maximum(0, lengths - window)) // stride * stride
+    return starts, np.minimum(lengths, starts + window)
+
+
+def window_sequences(reference, table: pd.DataFrame, starts: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    """Base codes of every window."""
+    return [reference.codes(chrom, int(s), int(e))[0] for chrom, s, e in zip(table["chrom"], starts, ends)]
+
+
+def frozen_features(encoder: Encoder, sequences: list[np.ndarray], spans: list[tuple[int, int]],
+                    progress: bool = True) -> np.ndarray:
+    """``[n, 2 * dim]``: mean hidden state over the window and over the region span (window coordinates),
+    each averaged over both strands."""
+    dim = encoder.model.config.dim
+    features = np.zeros((len(sequences), 2 * dim))
+
+    def readout(hidden, index, region):
+        positions = list(encoder.token_range(*region, hidden.shape[0])) or list(range(hidden.shape[0]))
+        features[index] += 0.5 * torch.cat([hidden.mean(0), hidden[positions].mean(0)]).cpu().numpy()
+
+    def jobs():
+        for index, (codes, (start, end)) in enumerate(zip(tqdm(sequences, desc="embedding regions", unit=" regions",
+                                                               disable=None if progress else True), spans)):
+            size = codes.size
+            for sequence, region in ((codes, (start, end)), (reverse_complement_codes(codes), (size - end, size - start))):
+                yield Job(encoder.encode(sequence), "region",
+                          lambda hidden, i=index, r=region: readout(hidden, i, r))
+
+    encoder.run(jobs())
+    return features
+
+
+def kmer_features(sequences: list[np.ndarray], k: int) -> np.ndarray:
+    """The k-mer spectrum baseline's features of every window."""
+    return spectra(sequences, k)
+
+
+def _batch(encoder: Encoder, sequences: list[np.ndarray], strands: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of windows, each on its strand (0 forward, 1 reverse complement)."""
+    return encoder.pad([encoder.encode(codes if strand == 0 else reverse_complement_codes(codes))
+                        for codes, strand in zip(sequences, strands)])
+
+
+def finetune(checkpoint, encoder: Encoder, sequences: list[np.ndarray], labels: np.ndarray, n_classes: int, *,
+             epochs: int, lr: float, batch_size: int, seed: int) -> ReformerForSequenceClassification:
+    """Fine-tune every weight of a sequence classifier initialised from ``checkpoint`` on ``sequences``."""
+    torch.manual_seed(seed)
+    model = load_pretrained(checkpoint, ReformerForSequenceClassification, num_labels=n_classes).to(encoder.device)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        order = rng.permutation(len(sequences))
+        losses = []
+        for first in tqdm(range(0, order.size, batch_size), desc=f"fine-tuning epoch {epoch + 1}/{epochs}",
+                          unit=" batches", disable=None):
+            rows = order[first:first + batch_size]
+            ids, valid = _batch(encoder, [sequences[i] for i in rows], rng.integers(0, 2, rows.size).tolist())
+            loss = F.cross_entropy(model(ids, valid), torch.as_tensor(labels[rows], device=encoder.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+        log.info("fine-tuning epoch %d/%d: mean training loss %.4f", epoch + 1, epochs, float(np.mean(losses)))
+    return model.eval()
+
+
+@torch.inference_mode()
+def finetuned_probabilities(model, encoder: Encoder, sequences: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """Class probabilities ``[n, K]`` of a fine-tuned classifier, the mean over both strands."""
+    model.eval()
+    probabilities = []
+    for first in range(0, len(sequences), batch_size):
+        chunk = sequences[first:first + batch_size]
+        both = [torch.softmax(model(*_batch(encoder, chunk, [strand] * len(chunk))).float(), dim=-1)
+                for strand in (0, 1)]
+        probabilities.append(((both[0] + both[1]) / 2).cpu().numpy())
+    return np.concatenate(probabilities)
+
+
+def score_columns(probabilities: dict[str, np.ndarray], classes: list[str]) -> dict[str, np.ndarray]:
+    """Prediction table columns: ``score_<method>`` (P of the second class) for two classes, else
+    ``score_<method>_<class>`` per class."""
+    columns = {}
+    for method, values in probabilities.items():
+        if len(classes) == 2:
+            columns[f"score_{method}"] = values[:, 1]
+        else:
+            columns.update({f"score_{method}_{name}": values[:, i] for i, name in enumerate(classes)})
+    return columns
+
+
+@dataclass
+class RegionClassification:
+    """What ``classify-regions`` reports and keeps: metrics, per-region predictions and the fitted models."""
+
+    metrics: dict
+    predictions: pd.DataFrame
+    probe: LinearModel
+    baseline: LinearModel
+    finetuned: ReformerForSequenceClassification | None
+
+
+def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpoint, *, window: int, split: str,
+                     block: int, test_fraction: float, kmer: int, epochs: int, lr: float, n_bootstrap: int,
+                     seed: int) -> RegionClassification:
+    """Train the probe, the fine-tuned model (``epochs`` > 0) and the k-mer baseline; evaluate on held-out regions."""
+    table = regions.table
+    starts, ends = region_windows(table, reference.contigs, window, encoder.stride)
+    sequences = window_sequences(reference, table, starts, ends)
+    spans = list(zip(table["start"].to_numpy() - starts, table["end"].to_numpy() - starts))
+    contigs = table["chrom"].to_numpy(str)
+    method = split if split != "auto" else ("contig" if np.unique(contigs).size >= 3 else "blocks")
+    groups = split_groups(contigs, (table["start"].to_numpy() + table["end"].to_numpy()) // 2, method=method,
+                          block=block)
+    names = np.array(regions.classes)[regions.labels]
+    is_test = assign_test(groups, names, test_fraction=test_fraction, seed=seed)
+    train, y = ~is_test, regions.labels
+    features = {"probe": frozen_features(encoder, sequences, spans), "kmer": kmer_features(sequences, kmer)}
+    fitted = {name: fit_linear(x[train], y[train], groups[train], regions.classes, seed) for name, x in features.items()}
+    probabilities = {name: fitted[name].predict_proba(x) for name, x in features.items()}
+    finetuned = None
+    if epochs > 0:
+        finetuned = finetune(checkpoint, encoder, [sequences[i] for i in np.flatnonzero(train)], y[train],
+                             len(regions.classes), epochs=epochs, lr=lr, batch_size=encoder.batch_size, seed=seed)
+        probabilities["finetune"] = finetuned_probabilities(finetuned, encoder, sequences, encoder.batch_size)
+    metrics = {
+        "classes": regions.classes,
+        "window_bp": window,
+        "split": {"method": method, "block_bp": block if method == "blocks" else None,
+                  "test_fraction": test_fraction, "seed": seed, "n_train": int(train.sum()),
+                  "n_test": int(is_test.sum()), "groups_train": int(np.unique(groups[train]).size),
+                  "groups_test": int(np.unique(groups[is_test]).size)},
+        "test": {name: classification_metrics(y[is_test], values[is_test], n_bootstrap=n_bootstrap, seed=seed)
+                 for name, values in probabilities.items()},
+        "methods": {"probe": "logistic regression on frozen mean hidden states (window and region, both strands)",
+                    "finetune": f"ReformerForSequenceClassification, all weights, {epochs} epochs, lr {lr}",
+                    "kmer": f"logistic regression on the {kmer}-mer spectrum of the window"},
+        "C": {name: model.C for name, model in fitted.items()},
+    }
+    predictions = table.assign(split=np.where(is_test, "test", "train"), window_start=starts, window_end=ends,
+                               **score_columns(probabilities, regions.classes))
+    return RegionClassification(metrics, predictions, fitted["probe"], fitted["kmer"], finetuned)
+
+
+def predict_regions(path, reference, encoder: Encoder, result: RegionClassification, *, window: int, kmer: int,
+                    classes: list[str]) -> pd.DataFrame:
+    """Scores of every trained method for the regions of a new BED (labels, if any, are kept as ``label``)."""
+    table = read_bed(path, reference)
+    starts, ends = region_windows(table, reference.contigs, window, encoder.stride)
+    sequences = window_sequences(reference, table, starts, ends)
+    spans = list(zip(table["start"].to_numpy() - starts, table["end"].to_numpy() - starts))
+    probabilities = {"probe": result.probe.predict_proba(frozen_features(encoder, sequences, spans)),
+                     "kmer": result.baseline.predict_proba(kmer_features(sequences, kmer))}
+    if result.finetuned is not None:
+        probabilities["finetune"] = finetuned_probabilities(result.finetuned, encoder, sequences, encoder.batch_size)
+    best = "finetune" if result.finetuned is not None else "probe"
+    predicted = np.array(classes)[probabilities[best].argmax(axis=1)]
+    return table.assign(window_start=starts, window_end=ends, predicted=predicted, predicted_by=best,
+                        **score_columns(probabilities, classes))

@@ -1,0 +1,101 @@
+"""Outputs of ``score-variants``: a bgzipped, tabix-indexed sites VCF with GF_* INFO scores, and a TSV table.
+
+The VCF keeps each input variant's ID, QUAL, FILTER and INFO (multi-allelic records split, one ALT per line;
+genotype columns are not carried over) and adds the scores. Its header records the checkpoint's SHA-256, the
+window and the tokenization, so a score can always be traced to the model that made it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from genoformer.atomic import atomic_path
+from genoformer.tasks.variants import STRANDS, VariantScores
+from genoformer.tasks.vcf_writer import InfoField, write_sites_vcf
+
+SCORE_FIELDS = {
+    "LLR": "zero-shot masked log-likelihood ratio log P(ALT) - log P(REF) (k-mer aware)",
+    "EMB_LOCAL": "Euclidean distance of the mean hidden state over the tokens at the variant, REF vs ALT window",
+    "EMB_POOLED": "Euclidean distance of the mean hidden state over the whole window, REF vs ALT window",
+}
+STRAND_WORDS = {"fwd": "forward strand", "rev": "reverse-complement strand"}
+
+
+def score_columns(scores: VariantScores) -> dict[str, np.ndarray]:
+    """Every score as a column: ``GF_<NAME>`` (mean of both strands) and ``GF_<NAME>_FWD``/``_REV``."""
+    columns = {}
+    for name, values in (("LLR", scores.llr), ("EMB_LOCAL", scores.emb_local), ("EMB_POOLED", scores.emb_pooled)):
+        columns[f"GF_{name}"] = values.mean(axis=1)
+        for strand, label in enumerate(STRANDS):
+            columns[f"GF_{name}_{label.upper()}"] = values[:, strand]
+    return columns
+
+
+def score_info_fields(per_strand: bool) -> list[InfoField]:
+    """The INFO header lines of the scores (both-strand means, and per strand when asked for)."""
+    fields = []
+    for name, description in SCORE_FIELDS.items():
+        fields.append(InfoField(f"GF_{name}", "1", "Float", f"genoformer: {description}, mean of both strands"))
+        if per_strand:
+            fields.extend(InfoField(f"GF_{name}_{label.upper()}", "1", "Float",
+                                    f"genoformer: {description}, {STRAND_WORDS[label]}") for label in STRANDS)
+    return fields
+
+
+def _input_info_fields(header, variants) -> list[InfoField]:
+    used = {key for variant in variants for key in variant.info if not key.startswith("GF_")}
+    return [InfoField(key, str(header.info[key].number), header.info[key].type, header.info[key].description)
+            for key in header.info if key in used]
+
+
+def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores, reference, *, meta: dict,
+                     per_strand: bool = False, variants: list | None = None,
+                     extra: list[tuple[InfoField, np.ndarray]] = ()) -> int:
+    """Write the scored variants (those with ``scores.scored``) to ``path`` (+ index); returns the count.
+
+    ``variants`` are the scored variants when they are not all of ``variant_set.variants``; ``extra`` adds
+    more per-variant INFO fields (e.g. a classifier's probability).
+    """
+    variants = variant_set.variants if variants is None else variants
+    columns = score_columns(scores)
+    for field, values in extra:
+        columns[field.id] = values
+    keys = [field.id for field in score_info_fields(per_strand)] + [field.id for field, _ in extra]
+    header = variant_set.header
+    filters = [(name, header.filters[name].description) for name in header.filters if name != "PASS"]
+
+    def records():
+        for index in np.flatnonzero(scores.scored):
+            variant = variants[index]
+            info = {key: value for key, value in variant.info.items() if not key.startswith("GF_")}
+            info.update({key: float(columns[key][index]) for key in keys})
+            yield dict(contig=variant.contig, pos=variant.pos, ref=variant.ref, alt=variant.alt, id=variant.id,
+                       qual=variant.qual, filter=[name for name in variant.filter if name != "PASS"], info=info)
+
+    info_fields = (_input_info_fields(header, variants) + score_info_fields(per_strand)
+                   + [field for field, _ in extra])
+    return write_sites_vcf(path, reference, records(), info_fields=info_fields, meta=meta, filters=filters)
+
+
+def scores_table(variant_set, scores: VariantScores) -> pd.DataFrame:
+    """One row per scored variant: position, alleles, input record number, window and every score column."""
+    rows = np.flatnonzero(scores.scored)
+    variants = [variant_set.variants[i] for i in rows]
+    table = pd.DataFrame({
+        "contig": [v.contig for v in variants], "pos": [v.pos for v in variants],
+        "id": [v.id or "." for v in variants], "ref": [v.ref for v in variants], "alt": [v.alt for v in variants],
+        "record": [v.record for v in variants],
+        "window_start": scores.window_start[rows], "window_end": scores.window_end[rows],
+    })
+    for name, values in score_columns(scores).items():
+        table[name] = values[rows]
+    return table
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write a table as TSV (NaN as ``NA``), atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")

@@ -1,0 +1,74 @@
+"""Write sites-only VCFs that genomics tools read: bgzipped, sorted, tabix-indexed, written atomically."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pysam
+
+from genoformer.atomic import atomic_path
+
+TBI_MAX_CONTIG = 2**29 - 1  # tabix (.tbi) indexes contigs up to 512 Mbp; longer ones need CSI
+
+
+@dataclass(frozen=True)
+class InfoField:
+    """An INFO header line: ``##INFO=<ID=..,Number=..,Type=..,Description="..">``."""
+
+    id: str
+    number: str
+    type: str
+    description: str
+
+
+def index_path(path: str | os.PathLike, contig_lengths: Iterable[int]) -> Path:
+    """Where the index of ``path`` goes: ``.tbi``, or ``.csi`` when a contig is too long for tabix."""
+    csi = max(contig_lengths, default=0) > TBI_MAX_CONTIG
+    return Path(f"{path}.csi" if csi else f"{path}.tbi")
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict], *,
+                    info_fields: Iterable[InfoField], meta: dict[str, str] | None = None,
+                    filters: Iterable[tuple[str, str]] = ()) -> int:
+    """Write ``records`` to ``path`` (bgzipped VCF) with its tabix index; return the number of records.
+
+    Each record is a dict with ``contig, pos`` (1-based), ``ref, alt`` and optionally ``id, qual, filter``
+    (list of names) and ``info`` (dict; None or NaN values are left out, i.e. written as missing). Records are
+    sorted by contig (reference order) and position. ``meta`` adds ``##key=value`` header lines; ``filters``
+    declares FILTER ids. The VCF and its index are renamed into place only when both are complete.
+    """
+    contigs = reference.contigs
+    order = {name: i for i, name in enumerate(contigs)}
+    rows = sorted(records, key=lambda r: (order[r["contig"]], r["pos"], r["ref"], r["alt"]))
+    header = pysam.VariantHeader()
+    header.add_meta("reference", f"file://{Path(reference.path).resolve()}")
+    for key, value in (meta or {}).items():
+        header.add_meta(key, str(value))
+    for name, length in contigs.items():
+        header.contigs.add(name, length=length)
+    for field in info_fields:
+        header.info.add(field.id, field.number, field.type, field.description)
+    for name, description in filters:
+        header.filters.add(name, None, None, description)
+    index = index_path(path, contigs.values())
+    with atomic_path(index) as tmp_index, atomic_path(path, suffix=".vcf.gz") as tmp:
+        with pysam.VariantFile(str(tmp), "wz", header=header) as out:
+            for row in rows:
+                record = out.new_record(contig=row["contig"], start=row["pos"] - 1, alleles=(row["ref"], row["alt"]),
+                                        id=row.get("id") or None, qual=row.get("qual"))
+                for name in row.get("filter") or ():
+                    record.filter.add(name)
+                for key, value in (row.get("info") or {}).items():
+                    if not _missing(value):
+                        record.info[key] = value
+                out.write(record)
+        pysam.tabix_index(str(tmp), preset="vcf", force=True, index=str(tmp_index), csi=index.suffix == ".csi")
+    return len(rows)

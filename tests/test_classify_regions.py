@@ -1,0 +1,159 @@
+"""classify-regions and the pieces every classifier shares: metrics, the linear model, splits, k-mer features."""
+
+import itertools
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from genoformer.cli import main
+from genoformer.errors import ConfigError, InputError
+from genoformer.io.fasta import Reference
+from genoformer.model import ReformerForSequenceClassification, load_pretrained
+from genoformer.region_labels import coding_intergenic_regions, write_bed
+from genoformer.tasks.baselines import kmer_counts
+from genoformer.tasks.linear import LinearModel, fit_linear
+from genoformer.tasks.metrics import auprc, auroc, classification_metrics
+from genoformer.tasks.regions import read_region_labels, region_windows
+from genoformer.tasks.splits import assign_test, split_groups
+from tiny_pretrained import CDIPH, tiny_run  # noqa: F401  (tiny_run is a fixture)
+
+CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
+
+
+def test_auroc_and_auprc_match_scikit_learn_on_random_and_tied_scores():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(2, 60))
+        labels = rng.integers(0, 2, n)
+        if labels.min() == labels.max():
+            continue
+        scores = rng.integers(0, 5, n) if trial % 2 else rng.normal(size=n)  # half with many ties
+        assert auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+        assert auprc(labels, scores) == pytest.approx(average_precision_score(labels, scores))
+
+
+def test_bootstrap_intervals_bracket_the_value_and_shrink_with_n():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (60, 2000):
+        labels = rng.integers(0, 2, n)
+        scores = labels + rng.normal(scale=1.5, size=n)
+        probabilities = 1 / (1 + np.exp(-np.stack([-scores, scores], axis=1)))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        report = classification_metrics(labels, probabilities, n_bootstrap=300, seed=0)
+        for name in ("auroc", "auprc", "accuracy"):
+            low, high = report[name]["ci95"]
+            assert low <= report[name]["value"] <= high
+        widths.append(np.diff(report["auroc"]["ci95"])[0])
+        assert report["n"] == n and sum(report["n_per_class"]) == n
+    assert widths[1] < widths[0] / 3
+    three = classification_metrics(np.arange(30) % 3, np.eye(3)[np.arange(30) % 3], n_bootstrap=50)
+    assert three["auroc"]["value"] == 1 and three["accuracy"]["value"] == 1
+
+
+def test_linear_model_matches_scikit_learn_and_survives_json():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(120, 5)) * [1, 10, 0.1, 1, 1]
+    for n_classes in (2, 3):
+        labels = rng.integers(0, n_classes, 120)
+        features[:, 0] += labels
+        groups = np.arange(120) // 10
+        model = fit_linear(features, labels, groups, [f"c{i}" for i in range(n_classes)], seed=0)
+        scaled = (features - features.mean(0)) / features.std(0)
+        reference = LogisticRegression(C=model.C, max_iter=2000).fit(scaled, labels)
+        np.testing.assert_allclose(model.predict_proba(features), reference.predict_proba(scaled), atol=1e-6)
+        again = LinearModel.from_json(json.loads(json.dumps(model.to_json())))
+        np.testing.assert_allclose(again.predict_proba(features), model.predict_proba(features))
+
+
+def test_splits_keep_blocks_whole_and_need_both_classes():
+    rng = np.random.default_rng(3)
+    positions = rng.integers(0, 1_000_000, 500)
+    labels = rng.integers(0, 2, 500)
+    groups = split_groups(np.array(["chr1"] * 500), positions, method="blocks", block=50_000)
+    is_test = assign_test(groups, labels, test_fraction=0.3, seed=0)
+    assert 0.3 <= is_test.mean() < 0.45
+    for group in np.unique(groups):
+        assert len(set(is_test[groups == group])) == 1
+    assert not set(positions[is_test] // 50_000) & set(positions[~is_test] // 50_000)
+    by_contig = split_groups(np.array(["a", "b", "c", "d"] * 25), positions[:100], method="contig", block=1)
+    assert set(by_contig) == {"a", "b", "c", "d"}
+    with pytest.raises(ConfigError, match="split has no example of class"):
+        assign_test(np.array(["x"] * 5 + ["y"] * 5), np.array([0] * 5 + [1] * 5), test_fraction=0.5, seed=0)
+
+
+def test_kmer_counts_match_a_plain_counter():
+    rng = np.random.default_rng(4)
+    for k in (1, 2, 3, 4):
+        codes = rng.choice(5, size=300, p=[0.24, 0.24, 0.24, 0.24, 0.04]).astype(np.uint8)
+        expected = Counter(tuple(codes[i:i + k]) for i in range(len(codes) - k + 1) if 4 not in codes[i:i + k])
+        counts = kmer_counts(codes, k)
+        for index, kmer in enumerate(itertools.product(range(4), repeat=k)):
+            assert counts[index] == expected.get(kmer, 0)
+
+
+def test_region_labels_from_column_or_one_bed_per_class(tmp_path, chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        labelled = tmp_path / "labelled.bed"
+        labelled.write_text("NC_000932.1\t100\t200\ta\t0\t+\t1\nNC_000932.1\t5000\t5100\tb\t0\t-\t0\n"
+                            "NC_000932.1\t9000\t9100\tc\t0\t+\t1\n")
+        regions = read_region_labels(reference, bed=labelled)
+        assert regions.classes == ["0", "1"] and regions.labels.tolist() == [1, 0, 1]
+        (tmp_path / "x.bed").write_text("NC_000932.1\t10\t20\n")
+        (tmp_path / "y.bed").write_text("NC_000932.1\t30\t40\nNC_000932.1\t50\t60\n")
+        per_class = read_region_labels(reference, class_beds={"yes": tmp_path / "y.bed", "no": tmp_path / "x.bed"})
+        assert per_class.classes == ["no", "yes"] and per_class.labels.tolist() == [1, 1, 0]
+        with pytest.raises(InputError, match="no label column 7"):
+            read_region_labels(reference, bed=tmp_path / "x.bed")
+        with pytest.raises(InputError, match="at least 2 classes"):
+            read_region_labels(reference, class_beds={"only": tmp_path / "y.bed"})
+        starts, ends = region_windows(regions.table, reference.contigs, window=1000, stride=3)
+        assert starts.tolist() == [0, 4548, 8550] and (ends - starts).tolist() == [1000] * 3
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")
+def test_cli_probe_finetune_and_baseline_on_coding_vs_intergenic(tiny_run, tmp_path):
+    with Reference(CDIPH) as reference:
+        regions = coding_intergenic_regions(reference, CDIPH_GFF, length=96, per_class=40, seed=0)
+    write_bed(tmp_path / "regions.bed", regions)
+    write_bed(tmp_path / "new.bed", regions.iloc[::10].assign(label="?"))
+    out = tmp_path / "out"
+    assert main(["classify-regions", "--reference", str(CDIPH), "--bed", str(tmp_path / "regions.bed"),
+                 "--checkpoint", str(tiny_run), "--out", str(out), "--window", "128", "--finetune-epochs", "1",
+                 "--lr", "1e-3", "--bootstrap", "200", "--batch-size", "16", "--block", "200000",
+                 "--predict", str(tmp_path / "new.bed")]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["coding", "intergenic"] and metrics["split"]["method"] == "blocks"
+    assert set(metrics["test"]) == {"probe", "finetune", "kmer"}
+    for result in metrics["test"].values():
+        for name in ("auroc", "auprc", "accuracy"):
+            assert result[name]["ci95"][0] <= result[name]["value"] <= result[name]["ci95"][1]
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert len(predictions) == 80 and set(predictions["split"]) == {"train", "test"}
+    assert {"score_probe", "score_finetune", "score_kmer"} <= set(predictions.columns)
+    # the model's frozen features separate coding from intergenic sequence better than chance
+    assert metrics["test"]["probe"]["auroc"]["value"] > 0.6
+    finetuned = load_pretrained(out / "model", ReformerForSequenceClassification)
+    assert finetuned.num_labels == 2
+    assert json.loads((out / "model" / "labels.json").read_text())["classes"] == ["coding", "intergenic"]
+    bed = [line.split("\t") for line in (out / "predict.bed").read_text().splitlines()]
+    assert len(bed) == 8 and all(row[6] in ("coding", "intergenic") and 500 <= int(row[4]) <= 1000 for row in bed)
+
+
+@pytest.mark.slow
+def test_bed_errors_are_one_line_exit_2(tmp_path, chloroplast_fasta):
+    bad = tmp_path / "bad.bed"
+    bad.write_text("NC_000932.1\t500\t400\tx\t0\t+\tA\n")
+    result = subprocess.run([sys.executable, "-m", "genoformer", "-q", "classify-regions", "--reference",
+                             str(chloroplast_fasta), "--bed", str(bad), "--checkpoint", str(tmp_path), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "bad.bed line 1: start 500 is not before end 400" in result.stderr

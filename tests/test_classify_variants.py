@@ -1,0 +1,137 @@
+"""classify-variants: labels from INFO, the trained classifier next to its baselines, predictions as VCF."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+
+from genoformer.cli import main
+from genoformer.errors import ConfigError, InputError
+from genoformer.io.fasta import Reference
+from genoformer.io.vcf import read_variants
+from genoformer.tasks.coding import coding_snvs, write_coding_vcf
+from genoformer.tasks.linear import LinearModel
+from genoformer.tasks.variant_classes import context_features, model_features, variant_labels
+from tiny_pretrained import CDIPH, tiny_run  # noqa: F401  (tiny_run is a fixture)
+
+CONTIG = "NC_000932.1"
+CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
+
+
+@pytest.fixture(scope="module")
+def chloroplast(chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        yield reference
+
+
+def labelled_vcf(path, reference, infos):
+    """A VCF of SNVs at positions 1001, 1011, ... with the given INFO strings."""
+    lines = ["##fileformat=VCFv4.2", f"##contig=<ID={CONTIG},length={reference.contigs[CONTIG]}>",
+             '##INFO=<ID=CLS,Number=1,Type=String,Description="class">',
+             '##INFO=<ID=BIN,Number=1,Type=Integer,Description="0/1 label">',
+             '##INFO=<ID=HIT,Number=0,Type=Flag,Description="flag label">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    for i, info in enumerate(infos):
+        pos = 1001 + 10 * i
+        ref = reference.fetch(CONTIG, pos - 1, pos).upper()
+        lines.append(f"{CONTIG}\t{pos}\t.\t{ref}\t{'A' if ref != 'A' else 'C'}\t.\t.\t{info}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_labels_from_info_values_flags_and_0_1(chloroplast, tmp_path):
+    infos = ["CLS=stop;BIN=1;HIT", "CLS=syn;BIN=0", "CLS=mis;BIN=1", "CLS=stop;BIN=0;HIT", "CLS=syn;BIN=1", "BIN=0"]
+    variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
+    named = variant_labels(variants, "CLS", ["stop"], ["syn"])
+    assert named.indices.tolist() == [0, 1, 3, 4] and named.labels.tolist() == [1, 0, 1, 0]
+    assert named.classes == ["syn", "stop"] and named.unlabelled == 2
+    rest = variant_labels(variants, "CLS", ["stop"])  # without --negative every other value is negative
+    assert rest.indices.tolist() == [0, 1, 2, 3, 4] and rest.labels.tolist() == [1, 0, 0, 1, 0]
+    assert variant_labels(variants, "BIN").labels.tolist() == [1, 0, 1, 0, 1, 0]
+    assert variant_labels(variants, "HIT").labels.tolist() == [1, 0, 0, 1, 0, 0]
+    with pytest.raises(ConfigError, match="CLS' has values mis, stop, syn; name the classes"):
+        variant_labels(variants, "CLS")
+    with pytest.raises(InputError, match="INFO field 'NOPE' is not declared"):
+        variant_labels(variants, "NOPE")
+    with pytest.raises(InputError, match="each class needs at least 2"):
+        variant_labels(variants, "CLS", ["mis"], ["syn"])
+    sub = variant_labels(variants, "BIN").subsample(2, seed=0)
+    assert np.bincount(sub.labels).tolist() == [2, 2] and list(sub.indices) == sorted(sub.indices)
+
+
+def test_context_baseline_sees_the_created_kmers(chloroplast, tmp_path):
+    variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1"]), chloroplast).variants
+    features = context_features(variants, chloroplast, flank=4, k=2)
+    ref_counts, change = features[0, :16], features[0, 16:]
+    assert ref_counts.sum() == 8 and change.sum() == 0  # 9 bases -> 8 dinucleotides, ALT keeps the length
+    assert (change != 0).sum() >= 2  # the SNV destroys and creates dinucleotides
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")
+def test_cli_trains_evaluates_and_predicts(tiny_run, tmp_path):
+    rng = np.random.default_rng(0)
+    with Reference(CDIPH) as reference:
+        snvs = coding_snvs(reference, CDIPH_GFF, n_genes=4, seed=5)
+        chosen = {name: [snvs[i] for i in rng.choice(np.flatnonzero([s.consequence == name for s in snvs]), size,
+                                                      replace=False)]
+                  for name, size in (("stop_gained", 40), ("synonymous", 40), ("missense", 10))}
+        labelled = chosen["stop_gained"] + chosen["synonymous"]
+        write_coding_vcf(tmp_path / "coding.vcf.gz", labelled + chosen["missense"], reference, source="test")
+        write_coding_vcf(tmp_path / "new.vcf.gz", labelled, reference, source="test")
+    out = tmp_path / "out"
+    code = main(["classify-variants", "--reference", str(CDIPH), "--vcf", str(tmp_path / "coding.vcf.gz"),
+                 "--label-field", "CONSEQUENCE", "--positive", "stop_gained", "--negative", "synonymous",
+                 "--checkpoint", str(tiny_run), "--out", str(out), "--window", "128", "--window-step", "64",
+                 "--bootstrap", "200", "--batch-size", "16",
+                 "--predict", str(tmp_path / "new.vcf.gz")])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == {"negative": "synonymous", "positive": "stop_gained"}
+    split = metrics["split"]
+    assert split["method"] == "blocks" and split["n_train"] + split["n_test"] == 80 and split["n_test"] > 0
+    assert metrics["left_out"] == {"unlabelled": 10, "no_llr": 0}  # missense is in neither class
+    for name in ("model_probe", "kmer_baseline", "zero_shot_neg_llr"):
+        auroc = metrics["test"][name]["auroc"]
+        assert auroc["ci95"][0] <= auroc["value"] <= auroc["ci95"][1]
+    assert "accuracy" in metrics["test"]["model_probe"] and "accuracy" not in metrics["test"]["zero_shot_neg_llr"]
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert set(predictions["split"]) == {"train", "test"} and set(predictions["label"]) == {"stop_gained", "synonymous"}
+    assert predictions["prob_model"].between(0, 1).all() and predictions["prob_kmer"].between(0, 1).all()
+    # the saved classifier is the one that made the predictions
+    probe = LinearModel.from_json(json.loads((out / "classifier.json").read_text())["model_probe"])
+    assert probe.classes == ["synonymous", "stop_gained"] and probe.coef.shape == (1, 2 * 32 + 6)
+    with pysam.VariantFile(str(out / "predicted.vcf.gz")) as predicted:
+        records = list(predicted)
+        assert "GF_PROB" in predicted.header.info and "##genoformer_checkpoint_sha256=" in str(predicted.header)
+    assert len(records) == 80 and all(0 <= r.info["GF_PROB"] <= 1 for r in records)
+    # the same variants predicted anew get the probabilities they got in training (same windows, same classifier)
+    known = {(p, a): prob for p, a, prob in zip(predictions["pos"], predictions["alt"], predictions["prob_model"])}
+    assert [r.info["GF_PROB"] for r in records] == pytest.approx([known[r.pos, r.alts[0]] for r in records], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_bad_label_field_is_one_line_exit_2(chloroplast, chloroplast_fasta, tmp_path):
+    vcf = labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1", "BIN=0"])
+    result = subprocess.run([sys.executable, "-m", "genoformer", "-q", "classify-variants", "--reference",
+                             str(chloroplast_fasta), "--vcf", str(vcf), "--label-field", "CLINSIG", "--checkpoint",
+                             str(tmp_path), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "INFO field 'CLINSIG' is not declared" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_model_features_layout():
+    from genoformer.tasks.variants import VariantScores
+    n, dim = 3, 4
+    scores = VariantScores(llr=np.ones((n, 2)), emb_local=2 * np.ones((n, 2)), emb_pooled=3 * np.ones((n, 2)),
+                           window_start=np.zeros(n), window_end=np.ones(n), scored=np.ones(n, bool),
+                           local_delta=np.arange(n * 2 * dim, dtype=float).reshape(n, 2, dim))
+    features = model_features(scores)
+    assert features.shape == (n, 2 * dim + 6)
+    assert features[1, :dim].tolist() == scores.local_delta[1, 0].tolist()
+    assert features[1, dim:2 * dim].tolist() == scores.local_delta[1, 1].tolist()
+    assert features[0, 2 * dim:].tolist() == [1, 1, 2, 2, 3, 3]

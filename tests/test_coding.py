@@ -1,0 +1,129 @@
+"""Coding-variant enumeration on the bundled annotations, checked against whole-protein translation."""
+
+import numpy as np
+import pysam
+import pytest
+from Bio.Seq import Seq
+
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import Reference
+from genoformer.tasks.coding import at_most_per_consequence, coding_snvs, read_cds, write_coding_vcf
+
+CDIPH_GFF = "cdiph/NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
+
+
+@pytest.fixture(scope="module")
+def chloroplast(chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        yield reference
+
+
+def protein_after(reference, cds, genome_pos: int, alt: str) -> str:
+    """Protein of ``cds`` after writing ``alt`` at 1-based forward-strand ``genome_pos``: the slow, obvious way."""
+    forward = {p: reference.fetch(cds.contig, p, p + 1).upper() for p in cds.positions()}
+    forward[genome_pos - 1] = alt
+    complement = str.maketrans("ACGT", "TGCA")
+    bases = "".join(forward[p] if cds.strand == "+" else forward[p].translate(complement) for p in cds.positions())
+    return str(Seq(bases).translate(table=11))
+
+
+def test_read_cds_joins_segments_and_keeps_repeat_copies_apart(resources):
+    cds = {}
+    for item in read_cds(resources / "athal_cp" / "NC_000932.1.gff3"):
+        cds.setdefault(item.name, []).append(item)
+    assert [c.segments for c in cds["atpF"]] == [((11528, 11938), (12653, 12798))]  # two exons, one CDS
+    assert len(cds["ndhB"]) == 2 and cds["ndhB"][0].strand != cds["ndhB"][1].strand  # inverted-repeat copies
+    assert "rps12" in cds and all(len({c.strand}) == 1 for c in cds["rps12"])
+    assert len(read_cds(resources / CDIPH_GFF)) == 2343
+
+
+def test_consequences_agree_with_translating_the_mutated_gene(chloroplast, resources):
+    gff = resources / "athal_cp" / "NC_000932.1.gff3"
+    all_cds = read_cds(gff)
+    snvs = coding_snvs(chloroplast, gff, n_genes=3, seed=1)
+    assert len({s.gene for s in snvs}) == 3 and {s.strand for s in snvs} == {"+", "-"}
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(snvs), 150, replace=False):
+        snv = snvs[i]
+        cds = next(c for c in all_cds if c.name == snv.gene and snv.pos - 1 in c.positions())
+        before = str(Seq(cds.sequence(chloroplast)).translate(table=11))
+        after = protein_after(chloroplast, cds, snv.pos, snv.alt)
+        assert chloroplast.fetch(snv.contig, snv.pos - 1, snv.pos).upper() == snv.ref
+        changed = [j for j in range(len(before)) if before[j] != after[j]]
+        if snv.consequence == "synonymous":
+            assert changed == []
+        elif snv.consequence == "missense":
+            assert len(changed) == 1 and after[changed[0]] != "*" and 0 < changed[0] < len(before) - 1
+        elif snv.consequence == "stop_gained":
+            assert len(changed) == 1 and after[changed[0]] == "*" and changed[0] < len(before) - 1
+        elif snv.consequence == "stop_lost":
+            assert changed == [len(before) - 1]
+        elif snv.consequence in ("start_lost", "start_retained"):
+            assert snv.cds_pos <= 3
+
+
+@pytest.mark.slow
+def test_minus_strand_gene_reads_complement(chloroplast, resources):
+    gff = resources / "athal_cp" / "NC_000932.1.gff3"
+    psba = next(c for c in read_cds(gff) if c.name == "psbA")
+    assert psba.strand == "-" and psba.sequence(chloroplast).startswith("ATG")
+    start = [s for s in coding_snvs(chloroplast, gff) if s.gene == "psbA" and s.cds_pos <= 2]
+    # the first coding base of a minus-strand gene is the last base of its span, complemented
+    assert {s.pos for s in start if s.cds_pos == 1} == {psba.segments[-1][1]}
+    assert {s.ref for s in start if s.cds_pos == 1} == {"T"}
+    # ATG -> CTG/GTG/TTG are still start codons in table 11; ATG -> AAG/ACG/AGG are not
+    assert {s.consequence for s in start if s.cds_pos == 1} == {"start_retained"}
+    assert {s.consequence for s in start if s.cds_pos == 2} == {"start_lost"}
+
+
+def test_overlapping_genes_are_left_out(resources):
+    with Reference(resources / "cdiph" / "NZ_LN831026.1.fa.gz") as reference:
+        snvs = coding_snvs(reference, resources / CDIPH_GFF, n_genes=40, seed=3)
+    positions = {s.pos for s in snvs}
+    overlapped = set()
+    cds = read_cds(resources / CDIPH_GFF)
+    for a, b in zip(cds, cds[1:]):
+        overlapped.update(range(b.segments[0][0] + 1, a.segments[-1][1] + 1))  # 1-based positions in both
+    assert overlapped and not positions & overlapped
+    assert len({s.gene for s in snvs}) >= 35  # 40 sampled, a few may be fully overlapped or untranslatable
+
+
+def test_vcf_is_indexed_and_matches_reference(chloroplast, resources, tmp_path):
+    snvs = coding_snvs(chloroplast, resources / "athal_cp" / "NC_000932.1.gff3", n_genes=2, seed=0)
+    out = tmp_path / "coding.vcf.gz"
+    write_coding_vcf(out, snvs, chloroplast, source="test")
+    assert (tmp_path / "coding.vcf.gz.tbi").exists()
+    with pysam.VariantFile(str(out)) as vcf:
+        records = list(vcf)
+        middle = records[len(records) // 2]
+        region = list(vcf.fetch(middle.contig, middle.pos - 1, middle.pos))
+    assert len(records) == len(snvs)
+    assert [r.pos for r in records] == sorted(r.pos for r in records)
+    assert all(r.ref == chloroplast.fetch(r.contig, r.pos - 1, r.pos).upper() for r in records)
+    assert {r.info["CONSEQUENCE"] for r in region} <= {"synonymous", "missense", "stop_gained", "stop_lost",
+                                                       "stop_retained", "start_lost", "start_retained"}
+    assert len(region) == 3 and middle.info["AA"].count(">") == 1
+
+
+def test_bad_annotation_is_one_line_error(chloroplast, tmp_path, resources):
+    bad = tmp_path / "bad.gff3"
+    bad.write_text("##gff-version 3\nNC_000932.1\tx\tCDS\t10\t5\t.\t+\t0\tID=a\n")
+    with pytest.raises(InputError, match=r"bad.gff3: line 2: CDS start 10 and end 5"):
+        read_cds(bad)
+    bad.write_text("##gff-version 3\nNC_000932.1 x CDS 1 9 . + 0 ID=a\n")
+    with pytest.raises(InputError, match=r"line 2: expected 9 tab-separated"):
+        read_cds(bad)
+    other = tmp_path / "other.gff3"
+    other.write_text("chrZ\tx\tCDS\t1\t9\t.\t+\t0\tID=a\n")
+    with pytest.raises(MismatchError, match="contig 'chrZ' is not in reference"):
+        coding_snvs(chloroplast, other)
+    with pytest.raises(MissingFileError):
+        read_cds(tmp_path / "absent.gff3")
+
+
+def test_at_most_per_consequence_keeps_order_and_caps_each_class(chloroplast, resources):
+    snvs = coding_snvs(chloroplast, resources / "athal_cp" / "NC_000932.1.gff3", n_genes=4, seed=2)
+    capped = at_most_per_consequence(snvs, 5, seed=0)
+    counts = {c: sum(s.consequence == c for s in snvs) for c in {s.consequence for s in snvs}}
+    assert {c: sum(s.consequence == c for s in capped) for c in counts} == {c: min(5, n) for c, n in counts.items()}
+    assert [snvs.index(s) for s in capped] == sorted(snvs.index(s) for s in capped)

@@ -1,0 +1,313 @@
+"""score-variants: the shared-pass scores against a one-variant-at-a-time reference, forward counts, outputs, CLI."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+import torch
+
+from genoformer.cli import main
+from genoformer.io.fasta import Reference, encode_bases, reverse_complement_codes
+from genoformer.io.vcf import Variant
+from genoformer.model import ReformerConfig, ReformerForMaskedLM
+from genoformer.tasks.coding import coding_snvs
+from genoformer.tasks.encoder import Encoder, load_encoder, token_range
+from genoformer.tasks.metrics import classification_metrics
+from genoformer.tasks.variants import alternate_window, pack_sites, score_variants, window_bounds
+from genoformer.tokenize.encode import encode
+from genoformer.tokenize.vocab import MASK, KmerVocab
+from tiny_pretrained import CDIPH, TRAIN_START, save_run, tiny_run  # noqa: F401  (tiny_run is a fixture)
+
+CONTIG = "NC_000932.1"
+CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
+
+
+def tiny_model(k: int, seed: int = 0) -> ReformerForMaskedLM:
+    torch.manual_seed(seed)
+    config = ReformerConfig(vocab_size=KmerVocab(k).size, dim=16, depth=1, heads=2, n_hashes=1, bucket_size=16)
+    return ReformerForMaskedLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def chloroplast(chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        yield reference
+
+
+def variant(contig, pos, ref, alt, record=1):
+    return Variant(contig=contig, pos=pos, ref=ref, alt=alt, id=None, qual=None, filter=(), info={}, record=record)
+
+
+def random_variants(reference, rng, n, start, end, kinds=("snv", "mnv", "ins", "del")):
+    variants = []
+    for number, pos in enumerate(sorted(rng.choice(np.arange(start, end), n, replace=False))):
+        kind = kinds[number % len(kinds)]
+        length = {"snv": 1, "mnv": 2, "ins": 1, "del": 3}[kind]
+        ref = reference.fetch(CONTIG, pos, pos + length).upper()
+        if kind in ("snv", "mnv"):
+            alt = "".join(rng.choice([b for b in "ACGT" if b != r]) for r in ref)
+        elif kind == "ins":
+            alt = ref + "".join(rng.choice(list("ACGT"), 2))
+        else:
+            alt = ref[0]
+        variants.append(variant(CONTIG, int(pos) + 1, ref, alt))
+    return variants
+
+
+def direct_scores(model, vocab, stride, reference, var, start, end):
+    """LLR and embedding distances of one variant, one strand at a time, with no sharing: the obvious way."""
+    k = vocab.k
+    codes = reference.codes(CONTIG, start, end)[0]
+    offset = var.pos - 1 - start
+    following = reference.codes(CONTIG, end, min(reference.contigs[CONTIG], end + 10))[0]
+    alt_forward = alternate_window(codes, offset, var.ref, var.alt, following)
+    per_base = math.ceil(k / stride)
+    results = []
+    for strand in (0, 1):
+        ref_seq = codes if strand == 0 else reverse_complement_codes(codes)
+        alt_seq = alt_forward if strand == 0 else reverse_complement_codes(alt_forward)
+        size = codes.size
+
+        def span(length):
+            return (offset, offset + length) if strand == 0 else (size - offset - length, size - offset)
+
+        def forward(seq, masked_span=None):
+            tokens = torch.from_numpy(encode(seq, vocab, stride).astype(np.int64))
+            positions = [] if masked_span is None else list(token_range(*masked_span, k, stride, tokens.numel()))
+            tokens[positions] = MASK
+            with torch.no_grad():
+                hidden = model.reformer(tokens[None])[0]
+            return hidden, positions
+
+        @torch.no_grad()
+        def log_prob(seq, hidden, positions):
+            log_probs = torch.log_softmax(model.lm_head(hidden[positions]), dim=-1)
+            ids = [vocab.token_id("".join("ACGT"[b] for b in seq[t * stride:t * stride + k])) for t in positions]
+            return float(log_probs[range(len(ids)), ids].sum())
+
+        hidden, positions = forward(ref_seq, span(len(var.ref)))
+        ref_lp = log_prob(ref_seq, hidden, positions)
+        if len(var.ref) == len(var.alt):
+            alt_lp = log_prob(alt_seq, hidden, positions)
+        else:
+            alt_hidden, alt_positions = forward(alt_seq, span(len(var.alt)))
+            alt_lp = log_prob(alt_seq, alt_hidden, alt_positions)
+        ref_hidden, _ = forward(ref_seq)
+        alt_hidden, _ = forward(alt_seq)
+        n_ref = encode(ref_seq, vocab, stride).size
+        ref_local = ref_hidden[list(token_range(*span(len(var.ref)), k, stride, n_ref))].mean(0)
+        alt_local = alt_hidden[list(token_range(*span(len(var.alt)), k, stride, n_ref))].mean(0)
+        results.append(((alt_lp - ref_lp) / per_base, float((alt_local - ref_local).norm()),
+                        float((alt_hidden.mean(0) - ref_hidden.mean(0)).norm())))
+    return np.array(results)  # [strand, (llr, local, pooled)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k,stride", [(3, 1), (4, 2)])
+def test_shared_passes_equal_one_variant_at_a_time(chloroplast, k, stride):
+    model, vocab = tiny_model(k), KmerVocab(k)
+    rng = np.random.default_rng(k * 10 + stride)
+    variants = random_variants(chloroplast, rng, 4, 5000, 5400)  # an SNV, an MNV, an insertion, a deletion
+    window = 120
+    encoder = Encoder(model, vocab, stride, torch.device("cpu"), batch_size=3)
+    # mask spacing above the window: every site gets its own masked pass, exactly as the reference does it
+    scores = score_variants(variants, chloroplast, encoder, window=window, step=stride, mask_spacing=10**6,
+                            progress=False)
+    for i, var in enumerate(variants):
+        start, end = scores.window_start[i], scores.window_end[i]
+        assert end - start == window and start % stride == 0
+        assert abs((start + end) / 2 - (var.pos - 1)) <= stride
+        expected = direct_scores(model, vocab, stride, chloroplast, var, start, end)
+        found = np.stack([scores.llr[i], scores.emb_local[i], scores.emb_pooled[i]], axis=1)
+        np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_many_variants_in_one_window_share_forward_passes(chloroplast):
+    model, vocab = tiny_model(3), KmerVocab(3)
+    rng = np.random.default_rng(7)
+    variants = random_variants(chloroplast, rng, 200, 19_750, 20_200, kinds=("snv",))
+    variants += [variant(v.contig, v.pos, v.ref, next(b for b in "ACGT" if b not in (v.ref, v.alt)))
+                 for v in variants[:100]]  # second ALT at half of the sites
+    encoder = Encoder(model, vocab, 1, torch.device("cpu"), batch_size=8)
+    scores = score_variants(variants, chloroplast, encoder, window=1024, step=512, mask_spacing=25,
+                            embeddings=False, progress=False)
+    assert {(s, e) for s, e in zip(scores.window_start, scores.window_end)} == {(19456, 20480)}
+    assert scores.scored.all() and not np.isnan(scores.llr).any()
+    # LLR only: a masked pass holds sites >= 25 bp apart; the passes needed per strand are the most sites in
+    # any 26 bp stretch (greedy packing in position order is optimal for intervals)
+    positions = np.array(sorted({v.pos for v in variants}))
+    crowded = max(int(np.sum((positions >= p) & (positions < p + 26))) for p in positions)
+    assert set(encoder.forwards) == {"masked"} and encoder.forwards["masked"] == 2 * crowded
+    assert 2 * crowded < len(variants) / 8
+    # with embeddings: one reference pass per window and strand, one alternate pass per ALT and strand
+    encoder.forwards.clear()
+    score_variants(variants[:5], chloroplast, encoder, window=1024, step=512, mask_spacing=25, progress=False)
+    assert encoder.forwards["reference"] == 2 and encoder.forwards["alternate"] == 2 * 5
+
+
+def test_shards_split_the_windows_between_them(chloroplast):
+    model, vocab = tiny_model(3), KmerVocab(3)
+    variants = random_variants(chloroplast, np.random.default_rng(5), 12, 1000, 9000, kinds=("snv",))
+    encoder = Encoder(model, vocab, 1, torch.device("cpu"), batch_size=8)
+    whole = score_variants(variants, chloroplast, encoder, window=400, mask_spacing=50, embeddings=False,
+                           progress=False)
+    shards = [score_variants(variants, chloroplast, encoder, window=400, mask_spacing=50, embeddings=False,
+                             shard=(i, 3), progress=False) for i in range(3)]
+    assert all(s.scored.any() for s in shards)
+    assert (sum(s.scored.astype(int) for s in shards) == 1).all()  # every variant in exactly one shard
+    merged = np.where(shards[0].scored[:, None], shards[0].llr, np.where(shards[1].scored[:, None], shards[1].llr,
+                                                                          shards[2].llr))
+    np.testing.assert_allclose(merged, whole.llr)
+
+
+def test_packed_masks_are_spaced_and_complete():
+    rng = np.random.default_rng(3)
+    starts = rng.integers(0, 5000, 400)
+    spans = [(int(s), int(s) + int(rng.integers(1, 4))) for s in starts]
+    passes = pack_sites(spans, spacing=100)
+    assert sorted(i for group in passes for i in group) == list(range(len(spans)))
+    for group in passes:
+        ordered = sorted(spans[i] for i in group)
+        assert all(b[0] - a[1] >= 100 for a, b in zip(ordered, ordered[1:]))
+    assert len(passes) < len(spans) / 5
+
+
+def test_windows_follow_the_grid_and_stay_inside_contigs():
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        length = int(rng.integers(100, 400_000))
+        window, stride = int(rng.integers(50, 200_000)), int(rng.integers(1, 7))
+        step = int(rng.integers(1, window // 2 + 1))
+        pos = int(rng.integers(0, length))
+        start, end = window_bounds(pos, length, window, step, stride)
+        grid = -(-step // stride) * stride
+        assert start % stride == 0 and start % grid == 0 or start == max(0, length - window) // stride * stride
+        assert 0 <= start <= pos < end <= length
+        if length >= window:
+            assert window <= end - start < window + stride
+            if window / 2 + grid <= pos <= length - window / 2 - grid:
+                assert abs(start + window / 2 - pos) <= grid / 2
+        else:
+            assert (start, end) == (0, length)
+
+
+def test_n_alleles_and_edge_variants_get_nan_not_errors(chloroplast):
+    model, vocab = tiny_model(3), KmerVocab(3)
+    length = chloroplast.contigs[CONTIG]
+    last = chloroplast.fetch(CONTIG, length - 1, length).upper()
+    variants = [variant(CONTIG, 1000, chloroplast.fetch(CONTIG, 999, 1000).upper(), "N"),
+                variant(CONTIG, length, last, "A" if last != "A" else "C")]
+    encoder = Encoder(model, vocab, 3, torch.device("cpu"))
+    scores = score_variants(variants, chloroplast, encoder, window=300, progress=False)
+    assert np.isnan(scores.llr[0]).all() and np.isfinite(scores.emb_pooled[0]).all()
+    assert scores.window_end[1] == length  # pushed inside the contig
+    # with stride 3, the last base of the contig may lie after the last whole k-mer: then no token covers it
+    covered = (length - 3) // 3 * 3 + 3 >= length
+    assert np.isfinite(scores.llr[1]).all() == covered
+
+
+def write_vcf(path, records, contigs):
+    header = "##fileformat=VCFv4.2\n" + "".join(f"##contig=<ID={c},length={n}>\n" for c, n in contigs.items())
+    header += '##INFO=<ID=DP,Number=1,Type=Integer,Description="depth">\n'
+    header += '##INFO=<ID=AF,Number=A,Type=Float,Description="allele frequency">\n'
+    header += "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    path.write_text(header + "".join("\t".join(map(str, r)) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_run(tiny_model(3), tmp_path_factory.mktemp("run"))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "genoformer", *map(str, args)], capture_output=True, text=True)
+
+
+def quiet_cli(*args):
+    """The CLI with info logs off: a user mistake must leave exactly one line on stderr."""
+    return cli("-q", *args)
+
+
+@pytest.mark.slow
+def test_cli_writes_indexed_vcf_and_table(chloroplast, chloroplast_fasta, checkpoint, tmp_path):
+    bases = {p: chloroplast.fetch(CONTIG, p - 1, p).upper() for p in (3000, 3050, 3100)}
+    records = [
+        (CONTIG, 3000, "rs1", bases[3000], "A,G" if bases[3000] not in "AG" else "C,T", 50, "PASS", "DP=10;AF=0.1,0.2"),
+        (CONTIG, 3050, ".", bases[3050], "<DEL>", ".", ".", "DP=3"),
+        (CONTIG, 3100, ".", bases[3100] + chloroplast.fetch(CONTIG, 3100, 3102).upper(), bases[3100], ".", ".", "DP=7"),
+    ]
+    vcf = write_vcf(tmp_path / "in.vcf", records, chloroplast.contigs)
+    out = tmp_path / "scored.vcf.gz"
+    result = cli("score-variants", "--reference", chloroplast_fasta, "--vcf", vcf, "--checkpoint", checkpoint,
+                 "--out", out, "--window", 600, "--per-strand")
+    assert result.returncode == 0, result.stderr
+    with pysam.VariantFile(str(out)) as scored:
+        header = str(scored.header)
+        rows = list(scored.fetch(CONTIG, 2990, 3200))
+    assert "##genoformer_checkpoint_sha256=" in header and "##genoformer_window=600" in header
+    assert all(f"ID={key}," in header for key in ("GF_LLR", "GF_LLR_FWD", "GF_LLR_REV", "GF_EMB_LOCAL", "GF_EMB_POOLED"))
+    assert [(r.pos, r.alts[0]) for r in rows][:2] == [(3000, records[0][4][0]), (3000, records[0][4][2])]
+    assert len(rows) == 3  # two ALTs split, symbolic skipped, one deletion
+    assert [r.info["AF"][0] for r in rows[:2]] == pytest.approx([0.1, 0.2]) and rows[2].info["DP"] == 7
+    for r in rows:
+        assert r.info["GF_LLR"] == pytest.approx((r.info["GF_LLR_FWD"] + r.info["GF_LLR_REV"]) / 2, rel=1e-5)
+    table = pd.read_csv(tmp_path / "scored.tsv", sep="\t")
+    assert len(table) == 3 and table["GF_EMB_POOLED"].notna().all() and list(table["record"]) == [1, 1, 3]
+
+
+@pytest.mark.slow
+def test_cli_bad_input_is_one_line_exit_2(chloroplast, chloroplast_fasta, checkpoint, tmp_path, capsys):
+    base = chloroplast.fetch(CONTIG, 99, 100).upper()
+    wrong = "A" if base != "A" else "C"
+    vcf = write_vcf(tmp_path / "mismatch.vcf", [(CONTIG, 100, ".", wrong, "G", ".", ".", "DP=1")], chloroplast.contigs)
+    out = tmp_path / "o.vcf.gz"
+    result = quiet_cli("score-variants", "--reference", chloroplast_fasta, "--vcf", vcf, "--checkpoint", checkpoint,
+                       "--out", out, "--window", 300)
+    assert result.returncode == 2 and "does not match reference" in result.stderr and "record 1" in result.stderr
+    assert result.stderr.startswith("genoformer score-variants: error: ") and result.stderr.count("\n") == 1
+    assert not out.exists()
+    other = write_vcf(tmp_path / "other.vcf", [("chr7", 5, ".", "A", "G", ".", ".", "DP=1")], {"chr7": 1000})
+    result = quiet_cli("score-variants", "--reference", chloroplast_fasta, "--vcf", other, "--checkpoint", checkpoint,
+                       "--out", out)
+    assert result.returncode == 2 and "chr7" in result.stderr and result.stderr.count("\n") == 1
+    # the same CLI in-process (cheaper): skipping mismatches works and is counted; a bad checkpoint is exit 2
+    args = ["score-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf), "--out", str(out),
+            "--window", "300", "--skip-ref-mismatch"]
+    assert main(["-q", *args, "--checkpoint", str(tmp_path)]) == 2
+    assert "config.json" in capsys.readouterr().err
+    assert main([*args, "--checkpoint", str(checkpoint)]) == 0
+    with pysam.VariantFile(str(out)) as scored:
+        assert list(scored) == [] and "ref_mismatch=1" in str(scored.header)
+
+
+def test_alternate_window_keeps_length_and_alignment():
+    codes = encode_bases("ACGTACGTAC")
+    following = encode_bases("GGG")
+    assert "".join("ACGTN"[c] for c in alternate_window(codes, 2, "G", "GTT", following)) == "ACGTTTACGT"
+    assert "".join("ACGTN"[c] for c in alternate_window(codes, 2, "GTA", "G", following)) == "ACGCGTACGG"
+    assert "".join("ACGTN"[c] for c in alternate_window(codes, 9, "C", "T", following)) == "ACGTACGTAT"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")
+def test_pretrained_model_ranks_stop_gained_below_synonymous(tiny_run):
+    """Real biology at demo scale: on genes the tiny model never saw, stop-gained SNVs get lower LLRs than
+    synonymous ones (AUROC of -LLR above chance, CI excluding 0.5)."""
+    with Reference(CDIPH) as reference:
+        snvs = [s for s in coding_snvs(reference, CDIPH_GFF, n_genes=3, seed=1)
+                if s.consequence in ("stop_gained", "synonymous") and s.pos <= TRAIN_START]
+        variants = [variant(s.contig, s.pos, s.ref, s.alt, i + 1) for i, s in enumerate(snvs)]
+        encoder, _ = load_encoder(tiny_run, device="cpu", batch_size=16)
+        scores = score_variants(variants, reference, encoder, window=128, step=64, mask_spacing=12,
+                                embeddings=False, progress=False)
+    stop_gained = np.array([s.consequence == "stop_gained" for s in snvs])
+    assert stop_gained.sum() >= 100 and (~stop_gained).sum() >= 500
+    result = classification_metrics(stop_gained, -scores.llr.mean(axis=1), n_bootstrap=300)
+    assert result["auroc"]["ci95"][0] > 0.5, result
+    assert sum(encoder.forwards.values()) < len(variants) / 2
