@@ -18,6 +18,15 @@ from genoformer.errors import GenoformerError
 # ``func`` (called with the parsed args). Order here is the order in ``genoformer --help``.
 COMMANDS = (
     "tokenize",
+    "pretrain",
+    "evaluate",
+    "score-variants",
+    "classify-variants",
+    "classify-regions",
+    "coding-variants",
+    "region-labels",
+    "merge-vcf",
+    "report",
 )
 
 

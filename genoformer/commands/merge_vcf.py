@@ -1,0 +1,39 @@
+"""``genoformer merge-vcf``: merge the shards of a `score-variants --shard i/n` run into one indexed VCF."""
+
+from __future__ import annotations
+
+import logging
+
+from genoformer.errors import ConfigError
+from genoformer.vcf_shards import merge_tables, merge_vcfs
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the ``merge-vcf`` parser."""
+    parser = subparsers.add_parser(
+        "merge-vcf",
+        help="merge score-variants shards into one bgzipped, tabix-indexed VCF (gather)",
+        description="Merge the VCFs written by `genoformer score-variants --shard i/n` jobs (position-sorted, one "
+        "header but for the ##genoformer_shard line) by position into one bgzipped VCF with its index. "
+        "Optionally merge their TSV tables too, rows back in input-record order.",
+    )
+    parser.add_argument("--vcfs", required=True, nargs="+", metavar="SHARD.vcf.gz",
+                        help="shard VCFs to merge (any order)")
+    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="merged VCF to write (+ .tbi)")
+    parser.add_argument("--tables", nargs="+", default=[], metavar="SHARD.tsv",
+                        help="shard tables (score-variants --table) to merge into --table-out")
+    parser.add_argument("--table-out", metavar="OUT.tsv", help="merged table to write (needs --tables)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> None:
+    """Merge ``args.vcfs`` into ``args.out`` (and ``args.tables`` into ``args.table_out``)."""
+    if bool(args.tables) != bool(args.table_out):
+        raise ConfigError("--tables and --table-out go together")
+    records = merge_vcfs(args.vcfs, args.out)
+    log.info("%s: %d records from %d shards", args.out, records, len(args.vcfs))
+    if args.tables:
+        rows = merge_tables(args.tables, args.table_out)
+        log.info("%s: %d rows from %d tables", args.table_out, rows, len(args.tables))

@@ -1,0 +1,37 @@
+"""``genoformer region-labels``: coding vs intergenic regions of an annotation, as a labelled BED."""
+
+from __future__ import annotations
+
+import logging
+
+from genoformer.io.fasta import Reference
+from genoformer.region_labels import coding_intergenic_regions, write_bed
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the ``region-labels`` parser."""
+    parser = subparsers.add_parser(
+        "region-labels",
+        help="write coding vs intergenic regions of an annotation as a labelled BED",
+        description="Draw regions of LENGTH bp (on a grid) that lie wholly inside CDS ('coding') or wholly outside "
+        "every CDS ('intergenic'), PER_CLASS of each (seeded), and write BED6 with the class in column 7 for "
+        "`genoformer classify-regions --bed`.",
+    )
+    parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
+    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS features")
+    parser.add_argument("--length", type=int, default=200, metavar="BP", help="region length in bp (default 200)")
+    parser.add_argument("--per-class", type=int, default=200, metavar="N", help="regions per class (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    parser.add_argument("--out", required=True, metavar="OUT.bed", help="BED file to write")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> None:
+    """Write the labelled regions."""
+    with Reference(args.reference) as reference:
+        regions = coding_intergenic_regions(reference, args.gff, length=args.length, per_class=args.per_class,
+                                            seed=args.seed)
+    write_bed(args.out, regions)
+    log.info("%s: %d regions of %d bp per class (coding, intergenic)", args.out, args.per_class, args.length)

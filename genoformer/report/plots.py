@@ -1,0 +1,329 @@
+"""The report's figures: each function reads pipeline outputs in their documented formats and writes one PNG.
+
+Every plot is drawn with matplotlib's Agg backend (no display needed) and written atomically, so a killed
+report job never leaves a half-written image. Inputs that cannot be plotted (no rows, missing columns) raise
+:class:`~genoformer.errors.InputError` naming the file and what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve)
+
+from genoformer.atomic import atomic_path  # noqa: E402
+from genoformer.errors import InputError, MissingFileError  # noqa: E402
+
+DPI = 120
+
+
+def _save(fig, out: str | Path) -> None:
+    """Write ``fig`` to ``out`` as PNG atomically and close it."""
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def _require(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file not found")
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file; a malformed line is an error naming its line number."""
+    rows = []
+    with open(_require(path)) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path}: line {number}: not JSON ({err.msg})") from None
+    return rows
+
+
+def read_json(path: str | Path) -> dict:
+    """One JSON object from ``path``; a malformed file is an error naming it."""
+    try:
+        return json.loads(_require(path).read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: line {err.lineno}: not JSON ({err.msg})") from None
+
+
+def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
+    """A tab-separated table (``#`` lines are comments) that must have ``columns``."""
+    table = pd.read_csv(_require(path), sep="\t")
+    table.columns = [str(name).lstrip("#") for name in table.columns]
+    missing = [name for name in columns if name not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
+    return table
+
+
+def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Columns contig, pos, ref, alt and the INFO ``fields`` (missing values as None) of a scored VCF, plus
+    those of the ``optional`` INFO fields that its header declares."""
+    import pysam
+
+    try:
+        vcf = pysam.VariantFile(str(_require(path)))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable VCF ({err})") from None
+    with vcf:
+        missing = [name for name in fields if name not in vcf.header.info]
+        if missing:
+            raise InputError(f"{path}: no INFO field {', '.join(missing)} in the header; it has "
+                             f"{', '.join(vcf.header.info) or 'none'}")
+        fields = fields + [name for name in optional if name in vcf.header.info and name not in fields]
+        rows = [{"contig": record.contig, "pos": record.pos, "ref": record.ref, "alt": ",".join(record.alts or ()),
+                 **{name: record.info.get(name) for name in fields}} for record in vcf]
+    table = pd.DataFrame(rows, columns=["contig", "pos", "ref", "alt", *fields])
+    if table.empty:
+        raise InputError(f"{path}: no variant records to plot")
+    return table
+
+
+def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
+    """Training loss per logged step, and validation bits/base on evaluation steps, from ``metrics.jsonl``."""
+    rows = read_jsonl(metrics_path)
+    train = [(row["step"], row["loss"]) for row in rows if "loss" in row and "step" in row]
+    val = [(row["step"], row["val_bits_per_base"]) for row in rows if row.get("val_bits_per_base") is not None]
+    if not train:
+        raise InputError(f"{metrics_path}: no line has both 'step' and 'loss'")
+    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps, losses = zip(*train)
+    ax_train.plot(steps, losses, lw=1, color="tab:blue")
+    ax_train.set(xlabel="optimizer step", ylabel="masked-LM loss (nats / masked token)", title="Training loss")
+    if val:
+        steps, bits = zip(*val)
+        ax_val.plot(steps, bits, marker="o", color="tab:orange")
+        ax_val.set(title="Validation bits per base")
+    else:
+        ax_val.text(0.5, 0.5, "no validation step logged", ha="center", va="center", transform=ax_val.transAxes)
+        ax_val.set(title="Validation bits per base")
+    ax_val.set(xlabel="optimizer step", ylabel="bits / base (lower is better)")
+    for ax in (ax_train, ax_val):
+        ax.grid(alpha=0.3)
+    _save(fig, out)
+
+
+def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> dict:
+    """The held-out figures of a `genoformer evaluate` JSON: model and Markov bits/base, and the Markov order.
+
+    Uses ``split`` (the test split), or the last split evaluated when the JSON has no such split.
+    """
+    try:
+        splits = evaluation["splits"]
+        scores = splits[split] if split in splits else list(splits.values())[-1]
+        return {"model": float(scores["bits_per_base"]), "markov": float(scores["markov_bits_per_base"]),
+                "markov_order": evaluation["markov"]["order"]}
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise InputError(f"{source}: not a `genoformer evaluate` result (missing {err})") from None
+
+
+def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
+    """Dot plot: the model's held-out bits/base next to the Markov baseline's, one row per dataset.
+
+    ``evaluations`` maps a dataset label to ``{"model": bits, "markov": bits, "markov_order": k}``. DNA sits
+    close to 2 bits/base (a uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the
+    values and each row is labelled with the difference, model minus baseline.
+    """
+    if not evaluations:
+        raise InputError("bits/base plot: no evaluation given")
+    labels = list(evaluations)
+    y = np.arange(len(labels))[::-1]
+    model = np.array([evaluations[label]["model"] for label in labels])
+    markov = np.array([evaluations[label]["markov"] for label in labels])
+    low, high = min(model.min(), markov.min()), max(model.max(), markov.max(), 2.0)
+    pad = max(0.02, 0.15 * (high - low))
+    fig, ax = plt.subplots(figsize=(8, 1.0 * len(labels) + 1.6))
+    ax.hlines(y, np.minimum(model, markov), np.maximum(model, markov), color="lightgray", lw=3, zorder=1)
+    ax.scatter(model, y, s=70, color="tab:blue", label="genoformer (Reformer, masked LM)", zorder=3)
+    orders = [evaluations[label].get("markov_order", "?") for label in labels]
+    ax.scatter(markov, y, s=70, marker="s", color="tab:gray", label="Markov baseline (order chosen on val)",
+               zorder=3)
+    for row, m, b, order in zip(y, model, markov, orders):
+        ax.annotate(f"{m:.3f}", (m, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
+        ax.annotate(f"{b:.3f} (order {order})", (b, row), textcoords="offset points", xytext=(0, -15),
+                    ha="center", fontsize=8)
+    ax.axvline(2.0, color="black", ls=":", lw=1, label="uniform guess (2 bits)")
+    ax.set_yticks(y, [f"{label}\nΔ {m - b:+.3f}" for label, m, b in zip(labels, model, markov)])
+    ax.set(xlabel="held-out bits per base (test split; lower is better)", xlim=(low - pad, high + pad),
+           ylim=(y.min() - 0.7, y.max() + 0.7), title="Bits per base: model vs Markov baseline")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+    _save(fig, out)
+
+
+METHOD_NAMES = {"probe": "model: linear probe", "finetune": "model: fine-tuned", "kmer": "k-mer baseline"}
+
+
+def read_region_predictions(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
+    """Held-out labels (1 = the positive class), scores per method and the positive class's name, from a
+    two-class `classify-regions` predictions.tsv (columns label, split, score_<method> = P(second class))."""
+    table = read_table(path, ["label", "split"])
+    methods = [name for name in table.columns if name.startswith("score_")]
+    classes = sorted(table["label"].astype(str).unique())
+    if len(classes) != 2 or not methods:
+        raise InputError(f"{path}: ROC/PR curves need a two-class task with score_<method> columns; it has "
+                         f"{len(classes)} classes and columns {', '.join(table.columns)}")
+    test = table[table["split"] == "test"]
+    if test.empty:
+        raise InputError(f"{path}: no held-out (split = test) row")
+    labels = (test["label"].astype(str) == classes[1]).to_numpy(int)
+    scores = {METHOD_NAMES.get(name[6:], name[6:]): test[name].to_numpy(float) for name in methods}
+    return labels, scores, classes[1]
+
+
+def roc_pr_curves(labels: np.ndarray, scores: dict[str, np.ndarray], out: str | Path, title: str) -> None:
+    """ROC and precision-recall curves of each scorer (name → scores, higher = positive) on binary labels."""
+    labels = np.asarray(labels).astype(int)
+    if len(np.unique(labels)) != 2:
+        raise InputError(f"{title}: ROC/PR curves need both classes among the labels")
+    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, score in scores.items():
+        score = np.asarray(score, dtype=float)
+        kept = ~np.isnan(score)
+        fpr, tpr, _ = roc_curve(labels[kept], score[kept])
+        precision, recall, _ = precision_recall_curve(labels[kept], score[kept])
+        ax_roc.plot(fpr, tpr, label=f"{name} (AUROC {auc(fpr, tpr):.3f})")
+        ax_pr.step(recall, precision, where="post",
+                   label=f"{name} (AUPRC {average_precision_score(labels[kept], score[kept]):.3f})")
+    ax_roc.plot([0, 1], [0, 1], color="black", ls=":", lw=1, label="chance")
+    ax_pr.axhline(labels.mean(), color="black", ls=":", lw=1, label=f"chance ({labels.mean():.2f})")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {title}")
+    ax_pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall: {title}", ylim=(0, 1.02))
+    for ax in (ax_roc, ax_pr):
+        ax.legend(fontsize=8, loc="lower right" if ax is ax_roc else "lower left")
+        ax.grid(alpha=0.3)
+    _save(fig, out)
+
+
+CLASS_COLOURS = {"synonymous": "tab:green", "missense": "tab:orange", "stop_gained": "tab:red",
+                 "stop_lost": "tab:purple", "stop_retained": "tab:olive", "start_lost": "tab:brown",
+                 "start_retained": "tab:pink"}
+
+
+def _class_colour(name, rank: int) -> str:
+    return CLASS_COLOURS.get(str(name), f"C{rank % 10}")
+
+
+def score_distributions(table: pd.DataFrame, score: str, by: str, out: str | Path, order: list[str],
+                        positive: str = "stop_gained", negative: str = "synonymous") -> None:
+    """Box plots (with the points) of ``score`` per class in column ``by``, classes in ``order`` first.
+
+    When both are present, the title gives the AUROC of ``positive`` vs ``negative`` ranked by the score
+    (lower = more damaging, as for a log-likelihood ratio).
+    """
+    table = table.dropna(subset=[score, by])
+    if table.empty:
+        raise InputError(f"score distributions: no variant has both {score} and {by}")
+    classes = [name for name in order if name in set(table[by])]
+    classes += sorted(set(table[by]) - set(classes), key=str)
+    groups = [table.loc[table[by] == name, score].to_numpy(dtype=float) for name in classes]
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(classes) + 2), 4.2))
+    ax.boxplot(groups, showfliers=False, medianprops={"color": "black", "lw": 1.5})
+    ax.set_xticks(range(1, len(classes) + 1), [f"{name}\n(n={len(group)})" for name, group in zip(classes, groups)])
+    jitter = np.random.default_rng(0)
+    for i, (name, group) in enumerate(zip(classes, groups), start=1):
+        ax.scatter(i + jitter.uniform(-0.15, 0.15, len(group)), group, s=5, alpha=0.35,
+                   color=_class_colour(name, i))
+    ax.axhline(0, color="black", ls=":", lw=1)
+    title = f"{score} by variant class"
+    if positive in classes and negative in classes:
+        pos, neg = groups[classes.index(positive)], groups[classes.index(negative)]
+        labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        title += f"\nAUROC {positive} vs {negative} (lower score = {positive}): " \
+                 f"{roc_auc_score(labels, -np.r_[pos, neg]):.3f}"
+    ax.set(ylabel=score, title=title)
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, out)
+
+
+def loci(table: pd.DataFrame, gap: int) -> list[pd.DataFrame]:
+    """Runs of variants (sorted by contig, then position) with no gap longer than ``gap`` bp between them."""
+    order = {name: rank for rank, name in enumerate(dict.fromkeys(table["contig"]))}
+    table = table.assign(_rank=table["contig"].map(order)).sort_values(["_rank", "pos"], kind="stable")
+    new_locus = (table["contig"] != table["contig"].shift()) | (table["pos"].diff() > gap)
+    return [group.drop(columns="_rank") for _, group in table.groupby(new_locus.cumsum(), sort=True)]
+
+
+def score_track(table: pd.DataFrame, score: str, out: str | Path, by: str | None = None, *, max_loci: int = 4,
+                gap: int = 5000) -> None:
+    """A genome track of ``score`` by position, coloured by column ``by``: one panel per locus (variants within
+    ``gap`` bp of each other), the ``max_loci`` loci with most variants, in genome order."""
+    table = table.dropna(subset=[score])
+    if table.empty:
+        raise InputError(f"genome track: no variant has a {score}")
+    found = loci(table, gap)
+    shown = sorted(sorted(range(len(found)), key=lambda i: -len(found[i]))[:max_loci])
+    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.4 * len(shown) + 0.6), squeeze=False)
+    present = [] if by is None else list(dict.fromkeys(table[by].dropna()))
+    classes = [name for name in CLASS_COLOURS if name in present] + [n for n in present if n not in CLASS_COLOURS]
+    for ax, index in zip(axes[:, 0], shown):
+        rows = found[index]
+        if by is None:
+            ax.scatter(rows["pos"], rows[score], s=10, color="tab:blue")
+        else:
+            for rank, name in enumerate(classes):
+                group = rows[rows[by] == name]
+                ax.scatter(group["pos"], group[score], s=10, alpha=0.7, color=_class_colour(name, rank),
+                           label=str(name))
+        ax.axhline(0, color="black", ls=":", lw=1)
+        ax.set(ylabel=score, xlabel=f"{rows['contig'].iloc[0]} position (bp, 1-based)")
+        ax.set_title(f"{rows['contig'].iloc[0]}:{rows['pos'].min():,}-{rows['pos'].max():,} "
+                     f"({len(rows)} variants)", fontsize=9, loc="left")
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+        ax.grid(alpha=0.3)
+    if classes:
+        axes[0, 0].legend(fontsize=8, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1))
+    note = f", {len(shown)} of {len(found)} loci" if len(found) > len(shown) else ""
+    fig.suptitle(f"{score} along the genome{note}", y=1.0)
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def read_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
+    """Snakemake benchmark TSVs as one table: rule (the folder above the file), job (file stem), s, max_rss.
+
+    The workflow writes each rule's benchmarks to ``.../benchmarks/<rule>/<job>.tsv``.
+    """
+    rows = []
+    for path in paths:
+        table = read_table(path, ["s", "max_rss"])
+        path = Path(path)
+        for _, row in table.iterrows():
+            max_rss = pd.to_numeric(row["max_rss"], errors="coerce")
+            rows.append({"rule": path.parent.name, "job": path.stem, "s": float(row["s"]),
+                         "max_rss": None if math.isnan(max_rss) else float(max_rss)})
+    if not rows:
+        raise InputError("benchmark plot: no benchmark file given")
+    return pd.DataFrame(rows)
+
+
+def benchmark_times(benchmarks: pd.DataFrame, out: str | Path) -> None:
+    """Horizontal bars: wall time per rule (summed over its jobs), labelled with jobs and peak memory."""
+    per_rule = benchmarks.groupby("rule").agg(s=("s", "sum"), jobs=("job", "count"), max_rss=("max_rss", "max"))
+    per_rule = per_rule.sort_values("s")
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(per_rule) + 1.5))
+    bars = ax.barh(per_rule.index, per_rule["s"], color="tab:green")
+    labels = [f"{s:.1f} s, {jobs} job{'s' if jobs > 1 else ''}"
+              + ("" if pd.isna(rss) else f", {rss:.0f} MB peak")
+              for s, jobs, rss in zip(per_rule["s"], per_rule["jobs"], per_rule["max_rss"])]
+    ax.bar_label(bars, labels=labels, fontsize=8, padding=3)
+    ax.set(xlabel="wall time (s, summed over the rule's jobs)", title="Time per rule (Snakemake benchmarks)",
+           xlim=(0, per_rule["s"].max() * 1.6 + 1))
+    ax.grid(alpha=0.3, axis="x")
+    _save(fig, out)

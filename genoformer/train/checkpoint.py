@@ -1,0 +1,159 @@
+"""Training checkpoints: safetensors + JSON, written atomically, the last few kept, corrupt ones skipped.
+
+Layout of a run directory::
+
+    RUN/config.json, model.safetensors, vocab.json     latest weights (a save_pretrained directory)
+    RUN/trainer_state.json                             and their trainer state (k, stride, masking, config)
+    RUN/checkpoints/step-<N>/config.json, model.safetensors, vocab.json
+                            optimizer.safetensors      AdamW state as tensors; the rest as JSON metadata
+                            trainer_state.json         step, data position, RNG states, config
+
+Each ``step-<N>`` folder appears only once complete (``genoformer.atomic.atomic_dir``), so a run killed while
+saving leaves the previous checkpoints intact. Nothing is pickled: optimizer tensors are flattened to
+``state.<param index>.<name>`` keys and the non-tensor parts (param groups, scalar state) go to the safetensors
+metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from genoformer.atomic import atomic_path, atomic_dir, write_json
+from genoformer.errors import GenoformerError, InputError, MissingFileError
+from genoformer.model import ReformerForMaskedLM, load_pretrained, save_pretrained
+from genoformer.tokenize.vocab import KmerVocab
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CHECKPOINTS = "checkpoints"
+LATEST_FILES = ("config.json", "model.safetensors", "vocab.json", "trainer_state.json")  # copied to RUN/
+STEP_DIR = re.compile(r"step-(\d+)")
+# What a damaged checkpoint raises while it is read back.
+CORRUPT = (GenoformerError, SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError)
+
+
+def optimizer_to_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Flatten ``optimizer.state_dict()`` into safetensors tensors and string metadata (JSON)."""
+    tensors, scalars = {}, {}
+    for index, state in state_dict["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{index}.{name}"] = value
+    metadata = {"param_groups": json.dumps(state_dict["param_groups"]), "scalars": json.dumps(scalars),
+                "format_version": str(FORMAT_VERSION)}
+    return tensors, metadata
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict:
+    """Rebuild an optimizer state dict from ``optimizer_to_tensors`` output."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value.clone()
+    for key, value in json.loads(metadata["scalars"]).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": json.loads(metadata["param_groups"])}
+
+
+def rng_state() -> dict:
+    """The global torch RNG states (CPU and every CUDA device) as base64 strings."""
+    encode = lambda state: base64.b64encode(state.numpy().tobytes()).decode("ascii")  # noqa: E731
+    cuda = [encode(state) for state in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
+    return {"torch": encode(torch.get_rng_state()), "cuda": cuda}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the global torch RNG states saved by ``rng_state``."""
+    decode = lambda text: torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)  # noqa: E731
+    torch.set_rng_state(decode(state["torch"]))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([decode(text) for text in state["cuda"]])
+
+
+def step_dirs(run_dir: str | Path) -> list[Path]:
+    """The run's ``step-<N>`` checkpoint folders, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.fullmatch(p.name))]
+    return [path for _, path in sorted(found)]
+
+
+def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    vocab: KmerVocab, trainer_state: dict, keep: int) -> Path:
+    """Write ``RUN/checkpoints/step-<step>/`` atomically, refresh the run's top-level weights, keep the last
+    ``keep`` checkpoints. ``model`` is the bare ReformerForMaskedLM (not a DDP wrapper)."""
+    run_dir = Path(run_dir)
+    step = trainer_state["step"]
+    final = run_dir / CHECKPOINTS / f"step-{step}"
+    with atomic_dir(final) as tmp:
+        save_pretrained(model, tmp)
+        write_json(tmp / "vocab.json", vocab.to_json())
+        tensors, metadata = optimizer_to_tensors(optimizer.state_dict())
+        save_file(tensors, tmp / "optimizer.safetensors", metadata=metadata)
+        write_json(tmp / "trainer_state.json", {"format_version": FORMAT_VERSION, **trainer_state})
+    for name in LATEST_FILES:
+        with atomic_path(run_dir / name) as tmp:
+            shutil.copyfile(final / name, tmp)
+    for old in step_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old)
+    log.info("saved checkpoint %s", final)
+    return final
+
+
+def load_checkpoint(step_dir: str | Path, device: torch.device | str = "cpu"
+                    ) -> tuple[ReformerForMaskedLM, dict, dict]:
+    """Read one ``step-<N>`` folder: the model (on ``device``), the optimizer state dict and the trainer state.
+    Raises InputError when a file is missing or damaged."""
+    step_dir = Path(step_dir)
+    try:
+        model = load_pretrained(step_dir, ReformerForMaskedLM).to(device)
+        with safe_open(step_dir / "optimizer.safetensors", framework="pt") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            optimizer_state = optimizer_from_tensors(tensors, handle.metadata())
+        trainer_state = json.loads((step_dir / "trainer_state.json").read_text())
+        if trainer_state.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"{step_dir}/trainer_state.json: unknown format_version")
+    except CORRUPT as err:
+        if isinstance(err, GenoformerError):
+            raise
+        raise InputError(f"{step_dir}: damaged checkpoint: {' '.join(str(err).split())}") from err
+    return model, optimizer_state, trainer_state
+
+
+def load_latest_checkpoint(run_dir: str | Path, device: torch.device | str = "cpu"
+                           ) -> tuple[Path, ReformerForMaskedLM, dict, dict]:
+    """The newest readable checkpoint of a run, falling back (with a warning) past damaged ones.
+    Raises MissingFileError when the run has none, InputError when none is readable."""
+    candidates = step_dirs(run_dir)
+    if not candidates:
+        raise MissingFileError(f"{Path(run_dir) / CHECKPOINTS}: no checkpoint to resume from")
+    for step_dir in reversed(candidates):
+        try:
+            return (step_dir, *load_checkpoint(step_dir, device))
+        except GenoformerError as err:
+            log.warning("skipping checkpoint %s: %s", step_dir, err)
+    raise InputError(f"{Path(run_dir) / CHECKPOINTS}: every checkpoint is damaged ({len(candidates)} tried)")
+
+
+def saved_config(run_dir: str | Path) -> dict:
+    """The training config stored with the newest checkpoint whose trainer_state.json reads back."""
+    for step_dir in reversed(step_dirs(run_dir)):
+        try:
+            return json.loads((step_dir / "trainer_state.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    raise MissingFileError(f"{Path(run_dir) / CHECKPOINTS}: no checkpoint to resume from")

@@ -1,0 +1,233 @@
+"""Held-out evaluation of a masked-LM: bits per base and accuracy, next to the best order-k Markov chain.
+
+Which bases are scored. Each held-out window is span-masked as in training (``genoformer.train.masking``; every
+masked token becomes MASK, the mask drawn from a generator seeded with ``(seed, window index)``, so a window gets
+the same mask whatever the batch size). The scored bases are the *hidden* ones: bases that no unmasked token of
+the window shows.
+
+Bits per base (per-base normalization for k-mers). The model predicts a distribution over k-mers at each masked
+token. A hidden base ``b`` is scored by one token: the masked k-mer that holds ``b`` nearest its centre (for
+stride 1, the k-mer whose central base, offset ``k // 2``, is ``b``). Its predicted distribution, renormalized
+over the 4**k k-mers (special tokens excluded), is marginalized to the base at that offset:
+``p(b = x) = sum of p(kmer) over k-mers with x at that offset``, and the base costs ``-log2 p(b = true base)``.
+Bits per base is the mean over hidden bases. Every hidden base is scored exactly once, so the figure is in the
+same unit for every k; for k = 1 it is the plain masked-LM cross-entropy in bits. It is a per-base
+(pseudo-likelihood) figure, not the joint likelihood of a span.
+
+Masked-token accuracy: the share of masked tokens whose arg-max k-mer is the true one. Base accuracy: the share
+of hidden bases whose arg-max marginal is the true base.
+
+Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen
+on the validation split's sequences, then scored on exactly the hidden bases above, each from the bases before
+it in the same window (true bases, not masked: a Markov chain reads left context only; the masked-LM reads
+both sides but not the hidden span).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import encode_bases
+from genoformer.model import ReformerConfig, ReformerForMaskedLM, load_pretrained
+from genoformer.tokenize.dataset import Manifest, TokenDataset
+from genoformer.tokenize.encode import decode
+from genoformer.tokenize.vocab import N_SPECIAL, KmerVocab
+from genoformer.train.config import PretrainConfig
+from genoformer.train.distributed import autocast_for
+from genoformer.train.markov import MarkovModel, contexts
+from genoformer.train.masking import SpanMasker, hidden_bases, masker_for, scoring_tokens, seeded_generator
+
+log = logging.getLogger(__name__)
+
+LN2 = float(np.log(2.0))
+
+
+def base_log_probs(kmer_log_probs: torch.Tensor, offsets: torch.Tensor, k: int) -> torch.Tensor:
+    """Natural-log marginals ``[M, 4]`` of the base at ``offsets[m]`` in k-mer distributions ``[M, 4**k]``."""
+    out = torch.empty(kmer_log_probs.shape[0], 4, dtype=kmer_log_probs.dtype, device=kmer_log_probs.device)
+    for offset in range(k):
+        rows = offsets == offset
+        grid = kmer_log_probs[rows].reshape(-1, 4 ** offset, 4, 4 ** (k - 1 - offset))
+        out[rows] = torch.logsumexp(grid, dim=(1, 3))
+    return out
+
+
+def evaluation_windows(dataset: TokenDataset, max_windows: int | None) -> np.ndarray:
+    """Indices of the windows to score: all, or ``max_windows`` spread evenly over the split."""
+    if max_windows is None or max_windows >= len(dataset):
+        return np.arange(len(dataset))
+    return np.unique(np.linspace(0, len(dataset) - 1, max_windows).round().astype(np.int64))
+
+
+@torch.no_grad()
+def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: SpanMasker,
+                     device: torch.device | str, *, max_windows: int | None = None, batch_size: int = 8,
+                     seed: int = 0, precision: str = "auto", markov: MarkovModel | None = None) -> dict:
+    """Score ``model`` on the hidden bases of ``dataset``'s windows (see the module docstring).
+
+    Returns ``windows, masked_tokens, scored_bases, bits_per_base, masked_token_accuracy, base_accuracy`` and,
+    with ``markov``, ``markov_bits_per_base`` (its chosen order) and ``markov_bits_per_base_by_order``.
+    """
+    model.eval()
+    device = torch.device(device)
+    vocab, stride, k = dataset.vocab, dataset.manifest["stride"], dataset.vocab.k
+    chosen = evaluation_windows(dataset, max_windows)
+    totals = {"masked_tokens": 0, "correct_tokens": 0, "scored_bases": 0, "bits": 0.0, "correct_bases": 0}
+    markov_bits = {order: 0.0 for order in range(markov.max_order + 1)} if markov else {}
+    progress = tqdm(total=len(chosen), unit="window", desc=f"evaluate {dataset.split}", disable=None, leave=False)
+    for first in range(0, len(chosen), batch_size):
+        window_ids = chosen[first:first + batch_size]
+        items = [dataset[int(i)] for i in window_ids]
+        input_ids = torch.stack([item["input_ids"] for item in items]).to(device)
+        attention_mask = torch.stack([item["attention_mask"] for item in items]).to(device)
+        masked = [masker(input_ids[j:j + 1], attention_mask[j:j + 1], seeded_generator(device, seed, int(i)))
+                  for j, i in enumerate(window_ids)]
+        corrupted = torch.cat([m.input_ids for m in masked])
+        is_masked = torch.cat([m.masked for m in masked])
+        with autocast_for(device, precision):
+            hidden_states = model.reformer(corrupted, attention_mask, seed=0)
+        kmer_logits = model.lm_head(hidden_states[is_masked]).float()[:, N_SPECIAL:]
+        labels = input_ids[is_masked] - N_SPECIAL
+        totals["masked_tokens"] += int(labels.numel())
+        totals["correct_tokens"] += int((kmer_logits.argmax(dim=1) == labels).sum())
+
+        hidden = hidden_bases(is_masked, k, stride, present=attention_mask)
+        rows, bases = torch.nonzero(hidden, as_tuple=True)
+        last_real = attention_mask.sum(dim=1) - 1  # padding only ever follows the real tokens
+        tokens, offsets = scoring_tokens(bases, k, stride, last_real[rows])
+        # position of each scoring token among the masked tokens (row-major order of torch.nonzero)
+        masked_index = torch.cumsum(is_masked.flatten(), 0).reshape(is_masked.shape) - 1
+        picked = masked_index[rows, tokens]
+        log_probs = base_log_probs(torch.log_softmax(kmer_logits[picked], dim=1), offsets, k)
+        true_kmer = labels[picked]
+        true_base = torch.div(true_kmer, 4 ** (k - 1 - offsets), rounding_mode="floor") % 4
+        totals["bits"] += float(-log_probs.gather(1, true_base[:, None]).sum()) / LN2
+        totals["correct_bases"] += int((log_probs.argmax(dim=1) == true_base).sum())
+        totals["scored_bases"] += int(rows.numel())
+
+        if markov:
+            for j in range(len(items)):
+                codes = encode_bases(decode(input_ids[j].cpu().numpy(), vocab, stride))
+                at = bases[rows == j].cpu().numpy()
+                context_run = contexts(codes, markov.max_order)
+                for order in markov_bits:
+                    markov_bits[order] += float(markov.bits(codes, order, context_run)[at].sum())
+        progress.update(len(items))
+    progress.close()
+
+    scored = max(totals["scored_bases"], 1)
+    result = {
+        "windows": int(len(chosen)),
+        "masked_tokens": totals["masked_tokens"],
+        "scored_bases": totals["scored_bases"],
+        "bits_per_base": totals["bits"] / scored,
+        "masked_token_accuracy": totals["correct_tokens"] / max(totals["masked_tokens"], 1),
+        "base_accuracy": totals["correct_bases"] / scored,
+    }
+    if markov:
+        result["markov_bits_per_base"] = markov_bits[markov.order] / scored
+        result["markov_bits_per_base_by_order"] = {str(o): bits / scored for o, bits in markov_bits.items()}
+    return result
+
+
+def split_sequences(manifest: Manifest, split: str) -> list[np.ndarray]:
+    """Base codes of each interval of ``split`` (decoded from its tokens; bases no k-mer shows are N)."""
+    index_of = {entry["name"]: i for i, entry in enumerate(manifest["contigs"])}
+    sequences = []
+    for interval in manifest["intervals"]:
+        if interval["split"] == split and interval["end"] > interval["start"]:
+            tokens = manifest.shard(index_of[interval["contig"]])[interval["start"]:interval["end"]]
+            sequences.append(encode_bases(decode(np.asarray(tokens), manifest.vocab, manifest["stride"])))
+    return sequences
+
+
+def check_data_fits_model(data_dir: Path, vocab: KmerVocab, window: int, model_config: ReformerConfig,
+                          model_vocab: dict | None, source: str) -> None:
+    """Raise MismatchError when the data's vocabulary or window does not fit the model."""
+    if model_vocab is not None and model_vocab != vocab.to_json():
+        raise MismatchError(f"{data_dir}: token dataset has k={vocab.k} (vocabulary of {vocab.size} tokens) but "
+                            f"the model in {source} was trained on k={model_vocab.get('k')} "
+                            f"({model_vocab.get('size')} tokens)")
+    if model_config.vocab_size != vocab.size:
+        raise MismatchError(f"{data_dir}: vocabulary of {vocab.size} tokens (k={vocab.k}) but the model in "
+                            f"{source} has vocab_size {model_config.vocab_size}")
+    if window > model_config.max_seq_len:
+        raise MismatchError(f"{data_dir}: windows of {window} tokens are longer than the model's max_seq_len "
+                            f"{model_config.max_seq_len} ({source}); lower data.window or raise "
+                            "model.max_seq_len")
+
+
+def load_run_model(checkpoint: str | Path) -> tuple[ReformerForMaskedLM, dict | None, dict | None]:
+    """The model of a run directory or ``step-<N>`` folder, with its ``vocab.json`` and ``trainer_state.json``
+    (None where absent). Missing or damaged files raise MissingFileError / InputError."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise MissingFileError(f"{checkpoint}: checkpoint not found (expected a run directory or a step-N folder)")
+    model = load_pretrained(checkpoint, ReformerForMaskedLM)
+    extras = []
+    for name in ("vocab.json", "trainer_state.json"):
+        path = checkpoint / name
+        try:
+            extras.append(json.loads(path.read_text()) if path.is_file() else None)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: not valid JSON ({err})") from None
+    return model, extras[0], extras[1]
+
+
+def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[str, ...] = ("val", "test"),
+                 max_windows: int | None = None, batch_size: int = 8, seed: int = 0, max_markov_order: int = 10,
+                 device: str = "auto", precision: str = "auto") -> dict:
+    """Evaluate a run (or ``step-<N>`` folder) on the token dataset ``data_dir``: per split, the model's bits/base
+    and accuracies next to the Markov baseline on the same bases. The masking follows the run's training
+    config (defaults when the checkpoint has no trainer_state.json)."""
+    checkpoint, data_dir = Path(checkpoint), Path(data_dir)
+    model, model_vocab, trainer_state = load_run_model(checkpoint)
+    manifest = Manifest.load(data_dir)
+    vocab, stride = manifest.vocab, manifest["stride"]
+    window = manifest["window"]
+    check_data_fits_model(data_dir, vocab, window, model.config, model_vocab, str(checkpoint))
+    config = PretrainConfig()
+    if trainer_state is not None:
+        try:
+            config = PretrainConfig.from_dict(trainer_state["config"], str(checkpoint / "trainer_state.json"))
+            trained_stride = trainer_state["data"]["stride"]
+        except (KeyError, TypeError) as err:
+            raise InputError(f"{checkpoint / 'trainer_state.json'}: missing entry {err}") from None
+        if trained_stride != stride:
+            raise MismatchError(f"{data_dir}: stride {stride}, but {checkpoint} was trained with stride "
+                                f"{trained_stride}")
+    masker = masker_for(config.data, vocab, stride, evaluation=True)
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    torch_device = torch.device("cuda" if use_cuda else "cpu")
+    model.to(torch_device)
+
+    log.info("fitting Markov baselines (orders 0..%d) on the train split of %s", max_markov_order, data_dir)
+    markov = MarkovModel.select(split_sequences(manifest, "train"), split_sequences(manifest, "val"),
+                                max_order=max_markov_order)
+    result = {
+        "checkpoint": str(checkpoint),
+        "data": str(data_dir),
+        "k": vocab.k,
+        "stride": stride,
+        "window": window,
+        "masking": {"mask_ratio": config.data.mask_ratio, "span_bases": config.data.span_bases,
+                    "span_tokens": masker.span, "seed": seed},
+        "markov": {"order": markov.order, "concentration": markov.concentration,
+                   "validation_bits_per_base_by_order": {str(o): b for o, b in markov.validation_bits.items()}},
+        "splits": {},
+    }
+    for split in splits:
+        dataset = TokenDataset(data_dir, split)
+        scores = masked_lm_scores(model, dataset, masker, torch_device, max_windows=max_windows,
+                                  batch_size=batch_size, seed=seed, precision=precision, markov=markov)
+        log.info("%s: model %.4f bits/base, Markov order %d %.4f bits/base, on %d hidden bases", split,
+                 scores["bits_per_base"], markov.order, scores["markov_bits_per_base"], scores["scored_bases"])
+        result["splits"][split] = scores
+    return result

@@ -1,0 +1,258 @@
+"""The masked-LM training loop: data order, masking, AdamW with warmup + cosine, checkpoints, metrics.
+
+Determinism. Everything random is a pure function of ``run.seed`` and the step: the initial weights
+(``torch.manual_seed(seed)``), the window order (``TokenDataset.epoch_order(epoch)``), each micro-batch's span
+mask (a generator seeded from ``(seed, step, slot)``) and the LSH hashing seed (the step). Dropout draws from the
+global RNG, whose state is checkpointed. So on CPU a run resumed from a checkpoint continues bit-exactly.
+
+Data position. Optimizer step ``s`` takes the next ``batch_size * accumulation * world_size`` windows of the
+epoch's order (an epoch ends when fewer are left; the rest are skipped). Slot ``j`` of that global batch (its
+``j``-th group of ``batch_size`` windows) goes to rank ``j % world_size`` as its micro-batch ``j // world_size``,
+so N processes with accumulation A see the same windows and masks as one process with accumulation N*A.
+
+Loss. Cross-entropy over the masked tokens of each micro-batch (mean), averaged over micro-batches and
+processes. ``metrics.jsonl`` gets ``step, loss, lr, grad_norm, tokens_per_s`` every ``log_every`` steps and
+``val_bits_per_base`` (see ``genoformer.train.evaluate``) on evaluation steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from genoformer.atomic import write_text
+from genoformer.errors import ConfigError, MismatchError
+from genoformer.model import ReformerConfig, ReformerForMaskedLM
+from genoformer.tokenize.dataset import TokenDataset
+from genoformer.train import distributed
+from genoformer.train.checkpoint import (
+    load_latest_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    step_dirs,
+)
+from genoformer.train.config import PretrainConfig, differences
+from genoformer.train.evaluate import check_data_fits_model, masked_lm_scores
+from genoformer.train.masking import IGNORE_INDEX, masker_for, seeded_generator
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.jsonl"
+
+
+def learning_rate(step: int, config: PretrainConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup to ``lr``, then cosine decay to
+    ``min_lr_ratio * lr`` at the last step."""
+    optim, total = config.optim, config.run.steps
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    progress = (step - optim.warmup_steps) / max(1, total - 1 - optim.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * cosine)
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats) over the tokens whose label is not IGNORE_INDEX."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def optimizer_for(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices (incl. the tied embedding) and none on biases and norms."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optim = config.optim
+    return torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+
+
+@dataclass
+class DataPosition:
+    """Where the next optimizer step starts reading: epoch and offset into that epoch's order."""
+
+    epoch: int = 0
+    offset: int = 0
+
+
+class Batches:
+    """Global batches of window indices in the seeded order (see the module docstring)."""
+
+    def __init__(self, dataset: TokenDataset, per_step: int, position: DataPosition):
+        if per_step > len(dataset):
+            raise ConfigError(f"{dataset.manifest.root}: the train split has {len(dataset)} windows of "
+                              f"{dataset.window} tokens, but one optimizer step needs {per_step} "
+                              "(data.batch_size * optim.accumulation * processes); lower them or data.window")
+        self.dataset, self.per_step, self.position = dataset, per_step, position
+        self._order = dataset.epoch_order(position.epoch)
+
+    def next_step(self) -> np.ndarray:
+        """Indices of the windows of the next optimizer step; advances the position."""
+        if self.position.offset + self.per_step > len(self._order):
+            self.position = DataPosition(self.position.epoch + 1, 0)
+            self._order = self.dataset.epoch_order(self.position.epoch)
+        start = self.position.offset
+        self.position = DataPosition(self.position.epoch, start + self.per_step)
+        return self._order[start:start + self.per_step]
+
+
+def collate(dataset: TokenDataset, indices: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack windows into ``input_ids [B, N]`` and ``attention_mask [B, N]`` on ``device``."""
+    items = [dataset[int(i)] for i in indices]
+    input_ids = torch.stack([item["input_ids"] for item in items]).to(device)
+    attention_mask = torch.stack([item["attention_mask"] for item in items]).to(device)
+    return input_ids, attention_mask
+
+
+def pretrain(data_dir: str | Path, out: str | Path, config: PretrainConfig, *, resume: bool = False) -> Path:
+    """Train a ReformerForMaskedLM on the token dataset ``data_dir``; checkpoints and metrics go to ``out``.
+    With ``resume``, continue from the newest readable checkpoint of ``out`` (``config`` must equal the run's).
+    Returns the run directory. Under torchrun, every process calls this (see ``genoformer.train.distributed``)."""
+    data_dir, out = Path(data_dir), Path(out)
+    dist = distributed.setup(config.run.device)
+    file_log = None
+    try:
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            file_log = logging.FileHandler(out / "train.log")
+            file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(file_log)
+        return _train(data_dir, out, config, resume, dist)
+    finally:
+        if file_log is not None:
+            logging.getLogger().removeHandler(file_log)
+            file_log.close()
+        distributed.teardown(dist)
+
+
+def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist: distributed.Distributed) -> Path:
+    run, data = config.run, config.data
+    train_set = TokenDataset(data_dir, "train", window=data.window, seed=run.seed, window_stride=data.window_stride)
+    val_set = TokenDataset(data_dir, "val", window=data.window, seed=run.seed)
+    vocab, stride = train_set.vocab, train_set.manifest["stride"]
+    masker = masker_for(config.data, vocab, stride)
+    eval_masker = masker_for(config.data, vocab, stride, evaluation=True)
+    data_info = {"path": str(data_dir), "k": vocab.k, "stride": stride, "window": train_set.window,
+                 "source_sha256": train_set.manifest["source"].get("sha256")}
+
+    if resume:
+        step_dir, model, optimizer_state, state = load_latest_checkpoint(out, dist.device)
+        saved = PretrainConfig.from_dict(state["config"], f"{step_dir}/trainer_state.json")
+        changed = differences(saved, config)
+        if changed:
+            raise ConfigError(f"{out}: --resume with a config that differs from the run's in {', '.join(changed)}; "
+                              "resume with the same config, or start a new run")
+        check_data_fits_model(data_dir, vocab, train_set.window, model.config, state["data"]["vocab"], str(step_dir))
+        if state["data"]["stride"] != stride:
+            raise MismatchError(f"{data_dir}: stride {stride}, but {step_dir} was trained with stride "
+                                f"{state['data']['stride']}")
+        start_step, position = state["step"], DataPosition(**state["position"])
+        set_rng_state(state["rng"])
+        log.info("resuming from %s (step %d)", step_dir, start_step)
+    else:
+        if step_dirs(out):
+            raise ConfigError(f"{out}: already holds checkpoints; pass --resume to continue that run, or choose "
+                              "another --out")
+        model_config = ReformerConfig.from_dict({**config.model, "vocab_size": vocab.size}, "config model section")
+        check_data_fits_model(data_dir, vocab, train_set.window, model_config, None, "the config")
+        torch.manual_seed(run.seed)
+        model = ReformerForMaskedLM(model_config).to(dist.device)
+        start_step, position, optimizer_state = 0, DataPosition(), None
+    model.train()
+    optimizer = optimizer_for(model, config)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    trained = distributed.wrap(model, dist)
+    accumulation = config.optim.accumulation
+    batches = Batches(train_set, data.batch_size * accumulation * dist.world_size, position)
+    metrics = MetricsFile(out / METRICS, start_step) if dist.is_main else None
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("training %d parameters on %s: %d train windows of %d tokens, %d steps, %d process(es)",
+             n_params, dist.device, len(train_set), train_set.window, run.steps, dist.world_size)
+
+    bar = tqdm(total=run.steps, initial=start_step, unit="step", desc="pretrain", disable=not dist.is_main)
+    window_tokens, clock = 0, time.perf_counter()
+    for step in range(start_step, run.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        indices = batches.next_step()
+        losses = []
+        for micro in range(accumulation):
+            slot = micro * dist.world_size + dist.rank
+            window_ids = indices[slot * data.batch_size:(slot + 1) * data.batch_size]
+            input_ids, attention_mask = collate(train_set, window_ids, dist.device)
+            generator = seeded_generator(dist.device, run.seed, step, slot)
+            batch = masker(input_ids, attention_mask, generator)
+            sync = micro == accumulation - 1 or not dist.enabled
+            with (contextlib.nullcontext() if sync else trained.no_sync()):
+                with distributed.autocast_for(dist.device, run.precision):
+                    logits = trained(batch.input_ids, attention_mask, seed=step)
+                loss = masked_lm_loss(logits, batch.labels)
+                (loss / accumulation).backward()
+            losses.append(loss.item())
+            window_tokens += int(attention_mask.sum()) * dist.world_size
+        clip = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        loss_value = distributed.mean(sum(losses) / len(losses), dist)
+
+        is_last = done == run.steps
+        evaluate = (run.eval_every and done % run.eval_every == 0) or is_last
+        if done % run.log_every == 0 or evaluate:
+            elapsed = time.perf_counter() - clock
+            record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
+                      "grad_norm": grad_norm, "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+            if evaluate and dist.is_main:
+                scores = masked_lm_scores(model, val_set, eval_masker, dist.device, max_windows=run.eval_windows,
+                                          batch_size=data.batch_size, seed=run.seed, precision=run.precision)
+                model.train()
+                record["val_bits_per_base"] = scores["bits_per_base"]
+                log.info("step %d: loss %.4f, validation %.4f bits/base", done, loss_value, scores["bits_per_base"])
+            if metrics is not None:
+                metrics.append(record)
+            bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+            window_tokens, clock = 0, time.perf_counter()  # evaluation time is not training throughput
+        if dist.is_main and (done % run.checkpoint_every == 0 or is_last):
+            state = {"step": done, "position": vars(batches.position), "rng": rng_state(),
+                     "config": config.to_dict(), "data": {**data_info, "vocab": vocab.to_json()},
+                     "world_size": dist.world_size}
+            save_checkpoint(out, model, optimizer, vocab, state, keep=run.keep_checkpoints)
+        bar.update(1)
+    bar.close()
+    distributed.barrier(dist)
+    return out
+
+
+class MetricsFile:
+    """``metrics.jsonl``, one JSON object per line; on resume, lines after the resumed step are dropped
+    (they belong to the part of the run that is redone), and a line cut by a kill is discarded."""
+
+    def __init__(self, path: Path, start_step: int):
+        self.path = path
+        kept = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record.get("step", math.inf) <= start_step:
+                    kept.append(line)
+        write_text(path, "".join(line + "\n" for line in kept))
+
+    def append(self, record: dict) -> None:
+        """Add one line (flushed at once, so a kill loses at most the line being written)."""
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,120 @@
+"""Checks the Snakemake workflow runs while it builds its DAG, before any job starts.
+
+The Snakefile validates the configuration's shape with JSON schemas; this module checks what a schema cannot:
+the sample table's names are unique, every input path exists, names refer to configured references, and every
+VCF's contigs are contigs of its reference. Each problem raises a :class:`~genoformer.errors.GenoformerError`
+whose one-line message names the file (or config key), the record and the problem, so the run stops at once.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pysam
+
+from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import Reference
+
+SAMPLE_COLUMNS = ("sample", "reference", "bam", "vcf")
+
+
+def read_samples(path: str | Path) -> list[dict]:
+    """Rows of the tab-separated sample table as dicts (empty cells left out), each with its ``line`` number.
+
+    Raises ``ConfigError`` for an unknown column, a row with the wrong number of cells or a sample name
+    given twice (naming both lines), and ``MissingFileError`` when the table does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: sample table not found (config key 'samples')")
+    with open(path, newline="") as handle:
+        lines = [(number, line) for number, line in enumerate(handle, start=1)
+                 if line.strip() and not line.startswith("#")]
+    if not lines:
+        raise ConfigError(f"{path}: empty sample table (needs a header line: {', '.join(SAMPLE_COLUMNS)})")
+    (header_line, header), *body = lines
+    columns = next(csv.reader([header], delimiter="\t"))
+    unknown = [name for name in columns if name not in SAMPLE_COLUMNS]
+    if unknown:
+        raise ConfigError(f"{path}: line {header_line}: unknown column(s) {', '.join(unknown)}; "
+                          f"the columns are {', '.join(SAMPLE_COLUMNS)}")
+    rows, first_line = [], {}
+    for number, line in body:
+        cells = next(csv.reader([line.rstrip("\r\n")], delimiter="\t"))
+        if len(cells) != len(columns):
+            raise ConfigError(f"{path}: line {number}: {len(cells)} tab-separated cells, the header has "
+                              f"{len(columns)}")
+        row = {name: cell.strip() for name, cell in zip(columns, cells) if cell.strip()}
+        name = row.get("sample", "")
+        if name in first_line:
+            raise ConfigError(f"{path}: line {number}: sample name '{name}' is used twice (first on line "
+                              f"{first_line[name]}); sample names must be unique")
+        first_line[name] = number
+        rows.append({**row, "line": number})
+    return rows
+
+
+def _require_file(path: str, where: str) -> None:
+    if not Path(path).exists():
+        raise MissingFileError(f"{where}: {path} does not exist")
+
+
+def _require_reference(name: str, references: dict, where: str) -> None:
+    if name not in references:
+        raise ConfigError(f"{where}: reference '{name}' is not in config key 'references' "
+                          f"(known: {', '.join(references)})")
+
+
+def vcf_contigs(path: str | Path) -> set[str]:
+    """Contig names that carry records in a VCF/BCF: from its index when it has one, else by reading it."""
+    quiet = pysam.set_verbosity(0)  # header sanity warnings are the readers' business, not the DAG's
+    try:
+        with pysam.VariantFile(str(path)) as vcf:
+            if vcf.index is not None:
+                return set(vcf.index.keys())
+            return {record.chrom for record in vcf.fetch()}
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable VCF/BCF ({err})") from None
+    finally:
+        pysam.set_verbosity(quiet)
+
+
+def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> None:
+    """Raise ``MismatchError`` listing the contigs of ``vcf`` that ``fasta`` does not have."""
+    with Reference(fasta) as reference:
+        known = reference.contigs
+    missing = sorted(vcf_contigs(vcf) - set(known))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise MismatchError(f"{where}: VCF {vcf} has contig(s) {shown} not in reference {fasta} "
+                            f"(which has {', '.join(list(known)[:5])}{'...' if len(known) > 5 else ''}); "
+                            "is it called on another reference build?")
+
+
+def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
+    """Every check the workflow needs before it builds jobs; raises on the first problem found."""
+    references = config["references"]
+    for name, entry in references.items():
+        for key in ("fasta", "annotation"):
+            if key in entry:
+                _require_file(entry[key], f"config key references.{name}.{key}")
+    _require_reference(config["pretrain"]["reference"], references, "config key pretrain.reference")
+    _require_file(config["pretrain"]["config"], "config key pretrain.config")
+    for row in samples:
+        where = f"{samples_path}: line {row['line']} (sample {row['sample']})"
+        _require_reference(row["reference"], references, where)
+        for key in ("bam", "vcf"):
+            if key in row:
+                _require_file(row[key], f"{where}: {key}")
+        if "vcf" in row:
+            check_vcf_on_reference(row["vcf"], references[row["reference"]]["fasta"], where)
+    for task, entry in config.get("region_tasks", {}).items():
+        where = f"config key region_tasks.{task}"
+        _require_reference(entry["reference"], references, where)
+        _require_file(entry["bed"], f"{where}.bed")
+    for task, entry in config.get("variant_tasks", {}).items():
+        where = f"config key variant_tasks.{task}"
+        _require_reference(entry["reference"], references, where)
+        _require_file(entry["vcf"], f"{where}.vcf")
+        check_vcf_on_reference(entry["vcf"], references[entry["reference"]]["fasta"], where)

@@ -1,0 +1,238 @@
+"""Pretraining: config and overrides, schedule, bit-exact resume after SIGKILL, CLI help and bad input."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from genoformer.cli import build_parser, main
+from genoformer.errors import ConfigError
+from genoformer.train.checkpoint import step_dirs
+from genoformer.train.config import PretrainConfig, load_config
+from genoformer.train.loop import learning_rate
+
+TINY = {
+    "model": {"dim": 32, "depth": 2, "heads": 2, "bucket_size": 32, "n_hashes": 1, "max_seq_len": 512,
+              "dropout": 0.1},
+    "optim": {"lr": 3e-3, "warmup_steps": 3},
+    "data": {"batch_size": 2, "span_bases": 2},
+    "run": {"steps": 8, "log_every": 1, "eval_every": 4, "eval_windows": 4, "checkpoint_every": 4,
+            "keep_checkpoints": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def chloroplast_tokens(tmp_path_factory, chloroplast_fasta):
+    """The A. thaliana chloroplast as k=1 tokens, 256-token windows, block split."""
+    out = tmp_path_factory.mktemp("tokens") / "cp_k1"
+    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "256",
+                 "--block", "4", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture()
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def one_line_error(capsys, command):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"genoformer {command}: error: ")
+    return err[0]
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_config_file_and_overrides(tiny_config):
+    config = load_config(tiny_config, ["optim.lr=1e-4", "optim.betas=[0.8, 0.9]", "data.window=128",
+                                       "model.depth=3", "run.device=cpu"])
+    assert config.optim.lr == 1e-4 and isinstance(config.optim.lr, float)
+    assert config.optim.betas == [0.8, 0.9]
+    assert config.data.window == 128 and config.model["depth"] == 3 and config.model["dim"] == 32
+    assert config.run.steps == 8 and config.optim.accumulation == 1  # file value and default
+    assert PretrainConfig.from_dict(config.to_dict(), "round trip") == config
+
+
+@pytest.mark.parametrize("override,named", [("optim.lrr=1", "optim.lrr"), ("model.dims=8", "model.dims"),
+                                            ("training.steps=3", "training.steps")])
+def test_unknown_override_key_is_named(tiny_config, override, named):
+    with pytest.raises(ConfigError, match=f"unknown config key '{named}'"):
+        load_config(tiny_config, [override])
+
+
+def test_bad_config_file_values_name_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  lr: 0.001\n  warmup: 10\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'optim.warmup'"):
+        load_config(path)
+    path.write_text("run:\n  steps: many\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: run.steps must be int"):
+        load_config(path)
+    path.write_text("data:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"data.batch_size must be > 0"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        load_config(None, ["steps=3"])
+
+
+def test_learning_rate_warms_up_then_follows_cosine():
+    config = load_config(None, ["optim.lr=1.0", "optim.warmup_steps=10", "optim.min_lr_ratio=0.1",
+                                "run.steps=110"])
+    rates = [learning_rate(step, config) for step in range(110)]
+    assert rates[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert rates[10] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.1)
+    for step in range(10, 110):  # reference: cosine from 1.0 down to 0.1 over steps 10..109
+        expected = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 10) / 99))
+        assert rates[step] == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_pretrain_help_documents_every_option():
+    parser = build_parser()
+    pretrain = parser._subparsers._group_actions[0].choices["pretrain"]
+    for action in pretrain._actions:
+        assert action.help, action.dest
+    options = {opt for action in pretrain._actions for opt in action.option_strings}
+    assert {"--data", "--config", "--out", "--resume", "--set"} <= options
+
+
+def test_short_run_writes_run_directory_and_metrics(chloroplast_tokens, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(run), "--set", "run.steps=4", "--set", "run.checkpoint_every=2"]) == 0
+    assert {"config.json", "model.safetensors", "vocab.json", "trainer_state.json", "metrics.jsonl"} <= \
+        {p.name for p in run.iterdir()}
+    assert [p.name for p in step_dirs(run)] == ["step-2", "step-4"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert {"step", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(records[0])
+    assert "val_bits_per_base" in records[3] and "val_bits_per_base" not in records[0]
+    assert 0 < records[3]["val_bits_per_base"] < 4
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["data"]["k"] == 1 and state["config"]["run"]["steps"] == 4
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+
+def pretrain_command(data, config, out, *extra):
+    return [sys.executable, "-m", "genoformer", "pretrain", "--data", str(data), "--config", str(config),
+            "--out", str(out), *extra]
+
+
+def comparable(run):
+    """metrics.jsonl without the wall-clock field."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{key: value for key, value in r.items() if key != "tokens_per_s"} for r in records]
+
+
+@pytest.fixture()
+def one_thread():
+    """Intra-op threads = 1 in this process, as in the subprocesses (OMP_NUM_THREADS=1), so float sums match."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_exact(chloroplast_tokens, tmp_path, one_thread):
+    config = tmp_path / "resume.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "run": {**TINY["run"], "steps": 16, "checkpoint_every": 2,
+                                                        "eval_every": 6, "keep_checkpoints": 3}}))
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    victim = subprocess.Popen(pretrain_command(chloroplast_tokens, config, interrupted), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(step_dirs(interrupted)) < 2 and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    kept = step_dirs(interrupted)
+    assert len(kept) >= 2 and kept[-1].name != "step-16", "the run finished before it could be killed"
+    # damage the newest checkpoint: resuming falls back to the one before, with a warning
+    weights = kept[-1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    resumed_from = int(kept[-2].name.split("-")[1])
+
+    resumed = subprocess.run(pretrain_command(chloroplast_tokens, config, interrupted, "--resume"), env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"skipping checkpoint {kept[-1]}" in resumed.stderr
+    assert f"resuming from {kept[-2]} (step {resumed_from})" in resumed.stderr
+
+    # the uninterrupted run, in this process (one thread, like the subprocesses)
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(config),
+                 "--out", str(whole)]) == 0
+    expected, got = comparable(whole), comparable(interrupted)
+    assert [r["step"] for r in got] == list(range(1, 17))
+    assert got == expected  # every step's loss, lr, grad norm and validation bits, after the resume too
+    assert (whole / "model.safetensors").read_bytes() == (interrupted / "model.safetensors").read_bytes()
+    assert [p.name for p in step_dirs(interrupted)] == ["step-12", "step-14", "step-16"]
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_unknown_config_key_exits_2_naming_it(chloroplast_tokens, tiny_config, tmp_path, capsys):
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(tmp_path / "run"), "--set", "optim.learning_rate=1e-3"]) == 2
+    assert "unknown config key 'optim.learning_rate'" in one_line_error(capsys, "pretrain")
+
+
+def test_window_longer_than_model_exits_2(chloroplast_tokens, tiny_config, tmp_path, capsys):
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(tmp_path / "run"), "--set", "model.max_seq_len=128"]) == 2
+    line = one_line_error(capsys, "pretrain")
+    assert "windows of 256 tokens are longer than the model's max_seq_len 128" in line
+
+
+def test_existing_run_needs_resume_and_same_config(chloroplast_tokens, tiny_config, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(run),
+            "--set", "run.steps=2"]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base) == 2
+    assert "already holds checkpoints; pass --resume" in one_line_error(capsys, "pretrain")
+    assert main(base + ["--resume", "--set", "optim.lr=0.1"]) == 2
+    assert "differs from the run's in optim.lr" in one_line_error(capsys, "pretrain")
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--out", str(tmp_path / "none"),
+                 "--resume"]) == 2
+    assert "no checkpoint to resume from" in one_line_error(capsys, "pretrain")
+
+
+def test_resume_on_data_with_another_k_exits_2(chloroplast_tokens, chloroplast_fasta, tiny_config, tmp_path,
+                                               capsys):
+    run = tmp_path / "run"
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(run), "--set", "run.steps=1"]) == 0
+    other = tmp_path / "cp_k2"
+    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "2", "--window", "256",
+                 "--block", "4", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(other), "--out", str(run), "--resume"]) == 2
+    line = one_line_error(capsys, "pretrain")
+    assert "token dataset has k=2" in line and "k=1" in line
+
+
+def test_missing_data_and_config_files_exit_2(chloroplast_tokens, tmp_path, capsys):
+    assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")]) == 2
+    assert "manifest.json: not found" in one_line_error(capsys, "pretrain")
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tmp_path / "no.yaml"),
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "no.yaml: config file not found" in one_line_error(capsys, "pretrain")

@@ -1,0 +1,169 @@
+"""Each report figure is built from small inputs in the pipeline's real formats, through `genoformer report`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from genoformer.cli import main
+from genoformer.report import plots
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def assert_figure(path) -> None:
+    """A PNG of a real figure: right signature, a sensible size, and ink (lines, text) on the white page."""
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = imread(path)
+    height, width = image.shape[:2]
+    assert height >= 250 and width >= 400
+    rgb = image[..., :3].reshape(-1, 3)
+    inked = (rgb < 0.85).any(axis=1).mean()
+    assert 0.01 < inked < 0.9, f"{inked:.3f} of the pixels are not white"
+    assert len(np.unique((rgb * 255).astype(np.uint8), axis=0)) > 30  # anti-aliased lines and colours
+
+
+def report(*args) -> int:
+    return main(["report", *map(str, args)])
+
+
+def write_metrics(path, steps=40, eval_every=10):
+    rng = np.random.default_rng(0)
+    with open(path, "w") as handle:
+        for step in range(1, steps + 1):
+            row = {"step": step, "loss": 4.0 * np.exp(-step / 20) + 1 + 0.05 * rng.standard_normal(),
+                   "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 5000.0}
+            if step % eval_every == 0:
+                row["val_bits_per_base"] = 2.0 - 0.005 * step
+            handle.write(json.dumps(row) + "\n")
+
+
+def evaluation(model_bits, markov_bits, order=3):
+    """An evaluate JSON as `genoformer.train.evaluate.evaluate_run` writes it (the keys the figure reads)."""
+    split = {"bits_per_base": model_bits, "markov_bits_per_base": markov_bits, "scored_bases": 1000}
+    return {"k": 3, "stride": 1, "window": 128, "markov": {"order": order, "concentration": 1.0},
+            "splits": {"val": dict(split, bits_per_base=model_bits + 0.01), "test": split}}
+
+
+def test_loss_curves(tmp_path):
+    write_metrics(tmp_path / "metrics.jsonl")
+    assert report("loss", "--metrics", tmp_path / "metrics.jsonl", "--out", tmp_path / "loss.png") == 0
+    assert_figure(tmp_path / "loss.png")
+
+
+def test_loss_curves_name_the_bad_line(tmp_path, capsys):
+    write_metrics(tmp_path / "metrics.jsonl", steps=3)
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 4, "loss": \n')
+    assert report("loss", "--metrics", tmp_path / "metrics.jsonl", "--out", tmp_path / "loss.png") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("genoformer report: error:") and "metrics.jsonl: line 4: not JSON" in error
+    assert "\n" not in error
+    assert not (tmp_path / "loss.png").exists()
+
+
+def test_bits_per_base(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93)))
+    (tmp_path / "sample.json").write_text(json.dumps(evaluation(1.98, 1.95, order=2)))
+    assert report("bits-per-base", "--eval", f"cdiph={tmp_path / 'run.json'}",
+                  f"NA12878={tmp_path / 'sample.json'}", "--out", tmp_path / "bits.png") == 0
+    assert_figure(tmp_path / "bits.png")
+
+
+def test_eval_figures_read_the_test_split(tmp_path):
+    assert plots.eval_figures(evaluation(1.91, 1.93, order=4), "x.json") == \
+        {"model": 1.91, "markov": 1.93, "markov_order": 4}
+    with pytest.raises(plots.InputError, match="x.json: not a `genoformer evaluate` result"):
+        plots.eval_figures({"splits": {}}, "x.json")
+
+
+def test_benchmark_times(tmp_path):
+    paths = []
+    for rule, job, seconds in (("pretrain", "cdiph", 61.5), ("score_variants", "a.000", 3.0),
+                               ("score_variants", "a.001", 4.5), ("report_loss", "loss", 1.2)):
+        path = tmp_path / "benchmarks" / rule / f"{job}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(BENCHMARK_HEADER + f"{seconds}\t0:00:{int(seconds):02d}\t512.3\t900\t400\t450\t1\t2\t90\t{seconds}\n")
+        paths.append(path)
+    table = plots.read_benchmarks(paths)
+    per_rule = table.groupby("rule")["s"].sum()
+    assert per_rule["score_variants"] == pytest.approx(7.5) and per_rule["pretrain"] == pytest.approx(61.5)
+    assert report("benchmarks", "--benchmarks", *paths, "--out", tmp_path / "bench.png") == 0
+    assert_figure(tmp_path / "bench.png")
+
+
+@pytest.fixture(scope="module")
+def scored_coding_vcf(tmp_path_factory, chloroplast_fasta, resources):
+    """Real coding SNVs of the bundled chloroplast (two genes) written as score-variants writes them: the input
+    INFO (CONSEQUENCE, ...) plus a GF_LLR score, here lower for stop-gained by construction."""
+    from genoformer.io.fasta import Reference
+    from genoformer.tasks.coding import CODING_INFO, coding_snvs
+    from genoformer.tasks.vcf_writer import InfoField, write_sites_vcf
+
+    path = tmp_path_factory.mktemp("scored") / "coding.vcf.gz"
+    rng = np.random.default_rng(1)
+    with Reference(chloroplast_fasta) as reference:
+        snvs = coding_snvs(reference, resources / "athal_cp" / "NC_000932.1.gff3", n_genes=2, seed=0)
+        records = [dict(contig=s.contig, pos=s.pos, ref=s.ref, alt=s.alt,
+                        info={"CONSEQUENCE": s.consequence,
+                              "GF_LLR": rng.normal(-1.0 if s.consequence == "stop_gained" else 0.0, 0.5)})
+                   for s in snvs]
+        fields = [field for field in CODING_INFO if field.id == "CONSEQUENCE"]
+        fields.append(InfoField("GF_LLR", "1", "Float", "log P(ALT) - log P(REF)"))
+        write_sites_vcf(path, reference, records, info_fields=fields)
+    return path
+
+
+def test_score_distributions_by_class(tmp_path, scored_coding_vcf):
+    table = plots.read_scored_vcf(scored_coding_vcf, ["GF_LLR", "CONSEQUENCE"])
+    assert {"synonymous", "missense", "stop_gained"} <= set(table["CONSEQUENCE"])
+    assert report("variant-classes", "--vcf", scored_coding_vcf, "--out", tmp_path / "classes.png") == 0
+    assert_figure(tmp_path / "classes.png")
+
+
+def test_variant_track_has_one_panel_per_locus(tmp_path, scored_coding_vcf):
+    table = plots.read_scored_vcf(scored_coding_vcf, ["GF_LLR"], optional=("CONSEQUENCE", "ABSENT"))
+    assert "CONSEQUENCE" in table.columns and "ABSENT" not in table.columns
+    found = plots.loci(table, gap=5000)
+    assert len(found) == 2  # the two sampled genes are far apart on the chloroplast
+    assert sum(len(locus) for locus in found) == len(table)
+    assert all(locus["pos"].diff().dropna().le(5000).all() for locus in found)
+    assert report("variant-track", "--vcf", scored_coding_vcf, "--out", tmp_path / "track.png") == 0
+    assert_figure(tmp_path / "track.png")
+
+
+def test_variant_figures_name_a_missing_field(tmp_path, scored_coding_vcf, capsys):
+    assert report("variant-classes", "--vcf", scored_coding_vcf, "--score", "GF_EMB", "--out",
+                  tmp_path / "x.png") == 2
+    assert "no INFO field GF_EMB in the header" in capsys.readouterr().err
+
+
+def region_predictions(path, n=120):
+    """A two-class predictions.tsv as classify-regions writes it; the probe separates the classes better."""
+    rng = np.random.default_rng(0)
+    label = np.where(np.arange(n) % 2 == 0, "coding", "intergenic")
+    positive = label == "intergenic"
+    pd.DataFrame({
+        "chrom": "NZ_LN831026.1", "start": np.arange(n) * 1000, "end": np.arange(n) * 1000 + 100,
+        "name": [f"r{i}" for i in range(n)], "label": label,
+        "split": np.where(np.arange(n) % 3 == 0, "test", "train"),
+        "window_start": np.arange(n) * 1000 - 78, "window_end": np.arange(n) * 1000 + 178,
+        "score_probe": 1 / (1 + np.exp(-(2.0 * positive - 1 + rng.normal(0, 0.8, n)))),
+        "score_kmer": 1 / (1 + np.exp(-(0.5 * positive + rng.normal(0, 1.0, n)))),
+    }).to_csv(path, sep="\t", index=False, na_rep="NA")
+
+
+def test_roc_pr_curves_of_region_predictions(tmp_path):
+    region_predictions(tmp_path / "predictions.tsv")
+    labels, scores, positive = plots.read_region_predictions(tmp_path / "predictions.tsv")
+    assert positive == "intergenic" and len(labels) == 40 and labels.sum() == 20  # held-out rows only
+    assert set(scores) == {"model: linear probe", "k-mer baseline"}
+    assert report("roc-pr", "--predictions", tmp_path / "predictions.tsv", "--title", "cdiph_genes",
+                  "--out", tmp_path / "roc.png") == 0
+    assert_figure(tmp_path / "roc.png")
