@@ -1,0 +1,344 @@
+"""The Snakemake workflow end to end on the bundled data, with a tiny model, in a copy of the workflow.
+
+Runs the real `genoformer` commands through the real Snakefile: outputs are checked, a second run has nothing to
+do, a deleted output is rebuilt with only what depends on it, `--lint` is clean, and bad configuration or inputs
+stop the run at DAG time with one message naming the problem. Also the VCF scatter/gather helpers it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pysam
+import pytest
+import yaml
+
+from genoformer.cli import main
+from genoformer.vcf_shards import merge_tables, merge_vcfs
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+HUMAN_VCF = ROOT / "resources/human_chr22_q/q.vcf.gz"
+# the tests sharing one finished run stay on one xdist worker (--dist loadgroup), so it is made once
+ONE_RUN = pytest.mark.xdist_group("workflow-run")
+
+
+def copy_workflow(tmp_path: Path) -> Path:
+    """A copy of the workflow (Snakefile, workflow/, config/) with the bundled data linked in."""
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    shutil.copy(ROOT / "Snakefile", workdir)
+    shutil.copytree(ROOT / "workflow", workdir / "workflow")
+    shutil.copytree(ROOT / "config", workdir / "config")
+    (workdir / "resources").symlink_to(ROOT / "resources")
+    return workdir
+
+
+TINY_PRETRAIN = {
+    "model": {"dim": 32, "depth": 2, "heads": 2, "bucket_size": 16, "n_hashes": 1},
+    "optim": {"warmup_steps": 2},
+    "data": {"batch_size": 4},
+}
+TINY_RUN = {"steps": 8, "log_every": 1, "eval_every": 4, "eval_windows": 4, "checkpoint_every": 4}
+
+
+def tiny_config(workdir: Path, reference: str = "cdiph", **run) -> str:
+    """Write a config override (with a tiny pretraining config on ``reference``; ``run`` changes its run
+    section) that makes the whole workflow small enough for CI; return the override's file name."""
+    (workdir / "tiny-pretrain.yaml").write_text(yaml.safe_dump(TINY_PRETRAIN))
+    config = {
+        "tokenize": {"k": 3, "stride": 1, "window": 128},
+        # set: merged key by key into config.yaml's, so every run key it could hold is given here
+        "pretrain": {"reference": reference, "config": "tiny-pretrain.yaml",
+                     "set": {f"run.{key}": value for key, value in {**TINY_RUN, **run}.items()}},
+        "evaluate": {"max_windows": 16},
+        "score_variants": {"window": 256, "chunks": 2},
+        "coding_variants": {"genes": 6, "per_class": 12, "seed": 0},
+        "region_labels": {"length": 100, "per_class": 30},
+        "classify_variants": {"window": 256, "extra": "--bootstrap 100"},
+        "classify_regions": {"window": 256, "finetune_epochs": 0, "extra": "--bootstrap 100"},
+    }
+    path = workdir / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path.name
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir`` with this environment's tools first on PATH."""
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run([str(VENV_BIN / "snakemake"), "--cores", "2", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count from the "Job stats" table of a dry run."""
+    jobs = {}
+    for line in dry_run_output.split("Job stats:", 1)[1].splitlines()[3:]:  # after the header and its rule
+        rule, *count = line.split()
+        if rule == "total":
+            return jobs
+        jobs[rule] = int(count[0])
+    raise AssertionError("no total line in the job stats")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A workflow copy after a complete default run with the tiny config."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    override = tiny_config(workdir)
+    started = time.monotonic()
+    result = snakemake(workdir, "--configfile", override)
+    assert result.returncode == 0, result.stderr[-5000:]
+    print(f"tiny workflow: {time.monotonic() - started:.0f} s")
+    return workdir, override
+
+
+@pytest.mark.slow
+@ONE_RUN
+def test_default_run_writes_every_result(finished):
+    workdir, _ = finished
+    for figure in ("training_loss", "bits_per_base", "regions/cdiph_genes", "variant_classes/cdiph_coding",
+                   "variant_track/cdiph_coding", "variant_track/NA12878", "benchmarks"):
+        assert (workdir / f"results/report/{figure}.png").stat().st_size > 10_000, figure
+    for path in ("runs/cdiph/eval.json", "results/eval/NA12878.json"):
+        test_split = json.loads((workdir / path).read_text())["splits"]["test"]
+        assert 0 < test_split["bits_per_base"] < 3 and 0 < test_split["markov_bits_per_base"] < 3, path
+    # the scattered scoring lost and duplicated nothing: the merged VCF has every input record, indexed
+    with pysam.VariantFile(str(workdir / "results/annotation/cdiph/coding_variants.vcf.gz")) as source:
+        expected = [(r.contig, r.pos, r.ref, r.alts) for r in source]
+    merged = pysam.VariantFile(str(workdir / "results/variants/cdiph_coding.vcf.gz"))
+    got = [(r.contig, r.pos, r.ref, r.alts) for r in merged]
+    assert got == expected
+    assert any(key.startswith("GF_") for key in merged.header.info)
+    contig, pos = expected[len(expected) // 2][:2]
+    assert [r.pos for r in merged.fetch(contig, pos - 1, pos)] == [p for c, p, *_ in expected if p == pos]
+    # no shard is left behind
+    assert not list((workdir / "results/variants").glob("*/shard-*"))
+    regions = json.loads((workdir / "results/regions/cdiph_genes/metrics.json").read_text())
+    assert {"probe", "kmer"} <= set(regions["test"])
+    assert (workdir / "results/variant_classes/cdiph_coding/metrics.json").exists()
+
+
+@pytest.mark.slow
+@ONE_RUN
+def test_report_gathers_every_figure_with_its_caption(finished):
+    workdir, override = finished
+    result = snakemake(workdir, "--configfile", override, "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (workdir / "report.html").read_text()
+    for figure in ("training_loss.png", "bits_per_base.png", "cdiph_genes.png", "cdiph_coding.png",
+                   "NA12878.png", "benchmarks.png"):
+        assert figure in html, figure
+    for caption in ("Learning curves", "Bits per base on held-out sequence", "ROC and precision-recall curves",
+                    "Zero-shot scores by variant class", "Variant scores along the genome", "Time per rule"):
+        assert caption in html, caption
+
+
+@pytest.mark.slow
+@ONE_RUN
+def test_second_run_has_nothing_to_do(finished):
+    workdir, override = finished
+    result = snakemake(workdir, "--configfile", override, "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@ONE_RUN
+def test_deleted_output_is_rebuilt_with_only_its_dependents(finished):
+    workdir, override = finished
+    model = workdir / "runs/cdiph/model.safetensors"
+    model_mtime = model.stat().st_mtime_ns
+    (workdir / "results/eval/NA12878.json").unlink()
+    plan = snakemake(workdir, "--configfile", override, "--dry-run")
+    assert planned_jobs(plan.stdout) == {"evaluate_sample": 1, "report_bits_per_base": 1, "report_benchmarks": 1,
+                                         "all": 1}
+    result = snakemake(workdir, "--configfile", override)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "results/eval/NA12878.json").exists()
+    assert model.stat().st_mtime_ns == model_mtime
+
+
+@pytest.mark.slow
+def test_killed_pretrain_resumes_from_its_checkpoint(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    override = tiny_config(workdir, reference="human_q", steps=8, checkpoint_every=2)  # a 12 kbp genome
+    target = "runs/human_q/model.safetensors"
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    run = subprocess.Popen([str(VENV_BIN / "snakemake"), "--cores", "2", target, "--configfile", override],
+                           cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    weights = workdir / target  # refreshed after each checkpoint is complete
+    try:
+        deadline = time.monotonic() + 240
+        while not weights.exists() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        assert weights.exists() and run.poll() is None, "no checkpoint before the run ended"
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # snakemake and its job, mid-run
+        run.wait()
+    assert snakemake(workdir, "--unlock", "--configfile", override).returncode == 0
+    plan = snakemake(workdir, target, "--configfile", override, "--dry-run")
+    assert "incomplete" in (plan.stdout + plan.stderr).lower()
+    result = snakemake(workdir, target, "--configfile", override, "--rerun-incomplete")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (workdir / "logs/pretrain/human_q.log").read_text()
+    assert re.search(r"resuming from \S+step-\d+", log), log[-2000:]
+    metrics = (workdir / "runs/human_q/metrics.jsonl").read_text()
+    assert [json.loads(line)["step"] for line in metrics.splitlines()] == list(range(1, 9))  # kept, none twice
+
+
+@pytest.mark.slow
+def test_lint_is_clean(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def _dag_error(workdir: Path, *args: str) -> str:
+    result = snakemake(workdir, "--dry-run", *args)
+    assert result.returncode != 0, "the dry run should have stopped"
+    assert "Job stats" not in result.stdout, "jobs were planned before the error"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_unknown_config_key_is_named(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    assert "'score_variant' was unexpected" in _dag_error(workdir, "--config", "score_variant={}")
+    override = workdir / "bad.yaml"
+    override.write_text("tokenize: {kmer: 6}\n")
+    assert "'kmer' was unexpected" in _dag_error(workdir, "--configfile", override.name)
+
+
+@pytest.mark.slow
+def test_missing_input_path_stops_before_any_job(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    samples = workdir / "config/samples.tsv"
+    samples.write_text(samples.read_text().replace("NA12878.chr22.tiny.bam", "absent.bam"))
+    message = _dag_error(workdir)
+    assert "config/samples.tsv: line 2 (sample NA12878): bam: resources/human_chr22_q/absent.bam does not exist" \
+        in message
+
+
+@pytest.mark.slow
+def test_duplicate_sample_name_stops_before_any_job(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    samples = workdir / "config/samples.tsv"
+    lines = samples.read_text().splitlines()
+    samples.write_text("\n".join(lines + [lines[1]]) + "\n")
+    message = _dag_error(workdir)
+    assert "config/samples.tsv: line 3: sample name 'NA12878' is used twice (first on line 2)" in message
+
+
+@pytest.mark.slow
+def test_vcf_on_another_reference_stops_before_any_job(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    samples = workdir / "config/samples.tsv"
+    samples.write_text(samples.read_text().replace("NA12878\thuman_q", "NA12878\tcdiph"))
+    message = _dag_error(workdir)
+    assert "sample NA12878" in message
+    assert "has contig(s) q not in reference resources/cdiph/NZ_LN831026.1.fa.gz" in message
+
+
+# ---- gather of sharded scoring -----------------------------------------------------------------------------
+
+
+def _records(path) -> list[tuple]:
+    with pysam.VariantFile(str(path)) as vcf:
+        return [(r.contig, r.pos, r.ref, r.alts, r.id, tuple(r.info.items())) for r in vcf]
+
+
+def write_shards(tmp_path, n: int) -> list[Path]:
+    """Shards of the bundled human VCF as `score-variants --shard i/n` writes them: every n-th record (window)
+    each, position-sorted, each header with its own ##genoformer_shard line."""
+    paths = [tmp_path / f"shard-{i}.vcf.gz" for i in range(n)]
+    with pysam.VariantFile(str(HUMAN_VCF)) as source:
+        records = list(source)
+        for i, path in enumerate(paths):
+            header = source.header.copy()
+            header.add_meta("genoformer_shard", f"{i}/{n}")
+            with pysam.VariantFile(str(path), "wz", header=header) as sink:
+                for record in records[i::n]:
+                    sink.write(record)
+            pysam.tabix_index(str(path), preset="vcf", force=True)
+    return paths
+
+
+@pytest.mark.parametrize("shards", [1, 3, 40])
+def test_merged_shards_give_back_the_vcf(tmp_path, shards):
+    merged = tmp_path / "merged.vcf.gz"
+    original = _records(HUMAN_VCF)
+    assert merge_vcfs(write_shards(tmp_path, shards), merged) == len(original)
+    assert _records(merged) == original
+    with pysam.VariantFile(str(merged)) as vcf:  # the index works, the shard line is gone
+        assert len(list(vcf.fetch("q", 0, 12356))) == len(original)
+        assert "genoformer_shard" not in str(vcf.header)
+
+
+def test_merge_rejects_an_unsorted_shard(tmp_path):
+    path = tmp_path / "unsorted.vcf"
+    with open(path, "w") as handle:
+        handle.write(f"##fileformat=VCFv4.2\n##contig=<ID=q,length=12356>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\t"
+                     "FILTER\tINFO\nq\t500\t.\tA\tG\t.\t.\t.\nq\t100\t.\tC\tT\t.\t.\t.\n")
+    assert main(["merge-vcf", "--vcfs", str(path), "--out", str(tmp_path / "m.vcf.gz")]) == 2
+    assert not (tmp_path / "m.vcf.gz").exists()
+
+
+def test_merge_rejects_shards_of_different_runs(tmp_path, cdiph_fasta):
+    other = tmp_path / "other.vcf"
+    other.write_text("##fileformat=VCFv4.2\n##contig=<ID=NZ_LN831026.1,length=2463666>\n"
+                     "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    with pytest.raises(Exception, match="other.vcf: INFO fields or contigs differ"):
+        merge_vcfs([HUMAN_VCF, other], tmp_path / "m.vcf.gz")
+
+
+def test_merge_tables_restores_record_order(tmp_path):
+    (tmp_path / "a.tsv").write_text("contig\tpos\trecord\tGF_LLR\nq\t10\t1\t-0.5\nq\t10\t1\tNA\nq\t90\t3\t1e-05\n")
+    (tmp_path / "b.tsv").write_text("contig\tpos\trecord\tGF_LLR\nq\t50\t2\t0.25\nq\t900\t10\t2\n")
+    assert merge_tables([tmp_path / "a.tsv", tmp_path / "b.tsv"], tmp_path / "m.tsv") == 5
+    assert (tmp_path / "m.tsv").read_text() == ("contig\tpos\trecord\tGF_LLR\nq\t10\t1\t-0.5\nq\t10\t1\tNA\n"
+                                                "q\t50\t2\t0.25\nq\t90\t3\t1e-05\nq\t900\t10\t2\n")
+    (tmp_path / "c.tsv").write_text("chrom\tpos\trecord\tGF_LLR\nq\t5\t4\t0\n")
+    assert main(["merge-vcf", "--vcfs", str(HUMAN_VCF), "--out", str(tmp_path / "x.vcf.gz"),
+                 "--tables", str(tmp_path / "a.tsv"), str(tmp_path / "c.tsv"),
+                 "--table-out", str(tmp_path / "n.tsv")]) == 2
+    assert not (tmp_path / "n.tsv").exists()
+
+
+# ---- derived region task ----------------------------------------------------------------------------------
+
+
+def test_region_labels_lie_inside_or_outside_coding_sequence(tmp_path, chloroplast_fasta, resources):
+    from genoformer.io.fasta import Reference
+    from genoformer.region_labels import coding_intergenic_regions
+    from genoformer.tasks.coding import read_cds
+
+    gff = resources / "athal_cp" / "NC_000932.1.gff3"
+    with Reference(chloroplast_fasta) as reference:
+        regions = coding_intergenic_regions(reference, gff, length=50, per_class=40, seed=3)
+        coding = np.zeros(reference.contigs["NC_000932.1"], dtype=bool)
+    for cds in read_cds(gff):
+        for start, end in cds.segments:
+            coding[start:end] = True
+    assert regions["label"].value_counts().to_dict() == {"coding": 40, "intergenic": 40}
+    for row in regions.itertuples():
+        covered = coding[row.start:row.end]
+        assert covered.all() if row.label == "coding" else not covered.any(), row
+    assert (regions["start"].diff().dropna() >= 50).all()  # sorted, no overlap
+    out = tmp_path / "labels.bed"
+    assert main(["region-labels", "--reference", str(chloroplast_fasta), "--gff", str(gff), "--length", "50",
+                 "--per-class", "40", "--seed", "3", "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[0].split("\t") == [str(v) for v in regions.iloc[0]]
+    assert main(["region-labels", "--reference", str(chloroplast_fasta), "--gff", str(gff),
+                 "--per-class", "100000", "--out", str(tmp_path / "x.bed")]) == 2

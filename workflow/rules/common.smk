@@ -1,0 +1,160 @@
+# Inputs, names and paths shared by the rules, checked before the DAG is built.
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from genoformer import workflow_checks
+from genoformer.errors import GenoformerError
+
+# Jobs (also inside the conda env, see workflow/envs/genoformer.post-deploy.sh) run this repository's genoformer.
+os.environ.setdefault("GENOFORMER_ROOT", str(Path(workflow.basedir).parent))
+
+# A bad input stops the run here, before any job, with one line naming the file, the record and the problem.
+try:
+    SAMPLES = workflow_checks.read_samples(config["samples"])
+    validate(
+        pd.DataFrame([{key: value for key, value in row.items() if key != "line"} for row in SAMPLES]),
+        "../schemas/samples.schema.yaml",
+    )
+    workflow_checks.check_inputs(config, SAMPLES, config["samples"])
+except GenoformerError as err:
+    sys.exit(f"genoformer workflow: error: {err}")
+
+REFERENCES = config["references"]
+RUN = config["pretrain"]["reference"]
+SAMPLE = {row["sample"]: row for row in SAMPLES}
+ANNOTATED = [name for name, entry in REFERENCES.items() if "annotation" in entry]
+
+# Variant sets scored by the model: each sample's VCF and the coding SNVs derived from each annotation.
+VARIANT_SETS = {name: row["vcf"] for name, row in SAMPLE.items() if "vcf" in row}
+VARIANT_SETS.update({f"{ref}_coding": f"results/annotation/{ref}/coding_variants.vcf.gz" for ref in ANNOTATED})
+VARIANT_SET_REFERENCE = {name: row["reference"] for name, row in SAMPLE.items() if "vcf" in row}
+VARIANT_SET_REFERENCE.update({f"{ref}_coding": ref for ref in ANNOTATED})
+
+# Supervised tasks: labelled VCFs (label = an INFO key) and BED label sets, derived ones first.
+VARIANT_TASKS = {
+    f"{ref}_coding": {
+        "reference": ref,
+        "vcf": f"results/annotation/{ref}/coding_variants.vcf.gz",
+        "label_field": "CONSEQUENCE",
+        "positive": ["stop_gained"],
+        "negative": ["synonymous"],
+    }
+    for ref in ANNOTATED
+}
+VARIANT_TASKS.update(config.get("variant_tasks", {}))
+REGION_TASKS = {
+    f"{ref}_genes": {"reference": ref, "bed": f"results/annotation/{ref}/regions.bed"} for ref in ANNOTATED
+}
+REGION_TASKS.update(config.get("region_tasks", {}))
+
+CODING_SETS = [f"{ref}_coding" for ref in ANNOTATED]
+CHUNKS = [f"{i:03d}" for i in range(config["score_variants"]["chunks"])]
+BAM_SAMPLES = [name for name, row in SAMPLE.items() if "bam" in row]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly one of ``names``."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+wildcard_constraints:
+    reference=one_of(REFERENCES),
+    sample=one_of(SAMPLE),
+    variant_set=one_of(VARIANT_SETS),
+    variant_task=one_of(VARIANT_TASKS),
+    region_task=one_of(REGION_TASKS),
+    chunk=r"\d{3}",
+
+
+def fasta_of(reference):
+    """The FASTA path of a configured reference."""
+    return REFERENCES[reference]["fasta"]
+
+
+def run_files(run=RUN):
+    """The declared files of a finished pretraining run: its latest weights (a `save_pretrained` folder).
+
+    metrics.jsonl and checkpoints/ in the same folder are deliberately not declared: snakemake deletes a
+    job's outputs before rerunning it, and a resumed run continues both of them.
+    """
+    return {
+        "model": f"runs/{run}/model.safetensors",
+        "config": f"runs/{run}/config.json",
+        "vocab": f"runs/{run}/vocab.json",
+    }
+
+
+def class_options(task):
+    """`--positive ... --negative ...` for classify-variants when the task names its classes."""
+    entry = VARIANT_TASKS[task]
+    return " ".join(
+        f"--{side} " + " ".join(shlex.quote(value) for value in entry[side])
+        for side in ("positive", "negative")
+        if entry.get(side)
+    )
+
+
+def max_windows_option():
+    """`--max-windows N` for `genoformer evaluate` when config evaluate.max_windows is set."""
+    limit = config["evaluate"]["max_windows"]
+    return "" if limit is None else f"--max-windows {limit}"
+
+
+def pretrain_launcher(wildcards, resources):
+    """`genoformer`, or the same CLI under torchrun with one process per GPU when the job has several."""
+    gpus = int(resources.gpu)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node {gpus} --no-python genoformer"
+    return "genoformer"
+
+
+def report_figures():
+    """Every figure of the report."""
+    return [
+        "results/report/training_loss.png",
+        "results/report/bits_per_base.png",
+        *expand("results/report/regions/{region_task}.png", region_task=REGION_TASKS),
+        *expand("results/report/variant_classes/{variant_set}.png", variant_set=CODING_SETS),
+        *expand("results/report/variant_track/{variant_set}.png", variant_set=VARIANT_SETS),
+        "results/report/benchmarks.png",
+    ]
+
+
+def benchmark_files():
+    """The benchmark TSV of every job the default run makes, except the benchmark figure's own."""
+    return [
+        *expand(rules.tokenize_reference.benchmark, reference=RUN),
+        *expand(rules.tokenize_sample.benchmark, sample=BAM_SAMPLES),
+        *expand(rules.pretrain.benchmark, reference=RUN),
+        *expand(rules.evaluate.benchmark, reference=RUN),
+        *expand(rules.evaluate_sample.benchmark, sample=BAM_SAMPLES),
+        *expand(rules.coding_variants.benchmark, reference=ANNOTATED),
+        *expand(rules.region_labels.benchmark, reference=ANNOTATED),
+        *expand(rules.score_variants.benchmark, variant_set=VARIANT_SETS, chunk=CHUNKS),
+        *expand(rules.merge_scored_variants.benchmark, variant_set=VARIANT_SETS),
+        *expand(rules.classify_variants.benchmark, variant_task=VARIANT_TASKS),
+        *expand(rules.classify_regions.benchmark, region_task=REGION_TASKS),
+        *expand(rules.report_training_loss.benchmark),
+        *expand(rules.report_bits_per_base.benchmark),
+        *expand(rules.report_regions.benchmark, region_task=REGION_TASKS),
+        *expand(rules.report_variant_classes.benchmark, variant_set=CODING_SETS),
+        *expand(rules.report_variant_track.benchmark, variant_set=VARIANT_SETS),
+    ]
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default: every result and every report figure (results are listed
+    too, so that a deleted one is rebuilt even while the figures made from it are still there)."""
+    return [
+        f"runs/{RUN}/eval.json",
+        *expand("results/eval/{sample}.json", sample=BAM_SAMPLES),
+        *expand("results/variants/{variant_set}.vcf.gz", variant_set=VARIANT_SETS),
+        *expand("results/variant_classes/{variant_task}/metrics.json", variant_task=VARIANT_TASKS),
+        *expand("results/regions/{region_task}/metrics.json", region_task=REGION_TASKS),
+        *report_figures(),
+    ]

@@ -1,0 +1,52 @@
+# Held-out bits/base and masked-token accuracy of the pretrained model, next to a Markov baseline fit on the
+# same training split: on the pretraining genome, and on each sample's consensus genome.
+
+
+rule evaluate:
+    input:
+        unpack(lambda w: run_files(w.reference)),
+        manifest="tokens/{reference}/manifest.json",
+    output:
+        "runs/{reference}/eval.json",
+    params:
+        data=lambda w, input: Path(input.manifest).parent,
+        run=lambda w, input: Path(input.model).parent,
+        max_windows=max_windows_option(),
+    log:
+        "logs/evaluate/{reference}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{reference}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/genoformer.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} genoformer evaluate --checkpoint {params.run} --data {params.data}"
+        " {params.max_windows} --out {output} > {log} 2>&1"
+
+
+rule evaluate_sample:
+    input:
+        unpack(lambda w: run_files()),
+        manifest="tokens/samples/{sample}/manifest.json",
+    output:
+        "results/eval/{sample}.json",
+    params:
+        data=lambda w, input: Path(input.manifest).parent,
+        run=lambda w, input: Path(input.model).parent,
+        max_windows=max_windows_option(),
+    log:
+        "logs/evaluate_sample/{sample}.log",
+    benchmark:
+        "logs/benchmarks/evaluate_sample/{sample}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/genoformer.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} genoformer evaluate --checkpoint {params.run} --data {params.data}"
+        " {params.max_windows} --out {output} > {log} 2>&1"
