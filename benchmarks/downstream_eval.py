@@ -137,6 +137,16 @@ def classify_regions(work: Path, run: Path, name: str, fasta: Path, bed: Path, w
              **auroc_row(result)} for method, result in metrics["test"].items()]
 
 
+def checkpoint_summary(run: Path) -> dict:
+    """What a ``--checkpoint`` run is: its path, model config, training config and data, and steps trained."""
+    summary = {"path": str(run), "config": json.loads((run / "config.json").read_text())}
+    state_file = run / "trainer_state.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        summary.update(steps=state.get("step"), training=state.get("config"), data=state.get("data"))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every check, print the table, write the results JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -172,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
                                  ["--split", "contig", "--finetune-epochs", 2, "--lr", 5e-4, "--kmer", 4])
     result = {"benchmark": "downstream_eval", "device": platform.processor() or platform.machine(),
               "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              "model": str(args.checkpoint) if args.checkpoint else {**DEMO_MODEL, "steps": args.steps, "k": 3,
-                                                                        "stride": 1, "window_tokens": 256},
+              "model": checkpoint_summary(args.checkpoint) if args.checkpoint else {
+                  **DEMO_MODEL, "steps": args.steps, "k": 3, "stride": 1, "window_tokens": 256},
               "pretrain_seconds": round(pretrain_seconds, 1), "rows": rows}
     write_json(RESULTS, result)
     print(f"{'task':<62} {'method':<52} {'n':>5} {'AUROC':>6}  95% CI")

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/logs/gpu-run}
 BUDGET_S=${BUDGET_S:-370}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 began=$(date +%s)
 left() { echo $(( BUDGET_S - ($(date +%s) - began) )); }
 

@@ -2,10 +2,11 @@
 
 Every model has the same shape (6 layers, dim 512, 8 heads, MLP 4·dim, vocabulary of 16 single-nucleotide
 tokens, batch 1) and runs under bf16 autocast with fp32 weights; the loss is cross-entropy on 15% masked
-positions. Rows: genoformer with the CUDA fast path, genoformer with the reference kernel, reformer-pytorch
-1.4.4, Hugging Face ReformerForMaskedLM, a flash-attention (SDPA) encoder and HyenaDNA (benchmarks/peers/),
+positions. Rows: genoformer with the CUDA fast path (each block's sublayers compiled, as the trainer does
+on CUDA; variants compile less), genoformer with the reference kernel, reformer-pytorch 1.4.4, Hugging Face ReformerForMaskedLM, a flash-attention (SDPA) encoder and HyenaDNA (benchmarks/peers/),
 at 4k, 16k, 64k, 256k and 1,048,576 tokens where each fits; plus genoformer at 12 vs 6 layers (peak memory
-of the reversible stack).
+of the reversible stack). Run it with ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` (the genoformer
+CLI's default; benchmarks/gpu_suite.sh sets it) for peak reserved memory close to peak allocated.
 
 Each case is timed after warm-up steps (compilation, autotuning) with CUDA synchronization around the timed
 steps; peak memory is ``torch.cuda.max_memory_allocated`` over warm-up and timed steps. An out-of-memory
@@ -39,6 +40,8 @@ import torch.nn.functional as F  # noqa: E402
 from benchmarks.peers import hf_reformer, hyenadna, reformer_pytorch_lm, sdpa_encoder  # noqa: E402
 from genoformer.atomic import write_json  # noqa: E402
 from genoformer.model import ReformerConfig, ReformerForMaskedLM  # noqa: E402
+from genoformer.model.fast import compile_sublayers  # noqa: E402
+from genoformer.model.fast.flex_lsh import COMPILE_ENV  # noqa: E402
 from genoformer.model.lsh_attention import KERNEL_ENV  # noqa: E402
 
 SEQ_LENS = (4096, 16384, 65536, 262144, 1048576)
@@ -60,19 +63,29 @@ class GenoformerLM(torch.nn.Module):
         return self.model(input_ids, seed=self.step)
 
 
-def genoformer_builder(kernel: str, depth: int | None = None):
+def genoformer_builder(kernel: str, depth: int | None = None, compile_scope: str = "function",
+                       compiled: str = "sublayers"):
     """A ``build`` function for genoformer with the LSH kernel ``kernel``: 'fast' (the automatic choice,
     the fast path on CUDA) or 'reference'. The choice is the process-wide ``GENOFORMER_LSH_KERNEL``
-    setting, made when the model is built, since the reversible backward pass picks its kernel again."""
+    setting, made when the model is built, since the reversible backward pass picks its kernel again; so is
+    the fast path's ``GENOFORMER_FAST_COMPILE`` scope ('function' or 'kernel'). ``compiled``: 'sublayers'
+    (what the trainer does on CUDA: ``compile_sublayers``), 'ff' (the feed-forward sublayers only) or
+    'none'."""
 
     def build(seq_len, vocab_size, dim, depth_, heads):
         if kernel == "reference":
             os.environ[KERNEL_ENV] = "reference"
         else:
             os.environ.pop(KERNEL_ENV, None)
+        os.environ[COMPILE_ENV] = compile_scope
         config = ReformerConfig(vocab_size=vocab_size, dim=dim, depth=depth or depth_, heads=heads,
                                 n_hashes=N_HASHES, bucket_size=BUCKET_SIZE, max_seq_len=max(seq_len, 1))
-        return GenoformerLM(config)
+        lm = GenoformerLM(config)
+        if kernel == "fast" and compiled == "sublayers":
+            compile_sublayers(lm.model)
+        for block in lm.model.reformer.blocks if compiled == "ff" else ():
+            block.g.position_wise = torch.compile(block.g.position_wise)
+        return lm
 
     return build
 
@@ -80,13 +93,18 @@ def genoformer_builder(kernel: str, depth: int | None = None):
 # name -> (build, how its step time grows with N: 1 linear, 2 quadratic)
 IMPLS = {
     "genoformer-fast": (genoformer_builder("fast"), 1),
-    "genoformer-reference": (genoformer_builder("reference"), 1),
+    "genoformer-reference": (genoformer_builder("reference", compiled="none"), 1),
     "reformer-pytorch": (reformer_pytorch_lm.build, 1),
     "hf-reformer": (hf_reformer.build, 1),
     "sdpa-full-attention": (sdpa_encoder.build, 2),
     "hyenadna": (hyenadna.build, 1),
 }
-EXTRA_IMPLS = {"genoformer-fast-12-layers": (genoformer_builder("fast", depth=12), 1)}
+EXTRA_IMPLS = {
+    "genoformer-fast-12-layers": (genoformer_builder("fast", depth=12), 1),
+    "genoformer-fast-attention-compiled": (genoformer_builder("fast", compiled="none"), 1),
+    "genoformer-fast-attention-and-ff-compiled": (genoformer_builder("fast", compiled="ff"), 1),
+    "genoformer-fast-kernel-compiled": (genoformer_builder("fast", compile_scope="kernel", compiled="none"), 1),
+}
 
 
 def mlm_batch(seq_len: int, device):
@@ -199,9 +217,10 @@ def header(benchmark: str, config: dict) -> dict:
 
 
 def default_cases(impls, seq_lens):
-    """The order that keeps the important rows if the run is cut short: the fast path up to 64k, its
-    12-layer memory row, the fast path at longer lengths, every peer at 16k and 64k, then the rest."""
-    fast = [("genoformer-fast", n) for n in seq_lens if "genoformer-fast" in impls]
+    """The order that keeps the important rows if the run is cut short: the fast path (and its variants) up
+    to 64k, its 12-layer memory row, the fast path at longer lengths, every peer at 16k and 64k, then the rest."""
+    variants = [name for name in impls if name.startswith("genoformer-fast") and name != "genoformer-fast-12-layers"]
+    fast = [(name, n) for name in variants for n in seq_lens]
     first = [case for case in fast if case[1] <= 65536]
     if "genoformer-fast-12-layers" in impls and 65536 in seq_lens:
         first.append(("genoformer-fast-12-layers", 65536))
@@ -213,22 +232,24 @@ def default_cases(impls, seq_lens):
     return first + middle + rest
 
 
-def profile(seq_len: int, path: Path) -> None:
-    """Write the top CUDA kernels of two genoformer-fast steps at ``seq_len`` (after a warm-up) to ``path``."""
+def profile(impl: str, seq_len: int, path: Path) -> None:
+    """Write the top CUDA kernels of two steps of ``impl`` at ``seq_len`` (after a warm-up) to ``path``."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    model = genoformer_builder("fast")(seq_len, VOCAB, DIM, DEPTH, HEADS).cuda().train()
+    build = {**IMPLS, **EXTRA_IMPLS}[impl][0]
+    model = build(seq_len, VOCAB, DIM, DEPTH, HEADS).cuda().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     ids, labels = mlm_batch(seq_len, "cuda")
-    train_step(model, optimizer, ids, labels)
+    for _ in range(2):  # compilation and autotuning
+        train_step(model, optimizer, ids, labels)
     torch.cuda.synchronize()
     with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(2):
             train_step(model, optimizer, ids, labels)
         torch.cuda.synchronize()
     table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=90)
-    path.write_text(f"genoformer-fast, {seq_len} tokens, 2 steps, {torch.cuda.get_device_name()}\n{table}\n")
+    path.write_text(f"{impl}, {seq_len} tokens, 2 steps, {torch.cuda.get_device_name()}\n{table}\n")
 
 
 def main(argv=None) -> None:
@@ -246,7 +267,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_step.json",
                         help="JSON file to write")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="also profile genoformer-fast at --profile-len tokens and write the kernel table here")
+                        help="also profile --profile-impl at --profile-len tokens and write the kernel table here")
+    parser.add_argument("--profile-impl", default="genoformer-fast", choices=[*IMPLS, *EXTRA_IMPLS],
+                        help="model to profile (default genoformer-fast)")
     parser.add_argument("--profile-len", type=int, default=65536, help="sequence length of the profile")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -272,7 +295,7 @@ def main(argv=None) -> None:
     write_json(args.out, {**report, "rows": rows})
     print(f"\n{report['device']}, torch {report['torch']}\n" + format_table(rows), flush=True)
     if args.profile:
-        profile(args.profile_len, args.profile)
+        profile(args.profile_impl, args.profile_len, args.profile)
 
 
 if __name__ == "__main__":

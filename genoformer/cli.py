@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# Before torch is imported anywhere: let the CUDA caching allocator grow segments instead of reserving new
+# ones, so what a long sequence reserves stays close to what it uses (a million-token training step:
+# 72.5 GiB allocated but 82.7 GiB reserved without it, on an H200). A user's own setting wins.
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 from genoformer import __version__
 from genoformer.errors import GenoformerError

@@ -75,6 +75,7 @@ def save(run, model, optimizer, step, keep=2):
 def test_save_keeps_last_k_and_refreshes_run_weights(tmp_path):
     model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    (tmp_path / "checkpoints" / ".step-9.x1y2.tmp").mkdir(parents=True)  # left by a run killed while saving
     for step in (1, 2, 3):
         train_steps(model, optimizer, 1, seed=step)
         save(tmp_path, model, optimizer, step)

@@ -179,8 +179,13 @@ def test_dataset_with_another_k_exits_2(run, tokens, tmp_path, capsys):
 
 
 def test_windows_longer_than_the_model_exit_2(run, tokens, tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tokens["k1w512"]),
-                 "--out", str(tmp_path / "x.json")]) == 2
+    # by default the run's training window (256) is cut from a dataset of 512-token windows: fine
+    out = tmp_path / "x.json"
+    assert main(["-q", "evaluate", "--checkpoint", str(run), "--data", str(tokens["k1w512"]), "--out", str(out),
+                 "--splits", "test", "--max-windows", "2", "--max-markov-order", "2"]) == 0
+    assert json.loads(out.read_text())["window"] == 256
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tokens["k1w512"]), "--window", "512",
+                 "--out", str(tmp_path / "y.json")]) == 2
     assert "windows of 512 tokens are longer than the model's max_seq_len 256" in one_line_error(capsys)
 
 

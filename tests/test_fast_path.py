@@ -78,6 +78,18 @@ def test_forward_matches_reference_float64(batch, heads, length, head_dim, bucke
     assert torch.isfinite(out).all()  # padded rows too: they must not poison gradients with NaN
 
 
+def test_causal_band_matches_reference_when_buckets_overflow_their_chunk():
+    """Two buckets of ~100 tokens in chunks of 8: causal queries see only their bucket's 7 sorted predecessors."""
+    qk, v, _, mask = random_case(2, 2, 200, 8, 8, 3, padded=True, seed=2, dtype=torch.float64)
+    buckets = hash_buckets(qk, 2, 3, seed=2)
+    kwargs = dict(bucket_size=8, key_padding_mask=mask, causal=True)
+    with torch.no_grad():
+        out = fast.lsh_attention(qk, v, buckets, **kwargs)
+        expected = reference.lsh_attention(qk, v, buckets, **kwargs)
+    real = real_rows(mask, 200)
+    assert torch.allclose(out * real, expected * real, atol=1e-6, rtol=0)
+
+
 def test_forward_matches_reference_float32():
     qk, v, buckets, mask = random_case(2, 2, 300, 32, 32, 2, padded=True, seed=7, dtype=torch.float32)
     with torch.no_grad():

@@ -11,7 +11,7 @@ import genoformer.io.bam as bam_module
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.bam import AlignmentFile, ReadFilter, consensus, iter_reads
 from genoformer.io.fasta import Reference
-from test_io_helpers import open_and_report, run_without_write_permission
+from io_helpers import open_and_report, run_without_write_permission
 
 NA12878_BAM = "NA12878.chr22.tiny.bam"
 SKIP_ALL = "0xF04"  # unmapped, secondary, QC-fail, duplicate, supplementary: ReadFilter's default

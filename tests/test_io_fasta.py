@@ -13,7 +13,7 @@ from Bio.Seq import Seq
 
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import BASES, Reference, decode_bases, encode_bases, reverse_complement_codes
-from test_io_helpers import open_and_report, run_without_write_permission
+from io_helpers import open_and_report, run_without_write_permission
 
 AMBIGUOUS = "RYSWKMBDHVN"
 

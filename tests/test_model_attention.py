@@ -18,6 +18,7 @@ from genoformer.model.lsh_attention import (
     cuda_kernel,
     full_attention,
     lsh_attention,
+    lsh_buckets,
     n_buckets_for,
     select_kernel,
 )
@@ -60,7 +61,10 @@ def dense_reference(qk, v, key_padding_mask, causal):
 
 
 def loop_reference(qk, v, buckets, bucket_size, key_padding_mask, causal):
-    """LSH attention one query at a time: sort, find the query's chunk and the one before, attend, combine."""
+    """LSH attention one query at a time: sort, find the query's chunk and the one before, attend, combine.
+
+    Causal: only keys of the query's bucket at sorted indices s - bucket_size < j <= s (padding has a
+    bucket of its own)."""
     batch, heads, length, dim = qk.shape
     n_hashes = buckets.shape[2]
     n_chunks = math.ceil(length / bucket_size)
@@ -73,7 +77,10 @@ def loop_reference(qk, v, buckets, bucket_size, key_padding_mask, causal):
             for r in range(n_hashes):
                 real = sorted((i for i in range(length) if not pad[i]), key=lambda i: (int(buckets[b, h, r, i]), i))
                 order = real + [i for i in range(length) if pad[i]]
-                chunk_of = {position: index // bucket_size for index, position in enumerate(order)}
+                index_of = {position: index for index, position in enumerate(order)}
+                chunk_of = {position: index // bucket_size for position, index in index_of.items()}
+                bucket_of = {position: None if pad[position] else int(buckets[b, h, r, position])
+                             for position in order}
                 assert max(chunk_of.values()) < n_chunks
                 outputs, lses = [], []
                 for i in range(length):
@@ -83,7 +90,10 @@ def loop_reference(qk, v, buckets, bucket_size, key_padding_mask, causal):
                             continue
                         if j == i:
                             logits.append(torch.tensor(SELF_LOGIT, dtype=qk.dtype))
-                        elif pad[j] or (causal and j > i):
+                        elif pad[j]:
+                            continue
+                        elif causal and not (bucket_of[j] == bucket_of[i]
+                                             and 0 <= index_of[i] - index_of[j] < bucket_size):
                             continue
                         else:
                             logits.append(qk[b, h, i] @ F.normalize(qk[b, h, j], dim=0) / math.sqrt(dim))
@@ -162,6 +172,18 @@ def test_n_buckets_for_lengths():
     assert n_buckets_for(1_048_576, 64) == 16_384
 
 
+def test_lsh_buckets_give_each_row_the_bucket_count_of_its_own_real_tokens():
+    qk, _ = random_inputs(batch=3, length=140)
+    mask = padding(3, 140, [60, 140, 7])
+    buckets = lsh_buckets(qk, mask, bucket_size=8, n_hashes=2, seed=4)
+    for row, real in enumerate([60, 140, 7]):
+        alone = hash_buckets(qk[row:row + 1, :, :real], n_buckets_for(real, 8), 2, seed=4)
+        assert torch.equal(buckets[row:row + 1, ..., :real], alone)
+    assert buckets[0].max() < 8 <= buckets[1].max() < 32 and buckets[2].max() < 2
+    no_padding = padding(3, 140, [140] * 3)
+    assert torch.equal(lsh_buckets(qk, no_padding, 8, 2, seed=4), lsh_buckets(qk, None, 8, 2, seed=4))
+
+
 # ---------------------------------------------------------------- LSH attention
 
 
@@ -173,8 +195,9 @@ def test_one_bucket_one_chunk_equals_exact_attention_forward_and_grad(causal):
     buckets = torch.zeros(2, 2, 1, 29, dtype=torch.long)
     out = lsh_attention(qk, v, buckets, bucket_size=32, key_padding_mask=mask, causal=causal)
     expected = dense_reference(qk, v, mask, causal)
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
-    cotangent = torch.randn_like(out)
+    real = ~mask[:, None, :, None]  # outputs at padded positions are meaningless
+    torch.testing.assert_close(out * real, expected * real, rtol=0, atol=1e-6)
+    cotangent = torch.randn_like(out) * real
     grads = torch.autograd.grad(out, (qk, v), cotangent)
     expected_grads = torch.autograd.grad(expected, (qk, v), cotangent)
     for got, want in zip(grads, expected_grads):
@@ -203,7 +226,7 @@ def test_lsh_attention_matches_per_query_loop_reference(causal, length):
 
 def test_several_rounds_give_a_convex_combination_of_allowed_values():
     """With v = identity the output rows are the attention weights: non-negative, summing to one, and zero on
-    padding, on later positions (causal), and outside every round's chunk + look-one-back."""
+    padding and outside every round's causal band (same bucket, the bucket_size - 1 sorted predecessors)."""
     length, bucket_size = 24, 4
     qk, _ = random_inputs(batch=1, heads=1, length=length, dim=length, seed=4)
     v = torch.eye(length, dtype=DOUBLE)[None, None]
@@ -215,9 +238,11 @@ def test_several_rounds_give_a_convex_combination_of_allowed_values():
     allowed = torch.zeros(length, length, dtype=torch.bool)
     for r in range(4):
         order = sorted(range(20), key=lambda i: (int(buckets[0, 0, r, i]), i)) + list(range(20, 24))
-        chunk = torch.empty(length, dtype=torch.long)
-        chunk[order] = torch.arange(length) // bucket_size
-        allowed |= (chunk[None, :] == chunk[:, None]) | (chunk[None, :] == chunk[:, None] - 1)
+        index = torch.empty(length, dtype=torch.long)
+        index[order] = torch.arange(length)
+        offset = index[:, None] - index[None, :]
+        same_bucket = buckets[0, 0, r][:, None] == buckets[0, 0, r][None, :]
+        allowed |= same_bucket & (offset >= 0) & (offset < bucket_size)
     i, j = torch.meshgrid(torch.arange(length), torch.arange(length), indexing="ij")
     allowed &= ((j <= i) & ~mask[0][None, :]) | (i == j)
     assert weights[~allowed].abs().max() == 0
@@ -284,6 +309,20 @@ def test_causal_kernel_never_sees_later_content_for_fixed_buckets():
     torch.testing.assert_close(out2[:, :, :cut], out[:, :, :cut], rtol=0, atol=1e-12)
 
 
+def test_causal_lsh_attention_is_strictly_causal_with_many_chunks():
+    """New qk, v and buckets after position p move the later tokens anywhere in each round's sorted order
+    (and so move chunk boundaries), yet outputs at p and before do not change."""
+    length = 200
+    qk, v = random_inputs(length=length, seed=1)
+    out = lsh_attention(qk, v, hash_buckets(qk, 4, 3, seed=0), bucket_size=8, causal=True)
+    for p in (0, 7, 8, 61, 150, 198):
+        qk2, v2 = random_inputs(length=length, seed=p + 100)
+        qk2[:, :, :p + 1], v2[:, :, :p + 1] = qk[:, :, :p + 1], v[:, :, :p + 1]
+        out2 = lsh_attention(qk2, v2, hash_buckets(qk2, 4, 3, seed=0), bucket_size=8, causal=True)
+        torch.testing.assert_close(out2[:, :, :p + 1], out[:, :, :p + 1], rtol=0, atol=1e-12)
+        assert not torch.allclose(out2[:, :, p + 1:], out[:, :, p + 1:])
+
+
 def test_attention_dropout_uses_the_generator_and_keeps_the_mean():
     qk, v = random_inputs(batch=1, heads=1, length=64)
     buckets = torch.zeros(1, 1, 1, 64, dtype=torch.long)
@@ -324,6 +363,17 @@ def test_self_attention_one_chunk_equals_full_attention_module():
     x = torch.randn(2, 41, 16, dtype=DOUBLE)
     mask = padding(2, 41, [41, 30])
     torch.testing.assert_close(lsh(x, mask, seed=4)[1, :30], full(x, mask)[1, :30], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_self_attention_module_output_alone_equals_padded_into_another_bucket_band(causal):
+    """60 tokens (8 buckets of chunk 8) padded to 140 (32 buckets for the batch length) hash as if alone."""
+    torch.manual_seed(0)
+    layer = LSHSelfAttention(16, 2, n_hashes=2, bucket_size=8, causal=causal).double()
+    x = torch.randn(2, 140, 16, dtype=DOUBLE)
+    together = layer(x, padding(2, 140, [60, 140]), seed=3)
+    torch.testing.assert_close(together[0, :60], layer(x[:1, :60], seed=3)[0], rtol=0, atol=1e-10)
+    torch.testing.assert_close(together[1], layer(x[1:], seed=3)[0], rtol=0, atol=1e-10)
 
 
 def test_select_kernel_is_the_reference_on_cpu():

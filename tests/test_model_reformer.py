@@ -107,30 +107,34 @@ def test_padding_tokens_never_change_unpadded_outputs(full_attention):
     torch.testing.assert_close(out_changed[0], out[0], rtol=0, atol=0)
 
 
-def test_a_sequence_gives_the_same_output_alone_or_padded_in_a_batch():
-    """Prime lengths 29 and 31 in one batch padded to 31: the same n_buckets (8), so the same hashing."""
-    model = small_model()
-    short, long = tokens(1, 29, seed=1), tokens(1, 31, seed=2)
-    alone = model(short, seed=5)
-    batch = torch.cat([torch.cat([short, torch.zeros(1, 2, dtype=torch.long)], dim=1), long])
-    mask = torch.ones(2, 31, dtype=torch.bool)
-    mask[0, 29:] = False
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_sequence_gives_the_same_output_alone_or_padded_into_another_bucket_band(causal):
+    """60 tokens in chunks of 8 hash into 8 buckets alone; padded to 140 in a batch (a length that alone
+    gives 32 buckets) they still do, since each row's bucket count comes from its own real tokens."""
+    model = small_model(bucket_size=8, causal=causal)
+    short, long = tokens(1, 60, seed=1), tokens(1, 140, seed=2)
+    batch = torch.cat([torch.cat([short, torch.zeros(1, 80, dtype=torch.long)], dim=1), long])
+    mask = torch.ones(2, 140, dtype=torch.bool)
+    mask[0, 60:] = False
     together = model(batch, mask, seed=5)
-    torch.testing.assert_close(together[0, :29], alone[0], rtol=0, atol=1e-10)
+    torch.testing.assert_close(together[0, :60], model(short, seed=5)[0], rtol=0, atol=1e-10)
     torch.testing.assert_close(together[1], model(long, seed=5)[0], rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("bucket_size", [64, 4])
-def test_causal_model_earlier_outputs_ignore_later_tokens(bucket_size):
-    """Exact with full attention, and with LSH when one chunk holds the sequence (see docs/model.md: with
-    several chunks, later tokens' buckets can move chunk boundaries, though their content stays masked)."""
-    full_attention = bucket_size == 4
-    model = small_model(causal=True, bucket_size=bucket_size, full_attention=full_attention)
-    ids = tokens(2, 43)
-    changed = ids.clone()
-    changed[:, 20:] = tokens(2, 23, seed=9)
-    torch.testing.assert_close(model(changed, seed=2)[:, :20], model(ids, seed=2)[:, :20], rtol=0, atol=1e-12)
-    assert not torch.allclose(model(changed, seed=2)[:, 20:], model(ids, seed=2)[:, 20:])
+@pytest.mark.parametrize("full_attention", [False, True])
+def test_causal_model_earlier_outputs_ignore_later_tokens(full_attention):
+    """Strictly causal with many chunks and layers: changing the tokens after position p (which moves the
+    later tokens anywhere in each round's sorted order) leaves every output at p and before unchanged."""
+    model = small_model(causal=True, depth=3, bucket_size=16, n_hashes=2, full_attention=full_attention)
+    assert model.config.reversible
+    ids = tokens(2, 300)
+    out = model(ids, seed=2)
+    for p in (0, 15, 16, 97, 203, 298):
+        changed = ids.clone()
+        changed[:, p + 1:] = tokens(2, 299 - p, seed=p + 1)
+        out_changed = model(changed, seed=2)
+        torch.testing.assert_close(out_changed[:, :p + 1], out[:, :p + 1], rtol=0, atol=1e-12)
+        assert not torch.allclose(out_changed[:, p + 1:], out[:, p + 1:])
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 5, 127, 257])

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,6 +85,13 @@ def test_bad_config_file_values_name_file_and_key(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="expected section.key=value"):
         load_config(None, ["steps=3"])
+
+
+@pytest.mark.parametrize("name", ["default", "gpu"])
+def test_bundled_configs_load(name):
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "pretrain" / f"{name}.yaml")
+    assert config.data.window <= config.model["max_seq_len"]
+    assert config.model["reversible"] is True
 
 
 def test_learning_rate_warms_up_then_follows_cosine():

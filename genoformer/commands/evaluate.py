@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="metrics.json", help="JSON file to write (atomically)")
     parser.add_argument("--splits", nargs="+", default=["val", "test"], choices=["train", "val", "test"],
                         help="splits to score (default: val test)")
+    parser.add_argument("--window", type=int, default=None, metavar="TOKENS",
+                        help="window length in tokens (default: the run's training window, else the dataset's); "
+                        "windows are cut inside the dataset's split intervals")
     parser.add_argument("--max-windows", type=int, default=None, metavar="N",
                         help="score at most N windows per split, spread evenly over it (default: all)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
@@ -39,13 +42,14 @@ def run(args) -> None:
     """Evaluate and write the JSON."""
     from genoformer.train.evaluate import evaluate_run  # torch is imported only when this command runs
 
-    for name in ("max_windows", "batch_size"):
+    for name in ("window", "max_windows", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if not 0 <= args.max_markov_order <= 12:
         raise ConfigError(f"--max-markov-order must be 0 to 12, got {args.max_markov_order}")
-    result = evaluate_run(args.checkpoint, args.data, splits=tuple(args.splits), max_windows=args.max_windows,
+    result = evaluate_run(args.checkpoint, args.data, splits=tuple(args.splits), window=args.window,
+                          max_windows=args.max_windows,
                           batch_size=args.batch_size, seed=args.seed, max_markov_order=args.max_markov_order,
                           device=args.device)
     write_json(args.out, result)

@@ -10,14 +10,16 @@ b1/2 and b2/2 columns, bucket = i1·b2 + i2. The cost drops to O(N·d·(b1 + b2)
 e.g. 2·128 columns instead of 8,192 for a million tokens in buckets of 64.
 
 Reproducibility. The rotations are drawn from ``torch.Generator(device=qk.device).manual_seed(seed)``,
-shared across the batch (so a sequence hashes the same whatever else is in its batch) and independent per
-head and per round. The same seed always gives the same buckets, which is what lets the reversible backward
-pass recompute attention exactly. The rotation is done in float32 (float64 for float64 inputs) whatever the
-input dtype, so bf16 activations do not create spurious ties.
+shared across the batch (so a sequence hashes the same whatever else is in its batch, for the same
+``n_buckets``: ``lsh_attention.lsh_buckets`` gives each row the count for its own number of real tokens) and
+independent per head and per round. The same seed always gives the same buckets, which is what lets the
+reversible backward pass recompute attention exactly. The rotation is done in float32 (float64 for float64
+inputs) whatever the input dtype, so bf16 activations do not create spurious ties.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -54,20 +56,34 @@ def random_rotations(
     ]
 
 
+def rotated_argmax(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """``argmax([xR ; -xR])`` per round: ``x [B, H, N, d]``, ``rotation [H, d, R, b/2]`` -> ``[B, H, R, N]``."""
+    rotated = torch.einsum("bhnd,hdrk->bhrnk", x, rotation)  # [B, H, R, N, b/2]
+    return torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)
+
+
+@functools.cache
+def compiled_rotated_argmax():
+    """:func:`rotated_argmax` compiled, for CUDA: one fused kernel instead of an einsum, a concatenation and an
+    eager argmax over a short axis (the slowest kernel of a training step before it was compiled)."""
+    return torch.compile(rotated_argmax)
+
+
 @torch.no_grad()
 def hash_buckets(qk: torch.Tensor, n_buckets: int, n_hashes: int, seed: int) -> torch.Tensor:
     """Bucket ids ``LongTensor [B, H, n_hashes, N]`` in ``[0, n_buckets)`` for ``qk [B, H, N, dh]``.
 
     ``n_buckets`` must be even (the rotation picks among ``[xR ; -xR]``). Not differentiable (an argmax).
+    Runs in float32 (float64 for float64 input) even under autocast.
     """
     batch, heads, length, dim = qk.shape
     dtype = torch.float64 if qk.dtype == torch.float64 else torch.float32
     factors = bucket_factors(n_buckets)
     rotations = random_rotations(heads, dim, n_hashes, factors, seed, qk.device, dtype)
-    x = qk.to(dtype)
+    argmax = compiled_rotated_argmax() if qk.is_cuda else rotated_argmax
     buckets = torch.zeros(batch, heads, n_hashes, length, dtype=torch.long, device=qk.device)
-    for b, rotation in zip(factors, rotations):
-        rotated = torch.einsum("bhnd,hdrk->bhrnk", x, rotation)  # [B, H, n_hashes, N, b/2]
-        index = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)
-        buckets = buckets * b + index
+    with torch.autocast(qk.device.type, enabled=False):
+        x = qk.to(dtype)
+        for b, rotation in zip(factors, rotations):
+            buckets = buckets * b + argmax(x, rotation)
     return buckets

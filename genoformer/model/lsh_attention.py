@@ -5,17 +5,24 @@ The kernel boundary (docs/design.md): :func:`lsh_attention` takes shared ``qk``,
 replaces; :func:`select_kernel` picks one for a device. Its rules, which the fast path must follow exactly:
 
 1. Per hash round, positions are sorted by ``(bucket, position)`` (packed key ``bucket · N + position``),
-   padded positions (``key_padding_mask`` True) after every real one, so the real tokens' order and chunks
-   do not depend on how much padding follows them.
+   padded positions (``key_padding_mask`` True) after every real one, as one extra bucket of their own, so
+   the real tokens' order and chunks do not depend on how much padding follows them.
 2. The sorted sequence is cut into chunks of ``bucket_size``; each chunk's queries attend to the keys of
    their own chunk and of the chunk before it (look-one-back; the first chunk of a round looks back at
-   nothing, no wrap-around). Keys from a different bucket that fall in these two chunks are attended to as
-   well (the paper's same-bucket-only mask is not applied: it only removes targets, and the chunk already
-   bounds the cost); a key seen in several rounds counts once per round (no duplicate correction).
+   nothing, no wrap-around). Unless ``causal`` (rule 4), keys from a different bucket that fall in these two
+   chunks are attended to as well (the paper's same-bucket-only mask is not applied: it only removes
+   targets, and the chunk already bounds the cost). A key seen in several rounds counts once per round (no
+   duplicate correction).
 3. Keys are the L2-normalized qk, queries the raw qk; logits are scaled by ``dh ** -0.5``.
-4. Masks: padded keys and, when ``causal``, keys at a later original position are excluded (logit -inf).
-   A token's own key gets logit ``SELF_LOGIT`` (-1e5) instead, so it is attended to only when it has no
-   other valid target (a shared-QK token would otherwise always attend mostly to itself).
+4. Masks: padded keys are excluded (logit -inf). When ``causal``, the query at sorted index s attends only
+   to keys **of its own bucket** at sorted indices ``s - bucket_size < j <= s``: its ``bucket_size - 1``
+   most recent same-bucket predecessors (a bucket is contiguous in (bucket, position) order, so these are
+   earlier positions) and itself. This band lies inside the query's chunk and the one before, so rule 2's
+   layout holds it, and it depends only on tokens at earlier or equal positions (a token's bucket depends
+   on its own vector alone), so causal attention is strictly causal: later tokens cannot move an earlier
+   query's targets, as chunk boundaries in the sorted order would. A token's own key gets logit
+   ``SELF_LOGIT`` (-1e5) instead of being excluded, so it is attended to only when it has no other valid
+   target (a shared-QK token would otherwise always attend mostly to itself).
 5. Each round gives a softmax output and its log-sum-exp; rounds are combined with weights
    ``softmax over rounds of the log-sum-exps``, a convex combination.
 6. Dropout (``dropout_p``) drops attention weights after the softmax, drawing from ``generator`` (or the
@@ -24,6 +31,10 @@ replaces; :func:`select_kernel` picks one for a device. Its rules, which the fas
 Lengths that are not a multiple of ``bucket_size`` are padded internally with masked positions and the
 padding is stripped from the output. Outputs at padded query positions are defined but meaningless.
 Logits are computed in float32 for half-precision inputs (float64 stays float64).
+
+Bucket counts. :class:`LSHSelfAttention` hashes each row into :func:`n_buckets_for` its own number of real
+tokens (:func:`lsh_buckets`), not the batch length: with rule 1 this makes a sequence's outputs the same
+alone or padded in any batch.
 """
 
 from __future__ import annotations
@@ -57,6 +68,30 @@ def n_buckets_for(length: int, bucket_size: int) -> int:
     return max(2, 1 << (chunks - 1).bit_length())
 
 
+def lsh_buckets(qk: torch.Tensor, key_padding_mask: torch.Tensor | None, bucket_size: int, n_hashes: int,
+                seed: int) -> torch.Tensor:
+    """Buckets ``[B, H, n_hashes, N]`` of ``qk [B, H, N, dh]``, each row hashed into as many buckets as
+    :func:`n_buckets_for` gives its own number of real tokens, so a padded sequence hashes as it does alone.
+
+    The batch length would put a padded row into the bucket count of a longer sequence (another power-of-two
+    band), hence other hashes and other outputs. Rows that share a count are hashed together, all from
+    ``seed``; without a padding mask all rows have N real tokens: one call, no grouping, no host sync.
+    """
+    length = qk.shape[2]
+    if key_padding_mask is None:
+        return hash_buckets(qk, n_buckets_for(length, bucket_size), n_hashes, seed)
+    rows_by_count: dict[int, list[int]] = {}
+    for row, real in enumerate((~key_padding_mask).sum(dim=1).tolist()):  # waits for the device
+        rows_by_count.setdefault(n_buckets_for(real, bucket_size), []).append(row)
+    if len(rows_by_count) == 1:
+        return hash_buckets(qk, next(iter(rows_by_count)), n_hashes, seed)
+    buckets = torch.empty(*qk.shape[:2], n_hashes, length, dtype=torch.long, device=qk.device)
+    for n_buckets, rows in rows_by_count.items():
+        rows = torch.tensor(rows, device=qk.device)
+        buckets[rows] = hash_buckets(qk[rows], n_buckets, n_hashes, seed)
+    return buckets
+
+
 def attention_weights(logits: torch.Tensor, dropout_p: float, generator: torch.Generator | None):
     """Softmax over the last axis and its log-sum-exp, with dropout applied to the weights only."""
     weights = torch.softmax(logits, dim=-1)
@@ -66,13 +101,18 @@ def attention_weights(logits: torch.Tensor, dropout_p: float, generator: torch.G
     return weights, torch.logsumexp(logits, dim=-1)
 
 
-def mask_logits(logits, query_pos, key_pos, key_valid, causal: bool) -> torch.Tensor:
-    """Apply rules 4 (padding, causal, self) to ``logits [..., i, j]`` given positions and key validity."""
-    excluded = ~key_valid[..., None, :]
-    if causal:
-        excluded = excluded | (key_pos[..., None, :] > query_pos[..., :, None])
-    logits = logits.masked_fill(excluded, float("-inf"))
+def mask_logits(logits, query_pos, key_pos, targets) -> torch.Tensor:
+    """Rule 4 on ``logits [..., i, j]``: -inf where ``targets [..., i, j]`` is False, and ``SELF_LOGIT`` where
+    the key is the query's own (same original position)."""
+    logits = logits.masked_fill(~targets, float("-inf"))
     return logits.masked_fill(key_pos[..., None, :] == query_pos[..., :, None], SELF_LOGIT)
+
+
+def recent_same_bucket(query_index, key_index, query_bucket, key_bucket, bucket_size: int) -> torch.Tensor:
+    """Rule 4's causal band ``[..., i, j]``: key j is in query i's bucket at sorted index ``s - bucket_size
+    < j <= s`` (``*_index`` are sorted indices, ``*_bucket`` buckets, of the queries and keys)."""
+    offset = query_index[..., :, None] - key_index[..., None, :]
+    return (key_bucket[..., None, :] == query_bucket[..., :, None]) & (offset >= 0) & (offset < bucket_size)
 
 
 def look_one_back(x: torch.Tensor, fill) -> torch.Tensor:
@@ -123,6 +163,9 @@ def lsh_attention(
     order = (buckets * padded + positions).argsort(dim=-1)  # [B, H, R, Np]; keys are unique
     shape = (batch, heads, n_hashes, n_chunks, bucket_size)
 
+    def sort_labels(x):  # per-position labels [B, H, R, Np] -> [B, H, R, C, L] in sorted order
+        return x.gather(3, order).reshape(shape)
+
     def sort(x):  # [B, H, Np, D] -> [B, H, R, C, L, D] in sorted order
         x = x[:, :, None].expand(batch, heads, n_hashes, padded, dim)
         return x.gather(3, order[..., None].expand(-1, -1, -1, -1, dim)).reshape(*shape, dim)
@@ -132,12 +175,16 @@ def lsh_attention(
     value = look_one_back(sort(v), 0.0)
     query_pos = order.reshape(shape)
     key_pos = look_one_back(query_pos, -1)
-    key_valid = look_one_back(valid[:, None, None, :].expand(batch, heads, n_hashes, padded)
-                              .gather(3, order).reshape(shape), False)
+    targets = look_one_back(sort_labels(valid[:, None, None, :].expand_as(order)), False)[..., None, :]
+    if causal:
+        query_index = positions.view(1, 1, 1, n_chunks, bucket_size)  # sorted indices, the same in every round
+        query_bucket = sort_labels(buckets)
+        targets = targets & recent_same_bucket(query_index, look_one_back(query_index, -padded),
+                                               query_bucket, look_one_back(query_bucket, -1), bucket_size)
 
     # Rules 2-4: attend within chunk + look-one-back, masked.
     logits = torch.einsum("...id,...jd->...ij", query * dim**-0.5, key).to(compute_dtype)
-    logits = mask_logits(logits, query_pos, key_pos, key_valid, causal)
+    logits = mask_logits(logits, query_pos, key_pos, targets)
     weights, lse = attention_weights(logits, dropout_p, generator)
     out = torch.einsum("...ij,...jd->...id", weights.to(value.dtype), value)
 
@@ -159,14 +206,17 @@ def full_attention(
     dropout_p: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Exact softmax attention ``[B, H, N, dh]`` with LSH attention's keys, scale and masks (rules 3, 4, 6)."""
+    """Exact softmax attention ``[B, H, N, dh]`` with LSH attention's keys, scale, padding and self masks and
+    dropout (rules 3, 4, 6); ``causal`` lets each query attend to every earlier position (no buckets)."""
     batch, heads, length, dim = qk.shape
     positions = torch.arange(length, device=qk.device)
-    valid = torch.ones(batch, 1, length, dtype=torch.bool, device=qk.device)
+    targets = torch.ones(batch, 1, 1, length, dtype=torch.bool, device=qk.device)
     if key_padding_mask is not None:
-        valid = ~key_padding_mask[:, None, :]
+        targets = ~key_padding_mask[:, None, None, :]
+    if causal:
+        targets = targets & (positions[None, :] <= positions[:, None])
     logits = (qk * dim**-0.5) @ F.normalize(qk, dim=-1).transpose(-1, -2)
-    logits = mask_logits(logits.to(torch.promote_types(qk.dtype, torch.float32)), positions, positions, valid, causal)
+    logits = mask_logits(logits.to(torch.promote_types(qk.dtype, torch.float32)), positions, positions, targets)
     weights, _ = attention_weights(logits, dropout_p, generator)
     return weights.to(v.dtype) @ v
 
@@ -208,7 +258,9 @@ class LSHSelfAttention(nn.Module):
     """Multi-head self-attention with a shared query/key projection, LSH (or exact) attention and rotary.
 
     ``forward(x [B, N, dim], key_padding_mask [B, N] (True = padding) | None, seed) -> [B, N, dim]``.
-    ``seed`` chooses the hash rotations; the same seed gives the same output (with dropout off).
+    ``seed`` chooses the hash rotations; the same seed gives the same output (with dropout off). Each row is
+    hashed into as many buckets as its own real tokens call for (:func:`lsh_buckets`), so padding never
+    changes the outputs at real positions.
     With ``full_attention`` the same masks are applied to exact softmax attention (for tests and ablations).
     """
 
@@ -247,7 +299,7 @@ class LSHSelfAttention(nn.Module):
         if self.full_attention:
             out = full_attention(qk, v, key_padding_mask=key_padding_mask, causal=self.causal, dropout_p=dropout_p)
         else:
-            buckets = hash_buckets(qk, n_buckets_for(length, self.bucket_size), self.n_hashes, seed)
+            buckets = lsh_buckets(qk, key_padding_mask, self.bucket_size, self.n_hashes, seed)
             kernel = select_kernel(x.device)
             out = kernel(qk, v, buckets, bucket_size=self.bucket_size, key_padding_mask=key_padding_mask,
                          causal=self.causal, dropout_p=dropout_p)

@@ -152,7 +152,9 @@ class Reformer(nn.Module):
                 seed: int | None = None) -> torch.Tensor:
         """Hidden states ``[B, N, dim]``; padded positions (``attention_mask`` False) never affect the others."""
         check_inputs(input_ids, attention_mask, self.config)
-        key_padding_mask = None if attention_mask is None else ~attention_mask.bool()
+        # With a mask every layer reads the real lengths back from the device (lsh_buckets): skip all-real ones.
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        key_padding_mask = ~attention_mask.bool() if has_padding else None
         seed = self.next_seed() if seed is None else seed
         seeds = [seed * self.config.depth + i for i in range(self.config.depth)]
         x = self.dropout(self.embedding(input_ids))

@@ -38,8 +38,8 @@ FORMAT_VERSION = 1
 CHECKPOINTS = "checkpoints"
 LATEST_FILES = ("config.json", "model.safetensors", "vocab.json", "trainer_state.json")  # copied to RUN/
 STEP_DIR = re.compile(r"step-(\d+)")
-# What a damaged checkpoint raises while it is read back.
-CORRUPT = (GenoformerError, SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError)
+# What a damaged checkpoint raises while it is read back (besides genoformer's own errors).
+DAMAGED = (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError)
 
 
 def optimizer_to_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -97,8 +97,9 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
     """Write ``RUN/checkpoints/step-<step>/`` atomically, refresh the run's top-level weights, keep the last
     ``keep`` checkpoints. ``model`` is the bare ReformerForMaskedLM (not a DDP wrapper)."""
     run_dir = Path(run_dir)
-    step = trainer_state["step"]
-    final = run_dir / CHECKPOINTS / f"step-{step}"
+    final = run_dir / CHECKPOINTS / f"step-{trainer_state['step']}"
+    for leftover in final.parent.glob(".step-*"):  # half-written by a killed run (this process is the only writer)
+        shutil.rmtree(leftover, ignore_errors=True)
     with atomic_dir(final) as tmp:
         save_pretrained(model, tmp)
         write_json(tmp / "vocab.json", vocab.to_json())
@@ -127,9 +128,7 @@ def load_checkpoint(step_dir: str | Path, device: torch.device | str = "cpu"
         trainer_state = json.loads((step_dir / "trainer_state.json").read_text())
         if trainer_state.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{step_dir}/trainer_state.json: unknown format_version")
-    except CORRUPT as err:
-        if isinstance(err, GenoformerError):
-            raise
+    except DAMAGED as err:
         raise InputError(f"{step_dir}: damaged checkpoint: {' '.join(str(err).split())}") from err
     return model, optimizer_state, trainer_state
 

@@ -24,6 +24,8 @@ import yaml
 
 from genoformer.errors import ConfigError, MissingFileError
 
+SECTIONS = ("model", "optim", "data", "run")
+
 
 @dataclass
 class OptimConfig:
@@ -62,7 +64,8 @@ class RunConfig:
     ``log_every`` steps; validation bits/base on ``eval_windows`` windows every ``eval_every`` steps (0 = only at
     the end); a checkpoint every ``checkpoint_every`` steps and at the end, keeping the last
     ``keep_checkpoints``; ``device`` auto|cpu|cuda; ``precision`` auto (bf16 autocast on CUDA, fp32 on CPU)|
-    fp32|bf16."""
+    fp32|bf16; ``compile``: on CUDA, compile each block's sublayers with torch.compile
+    (:func:`genoformer.model.fast.compile_sublayers`; ignored on CPU)."""
 
     steps: int = 1000
     seed: int = 0
@@ -73,6 +76,7 @@ class RunConfig:
     keep_checkpoints: int = 3
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = True
 
 
 @dataclass
@@ -129,9 +133,6 @@ class PretrainConfig:
             raise ConfigError(f"{source}: model.vocab_size is taken from the token dataset; remove it")
 
 
-SECTIONS = ("model", "optim", "data", "run")
-
-
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainConfig:
     """Read the YAML config at ``path`` (None: all defaults) and apply ``section.key=value`` overrides."""
     raw: dict = {}
@@ -154,7 +155,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainC
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """A copy of ``raw`` with each ``section.key=value`` set (value parsed as YAML); bad syntax or an unknown
     key raises ConfigError naming it."""
-    raw = {name: dict(raw.get(name) or {}) for name in raw}
+    raw = {name: dict(value) if isinstance(value, dict) else value for name, value in raw.items()}
     for override in overrides:
         key, sep, text = override.partition("=")
         section, dot, name = key.strip().partition(".")
@@ -168,7 +169,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {override!r}: value is not valid YAML") from err
-        raw.setdefault(section, {})[name] = value
+        if not isinstance(raw.get(section), dict):
+            raw[section] = {}
+        raw[section][name] = value
     return raw
 
 

@@ -160,7 +160,7 @@ def check_data_fits_model(data_dir: Path, vocab: KmerVocab, window: int, model_c
                             f"{source} has vocab_size {model_config.vocab_size}")
     if window > model_config.max_seq_len:
         raise MismatchError(f"{data_dir}: windows of {window} tokens are longer than the model's max_seq_len "
-                            f"{model_config.max_seq_len} ({source}); lower data.window or raise "
+                            f"{model_config.max_seq_len} ({source}); use shorter windows or raise "
                             "model.max_seq_len")
 
 
@@ -182,27 +182,28 @@ def load_run_model(checkpoint: str | Path) -> tuple[ReformerForMaskedLM, dict | 
 
 
 def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[str, ...] = ("val", "test"),
-                 max_windows: int | None = None, batch_size: int = 8, seed: int = 0, max_markov_order: int = 10,
-                 device: str = "auto", precision: str = "auto") -> dict:
+                 window: int | None = None, max_windows: int | None = None, batch_size: int = 8, seed: int = 0,
+                 max_markov_order: int = 10, device: str = "auto", precision: str = "auto") -> dict:
     """Evaluate a run (or ``step-<N>`` folder) on the token dataset ``data_dir``: per split, the model's bits/base
-    and accuracies next to the Markov baseline on the same bases. The masking follows the run's training
-    config (defaults when the checkpoint has no trainer_state.json)."""
+    and accuracies next to the Markov baseline on the same bases. Windows are ``window`` tokens (default: the
+    run's training window, else the dataset's), cut inside the split's intervals. The masking follows the run's
+    training config (defaults when the checkpoint has no trainer_state.json)."""
     checkpoint, data_dir = Path(checkpoint), Path(data_dir)
     model, model_vocab, trainer_state = load_run_model(checkpoint)
     manifest = Manifest.load(data_dir)
     vocab, stride = manifest.vocab, manifest["stride"]
-    window = manifest["window"]
-    check_data_fits_model(data_dir, vocab, window, model.config, model_vocab, str(checkpoint))
-    config = PretrainConfig()
+    config, trained_window = PretrainConfig(), None
     if trainer_state is not None:
         try:
             config = PretrainConfig.from_dict(trainer_state["config"], str(checkpoint / "trainer_state.json"))
-            trained_stride = trainer_state["data"]["stride"]
+            trained_stride, trained_window = trainer_state["data"]["stride"], trainer_state["data"]["window"]
         except (KeyError, TypeError) as err:
             raise InputError(f"{checkpoint / 'trainer_state.json'}: missing entry {err}") from None
         if trained_stride != stride:
             raise MismatchError(f"{data_dir}: stride {stride}, but {checkpoint} was trained with stride "
                                 f"{trained_stride}")
+    window = window or trained_window or manifest["window"]
+    check_data_fits_model(data_dir, vocab, window, model.config, model_vocab, str(checkpoint))
     masker = masker_for(config.data, vocab, stride, evaluation=True)
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     torch_device = torch.device("cuda" if use_cuda else "cpu")
@@ -224,7 +225,7 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         "splits": {},
     }
     for split in splits:
-        dataset = TokenDataset(data_dir, split)
+        dataset = TokenDataset(data_dir, split, window=window)
         scores = masked_lm_scores(model, dataset, masker, torch_device, max_windows=max_windows,
                                   batch_size=batch_size, seed=seed, precision=precision, markov=markov)
         log.info("%s: model %.4f bits/base, Markov order %d %.4f bits/base, on %d hidden bases", split,

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from genoformer.atomic import write_text
 from genoformer.errors import ConfigError, MismatchError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
+from genoformer.model.fast import compile_sublayers
 from genoformer.tokenize.dataset import TokenDataset
 from genoformer.train import distributed
 from genoformer.train.checkpoint import (
@@ -169,6 +170,8 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         model = ReformerForMaskedLM(model_config).to(dist.device)
         start_step, position, optimizer_state = 0, DataPosition(), None
     model.train()
+    if run.compile and dist.device.type == "cuda":
+        compile_sublayers(model)
     optimizer = optimizer_for(model, config)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)

@@ -33,15 +33,18 @@ express, so ``dropout_p > 0`` runs the reference kernel instead (same results, r
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import AuxRequest, BlockMask, flex_attention
 
+from genoformer.model.fast.permute import permute_rounds
 from genoformer.model.lsh_attention import lsh_attention as reference_lsh_attention
 
 # Edge of the tiles of the sparse block mask (FlexAttention's default, and its Triton kernels' tile).
 SPARSE_BLOCK = 128
+COMPILE_ENV = "GENOFORMER_FAST_COMPILE"  # 'function' or 'kernel': see compile_scope()
 
 
 @functools.lru_cache(maxsize=16)
@@ -112,20 +115,24 @@ def sorted_chunk_attention(
     n_valid = valid.sum(dim=1)  # [B]: sorted indices below this are real keys
 
     order = sort_rounds(buckets, valid)  # [B, H, R, Np]
-    gather_index = order.reshape(batch, heads, n_hashes * padded, 1).expand(-1, -1, -1, head_dim)
+    undo = torch.empty_like(order).scatter_(-1, order, torch.arange(padded, device=qk.device).expand_as(order))
 
     def to_sorted(x):  # [B, H, Np, dh] -> [B, H·R, Np, dh] in each round's sorted order
-        return x.gather(2, gather_index).reshape(batch, heads * n_hashes, padded, head_dim)
+        rounds = x[:, :, None].expand(-1, -1, n_hashes, -1, -1)
+        return permute_rounds(rounds, order, undo).reshape(batch, heads * n_hashes, padded, head_dim)
 
     query, key, value = to_sorted(qk), to_sorted(F.normalize(qk, dim=-1)), to_sorted(v)
-    position = order.reshape(batch, heads * n_hashes, padded)
+    if causal:  # each sorted index's bucket, padding in a bucket of its own (-1) as in the reference
+        bucket = torch.where(valid[:, None, None, :], buckets, -1).gather(3, order)
+        bucket = bucket.reshape(batch, heads * n_hashes, padded)
 
     def mask_mod(b, h, q_idx, kv_idx):
         q_chunk, kv_chunk = q_idx // bucket_size, kv_idx // bucket_size
         allowed = (kv_chunk == q_chunk) | (kv_chunk == q_chunk - 1)
         target = kv_idx < n_valid[b]
-        if causal:
-            target = target & (position[b, h, kv_idx] <= position[b, h, q_idx])
+        if causal:  # the reference's rule 4: the query's bucket, at most bucket_size - 1 sorted indices back
+            recent = (kv_idx <= q_idx) & (kv_idx > q_idx - bucket_size)
+            target = target & recent & (bucket[b, h, kv_idx] == bucket[b, h, q_idx])
         # A token may always see its own key (at the self logit), so no row is empty, not even padding's.
         return allowed & (target | (q_idx == kv_idx))
 
@@ -145,10 +152,8 @@ def sorted_chunk_attention(
         return_aux=AuxRequest(lse=True),
     )
 
-    undo = torch.empty_like(order).scatter_(-1, order, torch.arange(padded, device=qk.device).expand_as(order))
-    out = out.reshape(batch, heads, n_hashes, padded, head_dim)
-    out = out.gather(3, undo[..., None].expand(-1, -1, -1, -1, head_dim))
-    lse = aux.lse.reshape(batch, heads, n_hashes, padded).gather(3, undo)
+    out = permute_rounds(out.reshape(batch, heads, n_hashes, padded, head_dim), undo, order)
+    lse = permute_rounds(aux.lse.reshape(batch, heads, n_hashes, padded, 1), undo, order)[..., 0]
     round_weights = torch.softmax(lse.float(), dim=2).to(out.dtype)
     return (out * round_weights[..., None]).sum(dim=2)[:, :, :length]
 
@@ -185,4 +190,30 @@ def lsh_attention(
         )
     padded = -(-qk.shape[2] // bucket_size) * bucket_size
     layout = look_back_blocks(padded, bucket_size, qk.device)
+    if qk.is_cuda and compile_scope() == "function":
+        return compiled_chunk_attention(bucket_size, causal)(qk, v, buckets, key_padding_mask, layout)
     return sorted_chunk_attention(qk, v, buckets, key_padding_mask, layout, bucket_size, causal)
+
+
+def compile_scope() -> str:
+    """What is compiled on CUDA: ``function`` (the default: the whole of :func:`sorted_chunk_attention`, so the
+    sort, gathers, round combination and their backward fuse around the kernel) or ``kernel`` (FlexAttention
+    alone, the rest eager), from the environment variable ``GENOFORMER_FAST_COMPILE``."""
+    scope = os.environ.get(COMPILE_ENV, "function")
+    if scope not in ("function", "kernel"):
+        raise ValueError(f"{COMPILE_ENV} must be 'function' or 'kernel', got {scope!r}")
+    return scope
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_chunk_attention(bucket_size: int, causal: bool):
+    """:func:`sorted_chunk_attention` for one ``(bucket_size, causal)``, compiled once per process with both as
+    constants (FlexAttention inside it is compiled with it). One compiled function per pair: given a single
+    compiled function, PyTorch's automatic dynamic shapes turn an integer argument that changes between calls
+    into a symbol, and a symbolic bucket size inside the mask gave wrong results on torch 2.11. Sequence
+    lengths stay dynamic (one recompilation when the length first changes, then one kernel for all lengths)."""
+
+    def attention(qk, v, buckets, key_padding_mask, layout):
+        return sorted_chunk_attention(qk, v, buckets, key_padding_mask, layout, bucket_size, causal)
+
+    return torch.compile(attention)
