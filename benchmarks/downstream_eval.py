@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--motif-window", type=int, default=4096,
                         help="motif-order window in bp (issue: 100,000; default 4096 at CPU scale)")
     parser.add_argument("--motif-examples", type=int, default=160, help="motif-order examples (default 160)")
+    parser.add_argument("--motif-finetune-epochs", type=int, default=2,
+                        help="fine-tuning epochs on the motif-order task (default 2; 0: linear probe only)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as scratch:
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += classify_regions(work, run, f"motif order, {args.motif_window} bp windows, motifs >= "
                                  f"{args.motif_window // 2} bp apart", work / "motif_order.fa",
                                  work / "motif_order.bed", args.motif_window,
-                                 ["--split", "contig", "--finetune-epochs", 2, "--lr", 5e-4, "--kmer", 4])
+                                 ["--split", "contig", "--finetune-epochs", args.motif_finetune_epochs, "--lr", 5e-4,
+                                  "--kmer", 4])
     result = {"benchmark": "downstream_eval", "device": platform.processor() or platform.machine(),
               "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "model": checkpoint_summary(args.checkpoint) if args.checkpoint else {

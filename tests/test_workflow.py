@@ -141,6 +141,41 @@ def test_report_gathers_every_figure_with_its_caption(finished):
     for caption in ("Learning curves", "Bits per base on held-out sequence", "ROC and precision-recall curves",
                     "Zero-shot scores by variant class", "Variant scores along the genome", "Time per rule"):
         assert caption in html, caption
+    # The report is a JavaScript app: open it in a real headless browser and check what it rendered.
+    rendered = render_in_chromium(workdir / "report.html", workdir / "report.png")
+    for category in ("1. Pretraining", "2. Variant effects", "3. Region classification", "4. Run time"):
+        assert category in rendered, category
+    from PIL import Image
+
+    with Image.open(workdir / "report.png") as shot:
+        assert shot.size == (1400, 1000)
+        colours = shot.convert("L").getextrema()
+    assert colours[1] - colours[0] > 100, "the screenshot is blank"
+
+
+def render_in_chromium(html: Path, screenshot: Path) -> str:
+    """The text of ``html`` after headless Chromium ran its scripts, and a 1400x1000 screenshot of it.
+
+    Chromium is a CI requirement (.ci/run installs Debian's package when it is missing): outside CI a machine
+    without it skips this check with the reason; in CI its absence fails the test.
+    """
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium (/usr/bin/chromium) to render the report")
+        pytest.skip("needs Debian's chromium to render the report (apt install chromium)")
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--virtual-time-budget=15000", "--window-size=1400,1000"]
+    url = html.resolve().as_uri()
+    dom = subprocess.run([*flags, f"--user-data-dir={html.parent / 'chromium-dom'}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shot = subprocess.run([*flags, f"--user-data-dir={html.parent / 'chromium-shot'}", f"--screenshot={screenshot}",
+                           url], capture_output=True, text=True, timeout=180)
+    assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", dom.stdout, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
 
 @pytest.mark.slow

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from genoformer.atomic import atomic_dir, write_json, write_text
 from genoformer.commands.score_variants import add_model_options
 from genoformer.errors import ConfigError
-from genoformer.io.fasta import Reference
-from genoformer.model import save_pretrained
-from genoformer.tasks.encoder import load_encoder
-from genoformer.tasks.regions import classify_regions, predict_regions, read_region_labels
-from genoformer.tasks.variant_output import write_table
-from genoformer.tasks.variants import DEFAULT_WINDOW
+from genoformer.tasks.defaults import DEFAULT_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +70,8 @@ def _class_beds(pairs: list[str]) -> dict[str, str]:
 
 def _bed_lines(table, classes: list[str]) -> str:
     """BED6 + the predicted class in column 7; score = 1000 x the probability of that class."""
+    import numpy as np
+
     method = table["predicted_by"].iloc[0]
     if len(classes) == 2:
         positive = table[f"score_{method}"].to_numpy()
@@ -91,6 +86,13 @@ def _bed_lines(table, classes: list[str]) -> str:
 
 def run(args) -> None:
     """Train, evaluate, (optionally) predict; write the output folder."""
+    # torch, scikit-learn, pysam and pandas are imported only when this command runs
+    from genoformer.io.fasta import Reference
+    from genoformer.model import save_pretrained
+    from genoformer.tasks.encoder import load_encoder
+    from genoformer.tasks.regions import classify_regions, predict_regions, read_region_labels
+    from genoformer.tasks.variant_output import write_table
+
     label_column = args.label_column if args.label_column == "name" else _column_number(args.label_column)
     with Reference(args.reference) as reference:
         regions = read_region_labels(reference, bed=args.bed, label_column=label_column,

@@ -9,12 +9,6 @@ from genoformer import __version__
 from genoformer.atomic import atomic_dir, write_json
 from genoformer.errors import ConfigError
 from genoformer.commands.score_variants import add_model_options, add_window_options
-from genoformer.io.fasta import Reference
-from genoformer.io.vcf import read_variants
-from genoformer.tasks.encoder import load_encoder
-from genoformer.tasks.variant_classes import classify_variants, predict_variants, variant_labels
-from genoformer.tasks.variant_output import write_scored_vcf, write_table
-from genoformer.tasks.vcf_writer import InfoField
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +64,13 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Train, evaluate and (optionally) predict; write the output folder."""
+    # torch, scikit-learn, pysam and pandas are imported only when this command runs
+    from genoformer.io.fasta import Reference
+    from genoformer.io.vcf import read_variants
+    from genoformer.tasks.encoder import load_encoder
+    from genoformer.tasks.variant_classes import classify_variants, variant_labels
+    from genoformer.tasks.variant_output import write_table
+
     if args.max_per_class is not None and args.max_per_class < 2:
         raise ConfigError(f"--max-per-class {args.max_per_class}: each class needs at least 2 variants")
     scoring = {"window": args.window, "step": args.window_step, "mask_spacing": args.mask_spacing}
@@ -97,6 +98,12 @@ def run(args) -> None:
 
 
 def _predict(args, reference, encoder, model_info, model, scoring, path: Path) -> None:
+    """Classify the variants of ``args.predict`` and write them with INFO GF_PROB to ``path``."""
+    from genoformer.io.vcf import read_variants
+    from genoformer.tasks.variant_classes import predict_variants
+    from genoformer.tasks.variant_output import write_scored_vcf
+    from genoformer.tasks.vcf_writer import InfoField
+
     new = read_variants(args.predict, reference, on_ref_mismatch="skip" if args.skip_ref_mismatch else "error")
     scores, probability = predict_variants(new.variants, reference, encoder, model, scoring=scoring)
     field = InfoField("GF_PROB", "1", "Float", f"genoformer classify-variants: probability of class "

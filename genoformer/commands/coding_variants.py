@@ -7,8 +7,6 @@ from collections import Counter
 
 from genoformer import __version__
 from genoformer.errors import ConfigError
-from genoformer.io.fasta import Reference
-from genoformer.tasks.coding import at_most_per_consequence, coding_snvs, write_coding_vcf
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +35,10 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Enumerate and write the coding SNVs."""
+    # Biopython, numpy and pysam are imported only when this command runs
+    from genoformer.io.fasta import Reference
+    from genoformer.tasks.coding import at_most_per_consequence, coding_snvs, write_coding_vcf
+
     if not args.out.endswith(".vcf.gz"):
         raise ConfigError(f"--out {args.out}: the VCF is bgzipped, so its name must end in .vcf.gz")
     if args.genes is not None and args.genes < 1:

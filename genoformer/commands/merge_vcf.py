@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from genoformer.errors import ConfigError
-from genoformer.vcf_shards import merge_tables, merge_vcfs
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Merge ``args.vcfs`` into ``args.out`` (and ``args.tables`` into ``args.table_out``)."""
+    from genoformer.vcf_shards import merge_tables, merge_vcfs  # pysam and pandas only when this command runs
+
     if bool(args.tables) != bool(args.table_out):
         raise ConfigError("--tables and --table-out go together")
     records = merge_vcfs(args.vcfs, args.out)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from genoformer.io.fasta import Reference
-from genoformer.region_labels import coding_intergenic_regions, write_bed
-
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +27,10 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Write the labelled regions."""
+    # numpy, pandas and pyfaidx are imported only when this command runs
+    from genoformer.io.fasta import Reference
+    from genoformer.region_labels import coding_intergenic_regions, write_bed
+
     with Reference(args.reference) as reference:
         regions = coding_intergenic_regions(reference, args.gff, length=args.length, per_class=args.per_class,
                                             seed=args.seed)

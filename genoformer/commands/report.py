@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from genoformer.errors import ConfigError
-from genoformer.report import plots
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +69,9 @@ def register(subparsers) -> None:
 
 
 def _evaluations(pairs: list[str]) -> dict[str, dict]:
+    """``LABEL=EVAL.json`` pairs -> the figures of each evaluation, by label."""
+    from genoformer.report import plots
+
     evaluations = {}
     for pair in pairs:
         label, sep, path = pair.partition("=")
@@ -81,6 +83,8 @@ def _evaluations(pairs: list[str]) -> dict[str, dict]:
 
 def run(args) -> None:
     """Draw the figure of ``args.kind``."""
+    from genoformer.report import plots  # matplotlib, pandas, scikit-learn only when this command runs
+
     if args.kind == "loss":
         plots.loss_curves(args.metrics, args.out)
     elif args.kind == "bits-per-base":

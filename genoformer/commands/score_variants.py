@@ -7,11 +7,7 @@ import re
 
 from genoformer import __version__
 from genoformer.errors import ConfigError
-from genoformer.io.fasta import Reference
-from genoformer.io.vcf import read_variants
-from genoformer.tasks.encoder import load_encoder
-from genoformer.tasks.variant_output import scores_table, write_scored_vcf, write_table
-from genoformer.tasks.variants import DEFAULT_MASK_SPACING, DEFAULT_WINDOW, score_variants
+from genoformer.tasks.defaults import DEFAULT_MASK_SPACING, DEFAULT_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +81,13 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Score the VCF and write the VCF and the table."""
+    # torch, pysam and pandas are imported only when this command runs
+    from genoformer.io.fasta import Reference
+    from genoformer.io.vcf import read_variants
+    from genoformer.tasks.encoder import load_encoder
+    from genoformer.tasks.variant_output import scores_table, write_scored_vcf, write_table
+    from genoformer.tasks.variants import score_variants
+
     if not args.out.endswith(".vcf.gz"):
         raise ConfigError(f"--out {args.out}: the scored VCF is bgzipped, so its name must end in .vcf.gz")
     shard = parse_shard(args.shard)

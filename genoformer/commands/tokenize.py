@@ -15,10 +15,14 @@ import argparse
 import hashlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genoformer.errors import ConfigError
-from genoformer.io.fasta import Reference, encode_bases
-from genoformer.tokenize.dataset import MAX_WINDOW, Stretch, TokenizeOptions, write_token_dataset
+from genoformer.tokenize.limits import MAX_WINDOW
+
+if TYPE_CHECKING:
+    from genoformer.io.fasta import Reference
+    from genoformer.tokenize.dataset import Stretch
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Tokenize as the arguments say."""
+    # numpy and pyfaidx are imported only when this command runs
+    from genoformer.io.fasta import Reference
+    from genoformer.tokenize.dataset import TokenizeOptions, write_token_dataset
+
     options = TokenizeOptions(k=args.k, stride=args.stride, window=args.window, window_stride=args.window_stride,
                               edge=args.edge, max_n_fraction=args.max_n_fraction, split_by=args.split_by,
                               block=args.block, fractions=_fractions(args.split_fractions), softmask=args.softmask)
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> None:
 def _consensus_source(args: argparse.Namespace, reference: Reference):
     """The base reader for a sample consensus and the manifest ``source``; checks the BAM before any work."""
     from genoformer.io.bam import AlignmentFile, ReadFilter, consensus
+    from genoformer.io.fasta import encode_bases
 
     with AlignmentFile(args.bam, reference):  # index, truncation, contigs against the reference
         pass
@@ -109,6 +118,8 @@ def _consensus_source(args: argparse.Namespace, reference: Reference):
 
 def select_stretches(reference: Reference, contigs: list[str] | None, regions: str | None) -> list[Stretch]:
     """The sequences to tokenize, in reference order: whole contigs, or merged BED regions on them."""
+    from genoformer.tokenize.dataset import Stretch
+
     for name in contigs or []:
         reference.check_contig(name, "--contigs")
     names = [name for name in reference.contigs if contigs is None or name in contigs]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +37,24 @@ _DELETION = 2
 _CONSUMES_REFERENCE = (0, 2, 3, 7, 8)  # M D N = X
 
 CONSENSUS_CHUNK = 1_000_000
+
+
+@contextlib.contextmanager
+def htslib_messages() -> Iterator[list[str]]:
+    """Capture what htslib (C code, writing straight to file descriptor 2) prints inside the block, instead of
+    letting it reach the terminal ahead of genoformer's one-line error; the list holds its lines after the block."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines.extend(capture.read().decode(errors="replace").splitlines())
 
 
 @dataclass(frozen=True)
@@ -91,13 +111,18 @@ class AlignmentFile:
             raise MissingFileError(f"{self.path}: index {self._index_name} not found and folder {self.path.parent} "
                                    f"is not writable; create it with `samtools index {self.path}`")
         log.info("indexing %s", self.path)
-        try:
-            with atomic_path(self._index_name) as tmp:
-                tmp.unlink()  # let samtools create it, with the usual permissions
-                pysam.index("-o", str(tmp), str(self.path))
-        except pysam.SamtoolsError as err:
-            raise InputError(f"{self.path}: cannot index (is it coordinate-sorted?): "
-                             f"{' '.join(str(err).split())}") from err
+        with htslib_messages() as messages:
+            try:
+                with atomic_path(self._index_name) as tmp:
+                    tmp.unlink()  # let samtools create it, with the usual permissions
+                    pysam.index("-o", str(tmp), str(self.path))
+            except pysam.SamtoolsError:
+                failed = True
+            else:
+                failed = False
+        if failed:
+            why = next((line.split("] ", 1)[-1] for line in messages if line.startswith("[E::")), "samtools index failed")
+            raise InputError(f"{self.path}: cannot index (is it coordinate-sorted? `samtools sort` it): {why}")
 
     def _check_contigs(self, reference: Reference) -> None:
         """``MismatchError`` listing the BAM contigs absent from the reference or of another length."""

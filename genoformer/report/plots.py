@@ -102,7 +102,7 @@ def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
     val = [(row["step"], row["val_bits_per_base"]) for row in rows if row.get("val_bits_per_base") is not None]
     if not train:
         raise InputError(f"{metrics_path}: no line has both 'step' and 'loss'")
-    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     steps, losses = zip(*train)
     ax_train.plot(steps, losses, lw=1, color="tab:blue")
     ax_train.set(xlabel="optimizer step", ylabel="masked-LM loss (nats / masked token)", title="Training loss")

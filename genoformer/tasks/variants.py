@@ -43,13 +43,12 @@ from tqdm import tqdm
 
 from genoformer.errors import ConfigError
 from genoformer.io.fasta import N_CODE, encode_bases, reverse_complement_codes
+from genoformer.tasks.defaults import DEFAULT_MASK_SPACING, DEFAULT_WINDOW
 from genoformer.tasks.encoder import Encoder, Job
 from genoformer.tokenize.vocab import MASK
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WINDOW = 131_072
-DEFAULT_MASK_SPACING = 512
 STRANDS = ("fwd", "rev")
 
 

@@ -44,12 +44,12 @@ from genoformer import __version__
 from genoformer.atomic import atomic_dir, write_json
 from genoformer.errors import ConfigError, GenoformerError, InputError, MissingFileError
 from genoformer.tokenize.encode import check_stride, encode_into, kmer_any, n_tokens, span_bp
+from genoformer.tokenize.limits import MAX_WINDOW
 from genoformer.tokenize.vocab import PAD, UNK, KmerVocab
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MAX_WINDOW = 1 << 20
 SPLITS = ("train", "val", "test")
 EDGES = ("pad", "drop")
 SPLIT_METHODS = ("auto", "contig", "blocks")
