@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -157,3 +158,21 @@ def test_bed_errors_are_one_line_exit_2(tmp_path, chloroplast_fasta):
                              str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "bad.bed line 1: start 500 is not before end 400" in result.stderr
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_head_from_probe_gives_the_probe_probabilities(n_classes):
+    """Fine-tuning starts from the probe: the head's softmax equals the probe's predict_proba."""
+    from genoformer.tasks.linear import fit_linear
+    from genoformer.tasks.regions import set_head_from_probe
+
+    rng = np.random.default_rng(n_classes)
+    features = rng.normal(size=(90, 6)) * rng.uniform(0.5, 3, size=6) + rng.normal(size=6)
+    labels = np.arange(90) % n_classes
+    features[:, 0] += labels  # something to learn
+    probe = fit_linear(features, labels, np.arange(90) % 5, [f"c{i}" for i in range(n_classes)], seed=0)
+    head = torch.nn.Linear(6, n_classes)
+    set_head_from_probe(head, probe)
+    got = torch.softmax(head(torch.as_tensor(features, dtype=torch.float32)), dim=-1).detach().numpy()
+    assert np.allclose(got, probe.predict_proba(features), atol=1e-5)
+    assert got[:, -1].std() > 0.01
