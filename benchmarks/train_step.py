@@ -83,8 +83,9 @@ def genoformer_builder(kernel: str, depth: int | None = None, compile_scope: str
         lm = GenoformerLM(config)
         if kernel == "fast" and compiled == "sublayers":
             compile_sublayers(lm.model)
-        for block in lm.model.reformer.blocks if compiled == "ff" else ():
-            block.g.position_wise = torch.compile(block.g.position_wise)
+        elif compiled == "ff":
+            for block in lm.model.reformer.blocks:
+                block.g.position_wise = torch.compile(block.g.position_wise)
         return lm
 
     return build

@@ -111,18 +111,18 @@ class AlignmentFile:
             raise MissingFileError(f"{self.path}: index {self._index_name} not found and folder {self.path.parent} "
                                    f"is not writable; create it with `samtools index {self.path}`")
         log.info("indexing %s", self.path)
+        error = None
         with htslib_messages() as messages:
             try:
                 with atomic_path(self._index_name) as tmp:
                     tmp.unlink()  # let samtools create it, with the usual permissions
                     pysam.index("-o", str(tmp), str(self.path))
-            except pysam.SamtoolsError:
-                failed = True
-            else:
-                failed = False
-        if failed:
-            why = next((line.split("] ", 1)[-1] for line in messages if line.startswith("[E::")), "samtools index failed")
-            raise InputError(f"{self.path}: cannot index (is it coordinate-sorted? `samtools sort` it): {why}")
+            except pysam.SamtoolsError as err:
+                error = err
+        if error is not None:  # raised after the block, which fills ``messages`` as it ends
+            why = next((line.split("] ", 1)[-1] for line in messages if line.startswith("[E::")), str(error))
+            raise InputError(f"{self.path}: cannot index (is it coordinate-sorted? `samtools sort` it): "
+                             f"{' '.join(why.split())}") from error
 
     def _check_contigs(self, reference: Reference) -> None:
         """``MismatchError`` listing the BAM contigs absent from the reference or of another length."""

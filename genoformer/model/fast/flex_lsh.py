@@ -6,25 +6,27 @@ chunk attend to itself and to the chunk before it. Seen from the sorted sequence
 pattern: query chunk c sees key chunks c - 1 and c. This module runs exactly that pattern with
 ``torch.nn.attention.flex_attention``:
 
-1. one argsort per (batch, head, round) of the packed key ``bucket · N + position``, padding last; the
-   sorted index *is* the original position, and since padding sorts last, a key is valid exactly when its
+1. one argsort per (batch, head, round) of the packed key ``bucket · N + position``, padding last; each
+   sorted slot holds an original position, and since padding sorts last, a key is valid exactly when its
    sorted index is below the row's count of real tokens;
-2. one gather each of queries (qk), keys (L2-normalized qk) and values for all rounds at once, the rounds
-   folded into the head axis (``[B, H · n_hashes, N, dh]``);
+2. one permutation each of queries (qk), keys (L2-normalized qk) and values for all rounds at once, the rounds
+   folded into the head axis (``[B, H · n_hashes, N, dh]``); permutations are differentiated by gathering
+   with their inverse (:mod:`genoformer.model.fast.permute`), not by a scatter-add;
 3. FlexAttention with a ``BlockMask`` built directly from key-block index ranges (never a dense N × N
-   mask), a ``mask_mod`` for chunk membership, padding and causality, and a ``score_mod`` giving a token's
-   own key the reference's -1e5 logit (within a round the sort is a permutation, so "own key" is simply
-   ``q_idx == kv_idx``);
-4. the per-round outputs and log-sum-exps are gathered back to sequence order and combined with the softmax
+   mask), a ``mask_mod`` for chunk membership, padding and the causal band, and a ``score_mod`` giving a
+   token's own key the reference's -1e5 logit (within a round the sort is a permutation, so "own key" is
+   simply ``q_idx == kv_idx``);
+4. the per-round outputs and log-sum-exps are permuted back to sequence order and combined with the softmax
    over rounds of the log-sum-exps (FlexAttention differentiates its log-sum-exp, so gradients are exact).
 
-On CUDA FlexAttention is compiled (``torch.compile``; PyTorch's automatic dynamic shapes recompile once
-when the length first changes, then one kernel serves every length) into one Triton kernel forward and one
-backward, bf16 in with fp32 softmax statistics; the tile layout is computed once per length and cached;
-sorting, gathers and the round combination run as ordinary PyTorch operations around it, and nothing
-waits for the host. (Compiling the whole function instead failed in Inductor on torch 2.11.) On CPU
-FlexAttention runs eagerly, densely and forward-only: the tests use that to compare forward outputs with
-the reference; gradients and the compiled kernel are compared on CUDA.
+On CUDA the whole of :func:`sorted_chunk_attention` is compiled (``torch.compile``, one compiled function per
+(bucket_size, causal); PyTorch's automatic dynamic shapes recompile once when the length first changes, then
+one kernel serves every length): the sort, permutations and round combination fuse around FlexAttention's
+Triton kernels (bf16 in, fp32 softmax statistics), the tile layout is computed once per length and cached,
+and nothing waits for the host. ``GENOFORMER_FAST_COMPILE=kernel`` compiles FlexAttention alone instead
+(slower: 378k vs 564k training tokens/s at 64k on an H100), a fallback should the whole function fail to
+compile on another torch version. On CPU FlexAttention runs eagerly, densely and forward-only: the tests use
+that to compare forward outputs with the reference; gradients and the compiled kernels are compared on CUDA.
 
 Attention dropout rescales probabilities after the softmax, which no score or mask modification can
 express, so ``dropout_p > 0`` runs the reference kernel instead (same results, reference speed).
