@@ -14,6 +14,7 @@ import torch
 
 import genoformer.model.lsh_attention  # noqa: F401  (the module, not the function of the same name)
 from genoformer.model import fast
+from genoformer.model.fast import flex_lsh
 from genoformer.model.fast.flex_lsh import look_back_blocks, sort_rounds
 from genoformer.model.hashing import hash_buckets
 
@@ -139,6 +140,27 @@ def test_sort_rounds_orders_by_bucket_then_position_with_padding_last():
     buckets = torch.tensor([[[[2, 0, 2, 1, 0, 1]]]])
     valid = torch.tensor([[True, True, False, True, True, True]])
     assert sort_rounds(buckets, valid).tolist() == [[[[1, 4, 3, 5, 0, 2]]]]
+
+
+@pytest.mark.parametrize("causal,padded", [(False, False), (True, False), (False, True)])
+def test_attention_function_traces_as_one_graph(causal, padded):
+    """torch.compile captures the whole sort/attend/unsort function (what runs on CUDA, and what
+    compile_sublayers traces into each attention sublayer) without a graph break: a break would split it
+    into separately compiled pieces and stop the permutations from fusing around the kernel. Dynamo's
+    capture is device-independent, so CPU can check it (Inductor's CPU FlexAttention cannot run it)."""
+    bucket_size = 16
+    qk, v, buckets, mask = random_case(1, 2, 100, 8, bucket_size, 2, padded=padded, seed=11, dtype=torch.float32)
+    layout = look_back_blocks(112, bucket_size, torch.device("cpu"))
+    with torch.no_grad():
+        explained = torch._dynamo.explain(flex_lsh.sorted_chunk_attention)(
+            qk, v, buckets, mask, layout, bucket_size, causal)
+        expected = reference.lsh_attention(qk, v, buckets, bucket_size=bucket_size, key_padding_mask=mask,
+                                           causal=causal)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1
+    real = real_rows(mask, 100)
+    out = flex_lsh.sorted_chunk_attention(qk, v, buckets, mask, layout, bucket_size, causal)
+    assert torch.allclose(out * real, expected * real, atol=1e-5, rtol=0)
 
 
 def test_not_available_on_cpu():

@@ -45,15 +45,35 @@ def bucket_factors(n_buckets: int) -> tuple[int, ...]:
     return (n_buckets,)
 
 
+@torch.library.custom_op("genoformer::draw_rotations", mutates_args=())
+def draw_rotations(
+    heads: int, dim: int, n_hashes: int, half_widths: list[int], seed: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Gaussian rotations for factors of ``2·w`` buckets, ``w`` in ``half_widths``, drawn in that order from
+    ``seed``, side by side: ``[heads, dim, n_hashes, sum(half_widths)]``.
+
+    A custom operator, so that ``torch.compile`` keeps it in the graph as one opaque call: a
+    ``torch.Generator`` made inside a compiled function breaks the graph (four breaks per attention sublayer).
+    """
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.cat(
+        [torch.randn(heads, dim, n_hashes, w, generator=generator, device=device, dtype=dtype) for w in half_widths],
+        dim=-1,
+    )
+
+
+@draw_rotations.register_fake
+def _(heads, dim, n_hashes, half_widths, seed, device, dtype):
+    return torch.empty(heads, dim, n_hashes, sum(half_widths), device=device, dtype=dtype)
+
+
 def random_rotations(
     heads: int, dim: int, n_hashes: int, factors: tuple[int, ...], seed: int, device, dtype
 ) -> list[torch.Tensor]:
     """One Gaussian rotation ``[heads, dim, n_hashes, b/2]`` per factor ``b``, drawn from ``seed``."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    return [
-        torch.randn(heads, dim, n_hashes, b // 2, generator=generator, device=device, dtype=dtype)
-        for b in factors
-    ]
+    half_widths = [b // 2 for b in factors]
+    rotations = draw_rotations(heads, dim, n_hashes, half_widths, seed, torch.device(device), dtype)
+    return list(rotations.split(half_widths, dim=-1))
 
 
 def rotated_argmax(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
@@ -80,7 +100,8 @@ def hash_buckets(qk: torch.Tensor, n_buckets: int, n_hashes: int, seed: int) -> 
     dtype = torch.float64 if qk.dtype == torch.float64 else torch.float32
     factors = bucket_factors(n_buckets)
     rotations = random_rotations(heads, dim, n_hashes, factors, seed, qk.device, dtype)
-    argmax = compiled_rotated_argmax() if qk.is_cuda else rotated_argmax
+    # Inside a compiled caller (compile_sublayers) the plain function is traced into the caller's graph.
+    argmax = compiled_rotated_argmax() if qk.is_cuda and not torch.compiler.is_compiling() else rotated_argmax
     buckets = torch.zeros(batch, heads, n_hashes, length, dtype=torch.long, device=qk.device)
     with torch.autocast(qk.device.type, enabled=False):
         x = qk.to(dtype)

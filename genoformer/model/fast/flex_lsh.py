@@ -25,8 +25,11 @@ one kernel serves every length): the sort, permutations and round combination fu
 Triton kernels (bf16 in, fp32 softmax statistics), the tile layout is computed once per length and cached,
 and nothing waits for the host. ``GENOFORMER_FAST_COMPILE=kernel`` compiles FlexAttention alone instead
 (slower: 378k vs 564k training tokens/s at 64k on an H100), a fallback should the whole function fail to
-compile on another torch version. On CPU FlexAttention runs eagerly, densely and forward-only: the tests use
-that to compare forward outputs with the reference; gradients and the compiled kernels are compared on CUDA.
+compile on another torch version. Called from code that is itself being compiled (``compile_sublayers``), the
+function is traced into the caller's graph instead; it traces without a graph break (tested on CPU with
+``torch._dynamo.explain``), so the attention sublayer compiles as one graph. On CPU FlexAttention runs eagerly,
+densely and forward-only: the tests use that to compare forward outputs with the reference; gradients and the
+compiled kernels are compared on CUDA.
 
 Attention dropout rescales probabilities after the softmax, which no score or mask modification can
 express, so ``dropout_p > 0`` runs the reference kernel instead (same results, reference speed).
@@ -124,6 +127,7 @@ def sorted_chunk_attention(
         return permute_rounds(rounds, order, undo).reshape(batch, heads * n_hashes, padded, head_dim)
 
     query, key, value = to_sorted(qk), to_sorted(F.normalize(qk, dim=-1)), to_sorted(v)
+    bucket = None  # read by mask_mod only when causal; an unassigned closure cell breaks torch.compile's graph
     if causal:  # each sorted index's bucket, padding in a bucket of its own (-1) as in the reference
         bucket = torch.where(valid[:, None, None, :], buckets, -1).gather(3, order)
         bucket = bucket.reshape(batch, heads * n_hashes, padded)
@@ -148,7 +152,7 @@ def sorted_chunk_attention(
         (padded, padded), kv_counts, kv_indices, None, None, q_counts, q_indices, None, None,
         BLOCK_SIZE=(SPARSE_BLOCK, SPARSE_BLOCK), mask_mod=mask_mod,
     )
-    attend = compiled_flex_attention() if qk.is_cuda else flex_attention
+    attend = compiled_flex_attention() if qk.is_cuda and not torch.compiler.is_compiling() else flex_attention
     out, aux = attend(
         query, key, value, score_mod=score_mod, block_mask=block_mask, scale=head_dim**-0.5,
         return_aux=AuxRequest(lse=True),
@@ -192,7 +196,7 @@ def lsh_attention(
         )
     padded = -(-qk.shape[2] // bucket_size) * bucket_size
     layout = look_back_blocks(padded, bucket_size, qk.device)
-    if qk.is_cuda and compile_scope() == "function":
+    if qk.is_cuda and compile_scope() == "function" and not torch.compiler.is_compiling():
         return compiled_chunk_attention(bucket_size, causal)(qk, v, buckets, key_padding_mask, layout)
     return sorted_chunk_attention(qk, v, buckets, key_padding_mask, layout, bucket_size, causal)
 
