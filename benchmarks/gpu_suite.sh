@@ -8,6 +8,9 @@
 # and the profile go to OUT (default benchmarks/logs/gpu-run, git-ignored); copy the JSON files to
 # benchmarks/results/ to publish them. HyenaDNA needs .external/hyena-dna.
 #   OUT=/tmp/gpu BUDGET_S=600 bash benchmarks/gpu_suite.sh
+# A focused run (the fast path against SDPA, profiled at 16k, no attention benchmark):
+#   IMPLS="genoformer-fast sdpa-full-attention" SEQ_LENS="16384 65536 1048576" PROFILE_LEN=16384 ATTENTION=0 \
+#     bash benchmarks/gpu_suite.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/logs/gpu-run}
@@ -29,8 +32,13 @@ timeout 130 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_fast_pat
 
 echo "== train_step ($(left) s left)"
 step_deadline=$(( $(left) - 110 ))
+selection=()
+[[ -n "${IMPLS:-}" ]] && selection+=(--impls $IMPLS)
+[[ -n "${SEQ_LENS:-}" ]] && selection+=(--seq-lens $SEQ_LENS)
 timeout $(( step_deadline + 40 )) python3 benchmarks/train_step.py --deadline-s "$step_deadline" --max-case-s 25 \
-  --min-seconds 0.5 --out "$OUT/train_step.json" --profile "$OUT/profile.txt" 2>&1 | tee "$OUT/train_step.log"
+  --min-seconds 0.5 "${selection[@]}" --out "$OUT/train_step.json" --profile "$OUT/profile.txt" \
+  --profile-len "${PROFILE_LEN:-65536}" 2>&1 | tee "$OUT/train_step.log"
+[[ "${ATTENTION:-1}" == 0 ]] && { echo "== done in $(( $(date +%s) - began )) s"; exit 0; }
 
 echo "== attention_gpu ($(left) s left)"
 attention_deadline=$(( $(left) - 30 ))
