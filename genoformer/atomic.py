@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from genoformer.errors import ConfigError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -24,6 +26,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps an extension on the temporary name for writers that infer the format from it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: output path is a folder; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
@@ -37,10 +41,28 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path`` (old content removed)."""
+def check_replaceable(path: str | os.PathLike, marker: str) -> None:
+    """Raise ConfigError unless ``path`` is absent, an empty folder, or a folder holding ``marker`` (the file
+    every output of this kind has), so that a mistyped output path never replaces a user's own file or folder.
+    Commands call it before their work as well, so the mistake is caught before the work, not after it."""
     path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{path}: output folder exists and is a file; not replacing it (choose another path)")
+    if any(path.iterdir()) and not (path / marker).is_file():
+        raise ConfigError(f"{path}: output folder exists and is not one this command wrote (no {marker} in it); "
+                          "not replacing it: remove it yourself or choose another path")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; on success it replaces ``path`` (old content removed).
+
+    ``path`` must pass :func:`check_replaceable` with ``marker`` (a file the yielded folder will hold).
+    """
+    path = Path(os.path.abspath(path))  # normalized, so '.' or 'x/..' have a name
+    check_replaceable(path, marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700

@@ -1,7 +1,9 @@
 """The ``genoformer`` command line: one entry point, one subcommand per pipeline stage.
 
 Only this module decides exit codes and how errors print: a :class:`~genoformer.errors.GenoformerError`
-(a user mistake) becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+(a user mistake) becomes one line on stderr and exit code 2; so does an operating-system error on a named file
+(an output path that is a folder, a folder that cannot be written, a full disk: the machine's state, not a bug;
+``-v`` adds the traceback); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(err).split())  # always one line
         print(f"genoformer {args.command}: error: {message}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        if err.filename is None:
+            raise
+        logging.getLogger("genoformer").debug("traceback of the error below", exc_info=True)
+        path = err.filename2 or err.filename  # a rename names its destination second: the user's path
+        print(f"genoformer {args.command}: error: {path}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"genoformer {args.command}: interrupted", file=sys.stderr)
         return 130

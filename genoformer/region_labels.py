@@ -28,7 +28,7 @@ def coding_intergenic_regions(reference, gff_path: str | os.PathLike, *, length:
     """
     if length < 1 or per_class < 1:
         raise InputError(f"region length ({length}) and regions per class ({per_class}) must be >= 1")
-    cds_list = read_cds(gff_path)
+    cds_list = read_cds(gff_path, reference.contigs)
     for contig in sorted({cds.contig for cds in cds_list}):
         reference.check_contig(contig, source=str(gff_path))
     candidates = {name: [] for name in CLASSES}

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 import pysam
 
 from genoformer.atomic import atomic_path
-from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.tasks.vcf_writer import index_path
 
 SHARD_HEADER_KEY = "genoformer_shard"  # the one header line in which shards of one scoring run differ
@@ -43,15 +44,73 @@ def _merged_header(first: pysam.VariantHeader) -> pysam.VariantHeader:
     return header
 
 
+def check_not_an_input(out: str | os.PathLike, inputs, what: str = "merged file") -> None:
+    """Raise ``ConfigError`` when ``out`` is one of ``inputs`` (writing it would destroy an input)."""
+    target = Path(out).resolve()
+    if any(Path(path).resolve() == target for path in inputs):
+        raise ConfigError(f"{out}: the {what} would overwrite one of its inputs; write it elsewhere")
+
+
+def _shard(path, header: pysam.VariantHeader) -> tuple[int, int]:
+    """The ``(i, n)`` of a shard's ``##genoformer_shard=i/n`` line; ``(0, 1)`` (the whole run) without one."""
+    values = [record.value for record in header.records if record.key == SHARD_HEADER_KEY]
+    if not values:
+        return 0, 1
+    match = re.fullmatch(r"(\d+)/(\d+)", values[0])
+    if len(values) > 1 or not match or not int(match.group(1)) < int(match.group(2)):
+        raise InputError(f"{path}: header line ##{SHARD_HEADER_KEY}={values[-1]}: expected one line I/N with "
+                         "0 <= I < N")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _run_lines(header: pysam.VariantHeader) -> dict[str, str]:
+    """The ``##genoformer_*`` header lines but the shard line: checkpoint, window, tokens... of the run."""
+    return {record.key: record.value for record in header.records
+            if record.key.startswith("genoformer_") and record.key != SHARD_HEADER_KEY}
+
+
+def _show(key: str, value: str | None) -> str:
+    return f"##{key}={value}" if value is not None else f"no ##{key} line"
+
+
+def check_shards(inputs: list, headers: list[pysam.VariantHeader]) -> None:
+    """Check that ``inputs`` are the shards of one scoring run: the same ``##genoformer_*`` lines (but the
+    shard line; ``MismatchError`` naming the two files and the line) and each of shards 0..N-1 exactly once
+    (``InputError`` naming what is duplicated or missing)."""
+    first = _run_lines(headers[0])
+    for path, header in zip(inputs[1:], headers[1:]):
+        lines = _run_lines(header)
+        for key in sorted(first.keys() | lines.keys()):
+            if lines.get(key) != first.get(key):
+                raise MismatchError(f"{path}: {_show(key, lines.get(key))} but {inputs[0]} has "
+                                    f"{_show(key, first.get(key))}; only shards of one scoring run can be merged")
+    seen: dict[int, str] = {}
+    count = _shard(inputs[0], headers[0])[1]
+    for path, header in zip(inputs, headers):
+        index, n = _shard(path, header)
+        if n != count:
+            raise MismatchError(f"{path}: shard {index}/{n} but {inputs[0]} is a shard of {count}; only shards of "
+                                "one scoring run can be merged")
+        if index in seen:
+            raise InputError(f"{path}: shard {index}/{n} given twice (also {seen[index]})")
+        seen[index] = str(path)
+    missing = [f"{index}/{count}" for index in range(count) if index not in seen]
+    if missing:
+        raise InputError(f"{inputs[0]}: shard(s) {', '.join(missing)} of its run missing from the "
+                         f"{len(inputs)} VCFs to merge")
+
+
 def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
     """Merge position-sorted shard VCFs of one scoring run into ``out`` (bgzipped + index); returns the records.
 
-    The shards must have the same INFO fields and contigs (``MismatchError`` otherwise); the merged header is
-    the first shard's without its ``##genoformer_shard`` line. A shard out of position order raises
-    ``InputError`` naming it and the record.
+    The shards must have the same INFO fields, contigs and ``##genoformer_*`` lines and be shards 0..N-1 of
+    their ``##genoformer_shard=I/N`` lines, each once (a VCF without that line is shard 0/1, a whole run); see
+    ``check_shards``. The merged header is the first shard's without its shard line. A shard out of position
+    order raises ``InputError`` naming it and the record.
     """
     if not inputs:
         raise InputError(f"{out}: no VCF to merge")
+    check_not_an_input(out, inputs, "merged VCF")
     with contextlib.ExitStack() as stack:
         vcfs = [stack.enter_context(_open(path)) for path in inputs]
         signature = (list(vcfs[0].header.info), list(vcfs[0].header.contigs))
@@ -59,6 +118,7 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
             if (list(vcf.header.info), list(vcf.header.contigs)) != signature:
                 raise MismatchError(f"{path}: INFO fields or contigs differ from those of {inputs[0]}; "
                                     "only shards of one scoring run can be merged")
+        check_shards(inputs, [vcf.header for vcf in vcfs])
         header = _merged_header(vcfs[0].header)
         contig_order = {name: rank for rank, name in enumerate(header.contigs)}
 
@@ -91,15 +151,23 @@ def merge_tables(inputs: list[str | os.PathLike], out: str | os.PathLike, order_
     """Concatenate tab-separated tables with one header into ``out``, rows sorted by the integer column
     ``order_by`` (stable, so rows of one input record keep their order); cells are copied as text.
     Returns the number of rows."""
+    check_not_an_input(out, inputs, "merged table")
     tables = []
     for path in inputs:
         if not Path(path).is_file():
             raise MissingFileError(f"{path}: table does not exist")
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        try:
+            table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        except (ValueError, OSError) as err:  # pandas' ParserError, EmptyDataError and UnicodeDecodeError too
+            raise InputError(f"{path}: not a tab-separated table: {' '.join(str(err).split())}") from None
         if tables and list(table.columns) != list(tables[0].columns):
             raise MismatchError(f"{path}: line 1: columns differ from those of {inputs[0]}")
         if order_by not in table.columns:
             raise InputError(f"{path}: line 1: no column {order_by!r} to order the rows by")
+        bad = pd.to_numeric(table[order_by], errors="coerce").isna().to_numpy().nonzero()[0]
+        if bad.size:
+            raise InputError(f"{path}: line {bad[0] + 2}: column {order_by!r} is {table[order_by].iloc[bad[0]]!r}, "
+                             "not a number")
         tables.append(table)
     merged = pd.concat(tables, ignore_index=True)
     merged = merged.iloc[pd.to_numeric(merged[order_by]).argsort(kind="stable")]

@@ -23,9 +23,10 @@ from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import auprc, auroc, classification_metrics
 from genoformer.tasks.regions import read_region_labels, region_windows
 from genoformer.tasks.splits import assign_test, split_groups
-from tiny_pretrained import CDIPH, tiny_run  # noqa: F401  (tiny_run is a fixture)
+from tiny_pretrained import CDIPH, pretrain_tiny, save_run, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
+ATHAL_GFF = CDIPH.parents[1] / "athal_cp" / "NC_000932.1.gff3"
 
 
 def test_auroc_and_auprc_match_scikit_learn_on_random_and_tied_scores():
@@ -176,3 +177,56 @@ def test_head_from_probe_gives_the_probe_probabilities(n_classes):
     got = torch.softmax(head(torch.as_tensor(features, dtype=torch.float32)), dim=-1).detach().numpy()
     assert np.allclose(got, probe.predict_proba(features), atol=1e-5)
     assert got[:, -1].std() > 0.01
+
+
+@pytest.mark.parametrize("flag, value, allowed", [
+    ("--kmer", "20", "from 1 to 8"),
+    ("--kmer", "0", "from 1 to 8"),
+    ("--lr", "-1", "greater than 0"),
+    ("--finetune-epochs", "-1", "at least 0"),
+    ("--bootstrap", "0", "at least 1"),
+])
+def test_flags_out_of_range_are_one_line_exit_2(tmp_path, capsys, chloroplast_fasta, flag, value, allowed):
+    """Checked before any file is read or model loaded: nothing is trained, no output folder appears."""
+    code = main(["classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
+                 "--checkpoint", str(tmp_path), "--out", str(tmp_path / "out"), flag, value])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error
+    assert error.startswith(f"genoformer classify-regions: error: {flag} {value}") and allowed in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_interval_with_two_classes_names_both_lines(tmp_path, capsys, chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        regions = coding_intergenic_regions(reference, ATHAL_GFF, length=96, per_class=10, seed=0)
+    doubled = pd.concat([regions, regions.iloc[[3]].assign(label="intergenic")])
+    write_bed(tmp_path / "labels.bed", doubled)
+    first = regions.iloc[3]
+    where = f"{first.chrom}:{first.start + 1}-{first.end}"
+    with Reference(chloroplast_fasta) as reference:
+        with pytest.raises(InputError, match=rf"labels.bed line 4 and \S*labels.bed line 21: region {where} is "
+                                             "labelled both 'coding' and 'intergenic'"):
+            read_region_labels(reference, bed=tmp_path / "labels.bed")
+        write_bed(tmp_path / "plain.bed", regions.iloc[:, :6])
+        with pytest.raises(InputError, match=r"plain.bed line 1 and \S*plain.bed line 1: .* both 'a' and 'b'"):
+            read_region_labels(reference, class_beds={"a": tmp_path / "plain.bed", "b": tmp_path / "plain.bed"})
+    code = main(["classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
+                 "--checkpoint", str(tmp_path), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and "labels.bed line 21" in error and not (tmp_path / "out").exists()
+
+
+def test_a_class_too_rare_to_split_names_the_file_and_the_counts(tmp_path, capsys, chloroplast_fasta):
+    """A label typo ('Coding' once among 'coding') cannot be on both sides of the split; the error says why."""
+    with Reference(chloroplast_fasta) as reference:
+        regions = coding_intergenic_regions(reference, ATHAL_GFF, length=96, per_class=20, seed=0)
+    regions.loc[regions.index[5], "label"] = "Coding"
+    write_bed(tmp_path / "labels.bed", regions)
+    run = save_run(pretrain_tiny(steps=0), tmp_path / "untrained")  # the split comes before any embedding
+    code = main(["classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
+                 "--checkpoint", str(run), "--out", str(tmp_path / "out"), "--window", "128", "--block", "10000",
+                 "--device", "cpu"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and not (tmp_path / "out").exists()
+    assert "labels.bed: the" in error and "split has no example of class 'Coding'" in error
+    assert "regions per class: 'Coding' 1, 'coding' 19, 'intergenic' 20" in error

@@ -135,3 +135,19 @@ def test_model_features_layout():
     assert features[1, :dim].tolist() == scores.local_delta[1, 0].tolist()
     assert features[1, dim:2 * dim].tolist() == scores.local_delta[1, 1].tolist()
     assert features[0, 2 * dim:].tolist() == [1, 1, 2, 2, 3, 3]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--context-k", "0"], "--context-k 0: must be from 1 to 8"),
+    (["--context-k", "20"], "--context-k 20: must be from 1 to 8"),
+    (["--context", "-5"], "--context -5: must be at least 0"),
+    (["--context", "1", "--context-k", "4"], "--context-k 4: longer than the 3 bp"),
+    (["--bootstrap", "0"], "--bootstrap 0: must be at least 1"),
+])
+def test_flags_out_of_range_are_one_line_exit_2(tmp_path, capsys, chloroplast_fasta, flags, message):
+    """Checked before any file is read or model loaded: nothing is trained, no output folder appears."""
+    code = main(["classify-variants", "--reference", str(chloroplast_fasta), "--vcf", str(tmp_path / "l.vcf"),
+                 "--label-field", "BIN", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "out"), *flags])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error
+    assert error.startswith(f"genoformer classify-variants: error: {message}") and not (tmp_path / "out").exists()

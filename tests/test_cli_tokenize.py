@@ -248,3 +248,15 @@ def test_k_out_of_range(tmp_path, cli, chloroplast_fasta, k):
     result = cli("--fasta", chloroplast_fasta, "--k", k, "--out", "ds")
     expect_one_line_error(result, f"k={k}")
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("flag, value, allowed", [
+    ("--min-depth", -1, "at least 0"),
+    ("--min-mapq", -5, "from 0 to 255"),
+    ("--min-mapq", 256, "from 0 to 255"),
+])
+def test_consensus_thresholds_out_of_range(tmp_path, cli, sarscov2, flag, value, allowed):
+    result = cli("--fasta", sarscov2 / "NC_045512.2.fasta", "--bam", sarscov2 / "SRR11728627.sorted.bam",
+                 "--window", 512, flag, value, "--out", "ds")
+    expect_one_line_error(result, f"{flag} {value}", allowed)
+    assert not (tmp_path / "ds").exists()

@@ -5,8 +5,10 @@ import pysam
 import pytest
 from Bio.Seq import Seq
 
+from genoformer.cli import main
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
+from genoformer.region_labels import coding_intergenic_regions
 from genoformer.tasks.coding import at_most_per_consequence, coding_snvs, read_cds, write_coding_vcf
 
 CDIPH_GFF = "cdiph/NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
@@ -127,3 +129,64 @@ def test_at_most_per_consequence_keeps_order_and_caps_each_class(chloroplast, re
     counts = {c: sum(s.consequence == c for s in snvs) for c in {s.consequence for s in snvs}}
     assert {c: sum(s.consequence == c for s in capped) for c in counts} == {c: min(5, n) for c, n in counts.items()}
     assert [snvs.index(s) for s in capped] == sorted(snvs.index(s) for s in capped)
+
+
+def edited_gff(source, path, edit):
+    """Write ``source`` to ``path`` with ``edit(fields)`` applied to the fields of each CDS line."""
+    lines = []
+    for line in source.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) == 9 and fields[2] == "CDS":
+            fields = edit(fields)
+        lines.append("\t".join(fields))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_unknown_codon_table_is_one_line_exit_2(tmp_path, capsys, chloroplast_fasta, resources):
+    code = main(["coding-variants", "--reference", str(chloroplast_fasta), "--gff",
+                 str(resources / "athal_cp" / "NC_000932.1.gff3"), "--table", "99",
+                 "--out", str(tmp_path / "x.vcf.gz")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and not (tmp_path / "x.vcf.gz").exists()
+    assert "--table 99: not an NCBI genetic code; known codes: 1, 2, 3" in error and ", 11, " in error
+
+
+def test_annotation_where_nothing_translates_is_an_error(tmp_path, capsys, chloroplast, chloroplast_fasta, resources):
+    """GTF as GFF3: each CDS line stands alone and leaves out the stop codon, so no CDS translates cleanly."""
+    def as_gtf(fields):
+        start, end = int(fields[3]), int(fields[4])
+        start, end = (start, end - 3) if fields[6] == "+" else (start + 3, end)
+        return fields[:3] + [str(start), str(end)] + fields[5:8] + ['gene_id "g"; transcript_id "t";']
+
+    gtf = edited_gff(resources / "athal_cp" / "NC_000932.1.gff3", tmp_path / "genes.gtf", as_gtf)
+    with pytest.raises(InputError, match=r"genes.gtf: none of its 104 CDS translates cleanly with codon table 11, "
+                                         r"e.g. .*is not a stop codon"):
+        coding_snvs(chloroplast, gtf)
+    code = main(["coding-variants", "--reference", str(chloroplast_fasta), "--gff", str(gtf), "--out",
+                 str(tmp_path / "x.vcf.gz")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and "genes.gtf: none of its 104 CDS" in error
+    assert not (tmp_path / "x.vcf.gz").exists()
+
+
+def test_cds_past_the_contig_end_names_the_gff_line(tmp_path, chloroplast, resources):
+    """coding-variants and region-labels both name the GFF line, not a FASTA region or too few regions."""
+    lines = (resources / "athal_cp" / "NC_000932.1.gff3").read_text().splitlines()
+    fields = lines[4].split("\t")
+    assert fields[2] == "CDS" and fields[4] == "69724"
+    lines[4] = "\t".join(fields[:4] + ["154600"] + fields[5:])
+    gff = tmp_path / "past.gff3"
+    gff.write_text("\n".join(lines) + "\n")
+    problem = r"past.gff3: line 5: CDS end 154600 is past the end of contig NC_000932.1 \(length 154478\)"
+    with pytest.raises(InputError, match=problem):
+        coding_snvs(chloroplast, gff, n_genes=2)
+    with pytest.raises(InputError, match=problem):
+        coding_intergenic_regions(chloroplast, gff, length=200, per_class=200)
+
+
+@pytest.mark.parametrize("phase", ["7", "-1", "x"])
+def test_cds_phase_must_be_0_1_2_or_dot(tmp_path, resources, phase):
+    gff = edited_gff(resources / CDIPH_GFF, tmp_path / "phase.gff3", lambda f: f[:7] + [phase] + f[8:])
+    with pytest.raises(InputError, match=rf"phase.gff3: line 4: CDS phase '{phase}' is not 0, 1, 2 or \."):
+        read_cds(gff)

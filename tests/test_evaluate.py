@@ -202,3 +202,22 @@ def test_missing_and_damaged_checkpoints_exit_2(run, tokens, tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(damaged), "--data", str(tokens["k1"]),
                  "--out", str(tmp_path / "x.json")]) == 2
     assert "model.safetensors" in one_line_error(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_gpu_exits_2(run, tokens, tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tokens["k1"]), "--device", "cuda",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert "device 'cuda' asked for, but torch sees no CUDA GPU" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("vocab", [[], {"type": "kmer", "k": 1}, {"type": "kmer", "k": 99}])
+def test_damaged_vocab_json_exits_2(run, tokens, tmp_path, capsys, vocab):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (damaged / name).write_bytes((run / name).read_bytes())
+    (damaged / "vocab.json").write_text(json.dumps(vocab))
+    assert main(["evaluate", "--checkpoint", str(damaged), "--data", str(tokens["k1"]),
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert f"{damaged / 'vocab.json'}: not a genoformer vocabulary: " in one_line_error(capsys)

@@ -274,3 +274,86 @@ def test_read_only_folder(q_copy, tmp_path, with_index):
         assert result.stdout.startswith("MissingFileError")
         assert f"{folder / 'q.fa'}.fai" in result.stdout and "not writable" in result.stdout
         assert "samtools faidx" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------- damaged bgzip
+
+
+@pytest.fixture
+def cdiph_copy(cdiph_fasta, tmp_path):
+    """The bgzipped C. diphtheriae FASTA copied to tmp_path, without its index."""
+    return shutil.copy(cdiph_fasta, tmp_path / "cd.fa.gz")
+
+
+def test_truncated_bgzip_fasta(cdiph_copy):
+    with open(cdiph_copy, "r+b") as handle:
+        handle.truncate(300_000)
+    with pytest.raises(InputError) as err:
+        Reference(cdiph_copy)
+    assert one_line(err) == f"{cdiph_copy}: not a valid bgzip FASTA (truncated or corrupt block)"
+
+
+@pytest.mark.parametrize("with_index", [False, True])
+def test_corrupt_bgzip_block(cdiph_copy, cdiph_fasta, with_index):
+    data = bytearray(cdiph_copy.read_bytes())
+    data[100_000:100_040] = bytes(b ^ 0x55 for b in data[100_000:100_040])  # inside the 5th block's deflate data
+    cdiph_copy.write_bytes(data)
+    if with_index:  # the index of the intact file, newer than the FASTA: opening reads only the ends
+        shutil.copy(f"{cdiph_fasta}.fai", f"{cdiph_copy}.fai")
+        shutil.copy(f"{cdiph_fasta}.gzi", f"{cdiph_copy}.gzi")
+        with Reference(cdiph_copy) as reference, pytest.raises(InputError) as err:
+            reference.fetch("NZ_LN831026.1")
+    else:
+        with pytest.raises(InputError) as err:
+            Reference(cdiph_copy)
+    assert one_line(err) == f"{cdiph_copy}: not a valid bgzip FASTA (truncated or corrupt block)"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_damaged_gzi_names_it_and_rebuilds_once_deleted(cdiph_copy, cdiph_fasta, damage):
+    with open(f"{cdiph_fasta}.gzi", "rb") as handle:
+        gzi = handle.read()
+    shutil.copy(f"{cdiph_fasta}.fai", f"{cdiph_copy}.fai")
+    with open(f"{cdiph_copy}.gzi", "wb") as handle:  # written after the FASTA: not stale
+        handle.write(gzi[:100] if damage == "truncated" else gzi[:20] + b"\xff" * 20 + gzi[40:])
+    with pytest.raises(InputError) as err:
+        Reference(cdiph_copy)
+    assert one_line(err) == f"{cdiph_copy}.gzi: index is damaged; delete it to rebuild"
+    os.remove(f"{cdiph_copy}.gzi")
+    with Reference(cdiph_copy) as reference:
+        assert reference.contigs == {"NZ_LN831026.1": 2463666}
+
+
+# ---------------------------------------------------------------------------------------------- foreign index
+
+
+@pytest.mark.parametrize("case", ["other fasta", "other width", "other bgzip fasta"])
+def test_index_of_another_fasta_is_refused(q_copy, chloroplast_copy, sarscov2, tmp_path, case):
+    path = q_copy
+    if case == "other bgzip fasta":
+        path = tmp_path / "cp.fa.gz"
+        pysam.tabix_compress(str(chloroplast_copy), str(path))
+        Reference(path).close()  # builds its own .fai and .gzi
+    index = f"{path}.fai"
+    if case == "other width":
+        with open(index, "w") as handle:
+            handle.write("q\t12356\t3\t70\t71\n")  # q.fa has 60 bases a line
+    else:
+        shutil.copy(sarscov2 / "NC_045512.2.fasta.fai", index)  # newer than the FASTA: not rebuilt
+    with pytest.raises(MismatchError) as err:
+        Reference(path)
+    message = one_line(err)
+    assert message.startswith(f"{index} does not match {path} (record ")
+    assert message.endswith("; delete it to rebuild")
+    os.remove(index)
+    with Reference(path) as reference:
+        assert reference.contigs == fai_lengths(path)
+
+
+def test_index_check_accepts_empty_records_crlf_and_no_final_newline(tmp_path):
+    path = tmp_path / "odd.fa"
+    path.write_bytes(b">a\nACGT\nAC\n>empty\n>b desc\r\nACGTA\r\nA")
+    Reference(path).close()
+    with Reference(path) as reference:  # the second open checks the index built by the first
+        assert reference.contigs == {"a": 6, "empty": 0, "b": 6}
+        assert reference.fetch("b") == "ACGTAA"

@@ -170,3 +170,12 @@ def test_not_a_vcf_missing_and_empty(human_q, q_reference, tmp_path):
     (tmp_path / "empty.vcf").touch()
     with pytest.raises(InputError, match="empty"):
         read_variants(tmp_path / "empty.vcf", q_reference)
+
+
+def test_plain_gzip_vcf_says_recompress_with_bgzip(human_q, q_reference, tmp_path):
+    path = tmp_path / "giab.vcf.gz"
+    path.write_bytes(gzip.compress((human_q / "NA12878.chr22.tiny.giab.vcf").read_bytes()))
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    message = one_line(err)
+    assert message.startswith(f"{path}: plain gzip, not bgzip; recompress it with bgzip: `zcat {path} | bgzip > ")

@@ -244,3 +244,33 @@ def test_missing_data_and_config_files_exit_2(chloroplast_tokens, tmp_path, caps
     assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tmp_path / "no.yaml"),
                  "--out", str(tmp_path / "run")]) == 2
     assert "no.yaml: config file not found" in one_line_error(capsys, "pretrain")
+
+
+def test_resume_on_other_data_exits_2_naming_both(chloroplast_tokens, chloroplast_fasta, sarscov2, tiny_config,
+                                                  tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(run), "--set", "run.steps=1"]) == 0
+    other = tmp_path / "sarscov2_k1"  # same k, stride and window: only the genome differs
+    assert main(["-q", "tokenize", "--fasta", str(sarscov2 / "NC_045512.2.fasta"), "--k", "1", "--window", "256",
+                 "--block", "4", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(other), "--out", str(run), "--resume"]) == 2
+    line = one_line_error(capsys, "pretrain")
+    assert f"{other}: --resume on another dataset than {run / 'checkpoints' / 'step-1'}" in line
+    assert f"({chloroplast_tokens})" in line and "source sha256" in line
+    shorter = tmp_path / "cp_k1_w128"  # the same genome in windows of 128 tokens
+    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "128",
+                 "--block", "4", "--out", str(shorter)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(shorter), "--out", str(run), "--resume"]) == 2
+    line = one_line_error(capsys, "pretrain")
+    assert f"{shorter}: windows of 128 tokens" in line and f"windows of 256 from {chloroplast_tokens}" in line
+    assert not (run / "checkpoints" / "step-2").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_gpu_exits_2(chloroplast_tokens, tiny_config, tmp_path, capsys):
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(tmp_path / "run"), "--set", "run.device=cuda"]) == 2
+    assert "device 'cuda' asked for, but torch sees no CUDA GPU" in one_line_error(capsys, "pretrain")

@@ -167,3 +167,20 @@ def test_roc_pr_curves_of_region_predictions(tmp_path):
     assert report("roc-pr", "--predictions", tmp_path / "predictions.tsv", "--title", "cdiph_genes",
                   "--out", tmp_path / "roc.png") == 0
     assert_figure(tmp_path / "roc.png")
+
+
+def test_roc_pr_of_a_vcf_names_the_file(tmp_path, capsys, resources):
+    vcf = resources / "human_chr22_q" / "NA12878.chr22.tiny.giab.vcf"
+    assert report("roc-pr", "--predictions", vcf, "--out", tmp_path / "roc.png") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("genoformer report: error:") and "\n" not in error
+    assert f"{vcf}: not a tab-separated table with a header line" in error
+    assert not (tmp_path / "roc.png").exists()
+
+
+def test_out_must_be_a_png(tmp_path, capsys):
+    region_predictions(tmp_path / "predictions.tsv")
+    assert report("roc-pr", "--predictions", tmp_path / "predictions.tsv", "--out", tmp_path / "roc.pdf") == 2
+    error = capsys.readouterr().err.strip()
+    assert "roc.pdf: the figure is written as PNG, so its name must end in .png" in error and "\n" not in error
+    assert not (tmp_path / "roc.pdf").exists()

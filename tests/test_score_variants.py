@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from genoformer.cli import main
+from genoformer.errors import ConfigError
 from genoformer.io.fasta import Reference, encode_bases, reverse_complement_codes
 from genoformer.io.vcf import Variant
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
@@ -284,6 +285,96 @@ def test_cli_bad_input_is_one_line_exit_2(chloroplast, chloroplast_fasta, checkp
     assert main([*args, "--checkpoint", str(checkpoint)]) == 0
     with pysam.VariantFile(str(out)) as scored:
         assert list(scored) == [] and "ref_mismatch=1" in str(scored.header)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")
+def test_giab_vcf_with_undeclared_info_field_scores_end_to_end(human_q, tiny_run, tmp_path):
+    """The bundled GIAB VCF uses INFO PLNCIIonWG (values like 67,0,116) without declaring it: the output
+    declares it Number=. and keeps every value, and FILTER PASS stays PASS."""
+    out = tmp_path / "giab.vcf.gz"
+    giab = human_q / "NA12878.chr22.tiny.giab.vcf"
+    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(giab),
+                 "--checkpoint", str(tiny_run), "--window", "256", "--out", str(out)]) == 0
+    with pysam.VariantFile(str(giab)) as source:
+        expected = [(r.pos, r.info.get("PLNCIIonWG"), tuple(r.filter)) for r in source]
+    with pysam.VariantFile(str(out)) as scored:
+        assert scored.header.info["PLNCIIonWG"].number == "."
+        assert "##genoformer_shard=0/1" in str(scored.header)
+        rows = [(r.pos, r.info.get("PLNCIIonWG"), tuple(r.filter)) for r in scored]
+    assert rows == expected and len(rows) == 14
+    assert rows[0] == (186, ("67", "0", "116"), ("PASS",))
+
+
+def test_window_step_zero_or_negative_is_a_range_error(chloroplast, chloroplast_fasta, checkpoint, tmp_path, capsys):
+    encoder = Encoder(tiny_model(3), KmerVocab(3), 1, torch.device("cpu"))
+    variants = random_variants(chloroplast, np.random.default_rng(1), 2, 3000, 4000, kinds=("snv",))
+    for step in (0, -8):
+        with pytest.raises(ConfigError, match=rf"window step \({step} bp\) from 1 to half the window"):
+            score_variants(variants, chloroplast, encoder, window=300, step=step, progress=False)
+    vcf = write_vcf(tmp_path / "in.vcf", [(CONTIG, v.pos, ".", v.ref, v.alt, ".", ".", "DP=1") for v in variants],
+                    chloroplast.contigs)
+    out = tmp_path / "o.vcf.gz"
+    assert main(["-q", "score-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf), "--checkpoint",
+                 str(checkpoint), "--out", str(out), "--window", "300", "--window-step", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "window step (0 bp) from 1 to half the window" in err and err.count("\n") == 1 and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def scored_shards(chloroplast, chloroplast_fasta, checkpoint, tmp_path_factory):
+    """score-variants on 12 SNVs: as shards 0/3, 1/3, 2/3, unsharded, and shard 1/3 with another window."""
+    folder = tmp_path_factory.mktemp("shards")
+    variants = random_variants(chloroplast, np.random.default_rng(5), 12, 1000, 9000, kinds=("snv",))
+    vcf = write_vcf(folder / "in.vcf", [(CONTIG, v.pos, ".", v.ref, v.alt, ".", ".", "DP=1") for v in variants],
+                    chloroplast.contigs)
+    runs = {f"s{i}": ["--shard", f"{i}/3"] for i in range(3)}
+    runs.update(whole=[], other=["--shard", "1/3", "--window", "500"])
+    for name, extra in runs.items():
+        assert main(["-q", "score-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf), "--checkpoint",
+                     str(checkpoint), "--out", str(folder / f"{name}.vcf.gz"), "--window", "400", "--no-embeddings",
+                     *extra]) == 0
+    return folder
+
+
+def test_merged_shards_equal_the_unsharded_run(scored_shards, tmp_path):
+    shards = [scored_shards / f"s{i}.vcf.gz" for i in (2, 0, 1)]
+    tables = [scored_shards / f"s{i}.tsv" for i in (2, 0, 1)]
+    with pysam.VariantFile(str(shards[0])) as vcf:
+        assert "##genoformer_shard=2/3" in str(vcf.header)
+    out, table = tmp_path / "m.vcf.gz", tmp_path / "m.tsv"
+    assert main(["merge-vcf", "--vcfs", *map(str, shards), "--out", str(out), "--tables", *map(str, tables),
+                 "--table-out", str(table)]) == 0
+
+    def body(path):
+        with pysam.VariantFile(str(path)) as vcf:
+            return [str(record) for record in vcf]
+    assert body(out) == body(scored_shards / "whole.vcf.gz") and len(body(out)) == 12
+    assert table.read_text() == (scored_shards / "whole.tsv").read_text()
+    # a single unsharded file (shard 0/1) merges too
+    assert main(["merge-vcf", "--vcfs", str(scored_shards / "whole.vcf.gz"), "--out", str(tmp_path / "w.vcf.gz")]) == 0
+    assert body(tmp_path / "w.vcf.gz") == body(out)
+
+
+@pytest.mark.parametrize("vcfs,extra,expected", [
+    (["s0", "s1", "s1", "s2"], [], "s1.vcf.gz: shard 1/3 given twice (also {d}/s1.vcf.gz)"),
+    (["s0", "s2"], [], "s0.vcf.gz: shard(s) 1/3 of its run missing"),
+    (["s0", "other", "s2"], [], "other.vcf.gz: ##genoformer_window=500 but {d}/s0.vcf.gz has ##genoformer_window=400"),
+    (["s0", "s1", "s2", "whole"], [], "whole.vcf.gz: shard 0/1 but {d}/s0.vcf.gz is a shard of 3"),
+    (["s0", "s1", "s2"], ["--out", "{d}/s1.vcf.gz"], "s1.vcf.gz: the merged VCF would overwrite one of its inputs"),
+    (["s0", "s1", "s2"], ["--tables", "{d}/s0.tsv", "--table-out", "{t}/m.tsv"], "--tables: 1 tables for 3 VCFs"),
+    (["s0", "s1", "s2"], ["--tables", "{d}/s0.vcf.gz", "{d}/s1.vcf.gz", "{d}/s2.vcf.gz", "--table-out", "{t}/m.tsv"],
+     "s0.vcf.gz: not a tab-separated table: Error tokenizing data"),
+])
+def test_merge_rejects_shards_that_are_not_one_run(scored_shards, tmp_path, capsys, vcfs, extra, expected):
+    extra = [arg.format(d=scored_shards, t=tmp_path) for arg in extra]
+    out = ["--out", str(tmp_path / "m.vcf.gz")] if "--out" not in extra else []
+    before = (scored_shards / "s1.vcf.gz").read_bytes()
+    assert main(["-q", "merge-vcf", "--vcfs", *(str(scored_shards / f"{v}.vcf.gz") for v in vcfs), *out,
+                 *extra]) == 2
+    err = capsys.readouterr().err
+    assert expected.format(d=scored_shards) in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m.tsv").exists() and (scored_shards / "s1.vcf.gz").read_bytes() == before
 
 
 def test_alternate_window_keeps_length_and_alignment():

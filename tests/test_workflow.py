@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from genoformer.cli import main
+from genoformer.errors import MismatchError
 from genoformer.vcf_shards import merge_tables, merge_vcfs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -345,9 +346,8 @@ def test_merge_tables_restores_record_order(tmp_path):
     assert (tmp_path / "m.tsv").read_text() == ("contig\tpos\trecord\tGF_LLR\nq\t10\t1\t-0.5\nq\t10\t1\tNA\n"
                                                 "q\t50\t2\t0.25\nq\t90\t3\t1e-05\nq\t900\t10\t2\n")
     (tmp_path / "c.tsv").write_text("chrom\tpos\trecord\tGF_LLR\nq\t5\t4\t0\n")
-    assert main(["merge-vcf", "--vcfs", str(HUMAN_VCF), "--out", str(tmp_path / "x.vcf.gz"),
-                 "--tables", str(tmp_path / "a.tsv"), str(tmp_path / "c.tsv"),
-                 "--table-out", str(tmp_path / "n.tsv")]) == 2
+    with pytest.raises(MismatchError, match="c.tsv: line 1: columns differ from those of .*a.tsv"):
+        merge_tables([tmp_path / "a.tsv", tmp_path / "c.tsv"], tmp_path / "n.tsv")
     assert not (tmp_path / "n.tsv").exists()
 
 

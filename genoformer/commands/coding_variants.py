@@ -36,6 +36,7 @@ def register(subparsers) -> None:
 def run(args) -> None:
     """Enumerate and write the coding SNVs."""
     # Biopython, numpy and pysam are imported only when this command runs
+    from Bio.Data.CodonTable import unambiguous_dna_by_id
     from genoformer.io.fasta import Reference
     from genoformer.tasks.coding import at_most_per_consequence, coding_snvs, write_coding_vcf
 
@@ -45,6 +46,9 @@ def run(args) -> None:
         raise ConfigError(f"--genes {args.genes}: at least one gene")
     if args.per_class is not None and args.per_class < 1:
         raise ConfigError(f"--per-class {args.per_class}: at least one SNV per consequence")
+    if args.table not in unambiguous_dna_by_id:
+        raise ConfigError(f"--table {args.table}: not an NCBI genetic code; known codes: "
+                          f"{', '.join(map(str, sorted(unambiguous_dna_by_id)))}")
     with Reference(args.reference) as reference:
         snvs = coding_snvs(reference, args.gff, n_genes=args.genes, table=args.table, seed=args.seed)
         if args.per_class is not None:

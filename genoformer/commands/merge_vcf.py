@@ -29,10 +29,15 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Merge ``args.vcfs`` into ``args.out`` (and ``args.tables`` into ``args.table_out``)."""
-    from genoformer.vcf_shards import merge_tables, merge_vcfs  # pysam and pandas only when this command runs
+    # pysam and pandas only when this command runs
+    from genoformer.vcf_shards import check_not_an_input, merge_tables, merge_vcfs
 
     if bool(args.tables) != bool(args.table_out):
         raise ConfigError("--tables and --table-out go together")
+    if args.tables and len(args.tables) != len(args.vcfs):
+        raise ConfigError(f"--tables: {len(args.tables)} tables for {len(args.vcfs)} VCFs; give each shard's table")
+    if args.table_out:
+        check_not_an_input(args.table_out, [args.out, *args.vcfs, *args.tables], "merged table")
     records = merge_vcfs(args.vcfs, args.out)
     log.info("%s: %d records from %d shards", args.out, records, len(args.vcfs))
     if args.tables:

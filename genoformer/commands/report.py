@@ -83,6 +83,8 @@ def _evaluations(pairs: list[str]) -> dict[str, dict]:
 
 def run(args) -> None:
     """Draw the figure of ``args.kind``."""
+    if not args.out.lower().endswith(".png"):
+        raise ConfigError(f"--out {args.out}: the figure is written as PNG, so its name must end in .png")
     from genoformer.report import plots  # matplotlib, pandas, scikit-learn only when this command runs
 
     if args.kind == "loss":

@@ -103,10 +103,11 @@ def run(args) -> None:
             "genoformer_checkpoint": model_info["checkpoint"],
             "genoformer_checkpoint_sha256": model_info["sha256"],
             "genoformer_window": str(args.window),
-            "genoformer_window_step": str(args.window_step or max(1, args.window // 8)),
+            "genoformer_window_step": str(max(1, args.window // 8) if args.window_step is None else args.window_step),
             "genoformer_tokens": f"k={model_info['k']},stride={model_info['stride']}",
             "genoformer_skipped": f"symbolic={variant_set.skipped_symbolic},ref_mismatch="
                                   f"{variant_set.skipped_ref_mismatch},no_alt={variant_set.skipped_no_alt}",
+            "genoformer_shard": f"{shard[0]}/{shard[1]}",  # merge-vcf checks that it gets each shard once
         }
         written = write_scored_vcf(args.out, variant_set, scores, reference, meta=meta, per_strand=args.per_strand)
     write_table(args.table or table_path(args.out), scores_table(variant_set, scores))

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from genoformer.commands import check_range
 from genoformer.errors import ConfigError
 from genoformer.tokenize.limits import MAX_WINDOW
 
@@ -77,6 +78,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Tokenize as the arguments say."""
+    check_range("--min-depth", args.min_depth, 0)
+    check_range("--min-mapq", args.min_mapq, 0, 255)  # MAPQ is 0..255: a higher minimum keeps no read
     # numpy and pyfaidx are imported only when this command runs
     from genoformer.io.fasta import Reference
     from genoformer.tokenize.dataset import TokenizeOptions, write_token_dataset

@@ -6,20 +6,26 @@ set the soft-mask track. Any other character is an error naming the file, contig
 
 pyfaidx needs an index next to the FASTA (``F.fai``, and ``F.gzi`` for bgzip). A missing or stale index is
 built on open (written atomically, so parallel jobs never read half an index); when the folder is not
-writable that is an error telling the user how to make the index.
+writable that is an error telling the user how to make the index. An existing index is checked cheaply against
+the file (record bounds, and the header and first and last sequence line of the first and last record), so an
+index left by another FASTA is an error, not wrong sequence.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gzip
 import hashlib
 import logging
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pyfaidx
+from Bio import bgzf
 
 from genoformer.atomic import atomic_path
 from genoformer.errors import InputError, MismatchError, MissingFileError
@@ -50,6 +56,13 @@ BASE_OF_CODE = np.frombuffer(BASES.encode(), dtype=np.uint8)
 COMPLEMENT_CODE = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# The empty block every BGZF file ends with (SAM/BAM specification, section 4.1.2): its absence means truncation.
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+_BGZF_MAX_BLOCK = 1 << 16  # a BGZF block holds at most 64 KiB, compressed or not
+_BGZF_DAMAGED = "not a valid bgzip FASTA (truncated or corrupt block)"
+# what Bio.bgzf raises on a truncated or corrupt block (ValueError too, for a bad block header)
+_BGZF_READ_ERRORS = (ValueError, EOFError, RuntimeError, struct.error, zlib.error)
+_HEADER_WINDOW = 1 << 16  # bytes read back before a record's sequence to find its header line
 
 
 def _codes_of_bytes(raw: bytes) -> tuple[np.ndarray, np.ndarray, int]:
@@ -100,7 +113,7 @@ def _is_gzip(path: Path) -> bool:
         return handle.read(2) == _GZIP_MAGIC
 
 
-def _is_plain_gzip(path: Path) -> bool:
+def is_plain_gzip(path: Path) -> bool:
     """True for a gzip file that is not BGZF (no 'BC' extra subfield in the first member's header)."""
     with open(path, "rb") as handle:
         head = handle.read(18)
@@ -118,6 +131,13 @@ def _first_non_ascii(path: Path) -> str:
                 column, byte = next((col, b) for col, b in enumerate(line, start=1) if b > 127)
                 return f"line {number} column {column}: non-ASCII byte 0x{byte:02x} (FASTA must be ASCII text)"
     return "non-ASCII text"
+
+
+def _has_bgzf_eof(path: Path) -> bool:
+    """True when the file ends with the empty BGZF block that bgzip writes last (its absence means truncation)."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - len(_BGZF_EOF)))
+        return handle.read() == _BGZF_EOF
 
 
 def _is_stale(index: Path, data: Path) -> bool:
@@ -141,8 +161,15 @@ class Reference:
         try:
             self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=False,
                                         build_index=False, rebuild=False, duplicate_action="first")
+        except struct.error as err:  # only the .gzi is read with struct
+            raise InputError(f"{self._gzi}: index is damaged; delete it to rebuild") from err
         except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError) as err:
             raise InputError(f"{self.path}: cannot read FASTA: {err}") from err
+        try:
+            self._check_index()
+        except Exception:
+            self._fasta.close()
+            raise
 
     def _check_file(self) -> None:
         if not self.path.exists():
@@ -151,11 +178,13 @@ class Reference:
             raise InputError(f"{self.path}: not a regular file")
         if self.path.stat().st_size == 0:
             raise InputError(f"{self.path}: FASTA file is empty")
-        if _is_plain_gzip(self.path):
+        if is_plain_gzip(self.path):
             plain, bgz = self.path.with_suffix(""), self.path.with_suffix(".bgz")
             raise InputError(f"{self.path}: plain-gzip FASTA cannot be indexed; recompress it with bgzip: "
                              f"`zcat {self.path} | bgzip > {bgz}` (without htslib: `zcat {self.path} > {plain}` "
                              f"then `python -c \"import pysam; pysam.tabix_compress('{plain}', '{bgz}')\"`)")
+        if _is_gzip(self.path) and not _has_bgzf_eof(self.path):
+            raise InputError(f"{self.path}: {_BGZF_DAMAGED}")
 
     @property
     def _fai(self) -> Path:
@@ -188,7 +217,11 @@ class Reference:
                 raise InputError(f"{self.path}: not a valid FASTA: {_first_non_ascii(self.path)}") from err
             except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError,
                     EOFError) as err:
+                if self._bgzf and isinstance(err, _BGZF_READ_ERRORS):
+                    raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
                 raise InputError(f"{self.path}: not a valid FASTA: {' '.join(str(err).split())}") from err
+            except _BGZF_READ_ERRORS as err:  # RuntimeError, struct.error, zlib.error: only Bio.bgzf raises them
+                raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
 
     def _read_contigs(self) -> dict[str, int]:
         """Contig name -> length from the ``.fai``, checking names are unique and some sequence exists."""
@@ -206,6 +239,78 @@ class Reference:
         if not contigs or not any(contigs.values()):
             raise InputError(f"{self.path}: FASTA has no sequence")
         return contigs
+
+    def _check_index(self) -> None:
+        """Raise an error naming the index when ``.gzi``/``.fai`` do not describe this file (e.g. copied from
+        another FASTA). Cheap: block and record bounds, then a few short reads at the first and last record."""
+        faidx = self._fasta.faidx
+        if self._bgzf:
+            self._check_gzi(faidx.gzi_index)
+            size = faidx.gzi_index[-1].ustart + _BGZF_MAX_BLOCK  # an upper bound of the uncompressed size
+        else:
+            size = self.path.stat().st_size
+        records = list(faidx.index.items())
+        for name, record in records:
+            if record.rlen and not 0 < record.lenc <= record.lenb:
+                self._index_mismatch(name, f"line width {record.lenc} bases in {record.lenb} bytes is impossible")
+            end = record.bend - (record.lenb - record.lenc)  # the last line end may be missing
+            if end > size:
+                self._index_mismatch(name, f"its sequence ends at byte {end}, past the end of the file")
+        for name, record in dict(records[:1] + records[-1:]).items():  # the first and the last record
+            self._check_record(name, record)
+
+    def _check_gzi(self, blocks: list) -> None:
+        """Raise when the ``.gzi`` block list cannot be this file's: blocks out of order, too big, or past its end."""
+        size = self.path.stat().st_size
+        for before, after in zip(blocks, blocks[1:]):
+            if not (0 < after.cstart - before.cstart <= _BGZF_MAX_BLOCK and 0 <= after.ustart - before.ustart
+                    <= _BGZF_MAX_BLOCK and after.cstart < size):
+                raise InputError(f"{self._gzi}: index is damaged; delete it to rebuild")
+
+    def _check_record(self, name: str, record) -> None:
+        """Check that the line before a record's sequence is its header and its first and last lines are
+        sequence lines of the indexed width."""
+        start = max(0, record.offset - _HEADER_WINDOW)
+        before = self._read(start, record.offset - start)
+        header = before[:-1].rstrip(b"\r").rpartition(b"\n")
+        if not before.endswith(b"\n"):
+            self._index_mismatch(name, f"no line ends at byte {record.offset}, where its sequence starts")
+        if header[1] or start == 0:  # the header's start is in the window
+            words = header[2].decode("latin-1")[1:].split()
+            if not header[2].startswith(b">") or (words or [""])[0] != name:
+                self._index_mismatch(name, f"the line before its sequence is not its header '>{name}'")
+        if not record.rlen:
+            return
+        last = -(-record.rlen // record.lenc) - 1  # 0-based number of the last sequence line
+        for line in {0, last}:
+            bases = min(record.lenc, record.rlen - line * record.lenc)
+            text = self._read(record.offset + line * record.lenb, bases + record.lenb - record.lenc)
+            line_end = text[bases:]
+            if len(text) < bases or any(mark in text[:bases] for mark in (b"\n", b"\r", b">")) \
+                    or line_end.strip(b"\r\n"):
+                self._index_mismatch(name, f"sequence line {line + 1} is not {bases} bases and a line end")
+
+    def _index_mismatch(self, name: str, problem: str) -> None:
+        raise MismatchError(f"{self._fai} does not match {self.path} (record '{name}': {problem}); "
+                            "delete it to rebuild")
+
+    def _read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` raw bytes at (uncompressed) byte ``offset`` of the FASTA; fewer past its end."""
+        faidx = self._fasta.faidx
+        with faidx.lock:
+            if not self._bgzf:
+                faidx.file.seek(offset)
+                return faidx.file.read(size)
+            blocks = faidx.gzi_index
+            block = blocks[bisect.bisect_right([b.ustart for b in blocks], offset) - 1]
+            try:
+                faidx.file.seek(bgzf.make_virtual_offset(block.cstart, 0))
+                skip = offset - block.ustart
+                if len(faidx.file.read(skip)) < skip:  # the offset is past the end of the data
+                    return b""
+                return faidx.file.read(size)
+            except _BGZF_READ_ERRORS as err:
+                raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
 
     def check_contig(self, name: str, source: str | os.PathLike | None = None) -> None:
         """Raise ``MismatchError`` if ``name`` is not a contig of this reference (``source``: who asked)."""
@@ -232,6 +337,10 @@ class Reference:
         except UnicodeDecodeError as err:
             raise InputError(f"{self.path}: contig {contig} has a non-ASCII byte near position "
                              f"{start + err.start + 1}") from err
+        except _BGZF_READ_ERRORS as err:
+            if not self._bgzf:
+                raise
+            raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
 
     def codes(self, contig: str, start: int = 0, end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Base codes (uint8) and soft-mask (bool, True where lowercase) of ``contig[start:end]``.

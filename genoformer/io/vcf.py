@@ -21,7 +21,7 @@ import pysam
 from tqdm import tqdm
 
 from genoformer.errors import InputError, MismatchError, MissingFileError
-from genoformer.io.fasta import Reference
+from genoformer.io.fasta import Reference, is_plain_gzip
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ def _open(path: Path) -> pysam.VariantFile:
         raise MissingFileError(f"{path}: VCF file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: VCF file is empty")
+    if is_plain_gzip(path):
+        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: "
+                         f"`zcat {path} | bgzip > {path.with_suffix('.bgz')}` (or decompress it: "
+                         f"`zcat {path} > {path.with_suffix('')}`)")
     try:
         return pysam.VariantFile(str(path))
     except (ValueError, OSError) as err:

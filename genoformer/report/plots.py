@@ -64,7 +64,11 @@ def read_json(path: str | Path) -> dict:
 
 def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
     """A tab-separated table (``#`` lines are comments) that must have ``columns``."""
-    table = pd.read_csv(_require(path), sep="\t")
+    try:
+        table = pd.read_csv(_require(path), sep="\t")
+    except (ValueError, EOFError, OSError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors
+        reason = " ".join(str(err).split())
+        raise InputError(f"{path}: not a tab-separated table with a header line ({reason})") from None
     table.columns = [str(name).lstrip("#") for name in table.columns]
     missing = [name for name in columns if name not in table.columns]
     if missing:

@@ -79,13 +79,14 @@ def _attributes(text: str) -> dict[str, str]:
     return {key.strip(): urllib.parse.unquote(value.strip()) for key, value in pairs}
 
 
-def read_cds(path: str | os.PathLike) -> list[CodingSequence]:
+def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> list[CodingSequence]:
     """Read the CDS features of a GFF3 file, grouped into coding sequences.
 
     Segments of one CDS are joined by their ``Parent`` attribute, else their shared ``ID``; in GenBank-derived
     GFF3 without either, CDS lines with the same ``Name`` inside one block of lines (a block starts at a ``gene``
     line) form one CDS. A CDS whose segments lie on different contigs or strands (trans-splicing) is skipped and
-    logged. Malformed lines raise :class:`InputError` naming the file and line.
+    logged. Malformed lines (and, given the reference's ``contigs`` as name -> length, a CDS ending past its
+    contig) raise :class:`InputError` naming the file and line.
     """
     path = Path(path)
     if not path.is_file():
@@ -101,7 +102,7 @@ def read_cds(path: str | os.PathLike) -> list[CodingSequence]:
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 9:
                 raise InputError(f"{path}: line {number}: expected 9 tab-separated GFF3 columns, found {len(fields)}")
-            contig, _, feature, start, end, _, strand, _, attributes = fields
+            contig, _, feature, start, end, _, strand, phase, attributes = fields
             if feature == "gene" and previous_type != "gene":
                 block += 1
             previous_type = feature
@@ -115,6 +116,11 @@ def read_cds(path: str | os.PathLike) -> list[CodingSequence]:
                 raise InputError(f"{path}: line {number}: CDS start {start} and end {end} are not 1 <= start <= end")
             if strand not in "+-" or len(strand) != 1:
                 raise InputError(f"{path}: line {number}: CDS strand {strand!r} is not + or -")
+            if phase not in ("0", "1", "2", "."):
+                raise InputError(f"{path}: line {number}: CDS phase {phase!r} is not 0, 1, 2 or .")
+            if contigs is not None and contig in contigs and end > contigs[contig]:
+                raise InputError(f"{path}: line {number}: CDS end {end} is past the end of contig {contig} "
+                                 f"(length {contigs[contig]})")
             attrs = _attributes(attributes)
             if "Parent" in attrs:
                 key = ("parent", attrs["Parent"])
@@ -176,9 +182,9 @@ def coding_snvs(reference, gff_path: str | os.PathLike, *, n_genes: int | None =
     """Every SNV in ``n_genes`` clean coding sequences drawn at random (seeded) from the annotation (all: None).
 
     Contigs of the annotation must be in ``reference`` (:class:`MismatchError` otherwise). Returns SNVs sorted by
-    contig (reference order) and position.
+    contig (reference order) and position; :class:`InputError` when no coding sequence translates cleanly.
     """
-    cds_list = read_cds(gff_path)
+    cds_list = read_cds(gff_path, reference.contigs)
     for contig in sorted({cds.contig for cds in cds_list}):
         reference.check_contig(contig, source=str(gff_path))
     overlapped = _multiply_covered(cds_list, reference.contigs)
@@ -192,6 +198,9 @@ def coding_snvs(reference, gff_path: str | os.PathLike, *, n_genes: int | None =
             usable.append(cds_list[index])
         else:
             rejected.append(f"{cds_list[index].name} ({reason})")
+    if not usable:
+        raise InputError(f"{gff_path}: none of its {len(cds_list)} CDS translates cleanly with codon table {table}, "
+                         f"e.g. {'; '.join(rejected[:3])} (a GTF, whose CDS leave out the stop codon, is not GFF3)")
     if rejected:
         log.info("%s: %d CDS left out as they do not translate cleanly, e.g. %s", gff_path, len(rejected),
                  "; ".join(rejected[:3]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from genoformer.errors import InputError
-from genoformer.io.bed import read_bed
+from genoformer.errors import ConfigError, InputError
+from genoformer.io.bed import _data_lines, read_bed
 from genoformer.io.fasta import reverse_complement_codes
 from genoformer.model import ReformerForSequenceClassification, load_pretrained
 from genoformer.tasks.baselines import spectra
@@ -44,34 +45,59 @@ METHODS = ("probe", "finetune", "kmer")
 
 @dataclass
 class RegionLabels:
-    """Labelled regions: ``table`` (chrom, start, end, name, label), ``labels`` (0..K-1) and ``classes``."""
+    """Labelled regions: ``table`` (chrom, start, end, name, label), ``labels`` (0..K-1), ``classes`` and the
+    ``source`` file(s) they came from."""
 
     table: pd.DataFrame
     labels: np.ndarray
     classes: list[str]
+    source: str
 
 
 def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label_column: int | str = 7,
                        class_beds: dict[str, str] | None = None) -> RegionLabels:
-    """Regions with their class: from the label column of one BED, or one BED per class (name -> path)."""
+    """Regions with their class: from the label column of one BED, or one BED per class (name -> path).
+
+    The same interval with two classes (in one BED, or in two class BEDs) raises :class:`InputError` naming both
+    lines.
+    """
     if class_beds:
-        tables = [read_bed(path, reference, label_column=None).assign(label=name) for name, path in class_beds.items()]
+        tables = [read_bed(path, reference, label_column=None).assign(label=name, line=_line_names(path))
+                  for name, path in class_beds.items()]
         table = pd.concat(tables, ignore_index=True)
     else:
         table = read_bed(bed, reference, label_column=label_column)
         if "label" not in table:
             raise InputError(f"{bed}: no label column {label_column} (give labels in BED column 7, choose one with "
                              "--label-column, or pass one BED per class with --class-bed)")
+        table["line"] = _line_names(bed)
     if "name" not in table:
         table["name"] = [f"{c}:{s + 1}-{e}" for c, s, e in zip(table.chrom, table.start, table.end)]
     classes = [str(name) for name in sorted(table["label"].unique())]  # numeric order for integer labels
     table["label"] = table["label"].astype(str)
+    _check_one_class_per_interval(table)
+    source = str(bed) if bed else ", ".join(map(str, class_beds.values()))
     if len(classes) < 2:
-        source = bed or ", ".join(map(str, class_beds.values()))
         raise InputError(f"{source}: every region has label {classes[0]!r}; "
                          "a classifier needs at least 2 classes")
     labels = table["label"].map({name: i for i, name in enumerate(classes)}).to_numpy(np.int64)
-    return RegionLabels(table[["chrom", "start", "end", "name", "label"]], labels, classes)
+    return RegionLabels(table[["chrom", "start", "end", "name", "label"]], labels, classes, source)
+
+
+def _line_names(path) -> list[str]:
+    """``"PATH line N"`` of each data line of a BED file, in the order :func:`read_bed` returns its rows."""
+    return [f"{path} line {number}" for number, _ in _data_lines(Path(path))]
+
+
+def _check_one_class_per_interval(table: pd.DataFrame) -> None:
+    """Raise InputError when one interval is labelled with two classes, naming the two lines."""
+    first: dict[tuple, tuple[str, str]] = {}
+    for chrom, start, end, label, line in zip(table["chrom"], table["start"], table["end"], table["label"],
+                                              table["line"]):
+        seen = first.setdefault((chrom, start, end), (label, line))
+        if seen[0] != label:
+            raise InputError(f"{seen[1]} and {line}: region {chrom}:{start + 1}-{end} is labelled both "
+                             f"{seen[0]!r} and {label!r}; give each region one class")
 
 
 def region_windows(table: pd.DataFrame, contigs: dict[str, int], window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +237,12 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     groups = split_groups(contigs, (table["start"].to_numpy() + table["end"].to_numpy()) // 2, method=method,
                           block=block)
     names = np.array(regions.classes)[regions.labels]
-    is_test = assign_test(groups, names, test_fraction=test_fraction, seed=seed)
+    try:
+        is_test = assign_test(groups, names, test_fraction=test_fraction, seed=seed)
+    except ConfigError as err:
+        counts = np.bincount(regions.labels, minlength=len(regions.classes))
+        per_class = ", ".join(f"{name!r} {count}" for name, count in zip(regions.classes, counts))
+        raise ConfigError(f"{regions.source}: {err}; regions per class: {per_class}") from None
     train, y = ~is_test, regions.labels
     features = {"probe": frozen_features(encoder, sequences, spans), "kmer": kmer_features(sequences, kmer)}
     fitted = {name: fit_linear(x[train], y[train], groups[train], regions.classes, seed) for name, x in features.items()}

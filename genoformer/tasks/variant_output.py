@@ -45,10 +45,26 @@ def score_info_fields(per_strand: bool) -> list[InfoField]:
     return fields
 
 
+HTSLIB_UNDECLARED = "Dummy"  # the Description htslib gives an INFO field it meets undeclared (Number=1, String)
+
+
 def _input_info_fields(header, variants) -> list[InfoField]:
+    """The input's INFO header lines of the fields the variants carry; undeclared ones become ``Number=.``.
+
+    htslib declares an INFO field missing from the header as ``Number=1,Type=String`` although its values
+    may be lists (``PL=67,0,116``): such a field is declared ``Number=.`` so that every value is kept.
+    """
     used = {key for variant in variants for key in variant.info if not key.startswith("GF_")}
-    return [InfoField(key, str(header.info[key].number), header.info[key].type, header.info[key].description)
-            for key in header.info if key in used]
+    fields = []
+    for key in header.info:
+        if key not in used:
+            continue
+        info = header.info[key]
+        if info.description == HTSLIB_UNDECLARED and str(info.number) == "1" and info.type == "String":
+            fields.append(InfoField(key, ".", "String", "not declared in the input VCF header"))
+        else:
+            fields.append(InfoField(key, str(info.number), info.type, info.description))
+    return fields
 
 
 def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores, reference, *, meta: dict,
@@ -73,7 +89,7 @@ def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores
             info = {key: value for key, value in variant.info.items() if not key.startswith("GF_")}
             info.update({key: float(columns[key][index]) for key in keys})
             yield dict(contig=variant.contig, pos=variant.pos, ref=variant.ref, alt=variant.alt, id=variant.id,
-                       qual=variant.qual, filter=[name for name in variant.filter if name != "PASS"], info=info)
+                       qual=variant.qual, filter=list(variant.filter), info=info)
 
     info_fields = (_input_info_fields(header, variants) + score_info_fields(per_strand)
                    + [field for field, _ in extra])

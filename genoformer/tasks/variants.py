@@ -288,7 +288,7 @@ def score_variants(variants, reference, encoder: Encoder, *, window: int = DEFAU
     scores only windows ``i, i+n, i+2n, ...`` (the others stay NaN, ``scored`` False). ``keep_deltas`` keeps
     the local hidden-state change (ALT minus REF) of each variant and strand, the features of the classifiers.
     """
-    step = step or max(1, window // 8)
+    step = max(1, window // 8) if step is None else step
     index, count = shard
     if not 0 <= index < count:
         raise ConfigError(f"shard {index}/{count}: the shard index must be from 0 to {count - 1}")

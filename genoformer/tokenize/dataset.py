@@ -132,7 +132,7 @@ def write_token_dataset(out: str | os.PathLike, stretches: list[Stretch], read_b
         raise ValueError(f"source kind must be one of {SOURCE_KINDS}, got {source.get('kind')!r}")
     vocab = KmerVocab(options.k)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, marker="manifest.json") as tmp:
         (tmp / "shards").mkdir()
         if options.softmask:
             (tmp / "softmask").mkdir()

@@ -100,7 +100,7 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
     final = run_dir / CHECKPOINTS / f"step-{trainer_state['step']}"
     for leftover in final.parent.glob(".step-*"):  # half-written by a killed run (this process is the only writer)
         shutil.rmtree(leftover, ignore_errors=True)
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final, marker="trainer_state.json") as tmp:
         save_pretrained(model, tmp)
         write_json(tmp / "vocab.json", vocab.to_json())
         tensors, metadata = optimizer_to_tensors(optimizer.state_dict())

@@ -44,7 +44,9 @@ def setup(device_choice: str = "auto") -> Distributed:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
+    from genoformer.tasks.encoder import pick_device  # not at the top: that module imports this one
+
+    use_cuda = pick_device(device_choice).type == "cuda"  # ConfigError when CUDA is asked for but absent
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import encode_bases
 from genoformer.model import ReformerConfig, ReformerForMaskedLM, load_pretrained
 from genoformer.tokenize.dataset import Manifest, TokenDataset
@@ -178,6 +178,11 @@ def load_run_model(checkpoint: str | Path) -> tuple[ReformerForMaskedLM, dict | 
             extras.append(json.loads(path.read_text()) if path.is_file() else None)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputError(f"{path}: not valid JSON ({err})") from None
+    if extras[0] is not None:
+        try:
+            KmerVocab.from_json(extras[0])
+        except (MismatchError, ConfigError) as err:
+            raise InputError(f"{checkpoint / 'vocab.json'}: not a genoformer vocabulary: {err}") from None
     return model, extras[0], extras[1]
 
 
@@ -188,7 +193,10 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
     and accuracies next to the Markov baseline on the same bases. Windows are ``window`` tokens (default: the
     run's training window, else the dataset's), cut inside the split's intervals. The masking follows the run's
     training config (defaults when the checkpoint has no trainer_state.json)."""
+    from genoformer.tasks.encoder import pick_device  # not at the top: that module imports this one
+
     checkpoint, data_dir = Path(checkpoint), Path(data_dir)
+    torch_device = pick_device(device)  # ConfigError when CUDA is asked for but absent
     model, model_vocab, trainer_state = load_run_model(checkpoint)
     manifest = Manifest.load(data_dir)
     vocab, stride = manifest.vocab, manifest["stride"]
@@ -205,8 +213,6 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
     window = window or trained_window or manifest["window"]
     check_data_fits_model(data_dir, vocab, window, model.config, model_vocab, str(checkpoint))
     masker = masker_for(config.data, vocab, stride, evaluation=True)
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    torch_device = torch.device("cuda" if use_cuda else "cpu")
     model.to(torch_device)
 
     log.info("fitting Markov baselines (orders 0..%d) on the train split of %s", max_markov_order, data_dir)

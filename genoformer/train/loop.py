@@ -136,6 +136,19 @@ def pretrain(data_dir: str | Path, out: str | Path, config: PretrainConfig, *, r
         distributed.teardown(dist)
 
 
+def check_same_data(saved: dict, data_info: dict, source: str) -> None:
+    """Raise MismatchError when a resumed run would train on other data than the checkpoint ``source`` was:
+    another source genome (sha256 of the FASTA) or another window length."""
+    trained_on, sha, saved_sha = saved.get("path"), data_info["source_sha256"], saved.get("source_sha256")
+    if saved_sha is not None and sha != saved_sha:
+        raise MismatchError(f"{data_info['path']}: --resume on another dataset than {source} was trained on "
+                            f"({trained_on}): source sha256 {str(sha)[:12]}..., not {saved_sha[:12]}...; resume "
+                            f"with --data {trained_on}, or start a new run")
+    if saved.get("window", data_info["window"]) != data_info["window"]:
+        raise MismatchError(f"{data_info['path']}: windows of {data_info['window']} tokens, but {source} was "
+                            f"trained on windows of {saved['window']} from {trained_on}")
+
+
 def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist: distributed.Distributed) -> Path:
     run, data = config.run, config.data
     train_set = TokenDataset(data_dir, "train", window=data.window, seed=run.seed, window_stride=data.window_stride)
@@ -157,6 +170,7 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         if state["data"]["stride"] != stride:
             raise MismatchError(f"{data_dir}: stride {stride}, but {step_dir} was trained with stride "
                                 f"{state['data']['stride']}")
+        check_same_data(state["data"], data_info, str(step_dir))
         start_step, position = state["step"], DataPosition(**state["position"])
         set_rng_state(state["rng"])
         log.info("resuming from %s (step %d)", step_dir, start_step)

@@ -1,0 +1,129 @@
+"""Atomic outputs (genoformer.atomic): all or nothing, and never in place of something the user made."""
+
+import os
+
+import pytest
+
+from genoformer.atomic import atomic_dir, atomic_path, write_text
+from genoformer.cli import main
+from genoformer.errors import ConfigError
+
+SARS_COV_2 = "resources/sarscov2/NC_045512.2.fasta"
+
+
+def test_atomic_dir_replaces_its_own_output_whole(tmp_path):
+    out = tmp_path / "result"
+    with atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("1")
+        (tmp / "old-only.txt").write_text("x")
+    with atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    assert (out / "metrics.json").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]  # no temporary or .old folder left
+
+
+def test_atomic_dir_failure_keeps_the_previous_output(tmp_path):
+    out = tmp_path / "result"
+    with atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("half")
+        raise RuntimeError("killed")
+    assert (out / "metrics.json").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
+
+
+def test_atomic_dir_refuses_a_folder_it_did_not_write(tmp_path):
+    mine = tmp_path / "important"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    with pytest.raises(ConfigError, match=r"important: output folder exists and is not one this command wrote "
+                                          r"\(no metrics.json in it\)"):
+        with atomic_dir(mine, marker="metrics.json"):
+            pytest.fail("the body must not run")
+    assert (mine / "notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["important"]
+
+
+def test_atomic_dir_refuses_a_file_and_the_current_folder(tmp_path, monkeypatch):
+    data = tmp_path / "genome.fa"
+    data.write_text(">x\nACGT\n")
+    with pytest.raises(ConfigError, match="genome.fa: output folder exists and is a file"):
+        with atomic_dir(data, marker="manifest.json"):
+            pass
+    assert data.read_text() == ">x\nACGT\n"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"{tmp_path}: output folder exists and is not one"):
+        with atomic_dir(".", marker="manifest.json"):
+            pass
+    assert data.exists()
+
+
+def test_atomic_dir_takes_an_empty_folder(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    with atomic_dir(out, marker="manifest.json") as tmp:
+        (tmp / "manifest.json").write_text("{}")
+    assert (out / "manifest.json").exists()
+
+
+def test_atomic_path_refuses_a_folder_and_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(ConfigError, match="output path is a folder"):
+        with atomic_path(tmp_path):
+            pass
+    target = tmp_path / "table.tsv"
+    write_text(target, "old\n")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.tsv"]
+
+
+def test_cli_refuses_to_tokenize_over_a_users_folder(tmp_path, capfd, monkeypatch):
+    """The audit's case: `--out important` used to wipe important/notes.txt and exit 0."""
+    mine = tmp_path / "important"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
+    capfd.readouterr()
+    code = main(["tokenize", "--fasta", SARS_COV_2, "--k", "1", "--window", "64", "--out", str(mine)])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "important: output folder exists and is not one this command wrote" in err
+    assert (mine / "notes.txt").read_text() == "precious"
+
+
+def test_cli_reports_an_unwritable_output_in_one_line(tmp_path, capfd, monkeypatch):
+    """An OS error on a named path is one line with exit code 2, not a traceback: here the output's parent
+    folder is a file, so it cannot be created."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
+    capfd.readouterr()
+    code = main(
+        ["tokenize", "--fasta", SARS_COV_2, "--k", "1", "--window", "64", "--out", str(blocker / "tokens")])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"error: {blocker}: File exists" in err  # mkdir of its parent folder failed: a file is there
+
+
+@pytest.mark.parametrize("command", [
+    ["classify-regions", "--bed", "labels.bed"],
+    ["classify-variants", "--vcf", "labelled.vcf.gz", "--label-field", "CLASS"],
+])
+def test_classifiers_refuse_a_users_folder_before_any_work(command, tmp_path, capfd):
+    """The output folder is checked before any input is read (inputs here do not even exist), so a mistyped
+    --out costs nothing, not the minutes of embedding and training before the write."""
+    mine = tmp_path / "important"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    capfd.readouterr()
+    code = main([*command, "--reference", str(tmp_path / "missing.fa"), "--checkpoint", str(tmp_path / "run"),
+                 "--out", str(mine)])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert "important: output folder exists and is not one this command wrote (no metrics.json in it)" in err
+    assert (mine / "notes.txt").read_text() == "precious"
