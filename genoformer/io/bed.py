@@ -27,7 +27,7 @@ def _open_text(path: Path):
     return gzip.open(path, "rt") if compressed else open(path)
 
 
-def _data_lines(path: Path):
+def data_lines(path: Path):
     """Yield (1-based line number, fields) for each data line, skipping headers, comments and blanks."""
     try:
         with _open_text(path) as handle:
@@ -77,7 +77,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
 
     rows = []
     n_columns = None
-    for number, fields in _data_lines(path):
+    for number, fields in data_lines(path):
         if n_columns is None:
             n_columns = len(fields)
         if len(fields) < 3:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from genoformer.errors import ConfigError, InputError
-from genoformer.io.bed import _data_lines, read_bed
+from genoformer.io.bed import data_lines, read_bed
 from genoformer.io.fasta import reverse_complement_codes
 from genoformer.model import ReformerForSequenceClassification, load_pretrained
 from genoformer.tasks.baselines import spectra
@@ -86,7 +86,7 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
 
 def _line_names(path) -> list[str]:
     """``"PATH line N"`` of each data line of a BED file, in the order :func:`read_bed` returns its rows."""
-    return [f"{path} line {number}" for number, _ in _data_lines(Path(path))]
+    return [f"{path} line {number}" for number, _ in data_lines(Path(path))]
 
 
 def _check_one_class_per_interval(table: pd.DataFrame) -> None:
