@@ -8,13 +8,9 @@ from genoformer.atomic import atomic_dir, check_replaceable, write_json, write_t
 from genoformer.commands import check_range
 from genoformer.commands.score_variants import add_model_options
 from genoformer.errors import ConfigError
-from genoformer.tasks.defaults import DEFAULT_WINDOW
+from genoformer.tasks.defaults import CLASSIFIER_OUTPUT_MARKER, DEFAULT_WINDOW, MAX_BASELINE_K
 
 log = logging.getLogger(__name__)
-
-# The k-mer baselines hold a dense float64 row of 4**k (regions) or 2 * 4**k (variants) features per example:
-# at k = 8 that is 0.5-1 MiB per example, at k = 20 already 8 TiB. 8 is also the tokenizer's largest k.
-MAX_BASELINE_K = 8
 
 
 def register(subparsers) -> None:
@@ -61,9 +57,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-OUTPUT_MARKER = "metrics.json"  # in every output folder: an existing --out without it is not replaced
-
-
 def _check_flags(args) -> None:
     """Range checks of the numeric flags and a replaceable ``--out``, before any file is read."""
     check_range("--kmer", args.kmer, 1, MAX_BASELINE_K)
@@ -71,7 +64,7 @@ def _check_flags(args) -> None:
     check_range("--bootstrap", args.bootstrap, 1)
     if not args.lr > 0:
         raise ConfigError(f"--lr {args.lr}: the learning rate must be greater than 0")
-    check_replaceable(args.out, OUTPUT_MARKER)
+    check_replaceable(args.out, CLASSIFIER_OUTPUT_MARKER)
 
 
 def _class_beds(pairs: list[str]) -> dict[str, str]:
@@ -129,7 +122,7 @@ def run(args) -> None:
                                         classes=regions.classes)
     metrics = {"labels": args.bed or dict(pair.partition("=")[::2] for pair in args.class_bed),
                "checkpoint": model_info, **result.metrics}
-    with atomic_dir(args.out, marker=OUTPUT_MARKER) as out:
+    with atomic_dir(args.out, marker=CLASSIFIER_OUTPUT_MARKER) as out:
         write_json(out / "metrics.json", metrics)
         write_table(out / "predictions.tsv", result.predictions)
         write_json(out / "probe.json", {"probe": result.probe.to_json(), "kmer": result.baseline.to_json(),

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from genoformer import __version__
 from genoformer.atomic import atomic_dir, check_replaceable, write_json
-from genoformer.errors import ConfigError
 from genoformer.commands import check_range
-from genoformer.commands.classify_regions import MAX_BASELINE_K, OUTPUT_MARKER
 from genoformer.commands.score_variants import add_model_options, add_window_options
+from genoformer.errors import ConfigError
+from genoformer.tasks.defaults import CLASSIFIER_OUTPUT_MARKER, MAX_BASELINE_K
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def run(args) -> None:
         raise ConfigError(f"--context-k {args.context_k}: longer than the {2 * args.context + 1} bp an SNV's context "
                           f"of --context {args.context} bp on each side holds")
     check_range("--bootstrap", args.bootstrap, 1)
-    check_replaceable(args.out, OUTPUT_MARKER)
+    check_replaceable(args.out, CLASSIFIER_OUTPUT_MARKER)
     # torch, scikit-learn, pysam and pandas are imported only when this command runs
     from genoformer.io.fasta import Reference
     from genoformer.io.vcf import read_variants
@@ -95,7 +95,7 @@ def run(args) -> None:
                                    kmer=args.context_k, n_bootstrap=args.bootstrap, seed=args.seed)
         metrics = {"vcf": str(args.vcf), "label_field": args.label_field, "checkpoint": model_info,
                    "window": args.window, **result.metrics}
-        with atomic_dir(args.out, marker=OUTPUT_MARKER) as out:
+        with atomic_dir(args.out, marker=CLASSIFIER_OUTPUT_MARKER) as out:
             write_json(out / "metrics.json", metrics)
             write_table(out / "predictions.tsv", result.predictions)
             write_json(out / "classifier.json", {"model_probe": result.model.to_json(),
