@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -88,5 +89,16 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj, *, indent: int = 2) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    """Write ``obj`` as JSON to ``path`` atomically; NaN and infinities (which JSON cannot hold) become null."""
+    write_text(path, json.dumps(_finite_or_null(obj), indent=indent, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _finite_or_null(obj):
+    """``obj`` with every non-finite float (e.g. an undefined confidence bound) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(value) for value in obj]
+    return obj

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from genoformer.atomic import atomic_dir, atomic_path, write_text
+from genoformer.atomic import atomic_dir, atomic_path, write_json, write_text
 from genoformer.cli import main
 from genoformer.errors import ConfigError
 
@@ -127,3 +127,17 @@ def test_classifiers_refuse_a_users_folder_before_any_work(command, tmp_path, ca
     assert code == 2
     assert "important: output folder exists and is not one this command wrote (no metrics.json in it)" in err
     assert (mine / "notes.txt").read_text() == "precious"
+
+
+def test_write_json_writes_strict_json_with_null_for_nan(tmp_path):
+    """A bootstrap interval no resample could estimate is NaN in Python; JSON has no NaN, so it is written null."""
+    import json
+    import math
+
+    import numpy as np
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"auroc": {"value": 0.75, "ci95": [math.nan, math.inf]}, "n": np.int64(3).item(),
+                      "per_class": (1, 2)})
+    assert json.loads(path.read_text(), parse_constant=pytest.fail) == {
+        "auroc": {"value": 0.75, "ci95": [None, None]}, "n": 3, "per_class": [1, 2]}
