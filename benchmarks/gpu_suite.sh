@@ -2,7 +2,8 @@
 # The whole GPU check in one go, for a machine with one CUDA GPU and no registry access:
 #   1. install the peers from carried wheels (.whl: reformer-pytorch 1.4.4 and the versions it works with;
 #      make them with ../shared/tools/peer-wheels.sh .whl) and use this checkout of genoformer;
-#   2. the CUDA correctness tests of the fast path (tests/test_fast_path.py -m cuda);
+#   2. the CUDA tests: the fast path's correctness (tests/test_fast_path.py) and a training step that never
+#      waits for the GPU (tests/test_pretrain.py; needs .device/whl, wheels of pysam, pyfaidx and biopython);
 #   3. benchmarks/train_step.py (with a kernel profile of the fast path at 64k) and attention_gpu.py.
 # Each stage has a time limit and the whole run ends within BUDGET_S seconds (default 370); results, logs
 # and the profile go to OUT (default benchmarks/logs/gpu-run, git-ignored); copy the JSON files to
@@ -24,11 +25,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/peer-site .whl/*.whl
 fi
+# genoformer's own dependencies that the GPU machine lacks (pysam, pyfaidx, biopython), for the pretraining test
+if compgen -G ".device/whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/peer-site .device/whl/*.whl
+fi
 export PYTHONPATH="$PWD:/tmp/peer-site${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 
 echo "== CUDA tests ($(left) s left)"
-timeout 130 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_fast_path.py 2>&1 | tee "$OUT/pytest.log"
+timeout 200 python3 -m pytest -q -p no:cacheprovider -p no:logging -m cuda tests/test_fast_path.py tests/test_pretrain.py \
+  2>&1 | tee "$OUT/pytest.log"
 
 echo "== train_step ($(left) s left)"
 step_deadline=$(( $(left) - 110 ))

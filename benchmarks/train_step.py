@@ -8,8 +8,9 @@ at 4k, 16k, 64k, 256k and 1,048,576 tokens where each fits; plus genoformer at 1
 of the reversible stack). Run it with ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` (the genoformer
 CLI's default; benchmarks/gpu_suite.sh sets it) for peak reserved memory close to peak allocated.
 
-Each case is timed after warm-up steps (compilation, autotuning) with CUDA synchronization around the timed
-steps; peak memory is ``torch.cuda.max_memory_allocated`` over warm-up and timed steps. An out-of-memory
+Each case is timed after warm-up steps (compilation, autotuning): the timed steps run back to back with one
+CUDA synchronization at the end, as the trainer runs them (since the version after the H100 run; that run
+synchronized after every step, so the host's launching was not overlapped with the GPU's work); peak memory is ``torch.cuda.max_memory_allocated`` over warm-up and timed steps. An out-of-memory
 case is recorded as ``oom`` (and larger lengths of that model are skipped); any other failure as
 ``error: <message>``; a case whose predicted time exceeds ``--max-case-s`` (from the model's last measured
 step and its scaling in N) or that would start after ``--deadline-s`` is ``skipped: <why>``. Prints a table and
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import math
 import os
 import sys
 import time
@@ -60,7 +62,7 @@ class GenoformerLM(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         self.step += 1  # a new hashing seed per step, as in training, without reading a GPU counter
-        return self.model(input_ids, seed=self.step)
+        return self.model(input_ids, seed=self.step, check_ids=False)  # as the trainer: no host sync
 
 
 def genoformer_builder(kernel: str, depth: int | None = None, compile_scope: str = "function",
@@ -144,11 +146,17 @@ def measure(build, seq_len: int, *, warmup: int, min_steps: int, min_seconds: fl
         train_step(model, optimizer, ids, labels)
     torch.cuda.synchronize()
     warmup_s = time.perf_counter() - start
-    steps, start = 0, time.perf_counter()
-    while steps < min_steps or time.perf_counter() - start < min_seconds:
+    # One synchronized step sizes the timed run; the timed steps are queued back to back and synchronized
+    # once at the end, as the trainer runs them (no host sync inside a step), so the host's launching of a
+    # step overlaps the GPU's work on the previous one.
+    start = time.perf_counter()
+    train_step(model, optimizer, ids, labels)
+    torch.cuda.synchronize()
+    steps = max(min_steps, math.ceil(min_seconds / (time.perf_counter() - start)))
+    start = time.perf_counter()
+    for _ in range(steps):
         loss = train_step(model, optimizer, ids, labels)
-        steps += 1
-        torch.cuda.synchronize()
+    torch.cuda.synchronize()
     step_s = (time.perf_counter() - start) / steps
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the loss is {loss.item()} after {warmup + steps} steps")

@@ -149,9 +149,13 @@ class Reformer(nn.Module):
         return seed
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                seed: int | None = None) -> torch.Tensor:
-        """Hidden states ``[B, N, dim]``; padded positions (``attention_mask`` False) never affect the others."""
-        check_inputs(input_ids, attention_mask, self.config)
+                seed: int | None = None, check_ids: bool = True) -> torch.Tensor:
+        """Hidden states ``[B, N, dim]``; padded positions (``attention_mask`` False) never affect the others.
+
+        ``check_ids=False`` skips the token-id range check, which reads the ids' extremes back from the device
+        (a host sync): for callers whose ids come from a vocabulary already checked against the model's.
+        """
+        check_inputs(input_ids, attention_mask, self.config, check_ids)
         # With a mask every layer reads the real lengths back from the device (lsh_buckets): skip all-real ones.
         has_padding = attention_mask is not None and not bool(attention_mask.all())
         key_padding_mask = ~attention_mask.bool() if has_padding else None
@@ -171,8 +175,10 @@ def init_weights(module: nn.Module, std: float) -> None:
         nn.init.zeros_(module.bias)
 
 
-def check_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: ReformerConfig) -> None:
-    """Raise InputError for a batch the model cannot take: wrong shape, too long, token ids out of range."""
+def check_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: ReformerConfig,
+                 check_ids: bool = True) -> None:
+    """Raise InputError for a batch the model cannot take: wrong shape, too long, token ids out of range
+    (the last only with ``check_ids``)."""
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise InputError(f"model input: input_ids must have shape [batch, length>0], got {list(input_ids.shape)}")
     if input_ids.shape[1] > config.max_seq_len:
@@ -181,6 +187,8 @@ def check_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, c
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise InputError(f"model input: attention_mask shape {list(attention_mask.shape)} differs from "
                          f"input_ids shape {list(input_ids.shape)}")
+    if not check_ids:
+        return
     low, high = torch.aminmax(input_ids)
     if low < 0 or high >= config.vocab_size:
         raise InputError(f"model input: token id {int(low if low < 0 else high)} is outside the model's "
@@ -201,9 +209,9 @@ class ReformerForMaskedLM(nn.Module):
         return F.linear(hidden, self.reformer.embedding.weight, self.lm_bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                seed: int | None = None) -> torch.Tensor:
-        """Logits ``[B, N, vocab_size]``."""
-        return self.lm_head(self.reformer(input_ids, attention_mask, seed))
+                seed: int | None = None, check_ids: bool = True) -> torch.Tensor:
+        """Logits ``[B, N, vocab_size]`` (``check_ids``: see :meth:`Reformer.forward`)."""
+        return self.lm_head(self.reformer(input_ids, attention_mask, seed, check_ids))
 
 
 class ReformerForSequenceClassification(nn.Module):

@@ -77,14 +77,13 @@ def autocast_for(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def mean(value: float, distributed: Distributed) -> float:
-    """The mean of a per-process number over all processes."""
-    if not distributed.enabled:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64,
-                          device=distributed.device if distributed.device.type == "cuda" else "cpu")
-    dist.all_reduce(tensor)
-    return tensor.item() / distributed.world_size
+def mean(value: torch.Tensor, distributed: Distributed) -> float:
+    """The mean over all processes of a per-process scalar tensor (on this process's device), as a float."""
+    if distributed.enabled:
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        value /= distributed.world_size
+    return value.item()
 
 
 def barrier(distributed: Distributed) -> None:

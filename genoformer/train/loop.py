@@ -13,6 +13,11 @@ so N processes with accumulation A see the same windows and masks as one process
 Loss. Cross-entropy over the masked tokens of each micro-batch (mean), averaged over micro-batches and
 processes. ``metrics.jsonl`` gets ``step, loss, lr, grad_norm, tokens_per_s`` every ``log_every`` steps and
 ``val_bits_per_base`` (see ``genoformer.train.evaluate``) on evaluation steps.
+
+No host syncs between log lines. A step never reads a value back from the device (the loss and gradient norm
+stay device tensors until a logging step; batches go up through pinned memory; padding and id checks use what
+the host already knows), so on a GPU the host queues the next step while the device runs this one.
+tests/test_pretrain.py counts the waits.
 """
 
 from __future__ import annotations
@@ -107,12 +112,21 @@ class Batches:
         return self._order[start:start + self.per_step]
 
 
-def collate(dataset: TokenDataset, indices: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack windows into ``input_ids [B, N]`` and ``attention_mask [B, N]`` on ``device``."""
+def collate(dataset: TokenDataset, indices: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Stack windows into ``input_ids [B, N]`` and ``attention_mask [B, N]`` on ``device``; also returns the
+    number of real (unpadded) tokens, counted on the host so that nobody waits for the device to read it."""
     items = [dataset[int(i)] for i in indices]
-    input_ids = torch.stack([item["input_ids"] for item in items]).to(device)
-    attention_mask = torch.stack([item["attention_mask"] for item in items]).to(device)
-    return input_ids, attention_mask
+    input_ids = torch.stack([item["input_ids"] for item in items])
+    attention_mask = torch.stack([item["attention_mask"] for item in items])
+    return to_device(input_ids, device), to_device(attention_mask, device), int(attention_mask.numpy().sum())
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a host tensor to ``device`` without waiting for the work queued there: on CUDA through pinned
+    memory, asynchronously (a copy from pageable memory makes the host wait for the whole stream)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def pretrain(data_dir: str | Path, out: str | Path, config: PretrainConfig, *, resume: bool = False) -> Path:
@@ -203,34 +217,37 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         indices = batches.next_step()
-        losses = []
+        step_loss = torch.zeros((), device=dist.device)  # read only on logging steps: no host sync per step
         for micro in range(accumulation):
             slot = micro * dist.world_size + dist.rank
             window_ids = indices[slot * data.batch_size:(slot + 1) * data.batch_size]
-            input_ids, attention_mask = collate(train_set, window_ids, dist.device)
+            input_ids, attention_mask, n_real = collate(train_set, window_ids, dist.device)
             generator = seeded_generator(dist.device, run.seed, step, slot)
             batch = masker(input_ids, attention_mask, generator)
             sync = micro == accumulation - 1 or not dist.enabled
             with (contextlib.nullcontext() if sync else trained.no_sync()):
+                # Host-side facts instead of device reads: whether the windows are padded (n_real), and that the
+                # ids fit the model (the dataset's vocabulary was checked against it: check_data_fits_model).
+                padding = attention_mask if n_real < attention_mask.numel() else None
                 with distributed.autocast_for(dist.device, run.precision):
-                    logits = trained(batch.input_ids, attention_mask, seed=step)
+                    logits = trained(batch.input_ids, padding, seed=step, check_ids=False)
                 loss = masked_lm_loss(logits, batch.labels)
                 (loss / accumulation).backward()
-            losses.append(loss.item())
-            window_tokens += int(attention_mask.sum()) * dist.world_size
+            step_loss += loss.detach()
+            window_tokens += n_real * dist.world_size
         clip = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
-        loss_value = distributed.mean(sum(losses) / len(losses), dist)
 
         is_last = done == run.steps
         evaluate = (run.eval_every and done % run.eval_every == 0) or is_last
         if done % run.log_every == 0 or evaluate:
+            loss_value = distributed.mean(step_loss / accumulation, dist)  # the step's only device reads
             elapsed = time.perf_counter() - clock
             record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                      "grad_norm": grad_norm, "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+                      "grad_norm": grad_norm.item(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
             if evaluate and dist.is_main:
                 scores = masked_lm_scores(model, val_set, eval_masker, dist.device, max_windows=run.eval_windows,
                                           batch_size=data.batch_size, seed=run.seed, precision=run.precision)

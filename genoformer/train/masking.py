@@ -111,9 +111,8 @@ class SpanMasker:
         to_mask = masked & (token_kind < self.p_mask)
         to_random = masked & (token_kind >= self.p_mask) & (token_kind < self.p_mask + self.p_random)
 
-        corrupted = input_ids.clone()
-        corrupted[to_mask] = MASK
-        corrupted[to_random] = random_ids[to_random]
+        # where(), not boolean indexing: indexing by a mask waits for the device to count its True values
+        corrupted = torch.where(to_random, random_ids, input_ids).masked_fill(to_mask, MASK)
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         return MaskedBatch(input_ids=corrupted, labels=labels, masked=masked)
 
