@@ -74,13 +74,15 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def optimizer_for(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (incl. the tied embedding) and none on biases and norms."""
+    """AdamW with weight decay on matrices (incl. the tied embedding) and none on biases and norms; on CUDA
+    the fused implementation (one kernel for the whole update, as benchmarks/train_step.py measures)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optim = config.optim
+    on_cuda = next(model.parameters()).device.type == "cuda"
     return torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
-                             lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+                             lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, fused=on_cuda or None)
 
 
 @dataclass
