@@ -1,10 +1,16 @@
-"""compile_sublayers (what the trainer does on CUDA) changes neither outputs nor gradients: checked on CPU,
+"""compile_sublayers (what the trainer does on CUDA) changes neither outputs nor gradients, and the trainer falls
+back to eager sublayers where torch.compile cannot build: checked on CPU,
 where torch.compile runs the same sublayers through Inductor's C++ backend with the reference kernel."""
+
+import os
+import subprocess
+import sys
 
 import torch
 
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.model.fast import compile_sublayers
+from genoformer.train.compiling import compile_for_training
 
 
 def test_compiled_sublayers_match_eager_outputs_and_gradients():
@@ -47,3 +53,49 @@ def test_training_steps_compile_without_graph_breaks_or_recompiles():
     assert graphs[0] > 0
     assert dict(counters["graph_break"]) == {}
     assert graphs[3] == graphs[2] == graphs[1]
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return ReformerForMaskedLM(ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=1, bucket_size=16))
+
+
+def test_compile_for_training_compiles_and_leaves_no_trace():
+    """The trainer's compile step (run on CUDA; the same code compiles C++ here) proves the compiled model on one
+    pass without leaving gradients or moving the random number generator (dropout draws from it)."""
+    model, eager = tiny_model(), tiny_model()
+    rng_before = torch.get_rng_state()
+    assert compile_for_training(model, 2, 32, "fp32") is True
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert all(p.grad is None for p in model.parameters())
+    block = model.reformer.blocks[0]
+    assert "forward" in vars(block.f) and "position_wise" in vars(block.g)  # the compiled wrappers
+    ids = torch.randint(0, 8, (2, 32))
+    assert torch.allclose(model(ids, seed=3), eager(ids, seed=3), atol=1e-5, rtol=0)
+
+
+def test_compile_for_training_falls_back_to_eager_where_it_cannot_build(tmp_path):
+    """No C++ compiler (``$CXX`` names one that does not exist; a fresh process with an empty compiled-code
+    cache, so that it must be called): one warning naming the cause, the eager sublayers back, and training
+    works."""
+    script = """
+import logging, torch
+from genoformer.model import ReformerConfig, ReformerForMaskedLM
+from genoformer.train.compiling import compile_for_training
+logging.basicConfig(format="%(levelname)s %(message)s")
+torch.manual_seed(0)
+model = ReformerForMaskedLM(ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=1, bucket_size=16))
+compiled = compile_for_training(model, 2, 32, "fp32")
+block = model.reformer.blocks[0]
+untouched = all(p.grad is None for p in model.parameters())
+model(torch.randint(0, 8, (2, 32)), seed=1).square().mean().backward()
+print(compiled, "forward" in vars(block.f) or "position_wise" in vars(block.g), untouched,
+      all(p.grad is not None for p in model.parameters()))
+"""
+    env = {**os.environ, "CXX": "/nonexistent/g++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False", "True", "True"]  # not compiled, eager again, clean, trains
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1, done.stderr[-2000:]
+    assert "torch.compile could not build the model on cpu" in warnings[0] and "/nonexistent/g++" in warnings[0]

@@ -47,7 +47,9 @@ def apply_rotary(x: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
     length, dim = x.shape[-2], x.shape[-1]
     if dim % 2:
         raise ValueError(f"rotary embeddings need an even head dimension, got {dim}")
-    cos, sin = rotary_tables(length, dim, float(base), x.device, x.dtype)
+    # Under torch.compile the tables are computed inside the graph (dynamo does not use an lru_cache).
+    tables = rotary_tables.__wrapped__ if torch.compiler.is_compiling() else rotary_tables
+    cos, sin = tables(length, dim, float(base), x.device, x.dtype)
     first, second = x.chunk(2, dim=-1)
     rotated_half = torch.cat([-second, first], dim=-1)
     return x * cos + rotated_half * sin

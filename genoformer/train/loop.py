@@ -38,7 +38,6 @@ from tqdm import tqdm
 from genoformer.atomic import write_text
 from genoformer.errors import ConfigError, MismatchError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
-from genoformer.model.fast import compile_sublayers
 from genoformer.tokenize.dataset import TokenDataset
 from genoformer.train import distributed
 from genoformer.train.checkpoint import (
@@ -48,6 +47,7 @@ from genoformer.train.checkpoint import (
     set_rng_state,
     step_dirs,
 )
+from genoformer.train.compiling import compile_for_training
 from genoformer.train.config import PretrainConfig, differences
 from genoformer.train.evaluate import check_data_fits_model, masked_lm_scores
 from genoformer.train.masking import IGNORE_INDEX, masker_for, seeded_generator
@@ -200,8 +200,8 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         model = ReformerForMaskedLM(model_config).to(dist.device)
         start_step, position, optimizer_state = 0, DataPosition(), None
     model.train()
-    if run.compile and dist.device.type == "cuda":
-        compile_sublayers(model)
+    if run.compile and dist.device.type == "cuda":  # on CPU, compiling costs more than it saves in a short run
+        compile_for_training(model, data.batch_size, train_set.window, run.precision)
     optimizer = optimizer_for(model, config)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)

@@ -12,7 +12,7 @@ import torch
 from genoformer.model.fast.flex_lsh import lsh_attention
 from genoformer.model.reversible import Block
 
-__all__ = ["compile_sublayers", "is_available", "lsh_attention"]
+__all__ = ["compile_sublayers", "eager_sublayers", "is_available", "lsh_attention"]
 
 
 def is_available(device: torch.device) -> bool:
@@ -33,4 +33,13 @@ def compile_sublayers(model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(module, Block):
             module.f.forward = torch.compile(module.f.forward)
             module.g.position_wise = torch.compile(module.g.position_wise)
+    return model
+
+
+def eager_sublayers(model: torch.nn.Module) -> torch.nn.Module:
+    """Undo :func:`compile_sublayers` in place: every block runs its sublayers eagerly again; returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, Block):
+            module.f.__dict__.pop("forward", None)
+            module.g.__dict__.pop("position_wise", None)
     return model
