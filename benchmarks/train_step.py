@@ -66,13 +66,14 @@ class GenoformerLM(torch.nn.Module):
 
 
 def genoformer_builder(kernel: str, depth: int | None = None, compile_scope: str = "function",
-                       compiled: str = "sublayers"):
+                       compiled: str = "sublayers", reversible: bool = True):
     """A ``build`` function for genoformer with the LSH kernel ``kernel``: 'fast' (the automatic choice,
     the fast path on CUDA) or 'reference'. The choice is the process-wide ``GENOFORMER_LSH_KERNEL``
     setting, made when the model is built, since the reversible backward pass picks its kernel again; so is
     the fast path's ``GENOFORMER_FAST_COMPILE`` scope ('function' or 'kernel'). ``compiled``: 'sublayers'
     (what the trainer does on CUDA: ``compile_sublayers``), 'ff' (the feed-forward sublayers only) or
-    'none'."""
+    'none'. ``reversible=False``: the plain residual stack (autograd keeps the activations instead of the
+    backward pass recomputing them)."""
 
     def build(seq_len, vocab_size, dim, depth_, heads):
         if kernel == "reference":
@@ -81,7 +82,8 @@ def genoformer_builder(kernel: str, depth: int | None = None, compile_scope: str
             os.environ.pop(KERNEL_ENV, None)
         os.environ[COMPILE_ENV] = compile_scope
         config = ReformerConfig(vocab_size=vocab_size, dim=dim, depth=depth or depth_, heads=heads,
-                                n_hashes=N_HASHES, bucket_size=BUCKET_SIZE, max_seq_len=max(seq_len, 1))
+                                n_hashes=N_HASHES, bucket_size=BUCKET_SIZE, max_seq_len=max(seq_len, 1),
+                                reversible=reversible)
         lm = GenoformerLM(config)
         if kernel == "fast" and compiled == "sublayers":
             compile_sublayers(lm.model)
@@ -104,6 +106,7 @@ IMPLS = {
 }
 EXTRA_IMPLS = {
     "genoformer-fast-12-layers": (genoformer_builder("fast", depth=12), 1),
+    "genoformer-fast-not-reversible": (genoformer_builder("fast", reversible=False), 1),
     "genoformer-fast-attention-compiled": (genoformer_builder("fast", compiled="none"), 1),
     "genoformer-fast-attention-and-ff-compiled": (genoformer_builder("fast", compiled="ff"), 1),
     "genoformer-fast-kernel-compiled": (genoformer_builder("fast", compile_scope="kernel", compiled="none"), 1),
