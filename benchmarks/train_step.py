@@ -1,20 +1,22 @@
 """GPU benchmark: one masked-LM training step (forward, backward, AdamW) per model, at growing lengths.
 
-Every model has the same shape (6 layers, dim 512, 8 heads, MLP 4·dim, vocabulary of 16 single-nucleotide
-tokens, batch 1) and runs under bf16 autocast with fp32 weights; the loss is cross-entropy on 15% masked
-positions. Rows: genoformer with the CUDA fast path (each block's sublayers compiled, as the trainer does
-on CUDA; variants compile less), genoformer with the reference kernel, reformer-pytorch 1.4.4, Hugging Face ReformerForMaskedLM, a flash-attention (SDPA) encoder and HyenaDNA (benchmarks/peers/),
-at 4k, 16k, 64k, 256k and 1,048,576 tokens where each fits; plus genoformer at 12 vs 6 layers (peak memory
-of the reversible stack). Run it with ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` (the genoformer
-CLI's default; benchmarks/gpu_suite.sh sets it) for peak reserved memory close to peak allocated.
+Every model has the same shape (6 layers, dim 512, 8 heads, MLP 4·dim, vocabulary of 16 single-nucleotide tokens,
+batch 1) and runs under bf16 autocast with fp32 weights; the loss is cross-entropy on 15% masked positions. Rows:
+genoformer with the CUDA fast path (each block's sublayers compiled, as the trainer does on CUDA; variants compile
+less), genoformer with the reference kernel, reformer-pytorch 1.4.4, Hugging Face ReformerForMaskedLM, a
+flash-attention (SDPA) encoder and HyenaDNA (benchmarks/peers/), at 4k, 16k, 64k, 256k and 1,048,576 tokens where
+each fits; plus genoformer at 12 vs 6 layers (peak memory of the reversible stack). Run it with
+``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` (the genoformer CLI's default; benchmarks/gpu_suite.sh sets
+it) for peak reserved memory close to peak allocated.
 
-Each case is timed after warm-up steps (compilation, autotuning): the timed steps run back to back with one
-CUDA synchronization at the end, as the trainer runs them (since the version after the H100 run; that run
-synchronized after every step, so the host's launching was not overlapped with the GPU's work); peak memory is ``torch.cuda.max_memory_allocated`` over warm-up and timed steps. An out-of-memory
-case is recorded as ``oom`` (and larger lengths of that model are skipped); any other failure as
-``error: <message>``; a case whose predicted time exceeds ``--max-case-s`` (from the model's last measured
-step and its scaling in N) or that would start after ``--deadline-s`` is ``skipped: <why>``. Prints a table and
-writes ``{"benchmark", "device", "torch", "date", "config", "rows"}`` to ``--out``.
+Each case is timed after warm-up steps (compilation, autotuning): the timed steps run back to back with one CUDA
+synchronization at the end, as the trainer runs them (since the version after the H100 run; that run synchronized
+after every step, so the host's launching did not overlap the GPU's work); peak memory is
+``torch.cuda.max_memory_allocated`` over warm-up and timed steps. An out-of-memory case is recorded as ``oom``
+(and larger lengths of that model are skipped); any other failure as ``error: <message>``; a case whose predicted
+time exceeds ``--max-case-s`` (from the model's last measured step and its scaling in N) or that would start after
+``--deadline-s`` is ``skipped: <why>``. Prints a table and writes ``{"benchmark", "device", "torch", "date",
+"config", "rows"}`` to ``--out``.
 
     python benchmarks/train_step.py                       # the full table (needs a CUDA GPU)
     python benchmarks/train_step.py --impls genoformer-fast --seq-lens 4096 16384

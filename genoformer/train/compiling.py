@@ -2,8 +2,9 @@
 
 torch.compile builds its kernels when first called: Triton on CUDA (which needs a supported GPU and a working
 Triton install; not every platform has one), C++ through the system's compiler on CPU (``g++`` or ``$CXX``).
-Without them, training would fail at its first step, so :func:`compile_for_training` runs one forward and backward pass on an example batch first; if that
-fails, the sublayers go back to eager mode with a warning naming the cause, and training goes on.
+Without them, training would fail at its first step, so :func:`compile_for_training` runs one forward and
+backward pass on an example batch first; if that fails, the sublayers go back to eager mode with a warning
+naming the cause, and training goes on.
 """
 
 from __future__ import annotations
