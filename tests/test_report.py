@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -184,3 +185,121 @@ def test_out_must_be_a_png(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "roc.pdf: the figure is written as PNG, so its name must end in .png" in error and "\n" not in error
     assert not (tmp_path / "roc.pdf").exists()
+
+
+# ----- table pages (HTML) -----
+
+
+class TableCells(HTMLParser):
+    """The headings and the table cells of an HTML page: ``tables`` is a list of tables, each a list of rows."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.headings, self.tables, self._text, self._in = [], [], None, None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th", "h2"):
+            self._in, self._text = tag, ""
+
+    def handle_data(self, data):
+        if self._in:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._in == tag:
+            self.tables[-1][-1].append(self._text.strip())
+        elif tag == "h2" and self._in == tag:
+            self.headings.append(self._text.strip())
+        if tag == self._in:
+            self._in = None
+
+
+def as_rows(table):
+    """A parsed table as dicts keyed by its header row."""
+    header, *rows = table
+    return [dict(zip(header, row)) for row in rows]
+
+
+def classifier_metrics(methods, classes):
+    """A metrics.json as classify-regions writes it (the sections the summary reads), from the real metric
+    function on seeded held-out labels and scores: ``methods`` maps a method key to how well it separates."""
+    from genoformer.tasks.metrics import classification_metrics
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    test = {name: classification_metrics(labels, np.stack([1 - p, p], axis=1), n_bootstrap=200)
+            for name, separation in methods.items()
+            for p in [1 / (1 + np.exp(-(separation * (2 * labels - 1) + rng.normal(0, 1, labels.size))))]}
+    return {"classes": classes, "test": test}
+
+
+def test_summary_page_lists_every_evaluation_and_method(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93, order=5)))
+    regions = classifier_metrics({"probe": 1.0, "finetune": 1.5, "kmer": 2.0}, ["coding", "intergenic"])
+    variants = classifier_metrics({"kmer_baseline": 0.5, "model_probe": 1.0, "zero_shot_neg_llr": 0.2},
+                                  {"negative": "synonymous", "positive": "stop_gained"})
+    (tmp_path / "regions.json").write_text(json.dumps(regions))
+    (tmp_path / "variants.json").write_text(json.dumps(variants))
+    out = tmp_path / "summary.html"
+    assert report("summary", "--eval", f"cdiph={tmp_path / 'run.json'}",
+                  "--task", f"cdiph_genes={tmp_path / 'regions.json'}", f"cdiph_coding={tmp_path / 'variants.json'}",
+                  "--out", out) == 0
+    page = TableCells(out.read_text())
+    assert page.headings == ["Held-out bits per base", "Supervised tasks"]
+    [bits] = as_rows(page.tables[0])
+    assert bits == {"sequence": "cdiph", "model bits/base": "1.9100", "Markov bits/base": "1.9300",
+                    "Markov order": "5", "model - Markov": "-0.0200"}
+    rows = as_rows(page.tables[1])
+    assert [(r["task"], r["uses the model"]) for r in rows] == [
+        ("cdiph_genes", "yes"), ("cdiph_genes", "yes"), ("cdiph_genes", "no"),
+        ("cdiph_coding", "yes"), ("cdiph_coding", "yes"), ("cdiph_coding", "no")]  # baselines after the model
+    probe = regions["test"]["probe"]["auroc"]
+    assert rows[0]["method"] == "model: logistic regression on frozen hidden states"
+    assert rows[0]["AUROC [95% CI]"] == f"{probe['value']:.3f} [{probe['ci95'][0]:.3f}, {probe['ci95'][1]:.3f}]"
+    counts = regions["test"]["probe"]["n_per_class"]
+    assert rows[0]["held-out examples"] == f"coding {counts[0]}, intergenic {counts[1]}"
+    assert rows[5]["method"] == "k-mer context, logistic regression"
+    zero_shot = variants["test"]["zero_shot_neg_llr"]["auroc"]["value"]
+    assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")
+
+
+def test_top_variants_page_lists_the_lowest_scores_first(tmp_path, scored_coding_vcf):
+    out = tmp_path / "top.html"
+    assert report("top-variants", "--vcf", scored_coding_vcf, "--n", 7, "--out", out) == 0
+    rows = as_rows(TableCells(out.read_text()).tables[0])
+    table = plots.read_scored_vcf(scored_coding_vcf, ["GF_LLR"])
+    lowest = table.sort_values("GF_LLR").head(7)
+    assert [float(r["GF_LLR"]) for r in rows] == pytest.approx(lowest["GF_LLR"].tolist(), abs=5e-4)
+    assert [(r["contig"], int(r["pos"]), r["ref"], r["alt"]) for r in rows] == \
+        list(zip(lowest.contig, lowest.pos, lowest.ref, lowest.alt))
+    assert {r["id"] for r in rows} == {"."} and {r["CONSEQUENCE"] for r in rows} <= {"synonymous", "missense",
+                                                                                      "stop_gained", "stop_lost",
+                                                                                      "start_lost"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["summary", "--task", "t={eval}"], "{eval}: not a classifier metrics.json (no 'test' section"),
+    (["summary", "--eval", "a={eval}", "a={eval}"], "--eval label 'a' is given twice"),
+    (["summary"], "give at least one --eval or --task"),
+    (["summary", "--eval", "{eval}"], "--eval '{eval}' is not LABEL=PATH"),
+    (["top-variants", "--vcf", "{eval}"], "{eval}: not a readable VCF"),
+])
+def test_table_pages_reject_bad_input_in_one_line(tmp_path, capsys, args, message):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(evaluation(1.9, 1.95)))
+    out = tmp_path / "page.html"
+    assert report(*[a.format(eval=path) for a in args], "--out", out) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("genoformer report: error:") and "\n" not in error
+    assert message.format(eval=path) in error
+    assert not out.exists()
+
+
+def test_table_page_must_be_html(tmp_path, capsys, scored_coding_vcf):
+    assert report("top-variants", "--vcf", scored_coding_vcf, "--out", tmp_path / "top.png") == 2
+    assert "top.png: the table page is written as HTML, so its name must end in .html" in capsys.readouterr().err

@@ -110,6 +110,11 @@ def test_default_run_writes_every_result(finished):
     for figure in ("training_loss", "bits_per_base", "regions/cdiph_genes", "variant_classes/cdiph_coding",
                    "variant_track/cdiph_coding", "variant_track/NA12878", "benchmarks"):
         assert (workdir / f"results/report/{figure}.png").stat().st_size > 10_000, figure
+    summary = (workdir / "results/report/summary.html").read_text()
+    for row in ("<td>cdiph</td>", "<td>NA12878</td>", "<td>cdiph_coding</td>", "<td>cdiph_genes</td>"):
+        assert row in summary, row
+    for variant_set in ("cdiph_coding", "NA12878"):
+        assert "GF_LLR</th>" in (workdir / f"results/report/top_variants/{variant_set}.html").read_text()
     for path in ("runs/cdiph/eval.json", "results/eval/NA12878.json"):
         test_split = json.loads((workdir / path).read_text())["splits"]["test"]
         assert 0 < test_split["bits_per_base"] < 3 and 0 < test_split["markov_bits_per_base"] < 3, path
@@ -136,15 +141,17 @@ def test_report_gathers_every_figure_with_its_caption(finished):
     result = snakemake(workdir, "--configfile", override, "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     html = (workdir / "report.html").read_text()
-    for figure in ("training_loss.png", "bits_per_base.png", "cdiph_genes.png", "cdiph_coding.png",
-                   "NA12878.png", "benchmarks.png"):
+    for figure in ("summary.html", "training_loss.png", "bits_per_base.png", "cdiph_genes.png", "cdiph_coding.png",
+                   "NA12878.png", "NA12878.html", "benchmarks.png"):
         assert figure in html, figure
-    for caption in ("Learning curves", "Bits per base on held-out sequence", "ROC and precision-recall curves",
-                    "Zero-shot scores by variant class", "Variant scores along the genome", "Time per rule"):
+    for caption in ("Summary: the numbers behind the figures", "Learning curves", "Bits per base on held-out sequence",
+                    "ROC and precision-recall curves", "Zero-shot scores by variant class",
+                    "Variant scores along the genome", "The least expected variants", "Time per rule"):
         assert caption in html, caption
     # The report is a JavaScript app: open it in a real headless browser and check what it rendered.
     rendered = render_in_chromium(workdir / "report.html", workdir / "report.png")
-    for category in ("1. Pretraining", "2. Variant effects", "3. Region classification", "4. Run time"):
+    for category in ("0. Summary", "1. Pretraining", "2. Variant effects", "3. Region classification",
+                     "4. Run time"):
         assert category in rendered, category
     from PIL import Image
 
@@ -196,8 +203,8 @@ def test_deleted_output_is_rebuilt_with_only_its_dependents(finished):
     model_mtime = model.stat().st_mtime_ns
     (workdir / "results/eval/NA12878.json").unlink()
     plan = snakemake(workdir, "--configfile", override, "--dry-run")
-    assert planned_jobs(plan.stdout) == {"evaluate_sample": 1, "report_bits_per_base": 1, "report_benchmarks": 1,
-                                         "all": 1}
+    assert planned_jobs(plan.stdout) == {"evaluate_sample": 1, "report_bits_per_base": 1, "report_summary": 1,
+                                         "report_benchmarks": 1, "all": 1}
     result = snakemake(workdir, "--configfile", override)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "results/eval/NA12878.json").exists()

@@ -60,6 +60,8 @@ def read_json(path: str | Path) -> dict:
         return json.loads(_require(path).read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: line {err.lineno}: not JSON ({err.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not JSON (not UTF-8 text)") from None
 
 
 def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
@@ -77,7 +79,7 @@ def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
 
 
 def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Columns contig, pos, ref, alt and the INFO ``fields`` (missing values as None) of a scored VCF, plus
+    """Columns contig, pos, id, ref, alt and the INFO ``fields`` (missing values as None) of a scored VCF, plus
     those of the ``optional`` INFO fields that its header declares."""
     import pysam
 
@@ -91,9 +93,10 @@ def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ..
             raise InputError(f"{path}: no INFO field {', '.join(missing)} in the header; it has "
                              f"{', '.join(vcf.header.info) or 'none'}")
         fields = fields + [name for name in optional if name in vcf.header.info and name not in fields]
-        rows = [{"contig": record.contig, "pos": record.pos, "ref": record.ref, "alt": ",".join(record.alts or ()),
-                 **{name: record.info.get(name) for name in fields}} for record in vcf]
-    table = pd.DataFrame(rows, columns=["contig", "pos", "ref", "alt", *fields])
+        rows = [{"contig": record.contig, "pos": record.pos, "id": record.id, "ref": record.ref,
+                 "alt": ",".join(record.alts or ()), **{name: record.info.get(name) for name in fields}}
+                for record in vcf]
+    table = pd.DataFrame(rows, columns=["contig", "pos", "id", "ref", "alt", *fields])
     if table.empty:
         raise InputError(f"{path}: no variant records to plot")
     return table

@@ -114,13 +114,15 @@ def pretrain_launcher(wildcards, resources):
 
 
 def report_figures():
-    """Every figure of the report."""
+    """Every figure and table page of the report."""
     return [
+        "results/report/summary.html",
         "results/report/training_loss.png",
         "results/report/bits_per_base.png",
         *expand("results/report/regions/{region_task}.png", region_task=REGION_TASKS),
         *expand("results/report/variant_classes/{variant_set}.png", variant_set=CODING_SETS),
         *expand("results/report/variant_track/{variant_set}.png", variant_set=VARIANT_SETS),
+        *expand("results/report/top_variants/{variant_set}.html", variant_set=VARIANT_SETS),
         "results/report/benchmarks.png",
     ]
 
@@ -144,6 +146,8 @@ def benchmark_files():
         *expand(rules.report_regions.benchmark, region_task=REGION_TASKS),
         *expand(rules.report_variant_classes.benchmark, variant_set=CODING_SETS),
         *expand(rules.report_variant_track.benchmark, variant_set=VARIANT_SETS),
+        *expand(rules.report_top_variants.benchmark, variant_set=VARIANT_SETS),
+        *expand(rules.report_summary.benchmark),
     ]
 
 

@@ -1,5 +1,38 @@
-# The figures of `snakemake --report report.html`, drawn by `genoformer report <kind>`; each has a caption in
-# workflow/report/. `snakemake` builds them all by default, so a finished run is ready for --report.
+# The figures (PNG) and table pages (HTML) of `snakemake --report report.html`, made by `genoformer report <kind>`;
+# each has a caption in workflow/report/. `snakemake` builds them all by default, so a finished run is ready for
+# --report.
+
+
+rule report_summary:
+    input:
+        run=f"runs/{RUN}/eval.json",
+        samples=expand("results/eval/{sample}.json", sample=BAM_SAMPLES),
+        variant_tasks=expand("results/variant_classes/{variant_task}/metrics.json", variant_task=VARIANT_TASKS),
+        region_tasks=expand("results/regions/{region_task}/metrics.json", region_task=REGION_TASKS),
+    output:
+        report(
+            "results/report/summary.html",
+            caption="../report/summary.rst",
+            category="0. Summary",
+        ),
+    params:
+        evaluations=lambda w, input: " ".join(
+            [f"{RUN}={input.run}"]
+            + [f"{sample}={path}" for sample, path in zip(BAM_SAMPLES, input.samples)]
+        ),
+        tasks=lambda w, input: " ".join(
+            ["--task"] * bool(VARIANT_TASKS or REGION_TASKS)
+            + [f"{task}={path}" for task, path in zip(VARIANT_TASKS, input.variant_tasks)]
+            + [f"{task}={path}" for task, path in zip(REGION_TASKS, input.region_tasks)]
+        ),
+    log:
+        "logs/report/summary.log",
+    benchmark:
+        "logs/benchmarks/report_summary/summary.tsv"
+    conda:
+        "../envs/genoformer.yaml"
+    shell:
+        "genoformer report summary --eval {params.evaluations} {params.tasks} --out {output} > {log} 2>&1"
 
 
 rule report_training_loss:
@@ -87,6 +120,26 @@ rule report_variant_classes:
         "../envs/genoformer.yaml"
     shell:
         "genoformer report variant-classes --vcf {input.vcf} --out {output} > {log} 2>&1"
+
+
+rule report_top_variants:
+    input:
+        vcf="results/variants/{variant_set}.vcf.gz",
+    output:
+        report(
+            "results/report/top_variants/{variant_set}.html",
+            caption="../report/top_variants.rst",
+            category="2. Variant effects",
+            labels={"variant set": "{variant_set}", "figure": "least expected variants"},
+        ),
+    log:
+        "logs/report/top_variants/{variant_set}.log",
+    benchmark:
+        "logs/benchmarks/report_top_variants/{variant_set}.tsv"
+    conda:
+        "../envs/genoformer.yaml"
+    shell:
+        "genoformer report top-variants --vcf {input.vcf} --out {output} > {log} 2>&1"
 
 
 rule report_variant_track:

@@ -1,0 +1,127 @@
+"""The report's tables, as HTML pages: the numbers behind the figures, in a form a reader can quote.
+
+``summary_page`` puts the held-out bits/base of every evaluation (model next to its Markov baseline) and the
+held-out AUROC / AUPRC of every supervised task (each model-based method next to the baseline without the
+model) on one page; ``top_variants_page`` lists the variants a scored VCF ranks as least expected. Tables are
+pandas ``DataFrame.to_html`` (escaped) in a small self-contained page, written atomically; ``snakemake
+--report`` shows such a page inline.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from genoformer.atomic import write_text
+from genoformer.errors import InputError
+
+# What each method key of a classifier's metrics.json is, in words; ``True`` marks a baseline without the model.
+METHODS = {
+    "probe": ("model: logistic regression on frozen hidden states", False),
+    "finetune": ("model: fine-tuned", False),
+    "model_probe": ("model: logistic regression on variant features", False),
+    "zero_shot_neg_llr": ("model: zero-shot -LLR (no training)", False),
+    "kmer": ("k-mer spectrum, logistic regression", True),
+    "kmer_baseline": ("k-mer context, logistic regression", True),
+}
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
+p.note { color: #555; max-width: 60em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.8em; text-align: left; }
+td { white-space: nowrap; }
+th { background: #f3f3f3; }
+"""
+
+
+def with_interval(metric: dict | None) -> str:
+    """``"0.726 [0.645, 0.813]"`` from ``{"value", "ci95"}``; ``"n/a"`` where a number is missing."""
+    def number(value) -> str:
+        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+    if not metric:
+        return "n/a"
+    low, high = (metric.get("ci95") or [None, None])[:2]
+    return f"{number(metric.get('value'))} [{number(low)}, {number(high)}]"
+
+
+def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
+    """One row per method of a ``classify-regions`` / ``classify-variants`` metrics.json (its held-out test set):
+    the model-based methods first, then the baselines."""
+    test = metrics.get("test") if isinstance(metrics, dict) else None
+    if not isinstance(test, dict) or not test or not all(isinstance(m, dict) and "auroc" in m for m in test.values()):
+        raise InputError(f"{source}: not a classifier metrics.json (no 'test' section with AUROC per method)")
+    unknown = [name for name in test if name not in METHODS]
+    if unknown:
+        raise InputError(f"{source}: unknown method '{unknown[0]}' in 'test' (known: {', '.join(METHODS)})")
+    classes = metrics.get("classes")
+    if isinstance(classes, dict):  # classify-variants: {"negative": ..., "positive": ...}
+        classes = [classes.get("negative"), classes.get("positive")]
+    rows = []
+    for name in sorted(test, key=lambda name: METHODS[name][1]):
+        method = test[name]
+        per_class = method.get("n_per_class") or []
+        counts = ", ".join(f"{label} {count}" for label, count in zip(classes or [], per_class)) or str(method["n"])
+        rows.append({"task": task, "method": METHODS[name][0], "uses the model": "no" if METHODS[name][1] else "yes",
+                     "held-out examples": counts, "AUROC [95% CI]": with_interval(method.get("auroc")),
+                     "AUPRC [95% CI]": with_interval(method.get("auprc")),
+                     "accuracy [95% CI]": with_interval(method.get("accuracy")) if "accuracy" in method else "—"})
+    return rows
+
+
+def bits_rows(evaluations: dict[str, dict]) -> list[dict]:
+    """One row per evaluation (``{"model", "markov", "markov_order"}``, see ``plots.eval_figures``)."""
+    return [{"sequence": label, "model bits/base": f"{figures['model']:.4f}",
+             "Markov bits/base": f"{figures['markov']:.4f}", "Markov order": figures["markov_order"],
+             "model - Markov": f"{figures['model'] - figures['markov']:+.4f}"}
+            for label, figures in evaluations.items()]
+
+
+def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]], out: str | Path) -> None:
+    """The summary page: held-out bits/base per evaluation, and held-out metrics per supervised task
+    (``tasks`` maps a task name to its metrics.json contents and path)."""
+    if not evaluations and not tasks:
+        raise InputError("report summary: give at least one --eval or --task")
+    sections = []
+    if evaluations:
+        sections.append(("Held-out bits per base", "Masked-LM cross-entropy on held-out sequence, in bits per "
+                         "hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the best "
+                         "Markov model fit on the training split and scored on the same bases.",
+                         pd.DataFrame(bits_rows(evaluations))))
+    if tasks:
+        rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]
+        sections.append(("Supervised tasks", "Each method is fit on the training split and scored on held-out "
+                         "examples; intervals are 95% bootstrap intervals over those examples. AUROC 0.5 is "
+                         "chance. Rows without the model are baselines: the model earns its keep where it beats "
+                         "them.", pd.DataFrame(rows)))
+    write_page(out, "genoformer: summary", sections)
+
+
+def top_variants_page(table: pd.DataFrame, score: str, n: int, source: str | Path, out: str | Path) -> None:
+    """The ``n`` variants of a scored VCF (``plots.read_scored_vcf`` table) with the lowest ``score``: for
+    GF_LLR, the alternate alleles the model finds least expected in their context."""
+    scored = table[pd.to_numeric(table[score], errors="coerce").notna()]
+    if scored.empty:
+        raise InputError(f"{source}: no variant has a {score} value")
+    top = scored.assign(**{score: scored[score].astype(float)}).nsmallest(n, score, keep="first")
+    top = top.assign(id=top["id"].fillna("."))
+    note = (f"The {len(top)} of {len(scored)} scored variants with the lowest {score} "
+            f"(most negative first). For GF_LLR = log P(ALT) - log P(REF), averaged over both strands, "
+            "these are the alternate alleles the model finds least expected in their sequence context.")
+    write_page(out, f"genoformer: least expected variants in {Path(source).name}",
+               [(f"Lowest {score}", note, top)])
+
+
+def write_page(out: str | Path, title: str, sections: list[tuple[str, str, pd.DataFrame]]) -> None:
+    """A self-contained HTML page: a title, then per section a heading, a note and an escaped table."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for heading, note, frame in sections:
+        table = frame.to_html(index=False, escape=True, border=0, na_rep="n/a", float_format="{:.3f}".format)
+        body += [f"<h2>{html.escape(heading)}</h2>", f'<p class="note">{html.escape(note)}</p>', table]
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    write_text(out, page)
