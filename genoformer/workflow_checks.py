@@ -92,8 +92,35 @@ def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> No
                             "is it called on another reference build?")
 
 
+def check_names(config: dict, samples: list[dict], samples_path: str) -> None:
+    """Raise ConfigError where two things would share a name in the outputs and the report: a sample named like
+    a reference (both label rows of the bits/base tables), a sample named like the coding SNV set derived from
+    an annotation (``<reference>_coding``: both are variant sets), or a configured task named like a derived
+    task (``<reference>_coding``, ``<reference>_genes``), which would silently replace it."""
+    references = config["references"]
+    annotated = [name for name, entry in references.items() if "annotation" in entry]
+    derived = {f"{ref}_coding": f"the coding SNVs derived from references.{ref}.annotation" for ref in annotated}
+    for row in samples:
+        where = f"{samples_path}: line {row['line']}: sample name '{row['sample']}'"
+        if row["sample"] in references:
+            raise ConfigError(f"{where} is also a reference name; samples and references label the same report "
+                              "tables, so rename the sample")
+        if row["sample"] in derived and "vcf" in row:
+            raise ConfigError(f"{where} is also the name of {derived[row['sample']]} (both are variant sets); "
+                              "rename the sample")
+    derived_tasks = {"variant_tasks": derived,
+                     "region_tasks": {f"{ref}_genes": f"the coding vs intergenic regions derived from "
+                                                      f"references.{ref}.annotation" for ref in annotated}}
+    for key, names in derived_tasks.items():
+        for task in config.get(key, {}):
+            if task in names:
+                raise ConfigError(f"config key {key}.{task}: the name of the task on {names[task]}; choose "
+                                  "another name")
+
+
 def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
     """Every check the workflow needs before it builds jobs; raises on the first problem found."""
+    check_names(config, samples, samples_path)
     references = config["references"]
     for name, entry in references.items():
         for key in ("fasta", "annotation"):

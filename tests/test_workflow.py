@@ -22,8 +22,9 @@ import pysam
 import pytest
 import yaml
 
+from genoformer import workflow_checks
 from genoformer.cli import main
-from genoformer.errors import MismatchError
+from genoformer.errors import ConfigError, MismatchError
 from genoformer.vcf_shards import merge_tables, merge_vcfs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,6 +293,32 @@ def test_vcf_on_another_reference_stops_before_any_job(tmp_path):
     message = _dag_error(workdir)
     assert "sample NA12878" in message
     assert "has contig(s) q not in reference resources/cdiph/NZ_LN831026.1.fa.gz" in message
+
+
+@pytest.mark.slow
+def test_sample_named_like_a_reference_stops_before_any_job(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    samples = workdir / "config/samples.tsv"
+    samples.write_text(samples.read_text().replace("NA12878\t", "cdiph\t"))
+    assert "config/samples.tsv: line 2: sample name 'cdiph' is also a reference name" in _dag_error(workdir)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda config, rows: rows[0].update(sample="cdiph_coding"),
+     "line 2: sample name 'cdiph_coding' is also the name of the coding SNVs derived from references.cdiph"),
+    (lambda config, rows: config.update(variant_tasks={"cdiph_coding": {}}),
+     "config key variant_tasks.cdiph_coding: the name of the task on the coding SNVs derived from"),
+    (lambda config, rows: config.update(region_tasks={"cdiph_genes": {}}),
+     "config key region_tasks.cdiph_genes: the name of the task on the coding vs intergenic regions derived from"),
+])
+def test_names_that_would_collide_in_the_outputs_are_refused(change, message):
+    """The bundled config and sample table with one name changed so that two results would share it."""
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    rows = workflow_checks.read_samples(ROOT / "config/samples.tsv")
+    workflow_checks.check_names(config, rows, "config/samples.tsv")  # as bundled: no collision
+    change(config, rows)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        workflow_checks.check_names(config, rows, "config/samples.tsv")
 
 
 # ---- gather of sharded scoring -----------------------------------------------------------------------------
