@@ -151,6 +151,32 @@ def test_cli_probe_finetune_and_baseline_on_coding_vs_intergenic(tiny_run, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")
+def test_finetuning_starts_from_the_probe_on_real_windows(tiny_run):
+    """Before its first step, the fine-tuned classifier predicts what the probe on its own feature (the window's
+    mean hidden state, averaged over both strands) predicts, on real windows: fine-tuning can only start from
+    what the probe found. (It once pooled one strand at a time under a head fit on the strand average, and
+    started, and stayed, far below the probe.)"""
+    from genoformer.tasks.encoder import load_encoder
+    from genoformer.tasks.regions import finetune, finetuned_probabilities, frozen_features, window_sequences
+
+    with Reference(CDIPH) as reference:
+        regions = coding_intergenic_regions(reference, CDIPH_GFF, length=96, per_class=20, seed=1)
+        starts, ends = region_windows(regions, reference.contigs, 128, 1)
+        sequences = window_sequences(reference, regions, starts, ends)
+    spans = list(zip(regions["start"].to_numpy() - starts, regions["end"].to_numpy() - starts))
+    labels = (regions["label"] == "intergenic").to_numpy(np.int64)
+    encoder, _ = load_encoder(tiny_run, device="cpu", batch_size=16, stride=None)
+    window_mean = frozen_features(encoder, sequences, spans, progress=False)[:, :encoder.model.config.dim]
+    probe = fit_linear(window_mean, labels, np.arange(labels.size) % 4, ["coding", "intergenic"], seed=0)
+    model = finetune(tiny_run, encoder, sequences, labels, 2, epochs=0, lr=1e-3, batch_size=16, seed=0, head=probe)
+    got = finetuned_probabilities(model, encoder, sequences, batch_size=16)
+    expected = probe.predict_proba(window_mean)
+    assert np.allclose(got, expected, atol=1e-4), np.abs(got - expected).max()
+    assert expected[:, 1].std() > 0.01  # the probe's probabilities vary: the check is not between constants
+
+
+@pytest.mark.slow
 def test_bed_errors_are_one_line_exit_2(tmp_path, chloroplast_fasta):
     bad = tmp_path / "bad.bed"
     bad.write_text("NC_000932.1\t500\t400\tx\t0\t+\tA\n")

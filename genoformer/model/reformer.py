@@ -226,16 +226,23 @@ class ReformerForSequenceClassification(nn.Module):
         self.classifier = nn.Linear(config.dim, num_labels)
         init_weights(self.classifier, config.init_std)
 
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             seed: int | None = None) -> torch.Tensor:
+        """The mean hidden state over the real tokens, ``[B, dim]``: what the classifier reads."""
+        hidden = self.reformer(input_ids, attention_mask, seed)
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        weights = attention_mask.to(hidden.dtype)[..., None]
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_labels]`` of pooled states (e.g. the mean of :meth:`pool` over both strands)."""
+        return self.classifier(self.dropout(pooled))
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 seed: int | None = None) -> torch.Tensor:
         """Logits ``[B, num_labels]`` from the masked mean of the hidden states."""
-        hidden = self.reformer(input_ids, attention_mask, seed)
-        if attention_mask is None:
-            pooled = hidden.mean(dim=1)
-        else:
-            weights = attention_mask.to(hidden.dtype)[..., None]
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-        return self.classifier(self.dropout(pooled))
+        return self.classify(self.pool(input_ids, attention_mask, seed))
 
 
 class ReformerForTokenClassification(nn.Module):

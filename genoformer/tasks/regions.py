@@ -8,8 +8,10 @@ regions and evaluated on the same held-out ones (split by contig or interval blo
   region's own tokens, each averaged over the forward and reverse-complement strands;
 - ``finetune``: :class:`~genoformer.model.ReformerForSequenceClassification` initialised from the checkpoint,
   its head from a logistic regression on its own pooled features (the window mean; "linear probe, then
-  fine-tune", Kumar et al. 2022), then all weights trained for a few epochs (a random strand per example and
-  epoch), predicting with the mean of both strands' probabilities. Starting from a random head instead, a
+  fine-tune", Kumar et al. 2022), then all weights trained for a few epochs. Each window is read on both strands
+  and its pooled state averaged before the head, as the probe's features are, so the classifier starts out
+  predicting exactly what the probe does (pooling one strand at a time under that head started far below the
+  probe: AUROC 0.71 against 0.87 on the workflow's coding vs intergenic task). Starting from a random head, a
   short fine-tuning run on embeddings that separate the classes well ranks by whatever direction the head
   drew (a demo run: AUROC 0.34 on held-out and 0.30 on training regions after an epoch at chance loss);
 - ``kmer``: logistic regression on the k-mer spectrum of the window (no model).
@@ -141,10 +143,18 @@ def kmer_features(sequences: list[np.ndarray], k: int) -> np.ndarray:
     return spectra(sequences, k)
 
 
-def _batch(encoder: Encoder, sequences: list[np.ndarray], strands: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A padded batch of windows, each on its strand (0 forward, 1 reverse complement)."""
+def _batch(encoder: Encoder, sequences: list[np.ndarray], strand: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of windows on one strand (0 forward, 1 reverse complement)."""
     return encoder.pad([encoder.encode(codes if strand == 0 else reverse_complement_codes(codes))
-                        for codes, strand in zip(sequences, strands)])
+                        for codes in sequences])
+
+
+def both_strand_logits(model: ReformerForSequenceClassification, encoder: Encoder,
+                       sequences: list[np.ndarray]) -> torch.Tensor:
+    """Logits ``[n, K]`` of the windows from their pooled hidden state averaged over both strands: the same
+    feature the probe reads, so a head set from a probe starts out predicting as the probe does."""
+    pooled = [model.pool(*_batch(encoder, sequences, strand)) for strand in (0, 1)]
+    return model.classify((pooled[0] + pooled[1]) / 2)
 
 
 def set_head_from_probe(head: torch.nn.Linear, probe: LinearModel) -> None:
@@ -177,8 +187,8 @@ def finetune(checkpoint, encoder: Encoder, sequences: list[np.ndarray], labels: 
         for first in tqdm(range(0, order.size, batch_size), desc=f"fine-tuning epoch {epoch + 1}/{epochs}",
                           unit=" batches", disable=None):
             rows = order[first:first + batch_size]
-            ids, valid = _batch(encoder, [sequences[i] for i in rows], rng.integers(0, 2, rows.size).tolist())
-            loss = F.cross_entropy(model(ids, valid), torch.as_tensor(labels[rows], device=encoder.device))
+            loss = F.cross_entropy(both_strand_logits(model, encoder, [sequences[i] for i in rows]),
+                                   torch.as_tensor(labels[rows], device=encoder.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -190,14 +200,12 @@ def finetune(checkpoint, encoder: Encoder, sequences: list[np.ndarray], labels: 
 
 @torch.inference_mode()
 def finetuned_probabilities(model, encoder: Encoder, sequences: list[np.ndarray], batch_size: int) -> np.ndarray:
-    """Class probabilities ``[n, K]`` of a fine-tuned classifier, the mean over both strands."""
+    """Class probabilities ``[n, K]`` of a fine-tuned classifier (its pooled state averaged over both strands)."""
     model.eval()
     probabilities = []
     for first in range(0, len(sequences), batch_size):
-        chunk = sequences[first:first + batch_size]
-        both = [torch.softmax(model(*_batch(encoder, chunk, [strand] * len(chunk))).float(), dim=-1)
-                for strand in (0, 1)]
-        probabilities.append(((both[0] + both[1]) / 2).cpu().numpy())
+        logits = both_strand_logits(model, encoder, sequences[first:first + batch_size])
+        probabilities.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(probabilities)
 
 
@@ -265,8 +273,8 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
         "test": {name: classification_metrics(y[is_test], values[is_test], n_bootstrap=n_bootstrap, seed=seed)
                  for name, values in probabilities.items()},
         "methods": {"probe": "logistic regression on frozen mean hidden states (window and region, both strands)",
-                    "finetune": f"ReformerForSequenceClassification, head from a probe on the window mean, then "
-                                f"all weights, {epochs} epochs, lr {lr}",
+                    "finetune": f"ReformerForSequenceClassification on the window mean averaged over both strands, "
+                                f"head from a probe on it, then all weights, {epochs} epochs, lr {lr}",
                     "kmer": f"logistic regression on the {kmer}-mer spectrum of the window"},
         "C": {name: model.C for name, model in fitted.items()},
     }
