@@ -130,8 +130,10 @@ def run(args) -> None:
         if result.finetuned is not None:
             save_pretrained(result.finetuned, out / "model")
             write_json(out / "model" / "vocab.json", encoder.vocab.to_json())
-            write_json(out / "model" / "labels.json", {"classes": regions.classes, "window_bp": args.window,
-                                                       "stride": encoder.stride})
+            write_json(out / "model" / "labels.json", {
+                "classes": regions.classes, "window_bp": args.window, "stride": encoder.stride,
+                "input": "the window centred on the region, read on both strands; the head reads the mean of the "
+                         "two strands' pooled states (genoformer.tasks.regions.both_strand_logits)"})
         if predicted is not None:
             write_table(out / "predict.tsv", predicted)
             write_text(out / "predict.bed", _bed_lines(predicted, regions.classes))
