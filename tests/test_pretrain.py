@@ -145,6 +145,7 @@ def run_counting_host_syncs(data, config, out, steps: int, device: str):
         with HostSyncCounter() as syncs:
             assert main(command) == 0
         return syncs.counts
+    torch._dynamo.reset()  # each run compiles afresh (new model objects would otherwise meet dynamo's cache limit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
