@@ -135,6 +135,9 @@ def test_cli_probe_finetune_and_baseline_on_coding_vs_intergenic(tiny_run, tmp_p
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["coding", "intergenic"] and metrics["split"]["method"] == "blocks"
     assert set(metrics["test"]) == {"probe", "finetune", "kmer"}
+    selection = metrics["finetune_selection"]  # 1 epoch: the start and the epoch, scored on held-back regions
+    assert selection["validation_examples"] > 0 and len(selection["validation_loss"]) == 2
+    assert selection["epoch_kept"] == int(np.argmin(selection["validation_loss"]))
     for result in metrics["test"].values():
         for name in ("auroc", "auprc", "accuracy"):
             assert result[name]["ci95"][0] <= result[name]["value"] <= result[name]["ci95"][1]
@@ -169,11 +172,20 @@ def test_finetuning_starts_from_the_probe_on_real_windows(tiny_run):
     encoder, _ = load_encoder(tiny_run, device="cpu", batch_size=16, stride=None)
     window_mean = frozen_features(encoder, sequences, spans, progress=False)[:, :encoder.model.config.dim]
     probe = fit_linear(window_mean, labels, np.arange(labels.size) % 4, ["coding", "intergenic"], seed=0)
-    model = finetune(tiny_run, encoder, sequences, labels, 2, epochs=0, lr=1e-3, batch_size=16, seed=0, head=probe)
-    got = finetuned_probabilities(model, encoder, sequences, batch_size=16)
+    tuned = finetune(tiny_run, encoder, sequences, labels, 2, epochs=0, lr=1e-3, batch_size=16, seed=0, head=probe)
+    got = finetuned_probabilities(tuned.model, encoder, sequences, batch_size=16)
     expected = probe.predict_proba(window_mean)
     assert np.allclose(got, expected, atol=1e-4), np.abs(got - expected).max()
     assert expected[:, 1].std() > 0.01  # the probe's probabilities vary: the check is not between constants
+
+    # Epochs that only make things worse (a learning rate far too high) are not kept: the validation loss
+    # chooses the starting point, so the classifier still predicts what the probe does.
+    wrecked = finetune(tiny_run, encoder, sequences, labels, 2, epochs=2, lr=0.5, batch_size=16, seed=0, head=probe,
+                       validation=(sequences, labels))
+    assert len(wrecked.validation_loss) == 3 and wrecked.epoch == 0
+    assert min(wrecked.validation_loss[1:]) > wrecked.validation_loss[0]
+    got = finetuned_probabilities(wrecked.model, encoder, sequences, batch_size=16)
+    assert np.allclose(got, expected, atol=1e-4)
 
 
 @pytest.mark.slow
