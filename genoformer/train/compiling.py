@@ -25,6 +25,8 @@ def compile_for_training(model: torch.nn.Module, batch_size: int, window: int, p
     Leaves no gradients and no trace in the random number generators. Returns whether the model is compiled;
     if compiling failed, the model is eager again and a warning says why."""
     device = next(model.parameters()).device
+    log.info("compiling each block's sublayers with torch.compile on %s (can take a few minutes the first time)",
+             device)
     compile_sublayers(model)
     generator = torch.Generator(device).manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (batch_size, window), generator=generator, device=device)
@@ -41,5 +43,5 @@ def compile_for_training(model: torch.nn.Module, batch_size: int, window: int, p
         return False
     finally:
         model.zero_grad(set_to_none=True)
-    log.info("compiled each block's sublayers with torch.compile on %s", device)
+    log.info("compiled: training with the compiled sublayers")
     return True
