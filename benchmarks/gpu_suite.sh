@@ -10,7 +10,7 @@
 # benchmarks/results/ to publish them. HyenaDNA needs .external/hyena-dna.
 #   OUT=/tmp/gpu BUDGET_S=600 bash benchmarks/gpu_suite.sh
 # A focused run (the fast path against SDPA, profiled at 16k, no attention benchmark):
-#   IMPLS="genoformer-fast sdpa-full-attention" SEQ_LENS="16384 65536 1048576" PROFILE_LEN=16384 ATTENTION=0 \
+#   IMPLS="genoformer-fast genoformer-fast-not-reversible sdpa-full-attention" SEQ_LENS="16384 65536 1048576" PROFILE_LEN=16384 ATTENTION=0 \
 #     bash benchmarks/gpu_suite.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
