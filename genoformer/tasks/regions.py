@@ -203,7 +203,7 @@ def finetune(checkpoint, encoder: Encoder, sequences: list[np.ndarray], labels: 
         return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(validation[1])), validation[1]], 1e-12, 1))))
 
     history = [validation_loss()] if validation is not None else None
-    best = (0, copy.deepcopy(model.state_dict()) if history is not None else None)
+    kept, kept_state = 0, copy.deepcopy(model.state_dict()) if history is not None else None
     for epoch in range(1, epochs + 1):
         model.train()
         order = rng.permutation(len(sequences))
@@ -223,15 +223,14 @@ def finetune(checkpoint, encoder: Encoder, sequences: list[np.ndarray], labels: 
             history.append(validation_loss())
             message += f", validation loss {history[-1]:.4f}"
             if history[-1] < min(history[:-1]):
-                best = (epoch, copy.deepcopy(model.state_dict()))
-        else:
-            best = (epoch, None)
+                kept, kept_state = epoch, copy.deepcopy(model.state_dict())
         log.info(message)
-    if best[1] is not None:
-        model.load_state_dict(best[1])
-    if history is not None:
-        log.info("fine-tuning: kept epoch %d (lowest validation loss, %.4f)", best[0], history[best[0]])
-    return FineTuned(model.eval(), best[0], history)
+    if history is None:
+        kept = epochs
+    else:
+        model.load_state_dict(kept_state)
+        log.info("fine-tuning: kept epoch %d (lowest validation loss, %.4f)", kept, history[kept])
+    return FineTuned(model.eval(), kept, history)
 
 
 @torch.inference_mode()
