@@ -80,11 +80,12 @@ def test_label_column_choices(genes, tmp_path):
 
 
 def test_string_labels_and_missing_score(tmp_path):
-    path = write(tmp_path / "classes.bed", ["NC_000932.1\t0\t10\ta\t.\t+\tpromoter",
-                                            "NC_000932.1\t10\t20\tb\t5\t-\tenhancer"])
+    path = write(tmp_path / "classes.bed", ["track name=classes", "NC_000932.1\t0\t10\ta\t.\t+\tpromoter",
+                                            "# a comment", "NC_000932.1\t10\t20\tb\t5\t-\tenhancer"])
     table = read_bed(path)
     assert table["label"].tolist() == ["promoter", "enhancer"]
-    assert np.isnan(table["score"][0]) and table["score"][1] == 5.0
+    assert np.isnan(table["score"].iloc[0]) and table["score"].iloc[1] == 5.0
+    assert table.index.name == "line" and table.index.tolist() == [2, 4]  # 1-based lines of the file
 
 
 @pytest.mark.parametrize("line, problem, error", [

@@ -66,7 +66,8 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
 
     ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
     7th column), ``"name"`` to use the name column as the label, or ``None`` for no label. Labels that are
-    all integers become ``int64``; otherwise they stay strings.
+    all integers become ``int64``; otherwise they stay strings. The index (named ``line``) holds each row's
+    1-based line number in the file, for messages that point at it.
     """
     path = Path(path)
     if not path.is_file():
@@ -75,7 +76,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
         raise InputError(f"{path}: label column must be a 1-based column number >= 4, 'name' or None, "
                          f"got {label_column!r}")
 
-    rows = []
+    rows, numbers = [], []
     n_columns = None
     for number, fields in data_lines(path):
         if n_columns is None:
@@ -109,6 +110,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
         elif isinstance(label_column, int) and len(fields) >= label_column:
             row.append(fields[label_column - 1])
         rows.append(row)
+        numbers.append(number)
 
     if not rows:
         raise InputError(f"{path}: BED file has no intervals")
@@ -120,7 +122,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     columns = ["chrom", "start", "end", *OPTIONAL_COLUMNS[: min(n_columns, 6) - 3]]
     if len(rows[0]) > len(columns):
         columns.append("label")
-    table = pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns, index=pd.Index(numbers, name="line"))
     table = table.astype({"chrom": str, "start": "int64", "end": "int64"})
     if "label" in table:
         table["label"] = _integer_labels_or_strings(table["label"])

@@ -25,7 +25,6 @@ import copy
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from genoformer.errors import ConfigError, InputError
-from genoformer.io.bed import data_lines, read_bed
+from genoformer.io.bed import read_bed
 from genoformer.io.fasta import reverse_complement_codes
 from genoformer.model import ReformerForSequenceClassification, load_pretrained
 from genoformer.tasks.baselines import spectra
@@ -69,7 +68,7 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
     lines.
     """
     if class_beds:
-        tables = [read_bed(path, reference, label_column=None).assign(label=name, line=_line_names(path))
+        tables = [read_bed(path, reference, label_column=None).pipe(_with_line_names, path).assign(label=name)
                   for name, path in class_beds.items()]
         table = pd.concat(tables, ignore_index=True)
     else:
@@ -77,7 +76,7 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
         if "label" not in table:
             raise InputError(f"{bed}: no label column {label_column} (give labels in BED column 7, choose one with "
                              "--label-column, or pass one BED per class with --class-bed)")
-        table["line"] = _line_names(bed)
+        table = _with_line_names(table, bed)
     if "name" not in table:
         table["name"] = [f"{c}:{s + 1}-{e}" for c, s, e in zip(table.chrom, table.start, table.end)]
     classes = [str(name) for name in sorted(table["label"].unique())]  # numeric order for integer labels
@@ -91,9 +90,9 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
     return RegionLabels(table[["chrom", "start", "end", "name", "label"]], labels, classes, source)
 
 
-def _line_names(path) -> list[str]:
-    """``"PATH line N"`` of each data line of a BED file, in the order :func:`read_bed` returns its rows."""
-    return [f"{path} line {number}" for number, _ in data_lines(Path(path))]
+def _with_line_names(table: pd.DataFrame, path) -> pd.DataFrame:
+    """``table`` (from :func:`read_bed`) with a ``line`` column naming each row's place: ``"PATH line N"``."""
+    return table.assign(line=[f"{path} line {number}" for number in table.index])
 
 
 def _check_one_class_per_interval(table: pd.DataFrame) -> None:
