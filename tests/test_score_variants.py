@@ -383,6 +383,31 @@ def test_alternate_window_keeps_length_and_alignment():
     assert "".join("ACGTN"[c] for c in alternate_window(codes, 2, "G", "GTT", following)) == "ACGTTTACGT"
     assert "".join("ACGTN"[c] for c in alternate_window(codes, 2, "GTA", "G", following)) == "ACGCGTACGG"
     assert "".join("ACGTN"[c] for c in alternate_window(codes, 9, "C", "T", following)) == "ACGTACGTAT"
+    # a deletion whose REF runs past the window's end: the bases after the REF, not the deleted ones, follow
+    following = encode_bases("GTC")
+    assert "".join("ACGTN"[c] for c in alternate_window(codes, 8, "ACGT", "A", following)) == "ACGTACGTAC"
+
+
+def test_long_deletions_are_scored_in_a_window_that_holds_them(chloroplast):
+    """A deletion half a window long is centred in its window and its alternate window is the reference with the
+    deleted bases removed; one longer than the window gets embeddings but no LLR."""
+    model, vocab = tiny_model(3), KmerVocab(3)
+    window, pos = 512, 5000  # 1-based POS of the deletions' first (kept) base
+    deletions = [variant(CONTIG, pos, chloroplast.fetch(CONTIG, pos - 1, pos - 1 + length).upper(),
+                         chloroplast.fetch(CONTIG, pos - 1, pos).upper()) for length in (301, 700)]
+    encoder = Encoder(model, vocab, 1, torch.device("cpu"))
+    scores = score_variants(deletions, chloroplast, encoder, window=window, progress=False)
+    start, end = scores.window_start[0], scores.window_end[0]
+    assert start <= pos - 1 and pos - 1 + 301 <= end  # the whole REF is inside the window
+    assert np.isfinite(scores.llr[0]).all() and np.isfinite(scores.emb_local[0]).all()
+    assert np.isnan(scores.llr[1]).all() and np.isfinite(scores.emb_pooled[1]).all()
+
+    start, end = scores.window_start[1], scores.window_end[1]
+    codes = chloroplast.codes(CONTIG, start, end)[0]
+    following = chloroplast.codes(CONTIG, end, end + 700)[0]
+    alt = alternate_window(codes, pos - 1 - start, deletions[1].ref, deletions[1].alt, following)
+    expected = chloroplast.fetch(CONTIG, start, pos) + chloroplast.fetch(CONTIG, pos - 1 + 700, end + 699)
+    assert "".join("ACGTN"[c] for c in alt) == expected.upper()
 
 
 @pytest.mark.slow

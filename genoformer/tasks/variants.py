@@ -1,10 +1,10 @@
 """Zero-shot variant-effect scores from a masked-LM: masked log-likelihood ratio and embedding distances.
 
 Windows. Every variant is scored in a window of ``window`` bp whose start lies on a grid of ``step`` bp (rounded
-up to a multiple of the stride, so tokens keep the phase they had in pretraining), chosen so the variant is as
-close to the centre as the grid allows (at most half a grid step off; near a contig end the window is pushed
-inside the contig, and a contig shorter than the window is one window). Variants that fall in the same window
-share its forward passes.
+up to a multiple of the stride, so tokens keep the phase they had in pretraining), chosen so the variant (the
+middle of its longer allele, when that fits) is as close to the centre as the grid allows (at most half a grid
+step off; near a contig end the window is pushed inside the contig, and a contig shorter than the window is one
+window). Variants that fall in the same window share its forward passes.
 
 Scores, per ALT allele and strand (forward, and the reverse complement of the whole window):
 
@@ -22,7 +22,8 @@ Scores, per ALT allele and strand (forward, and the reverse complement of the wh
 Indels keep windows aligned at the start: the alternate window starts at the same reference position and is cut
 (insertion) or extended with the following reference bases (deletion; N past the contig end) to the same
 length, so the bases before the variant are token-for-token identical. On the reverse strand this is the
-reverse complement of the forward alternate window. Alleles with an N get no LLR; a variant that no whole
+reverse complement of the forward alternate window. Alleles with an N get no LLR, nor do alleles longer than
+the window leaves room for (REF or ALT running past the window's end: raise ``window``); a variant that no whole
 token covers (the last bases of a contig with stride > 1) gets no score at all (NaN, counted in the log).
 
 Cost per window: one unmasked reference pass per strand (embeddings), one masked pass per strand per group of
@@ -76,14 +77,19 @@ class VariantScores:
     local_delta: np.ndarray | None = None
 
 
-def window_bounds(pos: int, contig_length: int, window: int, step: int, stride: int) -> tuple[int, int]:
-    """The window ``[start, end)`` (0-based) of a variant at 0-based ``pos`` (see the module docstring).
+def window_bounds(pos: int, contig_length: int, window: int, step: int, stride: int,
+                  span: int = 1) -> tuple[int, int]:
+    """The window ``[start, end)`` (0-based) of a variant at 0-based ``pos`` whose longer allele has ``span`` bases
+    (see the module docstring).
 
-    Starts lie on a grid of ``step`` rounded up to a multiple of ``stride``. A window that would leave fewer
-    than ``stride`` bases of the contig after it runs to the contig's end (up to ``stride - 1`` bp longer).
+    Starts lie on a grid of ``step`` rounded up to a multiple of ``stride``, centred on the middle of the span
+    when the span fits the window with a grid step to spare (so the whole span is inside), else on ``pos``. A
+    window that would leave fewer than ``stride`` bases of the contig after it runs to the contig's end (up to
+    ``stride - 1`` bp longer).
     """
     grid = -(-step // stride) * stride
-    start = int(round((pos - window / 2) / grid)) * grid
+    centre = pos + (span - 1) / 2 if span <= window - grid else pos
+    start = int(round((centre - window / 2) / grid)) * grid
     last = max(0, contig_length - window) // stride * stride
     start = min(max(start, 0), last)
     end = contig_length if start + window + stride > contig_length else start + window
@@ -97,7 +103,8 @@ def plan_windows(variants, contigs: dict[str, int], *, window: int, step: int, s
                           "the window, so each variant keeps context on both sides")
     plans: dict[tuple[str, int], WindowPlan] = {}
     for index, variant in enumerate(variants):
-        start, end = window_bounds(variant.pos - 1, contigs[variant.contig], window, step, stride)
+        start, end = window_bounds(variant.pos - 1, contigs[variant.contig], window, step, stride,
+                                   span=max(len(variant.ref), len(variant.alt)))
         if (variant.contig, start) not in plans:
             plans[variant.contig, start] = WindowPlan(variant.contig, start, end, [])
         plans[variant.contig, start].variants.append(index)
@@ -125,8 +132,10 @@ def pack_sites(spans: list[tuple[int, int]], spacing: int) -> list[list[int]]:
 def alternate_window(codes: np.ndarray, offset: int, ref: str, alt: str, following: np.ndarray) -> np.ndarray:
     """The window's base codes with ``ref`` at ``offset`` replaced by ``alt``, kept at the window's length:
     cut at the end after an insertion, continued with ``following`` (the reference bases after the window,
-    N-padded) after a deletion."""
-    changed = np.concatenate([codes[:offset], encode_bases(alt.upper()), codes[offset + len(ref):], following])
+    N-padded, at least as many as the deletion removes) after a deletion, also when ``ref`` runs past the
+    window's end."""
+    extended = np.concatenate([codes, following])
+    changed = np.concatenate([extended[:offset], encode_bases(alt.upper()), extended[offset + len(ref):]])
     return changed[:codes.size]
 
 
@@ -195,8 +204,11 @@ class _WindowScoring:
                     yield job
 
     def has_llr(self, index: int) -> bool:
+        """Both alleles are free of N and lie wholly inside the window (an allele cut by the window's end would
+        be compared over part of its tokens only)."""
         variant = self.variants[index]
-        return "N" not in (variant.ref + variant.alt).upper()
+        inside = self.offset(index) + max(len(variant.ref), len(variant.alt)) <= self.codes.size
+        return inside and "N" not in (variant.ref + variant.alt).upper()
 
     def masked_reference_jobs(self, strand: int, sequence: np.ndarray, tokens: np.ndarray) -> Iterator[Job]:
         sites: dict[tuple[int, int], list[int]] = {}
@@ -310,7 +322,7 @@ def score_variants(variants, reference, encoder: Encoder, *, window: int = DEFAU
         scores.scored[plan.variants] = True
         bar.set_postfix(forwards=sum(encoder.forwards.values()))
     unscorable = int(np.isnan(scores.llr[scores.scored]).any(axis=1).sum())
-    log.info("scored %d variants in %d windows with %d forward passes (%s); %d without an LLR (N allele or not "
-             "covered by a token)", int(scores.scored.sum()), len(plans), sum(encoder.forwards.values()),
+    log.info("scored %d variants in %d windows with %d forward passes (%s); %d without an LLR (N allele, allele "
+             "longer than the window allows, or not covered by a token)", int(scores.scored.sum()), len(plans), sum(encoder.forwards.values()),
              ", ".join(f"{kind} {number}" for kind, number in encoder.forwards.items()), unscorable)
     return scores
