@@ -17,7 +17,7 @@ import yaml
 
 from genoformer.cli import build_parser, main
 from genoformer.errors import ConfigError
-from genoformer.train.checkpoint import step_dirs
+from genoformer.train.checkpoint import LATEST_FILES, step_dirs
 from genoformer.train.config import PretrainConfig, load_config
 from genoformer.train.loop import learning_rate
 from host_syncs import HostSyncCounter
@@ -227,6 +227,38 @@ def test_resume_after_sigkill_is_bit_exact(chloroplast_tokens, tmp_path, one_thr
     assert got == expected  # every step's loss, lr, grad norm and validation bits, after the resume too
     assert (whole / "model.safetensors").read_bytes() == (interrupted / "model.safetensors").read_bytes()
     assert [p.name for p in step_dirs(interrupted)] == ["step-12", "step-14", "step-16"]
+
+
+def test_rerun_of_a_finished_run_puts_its_weights_back(chloroplast_tokens, tiny_config, tmp_path):
+    """What the workflow does when it reruns pretrain (a deleted output, --forcerun): snakemake has removed the
+    top-level files, --resume finds the last checkpoint at the final step; the files come back from it."""
+    run = tmp_path / "run"
+    base = ["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(run),
+            "--set", "run.steps=2"]
+    assert main(base) == 0
+    metrics = (run / "metrics.jsonl").read_text()
+    for name in LATEST_FILES:
+        (run / name).unlink()
+    assert main(base + ["--resume"]) == 0
+    for name in LATEST_FILES:
+        assert (run / name).read_bytes() == (run / "checkpoints" / "step-2" / name).read_bytes(), name
+    assert (run / "metrics.jsonl").read_text() == metrics
+
+
+def test_resume_sets_aside_a_newest_checkpoint_it_cannot_read(chloroplast_tokens, tiny_config, tmp_path, caplog):
+    """A newest checkpoint without its trainer state is skipped, renamed damaged-step-N, and the resumed run
+    writes its own step-N in its place (before, that folder blocked every later save)."""
+    run = tmp_path / "run"
+    base = ["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(run),
+            "--set", "run.steps=4", "--set", "run.checkpoint_every=2"]
+    assert main(base) == 0
+    (run / "checkpoints" / "step-4" / "trainer_state.json").unlink()
+    assert main(base + ["--resume"]) == 0
+    assert [p.name for p in step_dirs(run)] == ["step-2", "step-4"]
+    assert (run / "checkpoints" / "step-4" / "trainer_state.json").is_file()
+    assert (run / "checkpoints" / "damaged-step-4" / "model.safetensors").is_file()
+    assert "set aside damaged checkpoint" in caplog.text
+    assert json.loads((run / "trainer_state.json").read_text())["step"] == 4
 
 
 # ---------------------------------------------------------------------------------------------- bad input

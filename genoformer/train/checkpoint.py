@@ -83,13 +83,17 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([decode(text) for text in state["cuda"]])
 
 
+def step_number(step_dir: str | Path) -> int:
+    """N of a ``step-<N>`` checkpoint folder."""
+    return int(STEP_DIR.fullmatch(Path(step_dir).name).group(1))
+
+
 def step_dirs(run_dir: str | Path) -> list[Path]:
     """The run's ``step-<N>`` checkpoint folders, oldest first."""
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.fullmatch(p.name))]
-    return [path for _, path in sorted(found)]
+    return sorted((p for p in root.iterdir() if p.is_dir() and STEP_DIR.fullmatch(p.name)), key=step_number)
 
 
 def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -106,13 +110,33 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
         tensors, metadata = optimizer_to_tensors(optimizer.state_dict())
         save_file(tensors, tmp / "optimizer.safetensors", metadata=metadata)
         write_json(tmp / "trainer_state.json", {"format_version": FORMAT_VERSION, **trainer_state})
-    for name in LATEST_FILES:
-        with atomic_path(run_dir / name) as tmp:
-            shutil.copyfile(final / name, tmp)
+    publish(run_dir, final)
     for old in step_dirs(run_dir)[:-keep]:
         shutil.rmtree(old)
     log.info("saved checkpoint %s", final)
     return final
+
+
+def publish(run_dir: str | Path, step_dir: str | Path) -> None:
+    """Make ``step_dir``'s weights, config, vocabulary and trainer state the run's top-level files (each one
+    replaced atomically; trainer_state.json, which names the step, last)."""
+    for name in LATEST_FILES:
+        with atomic_path(Path(run_dir) / name) as tmp:
+            shutil.copyfile(Path(step_dir) / name, tmp)
+
+
+def set_aside_newer(run_dir: str | Path, step_dir: str | Path) -> list[Path]:
+    """Rename the checkpoints newer than ``step_dir`` (the damaged ones a resume skipped) to
+    ``damaged-step-<N>``, so that the resumed run can write its own ``step-<N>``; returns the new names."""
+    newer = [path for path in step_dirs(run_dir) if step_number(path) > step_number(step_dir)]
+    moved = []
+    for path in newer:
+        target = path.with_name(f"damaged-{path.name}")
+        shutil.rmtree(target, ignore_errors=True)  # set aside by an earlier resume of the same step
+        path.rename(target)
+        log.warning("set aside damaged checkpoint %s as %s (delete it once you no longer need it)", path, target)
+        moved.append(target)
+    return moved
 
 
 def load_checkpoint(step_dir: str | Path, device: torch.device | str = "cpu"

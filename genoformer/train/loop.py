@@ -42,8 +42,10 @@ from genoformer.tokenize.dataset import TokenDataset
 from genoformer.train import distributed
 from genoformer.train.checkpoint import (
     load_latest_checkpoint,
+    publish,
     rng_state,
     save_checkpoint,
+    set_aside_newer,
     set_rng_state,
     step_dirs,
 )
@@ -190,6 +192,14 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         start_step, position = state["step"], DataPosition(**state["position"])
         set_rng_state(state["rng"])
         log.info("resuming from %s (step %d)", step_dir, start_step)
+        if dist.is_main:
+            set_aside_newer(out, step_dir)
+        if start_step >= run.steps:  # nothing left to train; the run's top-level files may have been deleted
+            if dist.is_main:
+                publish(out, step_dir)
+            log.info("the run had finished (step %d of %d): %s holds its final weights", start_step, run.steps, out)
+            distributed.barrier(dist)
+            return out
     else:
         if step_dirs(out):
             raise ConfigError(f"{out}: already holds checkpoints; pass --resume to continue that run, or choose "
