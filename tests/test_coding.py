@@ -1,5 +1,10 @@
 """Coding-variant enumeration on the bundled annotations, checked against whole-protein translation."""
 
+import gzip
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pysam
 import pytest
@@ -190,3 +195,50 @@ def test_cds_phase_must_be_0_1_2_or_dot(tmp_path, resources, phase):
     gff = edited_gff(resources / CDIPH_GFF, tmp_path / "phase.gff3", lambda f: f[:7] + [phase] + f[8:])
     with pytest.raises(InputError, match=rf"phase.gff3: line 4: CDS phase '{phase}' is not 0, 1, 2 or \."):
         read_cds(gff)
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bgzip"])
+def test_compressed_annotation_reads_like_the_plain_one(tmp_path, resources, compress):
+    plain = resources / CDIPH_GFF
+    packed = tmp_path / "cds.gff3.gz"
+    if compress == "gzip":
+        packed.write_bytes(gzip.compress(plain.read_bytes()))
+    else:
+        pysam.tabix_compress(str(plain), str(packed))
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    cds = read_cds(packed)
+    assert len(cds) == 2343 and cds == read_cds(plain)
+
+
+def test_unreadable_annotation_names_the_file(tmp_path, resources):
+    text = (resources / CDIPH_GFF).read_bytes()
+    truncated = tmp_path / "truncated.gff3.gz"
+    truncated.write_bytes(gzip.compress(text)[:-5000])
+    with pytest.raises(InputError, match=re.escape(f"{truncated}: cannot read GFF3 after line ")
+                       + r"\d+: Compressed file ended before the end-of-stream marker"):
+        read_cds(truncated)
+    lines = text.split(b"\n")
+    assert b"\tCDS\t" in lines[9]
+    lines[9] = lines[9].replace(b"ID=", b"ID=\xe9", 1)  # Latin-1 e-acute: not UTF-8
+    latin1 = tmp_path / "latin1.gff3"
+    latin1.write_bytes(b"\n".join(lines))
+    latin1_gz = tmp_path / "latin1.gff3.gz"
+    latin1_gz.write_bytes(gzip.compress(latin1.read_bytes()))
+    column = lines[9].index(b"\xe9") + 1
+    for path in (latin1, latin1_gz):
+        with pytest.raises(InputError) as err:
+            read_cds(path)
+        assert str(err.value) == f"{path}: GFF3 line 10 is not UTF-8 text (byte 0xe9 at column {column})"
+
+
+@pytest.mark.parametrize("command", ["coding-variants", "region-labels"])
+def test_bad_annotation_on_the_command_line_is_one_line_exit_2(tmp_path, resources, command):
+    gff = tmp_path / "cds.gff3.gz"
+    gff.write_bytes(gzip.compress((resources / CDIPH_GFF).read_bytes())[:-5000])
+    out = tmp_path / ("out.vcf.gz" if command == "coding-variants" else "out.bed")
+    result = subprocess.run([sys.executable, "-m", "genoformer", "-q", command, "--reference",
+                             str(resources / "cdiph" / "NZ_LN831026.1.fa.gz"), "--gff", str(gff), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr and f"{gff}: cannot read GFF3 after line " in result.stderr
+    assert not out.exists()

@@ -2,6 +2,7 @@
 
 import gzip
 import shutil
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -95,7 +96,14 @@ def test_string_labels_and_missing_score(tmp_path):
     ("chrC\t0\t100", "contig 'chrC' is not in reference", MismatchError),
     ("NC_000932.1\t1e3\t2000", "start '1e3' is not an integer", InputError),
     ("NC_000932.1\t10\t20.5", "end '20.5' is not an integer", InputError),
+    ("NC_000932.1\t1_000\t2000", "start '1_000' is not an integer", InputError),
+    ("NC_000932.1\t+100\t2000", "start '+100' is not an integer", InputError),
+    ("NC_000932.1\t 5\t2000", "start ' 5' is not an integer", InputError),
+    ("NC_000932.1\t10\t20 ", "end '20 ' is not an integer", InputError),
+    ("NC_000932.1\t10\t\u0662\u0660", "end '\u0662\u0660' is not an integer", InputError),
+    ("NC_000932.1\t-0\t20", "start '-0' is not an integer", InputError),
     ("NC_000932.1\t-5\t20", "start -5 is negative", InputError),
+    ("NC_000932.1\t10\t-20", "end -20 is negative", InputError),
     ("NC_000932.1 10 20", "1 column(s), BED needs at least 3 (fields must be separated by tabs)", InputError),
     ("NC_000932.1\t10", "2 column(s)", InputError),
     ("NC_000932.1\t10\t20\tx\thigh", "score 'high' is not a number", InputError),
@@ -106,6 +114,24 @@ def test_bad_lines_name_file_and_line(chloroplast, tmp_path, line, problem, erro
     with pytest.raises(error) as err:
         read_bed(path, chloroplast)
     assert f"{path} line 4: {problem}" in one_line(err)
+
+
+def test_corrupt_gzip_is_an_input_error(resources, tmp_path):
+    """Bytes overwritten mid-stream in a gzipped BED of the bundled CDS: a one-line error, not a zlib traceback."""
+    gff = pd.read_csv(resources / "cdiph" / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3", sep="\t", comment="#",
+                      header=None).head(1000)
+    lines = [f"{row[0]}\t{row[3] - 1}\t{row[4]}\tcds\t0\t{row[6]}\n" for row in gff.itertuples(index=False)]
+    data = bytearray(gzip.compress("".join(lines).encode(), mtime=0))
+    middle = len(data) // 2
+    data[middle:middle + 128] = bytes(255 - byte for byte in data[middle:middle + 128])
+    path = tmp_path / "cds.bed.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(zlib.error):  # the damage is one zlib itself rejects (not only a CRC mismatch at the end)
+        gzip.decompress(path.read_bytes())
+    with pytest.raises(InputError) as err:
+        read_bed(path)
+    assert one_line(err).startswith(f"{path}: cannot read BED after line ")
+    assert "corrupt gzip data (Error -3 while decompressing data" in str(err.value)
 
 
 def test_inconsistent_column_count(tmp_path):

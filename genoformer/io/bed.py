@@ -7,44 +7,37 @@ file (``.gz``) is read transparently. Each error names the file, the 1-based lin
 
 from __future__ import annotations
 
-import gzip
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
+from genoformer.io.text import text_lines
 
 OPTIONAL_COLUMNS = ("name", "score", "strand")
 STRANDS = ("+", "-", ".")
 DEFAULT_LABEL_COLUMN = 7
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as handle:
-        compressed = handle.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt") if compressed else open(path)
-
-
 def data_lines(path: Path):
     """Yield (1-based line number, fields) for each data line, skipping headers, comments and blanks."""
-    try:
-        with _open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                yield number, line.split("\t")
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read BED: {err}") from err
+    for number, line in text_lines(path, "BED"):
+        if not line.strip() or line.startswith(("#", "track", "browser")):
+            continue
+        yield number, line.split("\t")
 
 
-def _parse_int(value: str, path: Path, number: int, column: str) -> int:
-    try:
+def _parse_coordinate(value: str, path: Path, number: int, column: str) -> int:
+    """A coordinate: plain decimal digits (no sign, spaces, underscores or exponent), never negative."""
+    if re.fullmatch(r"[0-9]+", value):
         return int(value)
-    except ValueError:
-        raise InputError(f"{path} line {number}: {column} {value!r} is not an integer") from None
+    if re.fullmatch(r"-[0-9]+", value) and int(value) < 0:
+        raise InputError(f"{path} line {number}: {column} {value} is negative")
+    raise InputError(f"{path} line {number}: {column} {value!r} is not an integer "
+                     "(BED coordinates are plain digits 0-9)")
 
 
 def _parse_score(value: str, path: Path, number: int) -> float:
@@ -87,10 +80,8 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
         if len(fields) != n_columns:
             raise InputError(f"{path} line {number}: {len(fields)} columns where earlier lines have {n_columns}")
         chrom = fields[0]
-        start = _parse_int(fields[1], path, number, "start")
-        end = _parse_int(fields[2], path, number, "end")
-        if start < 0:
-            raise InputError(f"{path} line {number}: start {start} is negative")
+        start = _parse_coordinate(fields[1], path, number, "start")
+        end = _parse_coordinate(fields[2], path, number, "end")
         if start >= end:
             raise InputError(f"{path} line {number}: start {start} is not before end {end} "
                              "(BED is 0-based half-open: an interval needs start < end)")

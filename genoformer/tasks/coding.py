@@ -26,6 +26,7 @@ from Bio.Data import CodonTable
 from Bio.Seq import Seq
 
 from genoformer.errors import InputError, MissingFileError
+from genoformer.io.text import text_lines
 from genoformer.tasks.vcf_writer import InfoField, write_sites_vcf
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _attributes(text: str) -> dict[str, str]:
 
 
 def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> list[CodingSequence]:
-    """Read the CDS features of a GFF3 file, grouped into coding sequences.
+    """Read the CDS features of a GFF3 file (plain or gzip/bgzip-compressed), grouped into coding sequences.
 
     Segments of one CDS are joined by their ``Parent`` attribute, else their shared ``ID``; in GenBank-derived
     GFF3 without either, CDS lines with the same ``Name`` inside one block of lines (a block starts at a ``gene``
@@ -93,43 +94,42 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
         raise MissingFileError(f"{path}: annotation file does not exist")
     groups: dict[tuple, list[tuple[str, str, int, int, int, str]]] = {}
     block, previous_type = 0, None
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.startswith("##FASTA"):
-                break
-            if not line.strip() or line.startswith("#"):
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 9:
-                raise InputError(f"{path}: line {number}: expected 9 tab-separated GFF3 columns, found {len(fields)}")
-            contig, _, feature, start, end, _, strand, phase, attributes = fields
-            if feature == "gene" and previous_type != "gene":
-                block += 1
-            previous_type = feature
-            if feature != "CDS":
-                continue
-            try:
-                start, end = int(start), int(end)
-            except ValueError:
-                raise InputError(f"{path}: line {number}: start/end {fields[3]!r}/{fields[4]!r} are not integers") from None
-            if not 1 <= start <= end:
-                raise InputError(f"{path}: line {number}: CDS start {start} and end {end} are not 1 <= start <= end")
-            if strand not in "+-" or len(strand) != 1:
-                raise InputError(f"{path}: line {number}: CDS strand {strand!r} is not + or -")
-            if phase not in ("0", "1", "2", "."):
-                raise InputError(f"{path}: line {number}: CDS phase {phase!r} is not 0, 1, 2 or .")
-            if contigs is not None and contig in contigs and end > contigs[contig]:
-                raise InputError(f"{path}: line {number}: CDS end {end} is past the end of contig {contig} "
-                                 f"(length {contigs[contig]})")
-            attrs = _attributes(attributes)
-            if "Parent" in attrs:
-                key = ("parent", attrs["Parent"])
-            elif "ID" in attrs:
-                key = ("id", attrs["ID"])
-            else:
-                key = ("block", block, attrs.get("Name", f"line{number}"))
-            name = attrs.get("Name") or attrs.get("gene") or attrs.get("ID") or attrs.get("Parent") or f"cds_line{number}"
-            groups.setdefault(key, []).append((name, contig, start - 1, end, number, strand))
+    for number, line in text_lines(path, "GFF3"):
+        if line.startswith("##FASTA"):
+            break
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 9:
+            raise InputError(f"{path}: line {number}: expected 9 tab-separated GFF3 columns, found {len(fields)}")
+        contig, _, feature, start, end, _, strand, phase, attributes = fields
+        if feature == "gene" and previous_type != "gene":
+            block += 1
+        previous_type = feature
+        if feature != "CDS":
+            continue
+        try:
+            start, end = int(start), int(end)
+        except ValueError:
+            raise InputError(f"{path}: line {number}: start/end {fields[3]!r}/{fields[4]!r} are not integers") from None
+        if not 1 <= start <= end:
+            raise InputError(f"{path}: line {number}: CDS start {start} and end {end} are not 1 <= start <= end")
+        if strand not in "+-" or len(strand) != 1:
+            raise InputError(f"{path}: line {number}: CDS strand {strand!r} is not + or -")
+        if phase not in ("0", "1", "2", "."):
+            raise InputError(f"{path}: line {number}: CDS phase {phase!r} is not 0, 1, 2 or .")
+        if contigs is not None and contig in contigs and end > contigs[contig]:
+            raise InputError(f"{path}: line {number}: CDS end {end} is past the end of contig {contig} "
+                             f"(length {contigs[contig]})")
+        attrs = _attributes(attributes)
+        if "Parent" in attrs:
+            key = ("parent", attrs["Parent"])
+        elif "ID" in attrs:
+            key = ("id", attrs["ID"])
+        else:
+            key = ("block", block, attrs.get("Name", f"line{number}"))
+        name = attrs.get("Name") or attrs.get("gene") or attrs.get("ID") or attrs.get("Parent") or f"cds_line{number}"
+        groups.setdefault(key, []).append((name, contig, start - 1, end, number, strand))
     cds_list, trans_spliced = [], 0
     for parts in groups.values():
         if len({(contig, strand) for _, contig, _, _, _, strand in parts}) > 1:
