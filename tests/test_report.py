@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from sklearn.metrics import roc_auc_score
 
 from genoformer.cli import main
 from genoformer.report import plots
+from genoformer.tasks.regions import read_region_labels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -145,11 +147,11 @@ def test_variant_figures_name_a_missing_field(tmp_path, scored_coding_vcf, capsy
     assert "no INFO field GF_EMB in the header" in capsys.readouterr().err
 
 
-def region_predictions(path, n=120):
+def region_predictions(path, n=120, classes=("coding", "intergenic")):
     """A two-class predictions.tsv as classify-regions writes it; the probe separates the classes better."""
     rng = np.random.default_rng(0)
-    label = np.where(np.arange(n) % 2 == 0, "coding", "intergenic")
-    positive = label == "intergenic"
+    label = np.where(np.arange(n) % 2 == 0, *classes)
+    positive = label == classes[1]
     pd.DataFrame({
         "chrom": "NZ_LN831026.1", "start": np.arange(n) * 1000, "end": np.arange(n) * 1000 + 100,
         "name": [f"r{i}" for i in range(n)], "label": label,
@@ -168,6 +170,20 @@ def test_roc_pr_curves_of_region_predictions(tmp_path):
     assert report("roc-pr", "--predictions", tmp_path / "predictions.tsv", "--title", "cdiph_genes",
                   "--out", tmp_path / "roc.png") == 0
     assert_figure(tmp_path / "roc.png")
+
+
+@pytest.mark.parametrize("classes", [("9", "10"), ("-1", "1"), ("coding", "intergenic"), ("B", "a")])
+def test_roc_pr_takes_the_positive_class_classify_regions_scored(tmp_path, classes):
+    """score_<method> is P(second class) in classify-regions' order, which is numeric for integer labels: the
+    curves must call the same class positive (sorting 9 and 10 as text inverted them)."""
+    bed = tmp_path / "labels.bed"
+    bed.write_text("".join(f"NZ_LN831026.1\t{i * 100}\t{i * 100 + 50}\tr{i}\t0\t+\t{classes[i % 2]}\n"
+                           for i in range(10)))
+    assert read_region_labels(None, bed=bed).classes == list(classes)
+    region_predictions(tmp_path / "predictions.tsv", classes=classes)
+    labels, scores, positive = plots.read_region_predictions(tmp_path / "predictions.tsv")
+    assert positive == classes[1]
+    assert roc_auc_score(labels, scores["model: linear probe"]) > 0.8  # the probe scores the second class high
 
 
 def test_roc_pr_of_a_vcf_names_the_file(tmp_path, capsys, resources):

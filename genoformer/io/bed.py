@@ -125,3 +125,12 @@ def _integer_labels_or_strings(labels: pd.Series) -> pd.Series:
         return labels.map(int).astype("int64")
     except ValueError:
         return labels.astype(str)
+
+
+def class_order(labels) -> list[str]:
+    """The distinct labels, as strings, in the order classifiers number them: numerically when every label is
+    an integer (so 9 comes before 10), else alphabetically."""
+    names = {str(label) for label in labels}
+    if all(re.fullmatch(r"-?[0-9]+", name) for name in names):
+        return sorted(names, key=int)
+    return sorted(names)

@@ -22,6 +22,7 @@ from sklearn.metrics import (  # noqa: E402
 
 from genoformer.atomic import atomic_path  # noqa: E402
 from genoformer.errors import InputError, MissingFileError  # noqa: E402
+from genoformer.io.bed import class_order  # noqa: E402
 
 DPI = 120
 
@@ -182,7 +183,7 @@ def read_region_predictions(path: str | Path) -> tuple[np.ndarray, dict[str, np.
     two-class `classify-regions` predictions.tsv (columns label, split, score_<method> = P(second class))."""
     table = read_table(path, ["label", "split"])
     methods = [name for name in table.columns if name.startswith("score_")]
-    classes = sorted(table["label"].astype(str).unique())
+    classes = class_order(table["label"])  # classify-regions' order: score_<method> is P(classes[1])
     if len(classes) != 2 or not methods:
         raise InputError(f"{path}: ROC/PR curves need a two-class task with score_<method> columns; it has "
                          f"{len(classes)} classes and columns {', '.join(table.columns)}")

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from genoformer.errors import ConfigError, InputError
-from genoformer.io.bed import read_bed
+from genoformer.io.bed import class_order, read_bed
 from genoformer.io.fasta import reverse_complement_codes
 from genoformer.model import ReformerForSequenceClassification, load_pretrained
 from genoformer.tasks.baselines import spectra
@@ -79,7 +79,7 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
         table = _with_line_names(table, bed)
     if "name" not in table:
         table["name"] = [f"{c}:{s + 1}-{e}" for c, s, e in zip(table.chrom, table.start, table.end)]
-    classes = [str(name) for name in sorted(table["label"].unique())]  # numeric order for integer labels
+    classes = class_order(table["label"])
     table["label"] = table["label"].astype(str)
     _check_one_class_per_interval(table)
     source = str(bed) if bed else ", ".join(map(str, class_beds.values()))
