@@ -306,19 +306,32 @@ def test_giab_vcf_with_undeclared_info_field_scores_end_to_end(human_q, tiny_run
     assert rows[0] == (186, ("67", "0", "116"), ("PASS",))
 
 
-def test_window_step_zero_or_negative_is_a_range_error(chloroplast, chloroplast_fasta, checkpoint, tmp_path, capsys):
+def test_window_step_zero_or_negative_is_a_range_error(chloroplast):
     encoder = Encoder(tiny_model(3), KmerVocab(3), 1, torch.device("cpu"))
     variants = random_variants(chloroplast, np.random.default_rng(1), 2, 3000, 4000, kinds=("snv",))
     for step in (0, -8):
         with pytest.raises(ConfigError, match=rf"window step \({step} bp\) from 1 to half the window"):
             score_variants(variants, chloroplast, encoder, window=300, step=step, progress=False)
-    vcf = write_vcf(tmp_path / "in.vcf", [(CONTIG, v.pos, ".", v.ref, v.alt, ".", ".", "DP=1") for v in variants],
-                    chloroplast.contigs)
-    out = tmp_path / "o.vcf.gz"
-    assert main(["-q", "score-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf), "--checkpoint",
-                 str(checkpoint), "--out", str(out), "--window", "300", "--window-step", "0"]) == 2
+
+
+@pytest.mark.parametrize("command", ["score-variants", "classify-variants"])
+@pytest.mark.parametrize("flags,named", [
+    (["--window", "0"], "--window 0: must be at least 1"),
+    (["--window", "300", "--window-step", "0"], "--window-step 0: must be from 1 to 150"),
+    (["--window", "300", "--window-step", "151"], "--window-step 151: must be from 1 to 150"),
+    (["--mask-spacing", "-1"], "--mask-spacing -1: must be at least 0"),
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--stride", "0"], "--stride 0: must be at least 1"),
+])
+def test_bad_flags_are_refused_before_any_file_is_read(chloroplast_fasta, tmp_path, capsys, command, flags, named):
+    """The flags are checked first: the VCF and checkpoint named here do not even exist (a real VCF would be
+    read, and the model loaded, before the old checks ran)."""
+    out = tmp_path / ("o.vcf.gz" if command == "score-variants" else "out")
+    label = ["--label-field", "CLASS"] if command == "classify-variants" else []
+    assert main(["-q", command, *label, "--reference", str(chloroplast_fasta), "--vcf", str(tmp_path / "absent.vcf.gz"),
+                 "--checkpoint", str(tmp_path / "absent_run"), "--out", str(out), *flags]) == 2
     err = capsys.readouterr().err
-    assert "window step (0 bp) from 1 to half the window" in err and err.count("\n") == 1 and not out.exists()
+    assert named in err and err.count("\n") == 1 and not out.exists()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import logging
 
 from genoformer.atomic import atomic_dir, check_replaceable, write_json, write_text
 from genoformer.commands import check_range
-from genoformer.commands.score_variants import add_model_options
+from genoformer.commands.score_variants import add_model_options, check_model_options
 from genoformer.errors import ConfigError
 from genoformer.tasks.defaults import CLASSIFIER_OUTPUT_MARKER, DEFAULT_WINDOW, MAX_BASELINE_K
 
@@ -62,6 +62,9 @@ def _check_flags(args) -> None:
     check_range("--kmer", args.kmer, 1, MAX_BASELINE_K)
     check_range("--finetune-epochs", args.finetune_epochs, 0)
     check_range("--bootstrap", args.bootstrap, 1)
+    check_range("--window", args.window, 1)
+    check_range("--block", args.block, 1)
+    check_model_options(args)
     if not args.lr > 0:
         raise ConfigError(f"--lr {args.lr}: the learning rate must be greater than 0")
     check_replaceable(args.out, CLASSIFIER_OUTPUT_MARKER)

@@ -8,7 +8,12 @@ from pathlib import Path
 from genoformer import __version__
 from genoformer.atomic import atomic_dir, check_replaceable, write_json
 from genoformer.commands import check_range
-from genoformer.commands.score_variants import add_model_options, add_window_options
+from genoformer.commands.score_variants import (
+    add_model_options,
+    add_window_options,
+    check_model_options,
+    check_window_options,
+)
 from genoformer.errors import ConfigError
 from genoformer.tasks.defaults import CLASSIFIER_OUTPUT_MARKER, MAX_BASELINE_K
 
@@ -72,6 +77,11 @@ def run(args) -> None:
         raise ConfigError(f"--context-k {args.context_k}: longer than the {2 * args.context + 1} bp an SNV's context "
                           f"of --context {args.context} bp on each side holds")
     check_range("--bootstrap", args.bootstrap, 1)
+    check_range("--block", args.block, 1)
+    if args.max_per_class is not None:
+        check_range("--max-per-class", args.max_per_class, 1)
+    check_window_options(args)
+    check_model_options(args)
     check_replaceable(args.out, CLASSIFIER_OUTPUT_MARKER)
     # torch, scikit-learn, pysam and pandas are imported only when this command runs
     from genoformer.io.fasta import Reference

@@ -6,6 +6,7 @@ import logging
 import re
 
 from genoformer import __version__
+from genoformer.commands import check_range
 from genoformer.errors import ConfigError
 from genoformer.tasks.defaults import DEFAULT_MASK_SPACING, DEFAULT_WINDOW
 
@@ -36,6 +37,21 @@ def add_window_options(parser) -> None:
     parser.add_argument("--mask-spacing", type=int, default=DEFAULT_MASK_SPACING, metavar="BP",
                         help="variants at least this far apart are masked together in one LLR pass "
                         f"(default {DEFAULT_MASK_SPACING}; a value above the window masks each site alone)")
+
+
+def check_window_options(args) -> None:
+    """Range checks of :func:`add_window_options`' flags, before any file is read."""
+    check_range("--window", args.window, 1)
+    if args.window_step is not None:
+        check_range("--window-step", args.window_step, 1, max(1, args.window // 2))
+    check_range("--mask-spacing", args.mask_spacing, 0)
+
+
+def check_model_options(args) -> None:
+    """Range checks of :func:`add_model_options`' flags, before any file is read."""
+    check_range("--batch-size", args.batch_size, 1)
+    if args.stride is not None:
+        check_range("--stride", args.stride, 1)
 
 
 def add_model_options(parser) -> None:
@@ -91,6 +107,8 @@ def run(args) -> None:
     if not args.out.endswith(".vcf.gz"):
         raise ConfigError(f"--out {args.out}: the scored VCF is bgzipped, so its name must end in .vcf.gz")
     shard = parse_shard(args.shard)
+    check_window_options(args)
+    check_model_options(args)
     with Reference(args.reference) as reference:
         variant_set = read_variants(args.vcf, reference,
                                     on_ref_mismatch="skip" if args.skip_ref_mismatch else "error")
