@@ -42,6 +42,16 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_indexed(path: str | os.PathLike, index: str | os.PathLike, *, suffix: str = "") -> Iterator[tuple[Path, Path]]:
+    """Yield temporary paths for a data file and its index (e.g. a VCF and its .tbi); on success the old index
+    goes first, then both are renamed into place, so a reader never finds the new file with the old index (it
+    may briefly find the file with none, which htslib reports instead of reading at stale offsets)."""
+    with atomic_path(index) as tmp_index, atomic_path(path, suffix=suffix) as tmp:
+        yield tmp, tmp_index
+        Path(index).unlink(missing_ok=True)  # then the data file is renamed into place, then the index
+
+
 def check_replaceable(path: str | os.PathLike, marker: str) -> None:
     """Raise ConfigError unless ``path`` is absent, an empty folder, or a folder holding ``marker`` (the file
     every output of this kind has), so that a mistyped output path never replaces a user's own file or folder.

@@ -1,10 +1,11 @@
 """Atomic outputs (genoformer.atomic): all or nothing, and never in place of something the user made."""
 
 import os
+from pathlib import Path
 
 import pytest
 
-from genoformer.atomic import atomic_dir, atomic_path, write_json, write_text
+from genoformer.atomic import atomic_dir, atomic_indexed, atomic_path, write_json, write_text
 from genoformer.cli import main
 from genoformer.errors import ConfigError
 
@@ -141,3 +142,27 @@ def test_write_json_writes_strict_json_with_null_for_nan(tmp_path):
                       "per_class": (1, 2)})
     assert json.loads(path.read_text(), parse_constant=pytest.fail) == {
         "auroc": {"value": 0.75, "ci95": [None, None]}, "n": 3, "per_class": [1, 2]}
+
+
+def test_atomic_indexed_never_pairs_the_new_file_with_the_old_index(tmp_path, monkeypatch):
+    data, index = tmp_path / "x.vcf.gz", tmp_path / "x.vcf.gz.tbi"
+    data.write_text("old")
+    index.write_text("old index")
+    seen, replace = [], os.replace
+
+    def recording_replace(src, dst):  # the real rename, then what a reader would find at that moment
+        replace(src, dst)
+        seen.append((Path(dst).name, data.read_text(), index.read_text() if index.exists() else None))
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    with pytest.raises(RuntimeError):
+        with atomic_indexed(data, index, suffix=".vcf.gz") as (tmp, tmp_index):
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert (data.read_text(), index.read_text()) == ("old", "old index") and seen == []
+    with atomic_indexed(data, index, suffix=".vcf.gz") as (tmp, tmp_index):
+        assert tmp.name.endswith(".vcf.gz")
+        tmp.write_text("new")
+        tmp_index.write_text("new index")
+    assert seen == [("x.vcf.gz", "new", None), ("x.vcf.gz.tbi", "new", "new index")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.vcf.gz", "x.vcf.gz.tbi"]

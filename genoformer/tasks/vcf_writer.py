@@ -10,7 +10,7 @@ from typing import Iterable
 
 import pysam
 
-from genoformer.atomic import atomic_path
+from genoformer.atomic import atomic_indexed
 
 TBI_MAX_CONTIG = 2**29 - 1  # tabix (.tbi) indexes contigs up to 512 Mbp; longer ones need CSI
 
@@ -59,7 +59,7 @@ def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict],
     for name, description in filters:
         header.filters.add(name, None, None, description)
     index = index_path(path, contigs.values())
-    with atomic_path(index) as tmp_index, atomic_path(path, suffix=".vcf.gz") as tmp:
+    with atomic_indexed(path, index, suffix=".vcf.gz") as (tmp, tmp_index):
         with pysam.VariantFile(str(tmp), "wz", header=header) as out:
             for row in rows:
                 record = out.new_record(contig=row["contig"], start=row["pos"] - 1, alleles=(row["ref"], row["alt"]),
