@@ -190,6 +190,13 @@ def test_cds_past_the_contig_end_names_the_gff_line(tmp_path, chloroplast, resou
         coding_intergenic_regions(chloroplast, gff, length=200, per_class=200)
 
 
+@pytest.mark.parametrize("start", ["1_000", "+100", " 5", "1e3", "-4", "\u0661\u0662"])
+def test_cds_coordinates_must_be_plain_digits(tmp_path, resources, start):
+    gff = edited_gff(resources / CDIPH_GFF, tmp_path / "coords.gff3", lambda f: f[:3] + [start] + f[4:])
+    with pytest.raises(InputError, match=r"coords.gff3: line 4: start/end .* are not integers"):
+        read_cds(gff)
+
+
 @pytest.mark.parametrize("phase", ["7", "-1", "x"])
 def test_cds_phase_must_be_0_1_2_or_dot(tmp_path, resources, phase):
     gff = edited_gff(resources / CDIPH_GFF, tmp_path / "phase.gff3", lambda f: f[:7] + [phase] + f[8:])

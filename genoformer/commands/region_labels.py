@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         "`genoformer classify-regions --bed`.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
-    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS features")
+    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS features (plain, gzip or bgzip)")
     parser.add_argument("--length", type=int, default=200, metavar="BP", help="region length in bp (default 200)")
     parser.add_argument("--per-class", type=int, default=200, metavar="N", help="regions per class (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")

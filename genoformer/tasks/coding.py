@@ -108,10 +108,10 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
         previous_type = feature
         if feature != "CDS":
             continue
-        try:
-            start, end = int(start), int(end)
-        except ValueError:
-            raise InputError(f"{path}: line {number}: start/end {fields[3]!r}/{fields[4]!r} are not integers") from None
+        if not (start.isascii() and start.isdigit() and end.isascii() and end.isdigit()):
+            raise InputError(f"{path}: line {number}: start/end {fields[3]!r}/{fields[4]!r} are not integers "
+                             "(GFF3 coordinates are plain digits 0-9)")
+        start, end = int(start), int(end)
         if not 1 <= start <= end:
             raise InputError(f"{path}: line {number}: CDS start {start} and end {end} are not 1 <= start <= end")
         if strand not in "+-" or len(strand) != 1:
