@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import os
 import re
 from pathlib import Path
@@ -19,7 +20,10 @@ import pysam
 
 from genoformer.atomic import atomic_path
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
+from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 from genoformer.tasks.vcf_writer import index_path
+
+log = logging.getLogger(__name__)
 
 SHARD_HEADER_KEY = "genoformer_shard"  # the one header line in which shards of one scoring run differ
 
@@ -27,10 +31,11 @@ SHARD_HEADER_KEY = "genoformer_shard"  # the one header line in which shards of 
 def _open(path: str | os.PathLike) -> pysam.VariantFile:
     if not Path(path).is_file():
         raise MissingFileError(f"{path}: VCF does not exist")
-    try:
-        return pysam.VariantFile(str(path))
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable VCF/BCF ({err})") from None
+    with htslib_messages(log, path) as messages:
+        try:
+            return pysam.VariantFile(str(path))
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path}: not a readable VCF/BCF ({messages.reason(err)})") from None
 
 
 def _merged_header(first: pysam.VariantHeader) -> pysam.VariantHeader:
@@ -106,13 +111,16 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
     The shards must have the same INFO fields, contigs and ``##genoformer_*`` lines and be shards 0..N-1 of
     their ``##genoformer_shard=I/N`` lines, each once (a VCF without that line is shard 0/1, a whole run); see
     ``check_shards``. The merged header is the first shard's without its shard line. A shard out of position
-    order raises ``InputError`` naming it and the record.
+    order, or one that cannot be read, raises ``InputError`` naming it and the record.
     """
     if not inputs:
         raise InputError(f"{out}: no VCF to merge")
     check_not_an_input(out, inputs, "merged VCF")
     with contextlib.ExitStack() as stack:
-        vcfs = [stack.enter_context(_open(path)) for path in inputs]
+        vcfs = []
+        for path in inputs:
+            vcfs.append(_open(path))
+            stack.callback(close_quietly, vcfs[-1], log, path)
         signature = (list(vcfs[0].header.info), list(vcfs[0].header.contigs))
         for path, vcf in zip(inputs, vcfs):
             if (list(vcf.header.info), list(vcf.header.contigs)) != signature:
@@ -124,7 +132,9 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
 
         def sorted_records(path, vcf):
             last = (-1, 0)
-            for number, record in enumerate(vcf, start=1):
+            records = read_quietly(vcf, log, path, lambda reason, number: InputError(
+                f"{path}: cannot read record {number}: {reason}"))
+            for number, record in enumerate(records, start=1):
                 key = (contig_order[record.contig], record.pos)
                 if key < last:
                     raise InputError(f"{path}: record {number} ({record.contig}:{record.pos}) is out of position "
@@ -136,7 +146,7 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
                              key=lambda item: item[0])
         index = index_path(out, [contig.length or 0 for contig in header.contigs.values()])
         count = 0
-        with atomic_path(index) as tmp_index, atomic_path(out, suffix=".vcf.gz") as tmp:
+        with atomic_path(index) as tmp_index, atomic_path(out, suffix=".vcf.gz") as tmp, htslib_messages(log, out):
             with pysam.VariantFile(str(tmp), "wz", header=header) as sink:
                 for _, _, record in merged:
                     record.translate(header)

@@ -1,6 +1,8 @@
 """genoformer.io.bam on the bundled real reads (NA12878 on human q, SARS-CoV-2) and broken copies of them."""
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pysam
@@ -204,6 +206,42 @@ def test_truncated_bam_is_an_error(human_q, q_reference, tmp_path, keep_eof_mark
         with pytest.raises(InputError) as err:
             run()
         assert str(bam) in one_line(err) and "truncated" in one_line(err)
+
+
+def test_cram_against_a_changed_reference_is_an_md5_mismatch(human_q, q_reference, tmp_path):
+    """Same contig name and length, one base changed: the CRAM header's @SQ M5 says so before any decoding."""
+    sequence = q_reference.fetch("q")
+    changed = tmp_path / "q_changed.fa"
+    changed.write_text(">q\n" + sequence[:5000] + ("A" if sequence[5000] != "A" else "C") + sequence[5001:] + "\n")
+    cram = shutil.copy(human_q / "NA12878.chr22.tiny.cram", tmp_path)
+    with Reference(changed) as reference:
+        for run in (lambda: consensus(cram, reference, "q"), lambda: list(iter_reads(cram, reference)),
+                    lambda: list(iter_reads(cram, reference, region="q:100-200"))):
+            with pytest.raises(MismatchError) as err:
+                run()
+            assert one_line(err).startswith(f"{cram}: contig q: MD5 ee5a2decc990ba0220728d924ddd4dba in the CRAM "
+                                            f"header (@SQ M5) but ")
+            assert f"in reference {changed}" in one_line(err)
+
+
+def test_index_of_another_bam(human_q, sarscov2, q_reference, tmp_path):
+    bam = shutil.copy(human_q / NA12878_BAM, tmp_path)
+    shutil.copy(sarscov2 / "SRR11728627.sorted.bam.bai", tmp_path / f"{NA12878_BAM}.bai")
+    with pytest.raises(InputError) as err:
+        consensus(bam, q_reference, "q")
+    assert one_line(err) == (f"{bam}: read error: Invalid BGZF header at offset 223; if {bam}.bai is another file's "
+                             "index, delete it to have it rebuilt")
+
+
+def test_cli_reads_a_cram_without_index_quietly(human_q, tmp_path):
+    """htslib's complaint that the .crai is missing (genoformer then builds it) is a debug message, not stderr."""
+    cram = shutil.copy(human_q / "NA12878.chr22.tiny.cram", tmp_path)
+    result = subprocess.run([sys.executable, "-m", "genoformer", "-q", "tokenize", "--fasta", str(human_q / "q.fa"),
+                             "--bam", str(cram), "--window", "512", "--out", str(tmp_path / "ds")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith(("[W::", "[E::"))], result.stderr
+    assert (tmp_path / "NA12878.chr22.tiny.cram.crai").exists() and (tmp_path / "ds" / "manifest.json").exists()
 
 
 def test_contigs_checked_against_reference(sarscov2, q_reference):

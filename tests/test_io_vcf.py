@@ -1,6 +1,9 @@
 """genoformer.io.vcf on the bundled freebayes and GIAB calls, and on edited copies of their records."""
 
 import gzip
+import struct
+import subprocess
+import sys
 
 import pysam
 import pytest
@@ -8,6 +11,7 @@ import pytest
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
 from genoformer.io.vcf import is_symbolic, read_variants
+from genoformer.vcf_shards import merge_vcfs
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +46,32 @@ def edited_vcf(tmp_path, calls_text, edit):
 def one_line(err):
     assert "\n" not in str(err.value)
     return str(err.value)
+
+
+def corrupt_records_block(human_q, tmp_path):
+    """q.vcf.gz as pysam writes it (header and records in separate BGZF blocks) with a byte of the records'
+    block flipped: the header reads, the first record does not."""
+    path = tmp_path / "shard.vcf.gz"
+    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as source, \
+            pysam.VariantFile(str(path), "wz", header=source.header) as sink:
+        for record in source:
+            sink.write(record)
+    data = bytearray(path.read_bytes())
+    records_block = struct.unpack("<H", data[16:18])[0] + 1  # BSIZE - 1 of the first (header) block
+    data[records_block + 500] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def cli(*args):
+    """``python -m genoformer -q ARGS``: the exit code and the stderr lines."""
+    result = subprocess.run([sys.executable, "-m", "genoformer", "-q", *map(str, args)], capture_output=True,
+                            text=True, timeout=300)
+    return result.returncode, result.stderr.splitlines()
+
+
+def raw_htslib(lines):
+    return [line for line in lines if line.startswith(("[W::", "[E::"))]
 
 
 @pytest.mark.parametrize("name", ["q.vcf.gz", "NA12878.chr22.tiny.giab.vcf"])
@@ -151,15 +181,72 @@ def test_ref_past_contig_end(q_reference, tmp_path, calls_text):
         read_variants(edited_vcf(tmp_path, calls_text, edit), q_reference)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda records: records[2].__setitem__(1, "abc"),  # POS not a number
-    lambda records: records[2].__delitem__(slice(3, None)),  # record cut after ID
+@pytest.mark.parametrize("edit, reason", [
+    (lambda records: records[2].__setitem__(1, "abc"), "Could not parse the position 'abc'"),  # POS not a number
+    (lambda records: records[2].__delitem__(slice(3, None)), ""),  # record cut after ID
+    (lambda records: records[2].__delitem__(7), "FORMAT column with no sample columns"),  # INFO column missing
 ])
-def test_malformed_vcf_names_the_file(q_reference, tmp_path, calls_text, edit):
+def test_malformed_vcf_names_the_file(q_reference, tmp_path, calls_text, edit, reason):
     path = edited_vcf(tmp_path, calls_text, edit)
     with pytest.raises(InputError) as err:
         read_variants(path, q_reference)
-    assert str(path) in one_line(err)
+    assert f"{path}: malformed VCF at record 3: {reason}" in one_line(err)
+
+
+def test_pos_zero(q_reference, tmp_path, calls_text):
+    def edit(records):
+        records[1][1] = "0"
+    path = edited_vcf(tmp_path, calls_text, edit)
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    assert one_line(err) == f"{path} record 2 (q:0): POS 0 is not a position on contig q (VCF positions start at 1)"
+
+
+def test_malformed_record_after_many(q_reference, tmp_path, calls_text):
+    """The record number is right past the first few hundred records (pysam reads them in batches)."""
+    def edit(records):
+        records[:] = [list(fields) for fields in records * 20]
+        records[299][1] = "abc"
+    path = edited_vcf(tmp_path, calls_text, edit)
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    assert one_line(err) == f"{path}: malformed VCF at record 300: Could not parse the position 'abc'"
+
+
+def test_corrupt_bgzf_block(human_q, q_reference, tmp_path):
+    path = corrupt_records_block(human_q, tmp_path)
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    assert one_line(err) == f"{path}: malformed VCF at record 1: Inflate operation failed: invalid distance too " \
+        "far back"
+
+
+def test_merge_names_the_corrupt_shard(human_q, tmp_path):
+    shard = corrupt_records_block(human_q, tmp_path)
+    with pytest.raises(InputError) as err:
+        merge_vcfs([shard], tmp_path / "merged.vcf.gz")
+    assert one_line(err) == f"{shard}: cannot read record 1: Inflate operation failed: invalid distance too far back"
+    code, lines = cli("merge-vcf", "--vcfs", shard, "--out", tmp_path / "merged.vcf.gz")
+    assert code == 2 and not raw_htslib(lines), lines
+    assert lines[-1] == f"genoformer merge-vcf: error: {one_line(err)}"
+    assert not (tmp_path / "merged.vcf.gz").exists()
+
+
+def test_htslib_messages_are_logged_not_printed(human_q, tmp_path, calls_text):
+    """q.vcf.gz declares GQ as a Float: htslib's warning is logged; a missing column's dozen htslib lines before
+    the error are not shown at all. The absent checkpoint stops score-variants after the VCF is read."""
+    code, lines = cli("score-variants", "--reference", human_q / "q.fa", "--vcf", human_q / "q.vcf.gz",
+                      "--checkpoint", tmp_path / "absent", "--out", tmp_path / "out.vcf.gz")
+    assert code == 2 and not raw_htslib(lines), lines
+    assert len(lines) == 2 and lines[0].endswith(f"WARNING genoformer.io.vcf: {human_q / 'q.vcf.gz'}: htslib: GQ "
+                                                 "should be declared as Type=Integer")
+    assert "checkpoint not found" in lines[1]
+
+    path = edited_vcf(tmp_path, calls_text, lambda records: records[2].__delitem__(7))
+    code, lines = cli("score-variants", "--reference", human_q / "q.fa", "--vcf", path,
+                      "--checkpoint", tmp_path / "absent", "--out", tmp_path / "out.vcf.gz")
+    assert code == 2 and not raw_htslib(lines), lines
+    assert lines[-1].startswith(f"genoformer score-variants: error: {path}: malformed VCF at record 3: ")
 
 
 def test_not_a_vcf_missing_and_empty(human_q, q_reference, tmp_path):

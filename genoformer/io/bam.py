@@ -2,18 +2,18 @@
 
 An index (``.bai``/``.csi`` or ``.crai``) is required; when it is missing and the folder is writable it is
 built (atomically), else the error names the index expected. A CRAM needs the reference it was compressed
-against. A file without its BGZF end-of-file marker (cut short by a failed copy) or that breaks while
-reading is an ``InputError``, never a partial result. The BAM's contigs (names and lengths) must be in the
-reference.
+against: where its ``@SQ`` lines carry ``M5`` tags, each contig is checked against the reference's MD5 before
+its first read. A file without its BGZF end-of-file marker (cut short by a failed copy) or that breaks while
+reading is an ``InputError`` with htslib's reason, never a partial result. The BAM's contigs (names and
+lengths) must be in the reference. What htslib prints goes to this module's logger (see ``genoformer.io.htslib``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
 import os
-import sys
-import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +25,7 @@ from tqdm import tqdm
 from genoformer.atomic import atomic_path
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference, decode_bases
+from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +38,13 @@ _DELETION = 2
 _CONSUMES_REFERENCE = (0, 2, 3, 7, 8)  # M D N = X
 
 CONSENSUS_CHUNK = 1_000_000
+MD5_CHUNK = 1 << 22
 
-
-@contextlib.contextmanager
-def htslib_messages() -> Iterator[list[str]]:
-    """Capture what htslib (C code, writing straight to file descriptor 2) prints inside the block, instead of
-    letting it reach the terminal ahead of genoformer's one-line error; the list holds its lines after the block."""
-    lines: list[str] = []
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as capture:
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            lines.extend(capture.read().decode(errors="replace").splitlines())
+# htslib's message for a BGZF block that the file ends inside of
+_SHORT_BLOCK = re.compile(r"expected (\d+) bytes; hread returned (\d+)")
+# reference file, its size and mtime, contig -> MD5 of the upper-cased sequence: a consensus per region hashes
+# a contig once, not once per region
+_MD5_CACHE: dict[tuple[str, int, int, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -90,17 +80,22 @@ class AlignmentFile:
             self._file = self._open()
         if reference is not None:
             self._check_contigs(reference)
+        # a CRAM's contig -> its @SQ M5 tag, until checked against the reference
+        self._unchecked_md5 = {line["SN"]: line["M5"].lower() for line in self._file.header.to_dict().get("SQ", [])
+                               if self.is_cram and "M5" in line}
 
     def _open(self) -> pysam.AlignmentFile:
         reference_filename = str(self.reference.path) if self.is_cram else None
-        try:
-            return pysam.AlignmentFile(str(self.path), "rc" if self.is_cram else "rb",
-                                       reference_filename=reference_filename)
-        except (ValueError, OSError) as err:
-            if "EOF marker" in str(err):
-                raise InputError(f"{self.path}: file is truncated (no BGZF end-of-file marker); copy or "
-                                 "create it again") from err
-            raise InputError(f"{self.path}: not a valid {'CRAM' if self.is_cram else 'BAM'}: {err}") from err
+        with htslib_messages(log, self.path) as messages:
+            try:
+                return pysam.AlignmentFile(str(self.path), "rc" if self.is_cram else "rb",
+                                           reference_filename=reference_filename)
+            except (ValueError, OSError) as err:
+                if "EOF marker" in str(err):
+                    raise InputError(f"{self.path}: file is truncated (no BGZF end-of-file marker); copy or "
+                                     "create it again") from err
+                raise InputError(f"{self.path}: not a valid {'CRAM' if self.is_cram else 'BAM'}: "
+                                 f"{messages.reason(err)}") from err
 
     @property
     def _index_name(self) -> Path:
@@ -111,18 +106,14 @@ class AlignmentFile:
             raise MissingFileError(f"{self.path}: index {self._index_name} not found and folder {self.path.parent} "
                                    f"is not writable; create it with `samtools index {self.path}`")
         log.info("indexing %s", self.path)
-        error = None
-        with htslib_messages() as messages:
+        with htslib_messages(log, self.path) as messages:
             try:
                 with atomic_path(self._index_name) as tmp:
                     tmp.unlink()  # let samtools create it, with the usual permissions
                     pysam.index("-o", str(tmp), str(self.path))
             except pysam.SamtoolsError as err:
-                error = err
-        if error is not None:  # raised after the block, which fills ``messages`` as it ends
-            why = next((line.split("] ", 1)[-1] for line in messages if line.startswith("[E::")), str(error))
-            raise InputError(f"{self.path}: cannot index (is it coordinate-sorted? `samtools sort` it): "
-                             f"{' '.join(why.split())}") from error
+                raise InputError(f"{self.path}: cannot index (is it coordinate-sorted? `samtools sort` it): "
+                                 f"{messages.reason(err)}") from err
 
     def _check_contigs(self, reference: Reference) -> None:
         """``MismatchError`` listing the BAM contigs absent from the reference or of another length."""
@@ -136,6 +127,31 @@ class AlignmentFile:
             shown = ", ".join(problems[:10]) + (f" and {len(problems) - 10} more" if len(problems) > 10 else "")
             raise MismatchError(f"{self.path}: contigs disagree with reference {reference.path}: {shown}")
 
+    def _check_md5(self, contigs: list[str]) -> None:
+        """For a CRAM, ``MismatchError`` when the ``M5`` of a contig's ``@SQ`` line is not the MD5 of that contig
+        in the reference: htslib could not decode its reads. Each contig is hashed when first read (and cached),
+        not all on open: a region of a human CRAM costs its chromosome (chr1: 1-5 s), not the whole genome
+        (15-60 s for 3 Gbp, plain or bgzipped FASTA)."""
+        for contig in contigs:
+            expected = self._unchecked_md5.get(contig)
+            if expected is None:
+                continue
+            actual = _contig_md5(self.reference, contig)
+            if actual != expected:
+                raise MismatchError(f"{self.path}: contig {contig}: MD5 {expected} in the CRAM header (@SQ M5) but "
+                                    f"{actual} in reference {self.reference.path}: the CRAM was made against "
+                                    "another sequence; pass the reference it was made with")
+            del self._unchecked_md5[contig]
+
+    def _read_error(self, reason: str, indexed: bool) -> InputError:
+        """The error for a read that failed with htslib's ``reason``: "file truncated" where htslib found the file
+        ending inside a block; else, for a read through the index, the index may be another file's."""
+        short = _SHORT_BLOCK.search(reason)
+        if short and int(short[2]) < int(short[1]):
+            return InputError(f"{self.path}: file truncated: {reason}")
+        hint = f"; if {self._index_name} is another file's index, delete it to have it rebuilt" if indexed else ""
+        return InputError(f"{self.path}: read error: {reason}{hint}")
+
     @property
     def contigs(self) -> dict[str, int]:
         """Contig name -> length from the header, in header order."""
@@ -144,24 +160,30 @@ class AlignmentFile:
     def reads(self, read_filter: ReadFilter = ReadFilter(), region: str | None = None) -> Iterator[pysam.AlignedSegment]:
         """The reads passing ``read_filter``, in a samtools-style ``region`` (``contig[:start-end]``, 1-based
         inclusive) or, when ``region`` is None, the whole file including unplaced reads."""
-        try:
+        with htslib_messages(log, self.path):
+            try:
+                tid = self._file.parse_region(region=region)[1] if region else None
+            except ValueError as err:
+                raise InputError(f"{self.path}: bad region {region!r}: {err}") from err
+            self._check_md5(list(self._file.references) if tid is None else [self._file.get_reference_name(tid)])
             reads = self._file.fetch(region=region) if region else self._file.fetch(until_eof=True)
-        except ValueError as err:
-            raise InputError(f"{self.path}: bad region {region!r}: {err}") from err
-        with _read_errors(self.path):
-            for read in reads:
-                if read_filter.passes(read):
-                    yield read
+        for read in read_quietly(reads, log, self.path, lambda reason, _: self._read_error(reason, bool(region))):
+            if read_filter.passes(read):
+                yield read
 
     def base_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter = ReadFilter(),
                     min_base_quality: int = 13) -> np.ndarray:
         """Counts per reference position of ``contig[start:end]``, shape (5, end - start): reads showing
         A, C, G, T (base quality >= ``min_base_quality``) and reads with a deletion there."""
-        with _read_errors(self.path):
-            counts = np.zeros((5, end - start), dtype=np.int64)
-            counts[:4] = np.asarray(self._file.count_coverage(
-                contig, start, end, quality_threshold=min_base_quality, read_callback=read_filter.passes))
-            counts[4] = self._deletion_counts(contig, start, end, read_filter)
+        self._check_md5([contig])
+        counts = np.zeros((5, end - start), dtype=np.int64)
+        with htslib_messages(log, self.path) as messages:
+            try:
+                counts[:4] = np.asarray(self._file.count_coverage(
+                    contig, start, end, quality_threshold=min_base_quality, read_callback=read_filter.passes))
+                counts[4] = self._deletion_counts(contig, start, end, read_filter)
+            except OSError as err:
+                raise self._read_error(messages.reason(err), indexed=True) from err
         return counts
 
     def _deletion_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter) -> np.ndarray:
@@ -181,10 +203,8 @@ class AlignmentFile:
         return np.cumsum(steps[:-1])
 
     def close(self) -> None:
-        """Release the file handle (after a read error htslib reports a failed close: nothing was written, so
-        that is ignored)."""
-        with contextlib.suppress(OSError):
-            self._file.close()
+        """Release the file handle."""
+        close_quietly(self._file, log, self.path)
 
     def __enter__(self) -> "AlignmentFile":
         return self
@@ -193,13 +213,17 @@ class AlignmentFile:
         self.close()
 
 
-@contextlib.contextmanager
-def _read_errors(path: Path) -> Iterator[None]:
-    """Turn an OSError raised while reading (a truncated or corrupt block) into an ``InputError``."""
-    try:
-        yield
-    except OSError as err:
-        raise InputError(f"{path}: read error, file truncated or corrupt: {' '.join(str(err).split())}") from err
+def _contig_md5(reference: Reference, contig: str) -> str:
+    """MD5 of ``contig``'s sequence upper-cased (as the SAM ``@SQ M5`` tag), cached per file and contig."""
+    stat = reference.path.stat()
+    key = (str(reference.path.resolve()), stat.st_size, stat.st_mtime_ns, contig)
+    if key not in _MD5_CACHE:
+        digest = hashlib.md5()
+        length = reference.contigs[contig]
+        for start in range(0, length, MD5_CHUNK):
+            digest.update(reference.fetch(contig, start, min(length, start + MD5_CHUNK)).upper().encode())
+        _MD5_CACHE[key] = digest.hexdigest()
+    return _MD5_CACHE[key]
 
 
 def _magic(path: Path) -> bytes:

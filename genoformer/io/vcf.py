@@ -7,6 +7,8 @@ the record is skipped and counted. Multi-allelic records are split into one ``Va
 declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT's). Alleles are kept as
 written: no trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
 breakend alleles are skipped and counted; records without an ALT (``.``) are skipped and counted apart.
+A record htslib cannot parse is an ``InputError`` with htslib's reason; what htslib prints goes to this module's
+logger (see ``genoformer.io.htslib``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tqdm import tqdm
 
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference, is_plain_gzip
+from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +74,18 @@ def _open(path: Path) -> pysam.VariantFile:
         raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: "
                          f"`zcat {path} | bgzip > {path.with_suffix('.bgz')}` (or decompress it: "
                          f"`zcat {path} > {path.with_suffix('')}`)")
-    try:
-        return pysam.VariantFile(str(path))
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path}: not a valid VCF/BCF: {err}") from err
+    with htslib_messages(log, path) as messages:
+        try:
+            return pysam.VariantFile(str(path))
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path}: not a valid VCF/BCF: {messages.reason(err)}") from err
 
 
 def _records(vcf: pysam.VariantFile, path: Path):
-    """Yield (1-based ordinal, record), turning pysam's parse errors into ``InputError``."""
-    records = iter(tqdm(vcf, desc=f"reading {path.name}", unit=" records", disable=None))
-    number = 0
-    while True:
-        try:
-            record = next(records)
-        except StopIteration:
-            return
-        except (ValueError, OSError) as err:
-            raise InputError(f"{path}: malformed VCF at record {number + 1}: {' '.join(str(err).split())}") \
-                from err
-        number += 1
-        yield number, record
+    """The (1-based ordinal, record) pairs; a record pysam cannot read is an ``InputError`` with htslib's reason."""
+    records = read_quietly(vcf, log, path, lambda reason, number: InputError(
+        f"{path}: malformed VCF at record {number}: {reason}"))
+    return enumerate(tqdm(records, desc=f"reading {path.name}", unit=" records", disable=None), start=1)
 
 
 def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_index: int) -> dict:
@@ -119,7 +114,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
     result = VariantSet(variants=[], header=vcf.header, path=path)
     missing_contigs: dict[str, int] = {}
     number = 0
-    with vcf:
+    try:
         for number, record in _records(vcf, path):
             if record.contig not in reference.contigs:
                 missing_contigs.setdefault(record.contig, number)
@@ -128,6 +123,8 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
                 result.skipped_ref_mismatch += 1
                 continue
             _add_variants(record, number, result, path)
+    finally:
+        close_quietly(vcf, log, path)
     if missing_contigs:
         raise MismatchError(f"VCF contigs not in reference {reference.path}: {', '.join(missing_contigs)} "
                             f"(in {path}, first at record {next(iter(missing_contigs.values()))})")
@@ -144,8 +141,11 @@ def _ref_matches(record: pysam.VariantRecord, reference: Reference, path: Path, 
     where = f"{path} record {number} ({record.contig}:{record.pos})"
     if not _PLAIN_ALLELE.fullmatch(ref):
         raise InputError(f"{where}: REF {ref!r} is not a sequence of A, C, G, T, N")
+    if record.pos < 1:
+        raise InputError(f"{where}: POS {record.pos} is not a position on contig {record.contig} (VCF positions "
+                         "start at 1)")
     length = reference.contigs[record.contig]
-    if record.pos < 1 or record.pos - 1 + len(ref) > length:
+    if record.pos - 1 + len(ref) > length:
         raise InputError(f"{where}: REF {ref} runs past the end of contig {record.contig} "
                          f"(length {length} in {reference.path})")
     expected = reference.fetch(record.contig, record.pos - 1, record.pos - 1 + len(ref))
