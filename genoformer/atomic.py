@@ -52,6 +52,13 @@ def atomic_indexed(path: str | os.PathLike, index: str | os.PathLike, *, suffix:
         Path(index).unlink(missing_ok=True)  # then the data file is renamed into place, then the index
 
 
+def check_not_an_input(out: str | os.PathLike, inputs, what: str = "output") -> None:
+    """Raise ``ConfigError`` when ``out`` is one of ``inputs`` (writing it would destroy an input)."""
+    target = Path(out).resolve()
+    if any(Path(path).resolve() == target for path in inputs if path is not None):
+        raise ConfigError(f"{out}: the {what} would overwrite one of its inputs; write it elsewhere")
+
+
 def check_replaceable(path: str | os.PathLike, marker: str) -> None:
     """Raise ConfigError unless ``path`` is absent, an empty folder, or a folder holding ``marker`` (the file
     every output of this kind has), so that a mistyped output path never replaces a user's own file or folder.

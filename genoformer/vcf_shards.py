@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pysam
 
-from genoformer.atomic import atomic_path
+from genoformer.atomic import atomic_indexed, atomic_path, check_not_an_input
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 from genoformer.tasks.vcf_writer import index_path
@@ -47,13 +47,6 @@ def _merged_header(first: pysam.VariantHeader) -> pysam.VariantHeader:
     for sample in first.samples:
         header.add_sample(sample)
     return header
-
-
-def check_not_an_input(out: str | os.PathLike, inputs, what: str = "merged file") -> None:
-    """Raise ``ConfigError`` when ``out`` is one of ``inputs`` (writing it would destroy an input)."""
-    target = Path(out).resolve()
-    if any(Path(path).resolve() == target for path in inputs):
-        raise ConfigError(f"{out}: the {what} would overwrite one of its inputs; write it elsewhere")
 
 
 def _shard(path, header: pysam.VariantHeader) -> tuple[int, int]:
@@ -146,7 +139,7 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
                              key=lambda item: item[0])
         index = index_path(out, [contig.length or 0 for contig in header.contigs.values()])
         count = 0
-        with atomic_path(index) as tmp_index, atomic_path(out, suffix=".vcf.gz") as tmp, htslib_messages(log, out):
+        with atomic_indexed(out, index, suffix=".vcf.gz") as (tmp, tmp_index), htslib_messages(log, out):
             with pysam.VariantFile(str(tmp), "wz", header=header) as sink:
                 for _, _, record in merged:
                     record.translate(header)

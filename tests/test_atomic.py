@@ -166,3 +166,29 @@ def test_atomic_indexed_never_pairs_the_new_file_with_the_old_index(tmp_path, mo
         tmp_index.write_text("new index")
     assert seen == [("x.vcf.gz", "new", None), ("x.vcf.gz.tbi", "new", "new index")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.vcf.gz", "x.vcf.gz.tbi"]
+
+
+@pytest.mark.parametrize("command,victim", [
+    (["score-variants", "--reference", "REF", "--vcf", "VCF", "--checkpoint", "RUN", "--out", "VCF"], "VCF"),
+    (["score-variants", "--reference", "REF", "--vcf", "VCF", "--checkpoint", "RUN", "--out", "new.vcf.gz",
+      "--table", "VCF"], "VCF"),
+    (["score-variants", "--reference", "REF", "--vcf", "VCF", "--checkpoint", "RUN", "--out", "new.vcf.gz",
+      "--table", "new.vcf.gz"], None),
+    (["region-labels", "--reference", "REF", "--gff", "GFF", "--out", "GFF"], "GFF"),
+    (["evaluate", "--checkpoint", "RUN", "--data", "DATA", "--out", "RUN/config.json"], "RUN/config.json"),
+])
+def test_an_output_that_names_an_input_is_refused_before_any_work(command, victim, tmp_path, capfd):
+    """Writing over an input (a slip of the tab key) would destroy it; the command refuses, naming the path."""
+    (tmp_path / "RUN").mkdir()
+    files = {"REF": "ref.fa", "VCF": "calls.vcf.gz", "GFF": "genes.gff3", "RUN": "RUN", "DATA": "tokens",
+             "RUN/config.json": "RUN/config.json"}
+    for name in ("calls.vcf.gz", "genes.gff3", "RUN/config.json"):
+        (tmp_path / name).write_text("precious")
+    args = [str(tmp_path / files[a]) if a in files else a for a in command]
+    args = [str(tmp_path / a) if a == "new.vcf.gz" else a for a in args]
+    capfd.readouterr()
+    assert main(args) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "would overwrite one of its inputs" in err
+    if victim is not None:
+        assert (tmp_path / files[victim]).read_text() == "precious"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from genoformer.atomic import write_json
+from pathlib import Path
+
+from genoformer.atomic import check_not_an_input, write_json
 from genoformer.errors import ConfigError
 
 
@@ -40,7 +42,9 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Evaluate and write the JSON."""
-    from genoformer.train.evaluate import evaluate_run  # torch is imported only when this command runs
+    # torch is imported only when this command runs
+    from genoformer.train.checkpoint import LATEST_FILES
+    from genoformer.train.evaluate import evaluate_run
 
     for name in ("window", "max_windows", "batch_size"):
         value = getattr(args, name)
@@ -48,6 +52,8 @@ def run(args) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if not 0 <= args.max_markov_order <= 12:
         raise ConfigError(f"--max-markov-order must be 0 to 12, got {args.max_markov_order}")
+    check_not_an_input(args.out, [Path(args.checkpoint) / name for name in LATEST_FILES] + [
+        Path(args.data) / "manifest.json"], "metrics JSON")
     result = evaluate_run(args.checkpoint, args.data, splits=tuple(args.splits), window=args.window,
                           max_windows=args.max_windows,
                           batch_size=args.batch_size, seed=args.seed, max_markov_order=args.max_markov_order,

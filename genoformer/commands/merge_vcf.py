@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from genoformer.atomic import check_not_an_input
 from genoformer.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
 def run(args) -> None:
     """Merge ``args.vcfs`` into ``args.out`` (and ``args.tables`` into ``args.table_out``)."""
     # pysam and pandas only when this command runs
-    from genoformer.vcf_shards import check_not_an_input, merge_tables, merge_vcfs
+    from genoformer.vcf_shards import merge_tables, merge_vcfs
 
     if bool(args.tables) != bool(args.table_out):
         raise ConfigError("--tables and --table-out go together")

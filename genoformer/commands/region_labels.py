@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from genoformer.atomic import check_not_an_input
+
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +33,7 @@ def run(args) -> None:
     from genoformer.io.fasta import Reference
     from genoformer.region_labels import coding_intergenic_regions, write_bed
 
+    check_not_an_input(args.out, [args.reference, args.gff], "BED file")
     with Reference(args.reference) as reference:
         regions = coding_intergenic_regions(reference, args.gff, length=args.length, per_class=args.per_class,
                                             seed=args.seed)

@@ -6,6 +6,7 @@ import logging
 import re
 
 from genoformer import __version__
+from genoformer.atomic import check_not_an_input
 from genoformer.commands import check_range
 from genoformer.errors import ConfigError
 from genoformer.tasks.defaults import DEFAULT_MASK_SPACING, DEFAULT_WINDOW
@@ -107,6 +108,9 @@ def run(args) -> None:
     if not args.out.endswith(".vcf.gz"):
         raise ConfigError(f"--out {args.out}: the scored VCF is bgzipped, so its name must end in .vcf.gz")
     shard = parse_shard(args.shard)
+    table = args.table or table_path(args.out)
+    check_not_an_input(args.out, [args.vcf, args.reference], "scored VCF")
+    check_not_an_input(table, [args.vcf, args.reference, args.out], "score table")
     check_window_options(args)
     check_model_options(args)
     with Reference(args.reference) as reference:
@@ -128,6 +132,6 @@ def run(args) -> None:
             "genoformer_shard": f"{shard[0]}/{shard[1]}",  # merge-vcf checks that it gets each shard once
         }
         written = write_scored_vcf(args.out, variant_set, scores, reference, meta=meta, per_strand=args.per_strand)
-    write_table(args.table or table_path(args.out), scores_table(variant_set, scores))
+    write_table(table, scores_table(variant_set, scores))
     log.info("%s: %d scored variants (skipped: %d symbolic, %d REF mismatches, %d without ALT)", args.out, written,
              variant_set.skipped_symbolic, variant_set.skipped_ref_mismatch, variant_set.skipped_no_alt)
