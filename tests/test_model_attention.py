@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import genoformer.model
 
+from genoformer.model import chunked_lsh
 from genoformer.model.hashing import bucket_factors, hash_buckets, random_rotations
 from genoformer.model.positional import apply_rotary
 from genoformer.model.lsh_attention import (
@@ -376,22 +377,22 @@ def test_self_attention_module_output_alone_equals_padded_into_another_bucket_ba
     torch.testing.assert_close(together[1], layer(x[1:], seed=3)[0], rtol=0, atol=1e-10)
 
 
-def test_select_kernel_is_the_reference_on_cpu():
-    assert select_kernel("cpu") is lsh_attention
-    assert select_kernel(torch.device("cpu")) is lsh_attention
+def test_select_kernel_is_the_chunked_kernel_on_cpu():
+    assert select_kernel("cpu") is chunked_lsh.lsh_attention
+    assert select_kernel(torch.device("cpu")) is chunked_lsh.lsh_attention
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback where no GPU can run the fast path")
 @pytest.mark.parametrize("broken", [False, True])
-def test_select_kernel_falls_back_to_the_reference_with_one_warning(broken, monkeypatch, caplog):
+def test_select_kernel_falls_back_to_the_chunked_kernel_with_one_warning(broken, monkeypatch, caplog):
     if broken:
         monkeypatch.setitem(sys.modules, "genoformer.model.fast", None)  # import fails
         monkeypatch.delattr(genoformer.model, "fast", raising=False)
     cuda_kernel.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="genoformer.model.lsh_attention"):
-            assert select_kernel("cuda") is lsh_attention
-            assert select_kernel("cuda") is lsh_attention
+            assert select_kernel("cuda") is chunked_lsh.lsh_attention
+            assert select_kernel("cuda") is chunked_lsh.lsh_attention
     finally:
         cuda_kernel.cache_clear()
     warnings = [record for record in caplog.records if "fast path not used" in record.getMessage()]

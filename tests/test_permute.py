@@ -2,7 +2,7 @@
 
 import torch
 
-from genoformer.model.fast.permute import gather_rows, permute_rounds
+from genoformer.model.permute import gather_rows, permute_rounds
 
 
 def random_permutations(shape, generator):

@@ -227,15 +227,25 @@ AttentionKernel = Callable[..., torch.Tensor]
 def select_kernel(device: torch.device | str) -> AttentionKernel:
     """The LSH attention function (signature of :func:`lsh_attention`) to use on ``device``.
 
-    CPU (and anything not CUDA): the reference :func:`lsh_attention`. CUDA: ``genoformer.model.fast.
-    lsh_attention`` when that module imports and, if it defines ``is_available(device) -> bool``, says
-    yes; otherwise the reference, with one logged warning saying why. Setting the environment variable
-    ``GENOFORMER_LSH_KERNEL=reference`` forces the reference everywhere.
+    CPU (and anything not CUDA): ``genoformer.model.chunked_lsh.lsh_attention``, the reference's function
+    with less memory traffic. CUDA: ``genoformer.model.fast.lsh_attention`` (FlexAttention) when that module
+    imports and, if it defines ``is_available(device) -> bool``, says yes; otherwise the chunked kernel, with
+    one logged warning saying why. Setting the environment variable ``GENOFORMER_LSH_KERNEL=reference`` forces
+    this module's reference :func:`lsh_attention` everywhere.
     """
     device = torch.device(device)
-    if device.type != "cuda" or os.environ.get(KERNEL_ENV) == "reference":
+    if os.environ.get(KERNEL_ENV) == "reference":
         return lsh_attention
+    if device.type != "cuda":
+        return chunked_kernel()
     return cuda_kernel(device.index)
+
+
+def chunked_kernel() -> AttentionKernel:
+    """The chunked kernel for devices without the CUDA fast path (imported here: it builds on this module)."""
+    from genoformer.model.chunked_lsh import lsh_attention as chunked_lsh_attention
+
+    return chunked_lsh_attention
 
 
 @functools.lru_cache(maxsize=None)
@@ -250,8 +260,8 @@ def cuda_kernel(index: int | None) -> AttentionKernel:
         reason = "genoformer.model.fast.is_available() returned False"
     except Exception as err:  # a missing or broken fast path must never stop a run
         reason = f"{type(err).__name__}: {err}"
-    log.warning("LSH attention: CUDA fast path not used (%s); using the PyTorch reference kernel", reason)
-    return lsh_attention
+    log.warning("LSH attention: CUDA fast path not used (%s); using the chunked PyTorch kernel", reason)
+    return chunked_kernel()
 
 
 class LSHSelfAttention(nn.Module):

@@ -11,7 +11,7 @@ pattern: query chunk c sees key chunks c - 1 and c. This module runs exactly tha
    sorted index is below the row's count of real tokens;
 2. one permutation each of queries (qk), keys (L2-normalized qk) and values for all rounds at once, the rounds
    folded into the head axis (``[B, H · n_hashes, N, dh]``); permutations are differentiated by gathering
-   with their inverse (:mod:`genoformer.model.fast.permute`), not by a scatter-add;
+   with their inverse (:mod:`genoformer.model.permute`), not by a scatter-add;
 3. FlexAttention with a ``BlockMask`` built directly from key-block index ranges (never a dense N × N
    mask), a ``mask_mod`` for chunk membership, padding and the causal band, and a ``score_mod`` giving a
    token's own key the reference's -1e5 logit (within a round the sort is a permutation, so "own key" is
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import AuxRequest, BlockMask, flex_attention
 
-from genoformer.model.fast.permute import permute_rounds
+from genoformer.model.permute import permute_rounds
 from genoformer.model.lsh_attention import lsh_attention as reference_lsh_attention
 
 # Edge of the tiles of the sparse block mask (FlexAttention's default, and its Triton kernels' tile).
