@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from genoformer.cli import build_parser, main
 from genoformer.errors import ConfigError
 from genoformer.train.checkpoint import LATEST_FILES, step_dirs
 from genoformer.train.config import PretrainConfig, load_config
-from genoformer.train.loop import learning_rate
+from genoformer.model import ReformerConfig, ReformerForMaskedLM
+from genoformer.train.distributed import Distributed
+from genoformer.train.loop import MicroBatch, accumulate_gradients, learning_rate
+from genoformer.train.masking import IGNORE_INDEX, MaskedBatch
 from host_syncs import HostSyncCounter
 
 TINY = {
@@ -167,6 +171,55 @@ def test_training_steps_do_not_wait_for_the_device(chloroplast_tokens, tiny_conf
     eight = run_counting_host_syncs(chloroplast_tokens, tiny_config, tmp_path / "eight", 8, device)
     assert sum(four.values()) > 0  # the logging step reads the loss: the counter sees waits
     assert eight == four, f"4 more steps added host waits: {eight - four}"
+
+
+def test_gradients_do_not_depend_on_how_a_step_is_split_into_micro_batches():
+    """Three windows, one of them short and padded, with their masks fixed: one micro-batch of three, or three of
+    one, or two and one, give the same gradients: those of the mean cross-entropy over all masked tokens (a
+    mean per micro-batch would weigh the short window's few masked tokens many times more)."""
+    config = ReformerConfig(vocab_size=9, dim=16, depth=2, heads=2, n_hashes=2, bucket_size=8, max_seq_len=128)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 9, (3, 96), generator=generator)
+    attention = torch.ones(3, 96, dtype=torch.bool)
+    attention[2, 12:] = False  # 12 real tokens
+    ids[~attention] = 0
+    masked = (torch.rand(3, 96, generator=generator) < 0.15) & attention
+    masked[2, :2] = True
+    corrupted = torch.where(masked, torch.ones_like(ids), ids)  # [MASK] = 1
+    labels = torch.where(masked, ids, torch.full_like(ids, IGNORE_INDEX))
+    single = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
+
+    def gradients(splits):
+        torch.manual_seed(0)
+        model = ReformerForMaskedLM(config).double()
+        micro_batches = [MicroBatch(MaskedBatch(corrupted[rows], labels[rows], masked[rows]),
+                                    None if attention[rows].all() else attention[rows]) for rows in splits]
+        summed, n_masked = accumulate_gradients(model, micro_batches, seed=3, dist=single, precision="fp32")
+        assert int(n_masked) == int(masked.sum())
+        return float(summed / n_masked), [p.grad.clone() for p in model.parameters()]
+
+    loss, expected = gradients([[0, 1, 2]])
+    torch.manual_seed(0)
+    model = ReformerForMaskedLM(config).double()
+    direct = F.cross_entropy(model(corrupted, attention, seed=3)[masked], ids[masked])
+    assert loss == pytest.approx(direct.item(), rel=1e-12)
+    for splits in ([[0], [1], [2]], [[0, 2], [1]]):
+        split_loss, found = gradients(splits)
+        assert split_loss == pytest.approx(loss, rel=1e-12)
+        for got, want in zip(found, expected):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_a_step_without_masked_tokens_has_zero_loss_and_gradient():
+    config = ReformerConfig(vocab_size=9, dim=16, depth=1, heads=2, n_hashes=1, bucket_size=8, max_seq_len=64)
+    ids = torch.randint(5, 9, (2, 16), generator=torch.Generator().manual_seed(0))
+    nothing = torch.zeros_like(ids, dtype=torch.bool)
+    model = ReformerForMaskedLM(config)
+    single = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
+    micro = MicroBatch(MaskedBatch(ids, torch.full_like(ids, IGNORE_INDEX), nothing), None)
+    summed, n_masked = accumulate_gradients(model, [micro], seed=0, dist=single, precision="fp32")
+    assert float(summed / n_masked) == 0.0
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
 
 # ---------------------------------------------------------------------------------------------- resume

@@ -77,13 +77,12 @@ def autocast_for(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def mean(value: torch.Tensor, distributed: Distributed) -> float:
-    """The mean over all processes of a per-process scalar tensor (on this process's device), as a float."""
+def total(value: torch.Tensor, distributed: Distributed) -> torch.Tensor:
+    """The sum over all processes of a per-process tensor (on this process's device), still on the device."""
     if distributed.enabled:
         value = value.detach().clone()
         dist.all_reduce(value)
-        value /= distributed.world_size
-    return value.item()
+    return value
 
 
 def barrier(distributed: Distributed) -> None:

@@ -10,8 +10,11 @@ epoch's order (an epoch ends when fewer are left; the rest are skipped). Slot ``
 ``j``-th group of ``batch_size`` windows) goes to rank ``j % world_size`` as its micro-batch ``j // world_size``,
 so N processes with accumulation A see the same windows and masks as one process with accumulation N*A.
 
-Loss. Cross-entropy over the masked tokens of each micro-batch (mean), averaged over micro-batches and
-processes. ``metrics.jsonl`` gets ``step, loss, lr, grad_norm, tokens_per_s`` every ``log_every`` steps and
+Loss. Cross-entropy (nats) averaged over every masked token of the global batch, whatever micro-batch and process
+it fell in: each micro-batch backpropagates its summed cross-entropy divided by the step's count of masked tokens
+(summed over processes), so the gradient does not depend on how windows are split into micro-batches and
+processes, nor weigh the few masked tokens of a short, padded window more than those of a full one; a step
+with no masked token at all contributes zero gradient (and logs a loss of 0). ``metrics.jsonl`` gets ``step, loss, lr, grad_norm, tokens_per_s`` every ``log_every`` steps and
 ``val_bits_per_base`` (see ``genoformer.train.evaluate``) on evaluation steps.
 
 No host syncs between log lines. A step never reads a value back from the device (the loss and gradient norm
@@ -52,7 +55,7 @@ from genoformer.train.checkpoint import (
 from genoformer.train.compiling import compile_for_training
 from genoformer.train.config import PretrainConfig, differences
 from genoformer.train.evaluate import check_data_fits_model, masked_lm_scores
-from genoformer.train.masking import IGNORE_INDEX, masker_for, seeded_generator
+from genoformer.train.masking import IGNORE_INDEX, MaskedBatch, masker_for, seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,39 @@ def learning_rate(step: int, config: PretrainConfig) -> float:
     return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * cosine)
 
 
-def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy (nats) over the tokens whose label is not IGNORE_INDEX."""
-    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+def summed_masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy (nats) over the tokens whose label is not IGNORE_INDEX, in float32 at least."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of a step: the masked batch and its padding mask (None when every window is full)."""
+
+    batch: MaskedBatch
+    padding: torch.Tensor | None
+
+
+def accumulate_gradients(trained: torch.nn.Module, micro_batches: list[MicroBatch], seed: int,
+                         dist: distributed.Distributed, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward every micro-batch of one optimizer step, the gradients adding up to those of the
+    mean cross-entropy over all masked tokens of the step on all processes (see the module docstring).
+    Returns this process's summed loss and the step's count of masked tokens, as device tensors (no host sync)."""
+    local = torch.stack([(micro.batch.labels != IGNORE_INDEX).sum() for micro in micro_batches]).sum()
+    n_masked = distributed.total(local, dist).clamp(min=1)
+    scale = dist.world_size / n_masked  # DDP averages the processes' gradients: undo its division
+    losses = []
+    for number, micro in enumerate(micro_batches):
+        sync = number == len(micro_batches) - 1 or not dist.enabled
+        with (contextlib.nullcontext() if sync else trained.no_sync()):
+            with distributed.autocast_for(dist.device, precision):
+                # the dataset's vocabulary was checked against the model (check_data_fits_model): no id check
+                logits = trained(micro.batch.input_ids, micro.padding, seed=seed, check_ids=False)
+            loss = summed_masked_lm_loss(logits, micro.batch.labels)
+            (loss * scale).backward()
+        losses.append(loss.detach())
+    return torch.stack(losses).sum(), n_masked
 
 
 def optimizer_for(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
@@ -229,24 +262,16 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         indices = batches.next_step()
-        step_loss = torch.zeros((), device=dist.device)  # read only on logging steps: no host sync per step
+        micro_batches = []
         for micro in range(accumulation):
             slot = micro * dist.world_size + dist.rank
             window_ids = indices[slot * data.batch_size:(slot + 1) * data.batch_size]
             input_ids, attention_mask, n_real = collate(train_set, window_ids, dist.device)
-            generator = seeded_generator(dist.device, run.seed, step, slot)
-            batch = masker(input_ids, attention_mask, generator)
-            sync = micro == accumulation - 1 or not dist.enabled
-            with (contextlib.nullcontext() if sync else trained.no_sync()):
-                # Host-side facts instead of device reads: whether the windows are padded (n_real), and that the
-                # ids fit the model (the dataset's vocabulary was checked against it: check_data_fits_model).
-                padding = attention_mask if n_real < attention_mask.numel() else None
-                with distributed.autocast_for(dist.device, run.precision):
-                    logits = trained(batch.input_ids, padding, seed=step, check_ids=False)
-                loss = masked_lm_loss(logits, batch.labels)
-                (loss / accumulation).backward()
-            step_loss += loss.detach()
+            batch = masker(input_ids, attention_mask, seeded_generator(dist.device, run.seed, step, slot))
+            # whether the windows are padded comes from the host (n_real), not from reading the mask back
+            micro_batches.append(MicroBatch(batch, attention_mask if n_real < attention_mask.numel() else None))
             window_tokens += n_real * dist.world_size
+        step_loss, n_masked = accumulate_gradients(trained, micro_batches, step, dist, run.precision)
         clip = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
@@ -256,7 +281,7 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         is_last = done == run.steps
         evaluate = (run.eval_every and done % run.eval_every == 0) or is_last
         if done % run.log_every == 0 or evaluate:
-            loss_value = distributed.mean(step_loss / accumulation, dist)  # the step's only device reads
+            loss_value = (distributed.total(step_loss, dist) / n_masked).item()  # the step's only device reads
             elapsed = time.perf_counter() - clock
             record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
                       "grad_norm": grad_norm.item(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
