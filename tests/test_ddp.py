@@ -22,7 +22,7 @@ CONFIG = {
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path, chloroplast_fasta):
+def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path, chloroplast_fasta, capsys):
     data = tmp_path / "tokens"
     assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "2", "--window", "256",
                  "--block", "4", "--out", str(data)]) == 0
@@ -53,3 +53,8 @@ def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path, chloro
     for name, tensor in single_weights.items():
         assert torch.allclose(ddp_weights[name], tensor, atol=1e-5), name
     assert json.loads((ddp_run / "trainer_state.json").read_text())["world_size"] == 2
+    # one process cannot resume what two trained: its batches would differ
+    capsys.readouterr()
+    assert main(["-q", "pretrain", "--data", str(data), "--config", str(config), "--out", str(ddp_run),
+                 "--set", "optim.accumulation=2", "--resume"]) == 2
+    assert "trained by 2 process(es), resumed by 1" in capsys.readouterr().err

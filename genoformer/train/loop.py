@@ -222,6 +222,11 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
             raise MismatchError(f"{data_dir}: stride {stride}, but {step_dir} was trained with stride "
                                 f"{state['data']['stride']}")
         check_same_data(state["data"], data_info, str(step_dir))
+        if state.get("world_size", 1) != dist.world_size:
+            raise ConfigError(f"{step_dir}: trained by {state.get('world_size', 1)} process(es), resumed by "
+                              f"{dist.world_size}: the global batch and the windows each process reads depend on "
+                              f"it; resume with {state.get('world_size', 1)} (torchrun --nproc_per_node), or start "
+                              "a new run")
         start_step, position = state["step"], DataPosition(**state["position"])
         set_rng_state(state["rng"])
         log.info("resuming from %s (step %d)", step_dir, start_step)
