@@ -411,3 +411,20 @@ def test_region_labels_lie_inside_or_outside_coding_sequence(tmp_path, chloropla
     assert out.read_text().splitlines()[0].split("\t") == [str(v) for v in regions.iloc[0]]
     assert main(["region-labels", "--reference", str(chloroplast_fasta), "--gff", str(gff),
                  "--per-class", "100000", "--out", str(tmp_path / "x.bed")]) == 2
+
+
+@pytest.mark.slow
+def test_pretrain_gpus_launch_torchrun_and_a_profile_cannot_silently_cap_them(tmp_path):
+    """config pretrain.gpus 4: with the machine's GPUs raised to 4 the job runs torchrun with 4 processes; with
+    the local profile's 1 GPU Snakemake would cap the job at 1, so the workflow stops and says where to raise it."""
+    workdir = copy_workflow(tmp_path)
+    four = workdir / "four_gpus.yaml"
+    four.write_text("pretrain: {gpus: 4}\n")
+    base = ["--dry-run", "--printshellcmds", "--profile", "config/profiles/local", "--configfile", four.name,
+            "--", "runs/cdiph/model.safetensors"]
+    raised = snakemake(workdir, "--resources", "gpu=4", *base)
+    assert raised.returncode == 0, raised.stdout + raised.stderr
+    assert "torchrun --standalone --nproc_per_node 4 --no-python genoformer pretrain" in raised.stdout
+    capped = snakemake(workdir, *base)
+    assert capped.returncode != 0
+    assert "config pretrain.gpus is 4 but the job gets 1 GPU(s)" in capped.stdout + capped.stderr

@@ -9,6 +9,7 @@ import pandas as pd
 
 from genoformer import workflow_checks
 from genoformer.errors import GenoformerError
+from snakemake.exceptions import WorkflowError
 
 # Jobs (also inside the conda env, see workflow/envs/genoformer.post-deploy.sh) run this repository's genoformer.
 os.environ.setdefault("GENOFORMER_ROOT", str(Path(workflow.basedir).parent))
@@ -106,8 +107,18 @@ def max_windows_option():
 
 
 def pretrain_launcher(wildcards, resources):
-    """`genoformer`, or the same CLI under torchrun with one process per GPU when the job has several."""
-    gpus = int(resources.gpu)
+    """`genoformer`, or the same CLI under torchrun with one process per GPU when the job has several.
+
+    A profile may give the job more GPUs than config pretrain.gpus (the Slurm profile asks for one), never fewer:
+    Snakemake would silently cap the job at the profile's count, so this stops the job instead.
+    """
+    gpus, asked = int(resources.gpu), config["pretrain"]["gpus"]
+    if gpus < asked:
+        raise WorkflowError(
+            f"pretrain: config pretrain.gpus is {asked} but the job gets {gpus} GPU(s): the profile caps it "
+            "(`resources: gpu:` in config/profiles/local, `set-resources: pretrain: gpu:` in config/profiles/slurm); "
+            f"raise it there to {asked}"
+        )
     if gpus > 1:
         return f"torchrun --standalone --nproc_per_node {gpus} --no-python genoformer"
     return "genoformer"
