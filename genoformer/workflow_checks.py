@@ -2,7 +2,8 @@
 
 The Snakefile validates the configuration's shape with JSON schemas; this module checks what a schema cannot:
 the sample table's names are unique, every input path exists, names refer to configured references, and every
-VCF's contigs are contigs of its reference. Each problem raises a :class:`~genoformer.errors.GenoformerError`
+VCF's contigs are contigs of its reference, and no reference has a contig too long for the workflow's .tbi
+indexes. Each problem raises a :class:`~genoformer.errors.GenoformerError`
 whose one-line message names the file (or config key), the record and the problem, so the run stops at once.
 """
 
@@ -15,6 +16,7 @@ import pysam
 
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
+from genoformer.tasks import vcf_writer
 
 SAMPLE_COLUMNS = ("sample", "reference", "bam", "vcf")
 
@@ -92,6 +94,18 @@ def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> No
                             "is it called on another reference build?")
 
 
+def check_tabix_indexable(fasta: str | Path, where: str) -> None:
+    """Raise ``ConfigError`` when a contig of ``fasta`` is longer than a tabix (.tbi) index can address: the
+    workflow's VCF outputs are declared with .tbi indexes (the CLI itself writes .csi for such contigs)."""
+    with Reference(fasta) as reference:
+        longest = max(reference.contigs.items(), key=lambda item: item[1])
+    if longest[1] > vcf_writer.TBI_MAX_CONTIG:
+        raise ConfigError(f"{where}: contig {longest[0]} of {fasta} is {longest[1]:,} bp, longer than the "
+                          f"{vcf_writer.TBI_MAX_CONTIG:,} bp a tabix (.tbi) index addresses; the workflow indexes its "
+                          "VCFs with .tbi, so it cannot take this reference yet (the genoformer commands can: they "
+                          "write a .csi index)")
+
+
 def check_names(config: dict, samples: list[dict], samples_path: str) -> None:
     """Raise ConfigError where two things would share a name in the outputs and the report: a sample named like
     a reference (both label rows of the bits/base tables), a sample named like the coding SNV set derived from
@@ -126,6 +140,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
         for key in ("fasta", "annotation"):
             if key in entry:
                 _require_file(entry[key], f"config key references.{name}.{key}")
+        check_tabix_indexable(entry["fasta"], f"config key references.{name}.fasta")
     _require_reference(config["pretrain"]["reference"], references, "config key pretrain.reference")
     _require_file(config["pretrain"]["config"], "config key pretrain.config")
     for row in samples:
