@@ -264,6 +264,8 @@ def test_unknown_config_key_is_named(tmp_path):
     override = workdir / "bad.yaml"
     override.write_text("tokenize: {kmer: 6}\n")
     assert "'kmer' was unexpected" in _dag_error(workdir, "--configfile", override.name)
+    override.write_text("score_variants: {chunks: 1001}\n")  # shard names have three digits
+    assert "1001 is greater than the maximum of 1000" in _dag_error(workdir, "--configfile", override.name)
 
 
 @pytest.mark.slow
