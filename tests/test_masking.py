@@ -47,7 +47,7 @@ def hidden_bases_reference(masked, k, stride):
 @pytest.mark.parametrize("k,stride,span_bases", [(6, 1, 1), (6, 1, 3), (4, 2, 2), (3, 3, 1), (1, 1, 2)])
 def test_no_hidden_base_is_visible_in_any_unmasked_kmer(chloroplast_codes, k, stride, span_bases):
     vocab, tokens = windows(chloroplast_codes, k, stride)
-    masker = SpanMasker(k, stride, vocab.size, span_bases=span_bases, p_mask=1.0, p_random=0.0)
+    masker = SpanMasker(k, stride, vocab.size, mask_ratio=0.1, span_bases=span_bases, p_mask=1.0, p_random=0.0)
     batch = masker(tokens, None, torch.Generator().manual_seed(1))
     hidden = hidden_bases(batch.masked, k, stride)
     for row in range(tokens.shape[0]):
@@ -111,7 +111,7 @@ def test_padding_and_unknown_tokens_are_never_masked():
     tokens[:, 40:50] = UNK
     tokens[:, 80:] = PAD
     attention_mask = tokens != PAD
-    batch = SpanMasker(2, 1, vocab.size, mask_ratio=0.5)(tokens, attention_mask, torch.Generator().manual_seed(0))
+    batch = SpanMasker(2, 1, vocab.size, mask_ratio=0.3)(tokens, attention_mask, torch.Generator().manual_seed(0))
     assert not batch.masked[:, 40:50].any()
     assert not batch.masked[:, 80:].any()
     assert torch.equal(batch.input_ids[:, 80:], tokens[:, 80:])
@@ -161,6 +161,10 @@ def test_bad_masking_settings_are_config_errors():
         SpanMasker(3, 1, 69, mask_ratio=1.5)
     with pytest.raises(ConfigError, match="stride"):
         SpanMasker(3, 4, 69)
+    # 15% of the bases with 6-mers, one base a span: 6 tokens + a gap per hidden base would need 105% of a window
+    with pytest.raises(ConfigError, match=r"mask_ratio 0.15 cannot be reached .* over 105% of every window; raise "
+                                          r"data.span_bases \(to 2 or more\)"):
+        SpanMasker(6, 1, KmerVocab(6).size, span_bases=1)
     with pytest.raises(ConfigError, match="shorter than one masked span"):
         SpanMasker(6, 1, KmerVocab(6).size, span_bases=8)(torch.full((1, 10), 7), None, torch.Generator())
 

@@ -13,7 +13,9 @@ The scheme, per window of ``N`` tokens (vectorized over the batch, drawn from a 
    (span) masking of bases; for non-overlapping k-mers (stride = k) spans are whole tokens.
 2. ``n = round(mask_ratio * N * stride / hidden_per_span)`` spans (at least one) are placed uniformly at random
    with at least one unmasked token between any two (touching spans would merge and hide more), so about
-   ``mask_ratio`` (default 15%) of the bases are hidden.
+   ``mask_ratio`` (default 15%) of the bases are hidden. Settings whose spans and gaps would need more than a
+   whole window (short spans of long k-mers: k = 6 with ``span_bases`` 1 hides one base per 6 tokens) are a
+   ``ConfigError`` naming the ``span_bases`` that would do, not a silently lower ratio.
 3. Tokens that are padding or special (``UNK``: a k-mer with an N) are never masked.
 4. Each span, as a whole, is replaced by ``MASK`` (80%), by random k-mers (10%) or kept (10%). Replacing per span
    rather than per token keeps a kept token from revealing the hidden bases of a masked span around it.
@@ -74,6 +76,20 @@ class SpanMasker:
         self.mask_ratio, self.p_mask, self.p_random = mask_ratio, p_mask, p_random
         self.span = span_tokens(k, stride, span_bases)
         self.hidden_per_span = (self.span + 1) * stride - k
+        needed = self.window_share(mask_ratio, span_bases)
+        if needed > 1:
+            fits = next(bases for bases in range(span_bases, span_bases + 1000)
+                        if self.window_share(mask_ratio, bases) <= 1)
+            raise ConfigError(
+                f"data.mask_ratio {mask_ratio} cannot be reached with k={k}, stride={stride}, data.span_bases="
+                f"{span_bases}: each span of {self.span} tokens hides {self.hidden_per_span} base(s), so hiding "
+                f"{mask_ratio:.0%} of the bases needs spans and the gaps between them over {needed:.0%} of every "
+                f"window; raise data.span_bases (to {fits} or more) or lower data.mask_ratio")
+
+    def window_share(self, mask_ratio: float, span_bases: int) -> float:
+        """The share of a window that the spans hiding ``mask_ratio`` of its bases take, with one gap token each."""
+        span = span_tokens(self.k, self.stride, span_bases)
+        return mask_ratio * self.stride * (span + 1) / ((span + 1) * self.stride - self.k)
 
     def n_spans(self, n_tokens: int) -> int:
         """How many spans a window of ``n_tokens`` gets."""
