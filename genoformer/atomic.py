@@ -77,9 +77,14 @@ def check_replaceable(path: str | os.PathLike, marker: str) -> None:
 def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; on success it replaces ``path`` (old content removed).
 
-    ``path`` must pass :func:`check_replaceable` with ``marker`` (a file the yielded folder will hold).
+    ``path`` must pass :func:`check_replaceable` with ``marker`` (a file the yielded folder will hold). The old
+    folder is moved aside to ``.<name>.old`` for the instant between two renames; a run killed in that instant
+    leaves it there, and the next call puts it back before anything else.
     """
     path = Path(os.path.abspath(path))  # normalized, so '.' or 'x/..' have a name
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir() and not path.exists():
+        os.replace(old, path)
     check_replaceable(path, marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -87,7 +92,6 @@ def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)

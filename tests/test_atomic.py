@@ -35,6 +35,19 @@ def test_atomic_dir_failure_keeps_the_previous_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
 
 
+def test_atomic_dir_puts_back_the_output_a_kill_left_moved_aside(tmp_path):
+    """A kill between atomic_dir's two renames leaves the previous output at .result.old and none at result: the
+    next call puts it back first, so even a failed next run leaves the previous output in place."""
+    out = tmp_path / "result"
+    with atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("1")
+    os.replace(out, tmp_path / ".result.old")  # the state a kill between the two renames leaves
+    with pytest.raises(RuntimeError), atomic_dir(out, marker="metrics.json") as tmp:
+        raise RuntimeError("killed again")
+    assert (out / "metrics.json").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
+
+
 def test_atomic_dir_refuses_a_folder_it_did_not_write(tmp_path):
     mine = tmp_path / "important"
     mine.mkdir()
