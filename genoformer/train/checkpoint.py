@@ -68,19 +68,22 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str,
     return {"state": state, "param_groups": json.loads(metadata["param_groups"])}
 
 
-def rng_state() -> dict:
-    """The global torch RNG states (CPU and every CUDA device) as base64 strings."""
+def rng_state(device: torch.device | str = "cpu") -> dict:
+    """This process's torch RNG states as base64 strings: the CPU's and, when ``device`` is a GPU, that GPU's (the
+    one this process trains on; each process of a multi-GPU run saves its own)."""
     encode = lambda state: base64.b64encode(state.numpy().tobytes()).decode("ascii")  # noqa: E731
-    cuda = [encode(state) for state in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
+    device = torch.device(device)
+    cuda = [encode(torch.cuda.get_rng_state(device))] if device.type == "cuda" else []
     return {"torch": encode(torch.get_rng_state()), "cuda": cuda}
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore the global torch RNG states saved by ``rng_state``."""
+def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:
+    """Restore the RNG states saved by ``rng_state`` (for the same ``device``)."""
     decode = lambda text: torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)  # noqa: E731
     torch.set_rng_state(decode(state["torch"]))
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([decode(text) for text in state["cuda"]])
+    device = torch.device(device)
+    if state["cuda"] and device.type == "cuda":
+        torch.cuda.set_rng_state(decode(state["cuda"][0]), device)
 
 
 def step_number(step_dir: str | Path) -> int:

@@ -85,6 +85,15 @@ def total(value: torch.Tensor, distributed: Distributed) -> torch.Tensor:
     return value
 
 
+def gather(obj, distributed: Distributed) -> list:
+    """Every process's ``obj`` (JSON-like), in rank order, on every process (``[obj]`` in a 1-process run)."""
+    if not distributed.enabled:
+        return [obj]
+    gathered = [None] * distributed.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def barrier(distributed: Distributed) -> None:
     """Wait for every process (no-op in a 1-process run)."""
     if distributed.enabled:

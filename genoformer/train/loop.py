@@ -3,7 +3,9 @@
 Determinism. Everything random is a pure function of ``run.seed`` and the step: the initial weights
 (``torch.manual_seed(seed)``), the window order (``TokenDataset.epoch_order(epoch)``), each micro-batch's span
 mask (a generator seeded from ``(seed, step, slot)``) and the LSH hashing seed (the step). Dropout draws from the
-global RNG, whose state is checkpointed. So on CPU a run resumed from a checkpoint continues bit-exactly.
+global RNG, seeded apart in every process (``(seed, rank)``, so processes do not drop the same units) and
+checkpointed per process (its CPU and GPU states). So a run resumed from a checkpoint continues bit-exactly on
+CPU, with one process or several.
 
 Data position. Optimizer step ``s`` takes the next ``batch_size * accumulation * world_size`` windows of the
 epoch's order (an epoch ends when fewer are left; the rest are skipped). Slot ``j`` of that global batch (its
@@ -55,7 +57,7 @@ from genoformer.train.checkpoint import (
 from genoformer.train.compiling import compile_for_training
 from genoformer.train.config import PretrainConfig, differences
 from genoformer.train.evaluate import check_data_fits_model, masked_lm_scores
-from genoformer.train.masking import IGNORE_INDEX, MaskedBatch, masker_for, seeded_generator
+from genoformer.train.masking import IGNORE_INDEX, MaskedBatch, masker_for, mixed_seed, seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +230,8 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
                               f"it; resume with {state.get('world_size', 1)} (torchrun --nproc_per_node), or start "
                               "a new run")
         start_step, position = state["step"], DataPosition(**state["position"])
-        set_rng_state(state["rng"])
+        saved_rng = state["rng"]  # one entry per process; a single dict in checkpoints of earlier versions
+        set_rng_state(saved_rng[dist.rank] if isinstance(saved_rng, list) else saved_rng, dist.device)
         log.info("resuming from %s (step %d)", step_dir, start_step)
         if dist.is_main:
             set_aside_newer(out, step_dir)
@@ -246,6 +249,7 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         check_data_fits_model(data_dir, vocab, train_set.window, model_config, None, "the config")
         torch.manual_seed(run.seed)
         model = ReformerForMaskedLM(model_config).to(dist.device)
+        torch.manual_seed(mixed_seed(run.seed, dist.rank))  # dropout: a stream of its own in every process
         start_step, position, optimizer_state = 0, DataPosition(), None
     model.train()
     if run.compile and dist.device.type == "cuda":  # on CPU, compiling costs more than it saves in a short run
@@ -300,11 +304,13 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
                 metrics.append(record)
             bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
             window_tokens, clock = 0, time.perf_counter()  # evaluation time is not training throughput
-        if dist.is_main and (done % run.checkpoint_every == 0 or is_last):
-            state = {"step": done, "position": vars(batches.position), "rng": rng_state(),
-                     "config": config.to_dict(), "data": {**data_info, "vocab": vocab.to_json()},
-                     "world_size": dist.world_size}
-            save_checkpoint(out, model, optimizer, vocab, state, keep=run.keep_checkpoints)
+        if done % run.checkpoint_every == 0 or is_last:
+            rng = distributed.gather(rng_state(dist.device), dist)  # each process's own streams, in rank order
+            if dist.is_main:
+                state = {"step": done, "position": vars(batches.position), "rng": rng,
+                         "config": config.to_dict(), "data": {**data_info, "vocab": vocab.to_json()},
+                         "world_size": dist.world_size}
+                save_checkpoint(out, model, optimizer, vocab, state, keep=run.keep_checkpoints)
         bar.update(1)
     bar.close()
     distributed.barrier(dist)

@@ -48,10 +48,14 @@ class MaskedBatch:
     masked: torch.Tensor
 
 
+def mixed_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from a tuple of integers (e.g. seed, step, slot): distinct tuples, unrelated seeds."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def seeded_generator(device: torch.device | str, *parts: int) -> torch.Generator:
     """A torch generator on ``device`` seeded from a tuple of integers (e.g. seed, step, slot), well mixed."""
-    seed = int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> np.uint64(1))
-    return torch.Generator(device).manual_seed(seed)
+    return torch.Generator(device).manual_seed(mixed_seed(*parts))
 
 
 def span_tokens(k: int, stride: int, span_bases: int) -> int:
