@@ -4,43 +4,22 @@ a multiple of the bucket size, one chunk)."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
-import genoformer.model.lsh_attention  # noqa: F401  (the module, not the function of the same name)
-from genoformer.model import ReformerConfig, ReformerForMaskedLM
-from genoformer.model import chunked_lsh
-from genoformer.model.hashing import hash_buckets
+from genoformer.model import ReformerConfig, ReformerForMaskedLM, chunked_lsh
+from lsh_cases import CASES, random_case, reference
 
-reference = sys.modules["genoformer.model.lsh_attention"]
-
-# (batch, heads, length, head_dim, bucket_size, n_hashes, causal, padded)
-CASES = [
-    (2, 2, 37, 8, 4, 3, False, True),
-    (1, 3, 131, 16, 8, 2, True, False),
-    (1, 1, 8, 4, 8, 2, False, False),
-    (2, 2, 257, 8, 64, 4, False, True),
-    (1, 2, 509, 16, 200, 1, True, True),
-    (3, 2, 64, 8, 64, 1, False, False),
-    (2, 2, 300, 8, 16, 1, False, True),
-    (2, 1, 96, 8, 8, 2, True, True),
-]
+# the kernels' shared cases, and one chunk per sequence, padding scattered through the rows, several buckets a chunk
+KERNEL_CASES = [*CASES, (3, 2, 64, 8, 64, 1, False, False), (2, 2, 300, 8, 16, 1, False, True),
+         (2, 1, 96, 8, 8, 2, True, True)]
 
 
-def random_case(batch, heads, length, head_dim, bucket_size, n_hashes, padded, seed, dtype=torch.float64):
-    """Random qk, v (requiring grad), buckets from the real hashing, and a padding mask (True = padding) with
-    padding scattered through the rows and a padded tail, or None."""
-    generator = torch.Generator().manual_seed(seed)
-    qk = torch.randn(batch, heads, length, head_dim, generator=generator, dtype=torch.float64)
-    v = torch.randn(batch, heads, length, head_dim, generator=generator, dtype=torch.float64)
-    buckets = hash_buckets(qk, reference.n_buckets_for(length, bucket_size), n_hashes, seed)
-    mask = None
-    if padded:
-        mask = torch.rand(batch, length, generator=generator) < 0.25
-        mask[0, -length // 3:] = True
-    return qk.to(dtype).requires_grad_(), v.to(dtype).requires_grad_(), buckets, mask
+def case_with_gradients(batch, heads, length, head_dim, bucket_size, n_hashes, padded, seed, dtype=torch.float64):
+    """:func:`lsh_cases.random_case` with qk and v requiring gradients."""
+    qk, v, buckets, mask = random_case(batch, heads, length, head_dim, bucket_size, n_hashes, padded=padded,
+                                       seed=seed, dtype=dtype)
+    return qk.requires_grad_(), v.requires_grad_(), buckets, mask
 
 
 def outputs_and_gradients(kernel, qk, v, buckets, mask, bucket_size, causal):
@@ -53,10 +32,10 @@ def outputs_and_gradients(kernel, qk, v, buckets, mask, bucket_size, causal):
     return out.detach() * real, qk.grad.clone(), v.grad.clone()
 
 
-@pytest.mark.parametrize("batch,heads,length,head_dim,bucket_size,n_hashes,causal,padded", CASES)
+@pytest.mark.parametrize("batch,heads,length,head_dim,bucket_size,n_hashes,causal,padded", KERNEL_CASES)
 def test_outputs_and_gradients_match_the_reference_in_float64(batch, heads, length, head_dim, bucket_size,
                                                               n_hashes, causal, padded):
-    case = random_case(batch, heads, length, head_dim, bucket_size, n_hashes, padded, seed=length)
+    case = case_with_gradients(batch, heads, length, head_dim, bucket_size, n_hashes, padded, seed=length)
     expected = outputs_and_gradients(reference.lsh_attention, *case, bucket_size, causal)
     found = outputs_and_gradients(chunked_lsh.lsh_attention, *case, bucket_size, causal)
     for name, want, got in zip(("output", "qk gradient", "v gradient"), expected, found):
@@ -64,7 +43,7 @@ def test_outputs_and_gradients_match_the_reference_in_float64(batch, heads, leng
 
 
 def test_float32_matches_the_reference_within_float32_rounding():
-    case = random_case(2, 2, 1000, 16, 32, 2, padded=True, seed=5, dtype=torch.float32)
+    case = case_with_gradients(2, 2, 1000, 16, 32, 2, padded=True, seed=5, dtype=torch.float32)
     expected = outputs_and_gradients(reference.lsh_attention, *case, 32, False)
     found = outputs_and_gradients(chunked_lsh.lsh_attention, *case, 32, False)
     for want, got in zip(expected, found):
@@ -72,7 +51,7 @@ def test_float32_matches_the_reference_within_float32_rounding():
 
 
 def test_bfloat16_inputs_keep_float32_logits_like_the_reference():
-    qk, v, buckets, mask = random_case(1, 2, 256, 16, 32, 2, padded=False, seed=7, dtype=torch.bfloat16)
+    qk, v, buckets, mask = case_with_gradients(1, 2, 256, 16, 32, 2, padded=False, seed=7, dtype=torch.bfloat16)
     with torch.no_grad():
         want = reference.lsh_attention(qk, v, buckets, bucket_size=32)
         got = chunked_lsh.lsh_attention(qk, v, buckets, bucket_size=32)
@@ -81,7 +60,7 @@ def test_bfloat16_inputs_keep_float32_logits_like_the_reference():
 
 
 def test_dropout_gives_the_reference_result_for_the_same_generator():
-    qk, v, buckets, mask = random_case(1, 2, 100, 8, 16, 2, padded=True, seed=3)
+    qk, v, buckets, mask = case_with_gradients(1, 2, 100, 8, 16, 2, padded=True, seed=3)
     run = lambda kernel: kernel(qk, v, buckets, bucket_size=16, key_padding_mask=mask, dropout_p=0.3,  # noqa: E731
                                 generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(run(chunked_lsh.lsh_attention), run(reference.lsh_attention), rtol=0, atol=0)

@@ -193,24 +193,25 @@ def test_malformed_vcf_names_the_file(q_reference, tmp_path, calls_text, edit, r
     assert f"{path}: malformed VCF at record 3: {reason}" in one_line(err)
 
 
-def test_pos_zero(q_reference, tmp_path, calls_text):
-    def edit(records):
-        records[1][1] = "0"
+def pos_zero(records):
+    records[1][1] = "0"
+
+
+def bad_pos_after_many(records):
+    records[:] = [list(fields) for fields in records * 20]
+    records[299][1] = "abc"
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (pos_zero, "{path} record 2 (q:0): POS 0 is not a position on contig q (VCF positions start at 1)"),
+    # the record number stays right past the first few hundred records (pysam reads them in batches)
+    (bad_pos_after_many, "{path}: malformed VCF at record 300: Could not parse the position 'abc'"),
+])
+def test_bad_positions_are_named_with_their_record(q_reference, tmp_path, calls_text, edit, expected):
     path = edited_vcf(tmp_path, calls_text, edit)
     with pytest.raises(InputError) as err:
         read_variants(path, q_reference)
-    assert one_line(err) == f"{path} record 2 (q:0): POS 0 is not a position on contig q (VCF positions start at 1)"
-
-
-def test_malformed_record_after_many(q_reference, tmp_path, calls_text):
-    """The record number is right past the first few hundred records (pysam reads them in batches)."""
-    def edit(records):
-        records[:] = [list(fields) for fields in records * 20]
-        records[299][1] = "abc"
-    path = edited_vcf(tmp_path, calls_text, edit)
-    with pytest.raises(InputError) as err:
-        read_variants(path, q_reference)
-    assert one_line(err) == f"{path}: malformed VCF at record 300: Could not parse the position 'abc'"
+    assert one_line(err) == expected.format(path=path)
 
 
 def test_corrupt_bgzf_block(human_q, q_reference, tmp_path):
