@@ -42,8 +42,9 @@ def register(subparsers) -> None:
     parser.add_argument("--split", choices=("auto", "blocks", "contig"), default="auto",
                         help="hold out whole contigs or whole interval blocks (auto: contig when the regions lie "
                         "on >= 3 contigs, else blocks)")
-    parser.add_argument("--block", type=int, default=100_000, metavar="BP",
-                        help="interval block length for --split blocks (default 100000)")
+    parser.add_argument("--block", type=int, metavar="BP",
+                        help="interval block length for --split blocks, longer than --window (default: four "
+                        "windows, at least 100000)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="share of regions held out for evaluation (default 0.3)")
     parser.add_argument("--kmer", type=int, default=4, metavar="K", help="k of the k-mer spectrum baseline (default 4)")
@@ -63,7 +64,10 @@ def _check_flags(args) -> None:
     check_range("--finetune-epochs", args.finetune_epochs, 0)
     check_range("--bootstrap", args.bootstrap, 1)
     check_range("--window", args.window, 1)
-    check_range("--block", args.block, 1)
+    from genoformer.tasks.splits import check_block, default_block  # numpy: only when the command runs
+
+    args.block = default_block(args.window) if args.block is None else args.block
+    check_block(args.block, args.window)
     check_model_options(args)
     if not args.lr > 0:
         raise ConfigError(f"--lr {args.lr}: the learning rate must be greater than 0")

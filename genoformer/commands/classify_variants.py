@@ -49,8 +49,9 @@ def register(subparsers) -> None:
     parser.add_argument("--split", choices=("auto", "blocks", "contig"), default="auto",
                         help="hold out whole contigs or whole interval blocks (auto: contig when the variants "
                         "lie on >= 3 contigs, else blocks)")
-    parser.add_argument("--block", type=int, default=100_000, metavar="BP",
-                        help="interval block length for --split blocks (default 100000)")
+    parser.add_argument("--block", type=int, metavar="BP",
+                        help="interval block length for --split blocks, longer than --window (default: four "
+                        "windows, at least 100000)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="share of variants held out for evaluation (default 0.3)")
     parser.add_argument("--context", type=int, default=32, metavar="BP",
@@ -77,11 +78,14 @@ def run(args) -> None:
         raise ConfigError(f"--context-k {args.context_k}: longer than the {2 * args.context + 1} bp an SNV's context "
                           f"of --context {args.context} bp on each side holds")
     check_range("--bootstrap", args.bootstrap, 1)
-    check_range("--block", args.block, 1)
     if args.max_per_class is not None:
         check_range("--max-per-class", args.max_per_class, 1)
     check_window_options(args)
     check_model_options(args)
+    from genoformer.tasks.splits import check_block, default_block  # numpy: only when the command runs
+
+    args.block = default_block(args.window) if args.block is None else args.block
+    check_block(args.block, args.window)
     check_replaceable(args.out, CLASSIFIER_OUTPUT_MARKER)
     # torch, scikit-learn, pysam and pandas are imported only when this command runs
     from genoformer.io.fasta import Reference

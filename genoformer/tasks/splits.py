@@ -1,18 +1,41 @@
 """Train/test splits that keep nearby sequence together: by contig, or by disjoint interval blocks.
 
 An example (a variant or a region) belongs to the block that holds its position (a region: its midpoint).
-Blocks (or contigs) are shuffled with the seed and moved to the test side until it holds ``test_fraction`` of
-the examples, so no block is on both sides. Windows of neighbouring examples on either side of a block border
-still share flanking sequence; use blocks much longer than the window to keep that small.
+Blocks (or contigs) are shuffled with the seed and moved to the test side, each one only if it brings the test
+side closer to ``test_fraction`` of the examples (the smallest group when none does), so no block is on both sides
+and one big group cannot make the test side most of the data (a warning says when the fraction reached is off
+by more than 10 points).
+Windows of neighbouring examples on either side of a block border still share flanking sequence, so blocks must
+be longer than the window (:func:`check_block`) and by default are at least four windows long
+(:func:`default_block`). Repeats (e.g. a chloroplast's inverted repeat) can still put identical sequence on both
+sides: the split is by position, not by sequence.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
 from genoformer.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 METHODS = ("blocks", "contig")
+MIN_BLOCK = 100_000  # bp
+
+
+def default_block(window: int) -> int:
+    """The default block length for windows of ``window`` bp: four windows, and at least 100 kbp."""
+    return max(MIN_BLOCK, 4 * window)
+
+
+def check_block(block: int, window: int) -> None:
+    """Raise :class:`ConfigError` when blocks are not longer than the windows: a test example's window would then
+    hold whole training examples (their sequence, and their labels' signal, on both sides of the split)."""
+    if block <= window:
+        raise ConfigError(f"--block {block}: split blocks must be longer than the {window} bp windows, or test "
+                          f"windows hold training regions; use at least {2 * window} (default {default_block(window)})")
 
 
 def split_groups(contigs: np.ndarray, positions: np.ndarray, *, method: str, block: int) -> np.ndarray:
@@ -37,13 +60,19 @@ def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float,
     names, group_of = np.unique(groups, return_inverse=True)
     sizes = np.bincount(group_of)
     is_test_group = np.zeros(names.size, dtype=bool)
-    taken = 0
+    target, taken = test_fraction * group_of.size, 0
     for index in np.random.default_rng(seed).permutation(names.size):
-        if taken >= test_fraction * group_of.size:
-            break
-        is_test_group[index] = True
-        taken += sizes[index]
+        if abs(taken + sizes[index] - target) < abs(taken - target):  # closer to the target with it than without
+            is_test_group[index] = True
+            taken += sizes[index]
+    if not taken:  # every group is over twice the target: the smallest is as close as a non-empty side gets
+        is_test_group[sizes.argmin()] = True
+        taken = sizes.min()
     is_test = is_test_group[group_of]
+    if abs(taken / group_of.size - test_fraction) > 0.1:
+        log.warning("held out %.0f%% of the examples instead of %.0f%%: %d groups of unequal size (use smaller "
+                    "blocks or more contigs for a closer split)", 100 * taken / group_of.size, 100 * test_fraction,
+                    names.size)
     labels = np.asarray(labels)
     for side, name in ((~is_test, "training"), (is_test, "test")):
         missing = sorted(set(np.unique(labels).tolist()) - set(np.unique(labels[side]).tolist()))
