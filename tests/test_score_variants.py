@@ -22,6 +22,7 @@ from genoformer.tasks.variants import alternate_window, pack_sites, score_varian
 from genoformer.tokenize.encode import encode
 from genoformer.tokenize.vocab import MASK, KmerVocab
 from tiny_pretrained import CDIPH, TRAIN_START, save_run, tiny_run  # noqa: F401  (tiny_run is a fixture)
+from tiny_pretrained import CONTIG as CDIPH_CONTIG
 
 CONTIG = "NC_000932.1"
 CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
@@ -93,16 +94,16 @@ def direct_scores(model, vocab, stride, reference, var, start, end):
         hidden, positions = forward(ref_seq, span(len(var.ref)))
         ref_lp = log_prob(ref_seq, hidden, positions)
         if len(var.ref) == len(var.alt):
-            alt_lp = log_prob(alt_seq, hidden, positions)
-        else:
+            llr = (log_prob(alt_seq, hidden, positions) - ref_lp) / per_base
+        else:  # alleles of different lengths: mean log-probability per masked token
             alt_hidden, alt_positions = forward(alt_seq, span(len(var.alt)))
-            alt_lp = log_prob(alt_seq, alt_hidden, alt_positions)
+            llr = log_prob(alt_seq, alt_hidden, alt_positions) / len(alt_positions) - ref_lp / len(positions)
         ref_hidden, _ = forward(ref_seq)
         alt_hidden, _ = forward(alt_seq)
         n_ref = encode(ref_seq, vocab, stride).size
         ref_local = ref_hidden[list(token_range(*span(len(var.ref)), k, stride, n_ref))].mean(0)
         alt_local = alt_hidden[list(token_range(*span(len(var.alt)), k, stride, n_ref))].mean(0)
-        results.append(((alt_lp - ref_lp) / per_base, float((alt_local - ref_local).norm()),
+        results.append((llr, float((alt_local - ref_local).norm()),
                         float((alt_hidden.mean(0) - ref_hidden.mean(0)).norm())))
     return np.array(results)  # [strand, (llr, local, pooled)]
 
@@ -440,3 +441,29 @@ def test_pretrained_model_ranks_stop_gained_below_synonymous(tiny_run):
     result = classification_metrics(stop_gained, -scores.llr.mean(axis=1), n_bootstrap=300)
     assert result["auroc"]["ci95"][0] > 0.5, result
     assert sum(encoder.forwards.values()) < len(variants) / 2
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")
+def test_indel_llrs_are_not_a_measure_of_allele_length(tiny_run):
+    """Summed over their tokens, a 2-bp insertion's LLR came out near -2 ln 4 and a deletion's near +2 ln 4
+    whatever the model saw (each extra base costs ~ln 4 nats): insertions filled the least-expected list. Per
+    masked token, indels land where SNVs do."""
+    rng = np.random.default_rng(0)
+    with Reference(CDIPH) as reference:
+        positions = sorted(rng.choice(np.arange(50_000, TRAIN_START - 1000), 90, replace=False))
+        variants = []
+        for number, pos in enumerate(int(p) for p in positions):
+            bases = reference.fetch(CDIPH_CONTIG, pos, pos + 3).upper()
+            ref, alt = [(bases[0], "ACGT".replace(bases[0], "")[number % 3]),  # an SNV
+                        (bases[0], bases[0] + "AG"[number % 2] + "CT"[number % 2]),  # a 2-bp insertion
+                        (bases, bases[0])][number % 3]  # a 2-bp deletion
+            variants.append(variant(CDIPH_CONTIG, pos + 1, ref, alt, number + 1))
+        encoder, _ = load_encoder(tiny_run, device="cpu", batch_size=16)
+        llr = score_variants(variants, reference, encoder, window=256, step=32, embeddings=False,
+                             progress=False).llr.mean(axis=1)
+    kinds = np.arange(len(variants)) % 3  # 0 SNV, 1 2-bp insertion, 2 2-bp deletion
+    assert np.isfinite(llr).all()
+    snv = np.median(llr[kinds == 0])
+    for kind in (1, 2):
+        assert abs(np.median(llr[kinds == kind]) - snv) < 1.0, (kind, np.median(llr[kinds == kind]), snv)

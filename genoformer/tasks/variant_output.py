@@ -17,7 +17,7 @@ from genoformer.tasks.variants import STRANDS, VariantScores
 from genoformer.tasks.vcf_writer import InfoField, write_sites_vcf
 
 SCORE_FIELDS = {
-    "LLR": "zero-shot masked log-likelihood ratio log P(ALT) - log P(REF) (k-mer aware)",
+    "LLR": "zero-shot masked log-likelihood ratio log P(ALT) - log P(REF) (k-mer aware; indels: per masked token)",
     "EMB_LOCAL": "Euclidean distance of the mean hidden state over the tokens at the variant, REF vs ALT window",
     "EMB_POOLED": "Euclidean distance of the mean hidden state over the whole window, REF vs ALT window",
 }

@@ -14,7 +14,10 @@ Scores, per ALT allele and strand (forward, and the reverse complement of the wh
   by ``ceil(k / stride)``, the number of tokens that cover one base (so an SNV gets the mean over its tokens).
   For SNVs and MNVs the masked input is the same for both alleles: one masked pass serves both, and variants
   whose REF spans are at least ``mask_spacing`` bp apart are masked together in one pass. For an indel the ALT
-  side is a second masked pass over the alternate window (tokens overlapping the ALT allele masked).
+  side is a second masked pass over the alternate window (tokens overlapping the ALT allele masked), and the
+  two alleles cover different numbers of bases: a sum would charge every extra base its ~ln 4 nats whatever the
+  model thinks (insertions would rank as the least expected variants, deletions as the most), so an indel's
+  ``llr`` is the difference of the mean log-probability per masked token, ALT minus REF.
 - ``emb_local``: Euclidean distance between the mean hidden state of the tokens overlapping the REF allele in
   the reference window and of those overlapping the ALT allele in the alternate window (unmasked passes).
 - ``emb_pooled``: the same between the means over all tokens of the two windows.
@@ -154,7 +157,7 @@ class _WindowScoring:
                                                             dtype=np.uint8)])
         self.ref_pooled: dict[int, torch.Tensor] = {}
         self.ref_local: dict[tuple[int, int], torch.Tensor] = {}
-        self.ref_log_prob: dict[tuple[int, int], float] = {}
+        self.ref_log_prob: dict[tuple[int, int], float] = {}  # per token, of indels
 
     def span(self, strand: int, offset: int, length: int) -> tuple[int, int]:
         """Bases ``[offset, offset + length)`` of the forward window in the coordinates of ``strand``."""
@@ -236,10 +239,9 @@ class _WindowScoring:
         kmers = self.kmers(alt, positions)
 
         def readout(hidden):
-            alt_log_prob = float(self.encoder.kmer_log_probs(hidden, positions, kmers).sum())
+            alt_mean = float(self.encoder.kmer_log_probs(hidden, positions, kmers).mean())
             if (index, strand) in self.ref_log_prob:
-                self.scores.llr[index, strand] = (alt_log_prob - self.ref_log_prob[index, strand]) \
-                    / self.encoder.tokens_per_base
+                self.scores.llr[index, strand] = alt_mean - self.ref_log_prob[index, strand]
         return Job(masked, "masked_alternate", readout)
 
     def read_reference(self, hidden: torch.Tensor, strand: int, count: int) -> None:
@@ -269,7 +271,7 @@ class _WindowScoring:
         return allele if strand == 0 else reverse_complement_codes(allele)
 
     def read_masked_reference(self, hidden: torch.Tensor, strand: int, sequence: np.ndarray, members, count: int):
-        """LLRs of the SNVs/MNVs of each masked site; the REF log-probability of its indels for later."""
+        """LLRs of the SNVs/MNVs of each masked site; for its indels, the REF's mean log-probability per token."""
         positions, kmers, segments = [], [], []
         for span, indices in members:
             tokens = list(self.encoder.token_range(*span, count))
@@ -281,14 +283,14 @@ class _WindowScoring:
                 positions.extend(tokens)
                 kmers.extend(part)
         log_probs = self.encoder.kmer_log_probs(hidden, positions, kmers)
-        sums = iter([float(log_probs[segment].sum()) for segment in segments])
+        sums = iter([(float(log_probs[segment].sum()), segment.stop - segment.start) for segment in segments])
         for _, indices in members:
-            ref_log_prob = next(sums)
+            ref_log_prob, n_tokens = next(sums)
             for index in indices:
                 if self.same_length(index):
-                    self.scores.llr[index, strand] = (next(sums) - ref_log_prob) / self.encoder.tokens_per_base
+                    self.scores.llr[index, strand] = (next(sums)[0] - ref_log_prob) / self.encoder.tokens_per_base
                 else:
-                    self.ref_log_prob[index, strand] = ref_log_prob
+                    self.ref_log_prob[index, strand] = ref_log_prob / n_tokens
 
 
 def score_variants(variants, reference, encoder: Encoder, *, window: int = DEFAULT_WINDOW, step: int | None = None,
