@@ -319,3 +319,11 @@ def test_table_pages_reject_bad_input_in_one_line(tmp_path, capsys, args, messag
 def test_table_page_must_be_html(tmp_path, capsys, scored_coding_vcf):
     assert report("top-variants", "--vcf", scored_coding_vcf, "--out", tmp_path / "top.png") == 2
     assert "top.png: the table page is written as HTML, so its name must end in .html" in capsys.readouterr().err
+
+
+def test_class_auroc_ranks_by_the_direction_the_score_points():
+    """An LLR is low for stop-gained SNVs, an embedding distance high: each ranks its own way (ranking a distance
+    like an LLR printed 1 - AUROC in the figure's title)."""
+    damaging, benign = np.array([-3.0, -2.5, -2.0]), np.array([-0.5, 0.0, 0.2])
+    assert plots.class_auroc("GF_LLR", damaging, benign) == (1.0, "lower")
+    assert plots.class_auroc("GF_EMB_LOCAL", -damaging, -benign) == (1.0, "higher")

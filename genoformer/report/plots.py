@@ -228,12 +228,21 @@ def _class_colour(name, rank: int) -> str:
     return CLASS_COLOURS.get(str(name), f"C{rank % 10}")
 
 
+def class_auroc(score: str, positive: np.ndarray, negative: np.ndarray) -> tuple[float, str]:
+    """AUROC of ``positive`` vs ``negative`` values of ``score``, ranked the way the score points: a log-likelihood
+    ratio (a name with LLR) is low for damaging alleles, an embedding distance high. Returns it and the direction
+    ("lower" or "higher") that ranks ``positive`` first."""
+    direction = "lower" if "LLR" in score.upper() else "higher"
+    values = np.r_[positive, negative]
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    return roc_auc_score(labels, -values if direction == "lower" else values), direction
+
+
 def score_distributions(table: pd.DataFrame, score: str, by: str, out: str | Path, order: list[str],
                         positive: str = "stop_gained", negative: str = "synonymous") -> None:
     """Box plots (with the points) of ``score`` per class in column ``by``, classes in ``order`` first.
 
-    When both are present, the title gives the AUROC of ``positive`` vs ``negative`` ranked by the score
-    (lower = more damaging, as for a log-likelihood ratio).
+    When both are present, the title gives the AUROC of ``positive`` vs ``negative`` (:func:`class_auroc`).
     """
     table = table.dropna(subset=[score, by])
     if table.empty:
@@ -251,10 +260,8 @@ def score_distributions(table: pd.DataFrame, score: str, by: str, out: str | Pat
     ax.axhline(0, color="black", ls=":", lw=1)
     title = f"{score} by variant class"
     if positive in classes and negative in classes:
-        pos, neg = groups[classes.index(positive)], groups[classes.index(negative)]
-        labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-        title += f"\nAUROC {positive} vs {negative} (lower score = {positive}): " \
-                 f"{roc_auc_score(labels, -np.r_[pos, neg]):.3f}"
+        auroc, direction = class_auroc(score, groups[classes.index(positive)], groups[classes.index(negative)])
+        title += f"\nAUROC {positive} vs {negative} ({direction} score = {positive}): {auroc:.3f}"
     ax.set(ylabel=score, title=title)
     ax.grid(alpha=0.3, axis="y")
     _save(fig, out)
