@@ -3,7 +3,11 @@
 Each example is a window of real sequence from a reference genome with two fixed random motifs written over it,
 at least ``min_distance`` bp apart; the label is their order. Windows, positions and labels are drawn
 independently, and both classes hold exactly one copy of each motif, so any bag-of-k-mers model is at chance by
-construction: only a model that relates sequence far apart can beat it. The task is written as a FASTA (one
+construction: only a model that relates sequence far apart can beat it. Not necessarily the two motifs to each
+other, though: the upstream motif lies nearer the window's start, so where one motif sits relative to the
+window's ends also tells the order (with the default window of twice ``min_distance``, motif A starts in the
+first half exactly when it is upstream). That relation spans tens of kbp too, but a model that beats the task
+has shown long-range sensitivity, not necessarily motif-to-motif reasoning. The task is written as a FASTA (one
 contig per example) and a BED of whole contigs with the label in column 7, ready for ``classify-regions``.
 """
 
