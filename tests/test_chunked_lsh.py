@@ -94,3 +94,22 @@ def test_a_model_trains_the_same_on_either_kernel(monkeypatch, causal):
     torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=0)
     for got, want in zip(gradients, want_gradients):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: checks the kernel a GPU without the "
+                    "FlexAttention fast path falls back to")
+def test_on_cuda_it_matches_the_reference_too():
+    """On a GPU the kernel runs the gather branch of the row permutations; float64 outputs and gradients."""
+    case = [t.cuda() if t is not None else None for t in random_case(2, 2, 300, 8, 16, 2, padded=True, seed=9,
+                                                                     dtype=torch.float64)]
+    qk, v = case[0].requires_grad_(), case[1].requires_grad_()
+
+    def run(kernel):
+        qk.grad = v.grad = None
+        out = kernel(qk, v, case[2], bucket_size=16, key_padding_mask=case[3], causal=False)
+        (out * ~case[3][:, None, :, None]).square().sum().backward()
+        return out.detach() * ~case[3][:, None, :, None], qk.grad.clone(), v.grad.clone()
+
+    for got, want in zip(run(chunked_lsh.lsh_attention), run(reference.lsh_attention)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
