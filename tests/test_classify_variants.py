@@ -15,7 +15,7 @@ from genoformer.io.fasta import Reference
 from genoformer.io.vcf import read_variants
 from genoformer.tasks.coding import coding_snvs, write_coding_vcf
 from genoformer.tasks.linear import LinearModel
-from genoformer.tasks.variant_classes import context_features, model_features, variant_labels
+from genoformer.tasks.variant_classes import context_features, model_features, variant_contexts, variant_labels
 from tiny_pretrained import CDIPH, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CONTIG = "NC_000932.1"
@@ -65,7 +65,7 @@ def test_labels_from_info_values_flags_and_0_1(chloroplast, tmp_path):
 
 def test_context_baseline_sees_the_created_kmers(chloroplast, tmp_path):
     variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1"]), chloroplast).variants
-    features = context_features(variants, chloroplast, flank=4, k=2)
+    features = context_features(variant_contexts(variants, chloroplast, flank=4), k=2)
     ref_counts, change = features[0, :16], features[0, 16:]
     assert ref_counts.sum() == 8 and change.sum() == 0  # 9 bases -> 8 dinucleotides, ALT keeps the length
     assert (change != 0).sum() >= 2  # the SNV destroys and creates dinucleotides

@@ -40,7 +40,7 @@ from genoformer.tasks.baselines import spectra
 from genoformer.tasks.encoder import Encoder, Job
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
-from genoformer.tasks.splits import assign_test, split_groups
+from genoformer.tasks.splits import assign_test, canonical, join_identical, split_groups
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,7 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     method = split if split != "auto" else ("contig" if np.unique(contigs).size >= 3 else "blocks")
     groups = split_groups(contigs, (table["start"].to_numpy() + table["end"].to_numpy()) // 2, method=method,
                           block=block)
+    groups = join_identical(groups, [canonical(sequence) for sequence in sequences])
     names = np.array(regions.classes)[regions.labels]
     try:
         is_test = assign_test(groups, names, test_fraction=test_fraction, seed=seed)

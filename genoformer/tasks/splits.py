@@ -7,8 +7,9 @@ and one big group cannot make the test side most of the data (a warning says whe
 by more than 10 points).
 Windows of neighbouring examples on either side of a block border still share flanking sequence, so blocks must
 be longer than the window (:func:`check_block`) and by default are at least four windows long
-(:func:`default_block`). Repeats (e.g. a chloroplast's inverted repeat) can still put identical sequence on both
-sides: the split is by position, not by sequence.
+(:func:`default_block`). Repeats (e.g. a chloroplast's inverted repeat) would put identical sequence on both
+sides of a split by position: :func:`join_identical` merges the groups of examples whose sequence (either strand)
+is the same, before the groups are assigned.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import numpy as np
 
 from genoformer.errors import ConfigError
+from genoformer.io.fasta import reverse_complement_codes
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,35 @@ def split_groups(contigs: np.ndarray, positions: np.ndarray, *, method: str, blo
     if method == "contig":
         return contigs
     return np.char.add(np.char.add(contigs, ":"), (np.asarray(positions) // block).astype(str))
+
+
+def canonical(*sequences: np.ndarray) -> tuple[bytes, ...]:
+    """A key equal for sequences of base codes and for their reverse complements (the lesser of the two)."""
+    return min(tuple(codes.tobytes() for codes in sequences),
+               tuple(reverse_complement_codes(codes).tobytes() for codes in sequences))
+
+
+def join_identical(groups: np.ndarray, keys: list) -> np.ndarray:
+    """``groups`` with any two groups that hold examples of equal ``keys`` merged (transitively, named after the
+    least name among them), so that identical sequence, such as a repeat's copies, lies on one side of a split."""
+    parent = {name: name for name in np.unique(groups).tolist()}
+
+    def root(name):
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    first: dict = {}
+    for group, key in zip(groups.tolist(), keys):
+        a, b = root(group), root(first.setdefault(key, group))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    joined = np.array([root(name) for name in groups.tolist()])
+    merged = len(parent) - np.unique(joined).size
+    if merged:
+        log.info("%d split group(s) merged into others: they hold examples with identical sequence", merged)
+    return joined
 
 
 def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from genoformer.io.fasta import encode_bases
 from genoformer.tasks.baselines import variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
-from genoformer.tasks.splits import assign_test, split_groups
+from genoformer.tasks.splits import assign_test, canonical, join_identical, split_groups
 from genoformer.tasks.variants import VariantScores, score_variants
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,9 @@ def model_features(scores: VariantScores) -> np.ndarray:
                           axis=1)
 
 
-def context_features(variants, reference, flank: int, k: int) -> np.ndarray:
-    """k-mer context baseline features of each variant from ``flank`` bp on either side of it."""
-    rows = []
+def variant_contexts(variants, reference, flank: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Base codes of ``flank`` bp on either side of each variant with its REF and with its ALT allele."""
+    contexts = []
     for variant in variants:
         start = max(0, variant.pos - 1 - flank)
         end = min(reference.contigs[variant.contig], variant.pos - 1 + len(variant.ref) + flank)
@@ -115,8 +115,13 @@ def context_features(variants, reference, flank: int, k: int) -> np.ndarray:
         offset = variant.pos - 1 - start
         alt = np.concatenate([context[:offset], encode_bases(variant.alt.upper()),
                               context[offset + len(variant.ref):]])
-        rows.append(variant_context_features(context, alt, k))
-    return np.stack(rows)
+        contexts.append((context, alt))
+    return contexts
+
+
+def context_features(contexts: list[tuple[np.ndarray, np.ndarray]], k: int) -> np.ndarray:
+    """k-mer context baseline features of each variant from its :func:`variant_contexts`."""
+    return np.stack([variant_context_features(context, alt, k) for context, alt in contexts])
 
 
 @dataclass
@@ -145,11 +150,14 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
                  int((~usable).sum()))
     variants = [v for v, keep in zip(variants, usable) if keep]
     features, y, scores_llr = features[usable], labels.labels[usable], scores.llr[usable].mean(axis=1)
-    baseline_features = context_features(variants, reference, flank, kmer)
+    contexts = variant_contexts(variants, reference, flank)
+    baseline_features = context_features(contexts, kmer)
     contigs = np.array([v.contig for v in variants])
     positions = np.array([v.pos for v in variants])
     method = split if split != "auto" else ("contig" if np.unique(contigs).size >= 3 else "blocks")
     groups = split_groups(contigs, positions, method=method, block=block)
+    # the same change in the same context (a repeat's copies, on either strand) stays on one side of the split
+    groups = join_identical(groups, [canonical(ref, alt) for ref, alt in contexts])
     is_test = assign_test(groups, np.array(labels.classes)[y], test_fraction=test_fraction, seed=seed)
     train = ~is_test
     model = fit_linear(features[train], y[train], groups[train], labels.classes, seed)
