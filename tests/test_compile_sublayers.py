@@ -102,25 +102,24 @@ print(compiled, "forward" in vars(block.f) or "position_wise" in vars(block.g), 
     assert "torch.compile could not build the model on cpu" in warnings[0] and "/nonexistent/g++" in warnings[0]
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
-    pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])])
-def test_compiled_reversible_stack_with_dropout_matches_the_plain_stack(device):
-    """With dropout, the reversible stack's backward recomputes each block with the dropout masks of its forward:
-    compiled, the forward runs the no-grad graph and the backward the training graph, so their random streams
-    must agree. The plain (stored-activation) stack with the same weights and seed is the reference."""
+def test_compiled_dropout_runs_at_a_second_length():
+    """Dropout drew its mask with torch.rand(weights.shape), which fails to trace once torch.compile makes the
+    length symbolic (the second length a compiled sublayer sees)."""
     torch.manual_seed(0)
-    config = ReformerConfig(vocab_size=8, dim=32, depth=2, heads=2, n_hashes=2, bucket_size=8, dropout=0.2)
-    ids = torch.randint(0, 8, (2, 48), device=device)
-    results = []
-    for reversible in (True, False):
-        torch.manual_seed(1)
-        model = ReformerForMaskedLM(ReformerConfig(**{**config.to_dict(), "reversible": reversible})).to(device)
-        model = compile_sublayers(model).train()
-        torch.manual_seed(2)
-        logits = model(ids, seed=3)
-        logits.square().mean().backward()
-        results.append((logits.detach(), [p.grad for p in model.parameters()]))
-    (rev, rev_grads), (plain, plain_grads) = results
-    torch.testing.assert_close(rev, plain, atol=1e-5, rtol=0)
-    for got, want in zip(rev_grads, plain_grads):
-        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-4)
+    config = ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=2, bucket_size=8, dropout=0.2)
+    model = compile_sublayers(ReformerForMaskedLM(config)).train()
+    for length in (48, 56, 64):
+        model(torch.randint(0, 8, (2, length)), seed=1).square().mean().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+
+
+def test_a_model_with_dropout_trains_eagerly(caplog):
+    """The reversible backward replays the forward's dropout masks through the random number generator, which a
+    compiled graph does not promise to honour: with dropout the trainer keeps the sublayers eager."""
+    torch.manual_seed(0)
+    model = ReformerForMaskedLM(ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=1, bucket_size=16,
+                                               dropout=0.1))
+    with caplog.at_level("INFO", logger="genoformer.train.compiling"):
+        assert compile_for_training(model, batch_size=2, window=32, precision="fp32") is False
+    assert "training with eager sublayers" in caplog.text
+    assert all("forward" not in vars(block.f) for block in model.reformer.blocks)

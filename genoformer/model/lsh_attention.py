@@ -96,7 +96,8 @@ def attention_weights(logits: torch.Tensor, dropout_p: float, generator: torch.G
     """Softmax over the last axis and its log-sum-exp, with dropout applied to the weights only."""
     weights = torch.softmax(logits, dim=-1)
     if dropout_p > 0:
-        keep = torch.rand(weights.shape, generator=generator, device=weights.device, dtype=weights.dtype)
+        # the same draws as torch.rand(weights.shape), but traceable when torch.compile makes the length symbolic
+        keep = torch.empty_like(weights).uniform_(generator=generator)
         weights = weights * (keep >= dropout_p) / (1 - dropout_p)
     return weights, torch.logsumexp(logits, dim=-1)
 

@@ -5,6 +5,12 @@ Triton install; not every platform has one), C++ through the system's compiler o
 Without them, training would fail at its first step, so :func:`compile_for_training` runs one forward and
 backward pass on an example batch first; if that fails, the sublayers go back to eager mode with a warning
 naming the cause, and training goes on.
+
+A model with dropout stays eager: the reversible stack's backward recomputes each block with the dropout masks
+of its forward by replaying the random number generator, and compiled graphs draw their random numbers their own
+way (the forward runs the no-grad graph, the recomputation the training graph). Compiled, the reversible and the
+plain stack with the same weights and seed already disagree in their forward outputs once the length is dynamic
+(tests/test_compile_sublayers.py); eager, the replay is exact (tests/test_model_reversible.py).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ def compile_for_training(model: torch.nn.Module, batch_size: int, window: int, p
     Leaves no gradients and no trace in the random number generators. Returns whether the model is compiled;
     if compiling failed, the model is eager again and a warning says why."""
     device = next(model.parameters()).device
+    if model.config.dropout > 0:
+        log.info("dropout %g: training with eager sublayers (see genoformer.train.compiling)", model.config.dropout)
+        return False
     log.info("compiling each block's sublayers with torch.compile on %s (can take a few minutes the first time)",
              device)
     compile_sublayers(model)
