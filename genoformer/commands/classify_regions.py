@@ -64,10 +64,9 @@ def _check_flags(args) -> None:
     check_range("--finetune-epochs", args.finetune_epochs, 0)
     check_range("--bootstrap", args.bootstrap, 1)
     check_range("--window", args.window, 1)
-    from genoformer.tasks.splits import check_block, default_block  # numpy: only when the command runs
+    from genoformer.tasks.splits import resolve_block  # numpy: only when the command runs
 
-    args.block = default_block(args.window) if args.block is None else args.block
-    check_block(args.block, args.window)
+    args.block = resolve_block(args.block, args.window)
     check_model_options(args)
     if not args.lr > 0:
         raise ConfigError(f"--lr {args.lr}: the learning rate must be greater than 0")

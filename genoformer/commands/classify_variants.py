@@ -82,10 +82,9 @@ def run(args) -> None:
         check_range("--max-per-class", args.max_per_class, 1)
     check_window_options(args)
     check_model_options(args)
-    from genoformer.tasks.splits import check_block, default_block  # numpy: only when the command runs
+    from genoformer.tasks.splits import resolve_block  # numpy: only when the command runs
 
-    args.block = default_block(args.window) if args.block is None else args.block
-    check_block(args.block, args.window)
+    args.block = resolve_block(args.block, args.window)
     check_replaceable(args.out, CLASSIFIER_OUTPUT_MARKER)
     # torch, scikit-learn, pysam and pandas are imported only when this command runs
     from genoformer.io.fasta import Reference

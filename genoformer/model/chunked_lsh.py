@@ -26,14 +26,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genoformer.model.permute import permute_rounds
-from genoformer.model.lsh_attention import SELF_LOGIT
+from genoformer.model.lsh_attention import SELF_LOGIT, look_one_back
 from genoformer.model.lsh_attention import lsh_attention as reference_lsh_attention
-
-
-def look_one_back(x: torch.Tensor) -> torch.Tensor:
-    """``[..., C, L, D] -> [..., C, 2L, D]``: each chunk, then the chunk before it (zeros before the first)."""
-    return torch.cat([x, F.pad(x[..., :-1, :, :], (0, 0, 0, 0, 1, 0))], dim=-2)
+from genoformer.model.permute import permute_rounds
 
 
 def lsh_attention(
@@ -76,8 +71,8 @@ def lsh_attention(
         return permute_rounds(x[:, :, None].expand(-1, -1, n_hashes, -1, -1), order, inverse).reshape(shape)
 
     query = sort(qk)
-    key = look_one_back(F.normalize(query, dim=-1))
-    value = look_one_back(sort(v))
+    key = look_one_back(F.normalize(query, dim=-1), 0.0)
+    value = look_one_back(sort(v), 0.0)
     compute_dtype = torch.promote_types(qk.dtype, torch.float32)
     logits = torch.matmul(query * dim**-0.5, key.transpose(-1, -2)).to(compute_dtype)  # [B, H, R, C, L, 2L]
 
@@ -92,7 +87,7 @@ def lsh_attention(
         logits[..., 0, :, bucket_size:] = float("-inf")
     if causal:
         sorted_buckets = buckets.gather(-1, order).reshape(shape[:-1])  # [B, H, R, C, L]
-        key_buckets = torch.cat([sorted_buckets, F.pad(sorted_buckets[..., :-1, :], (0, 0, 1, 0), value=-1)], -1)
+        key_buckets = look_one_back(sorted_buckets, -1)
         offset = chunk_index[:, :, None] - key_index[:, None, :]  # [C, L, 2L]
         band = (key_buckets[..., None, :] == sorted_buckets[..., :, None]) & (offset >= 0) & (offset < bucket_size)
         logits.masked_fill_(~band, float("-inf"))

@@ -6,7 +6,7 @@ side closer to ``test_fraction`` of the examples (the smallest group when none d
 and one big group cannot make the test side most of the data (a warning says when the fraction reached is off
 by more than 10 points).
 Windows of neighbouring examples on either side of a block border still share flanking sequence, so blocks must
-be longer than the window (:func:`check_block`) and by default are at least four windows long
+be longer than the window (:func:`resolve_block`) and by default are at least four windows long
 (:func:`default_block`). Repeats (e.g. a chloroplast's inverted repeat) would put identical sequence on both
 sides of a split by position: :func:`join_identical` merges the groups of examples whose sequence (either strand)
 is the same, before the groups are assigned.
@@ -32,12 +32,16 @@ def default_block(window: int) -> int:
     return max(MIN_BLOCK, 4 * window)
 
 
-def check_block(block: int, window: int) -> None:
-    """Raise :class:`ConfigError` when blocks are not longer than the windows: a test example's window would then
-    hold whole training examples (their sequence, and their labels' signal, on both sides of the split)."""
+def resolve_block(block: int | None, window: int) -> int:
+    """``block``, or :func:`default_block` when None; :class:`ConfigError` when blocks are not longer than the
+    windows: a test example's window would then hold whole training examples (their sequence, and their labels'
+    signal, on both sides of the split)."""
+    if block is None:
+        return default_block(window)
     if block <= window:
         raise ConfigError(f"--block {block}: split blocks must be longer than the {window} bp windows, or test "
                           f"windows hold training regions; use at least {2 * window} (default {default_block(window)})")
+    return block
 
 
 def split_groups(contigs: np.ndarray, positions: np.ndarray, *, method: str, block: int) -> np.ndarray:

@@ -128,18 +128,16 @@ def publish(run_dir: str | Path, step_dir: str | Path) -> None:
             shutil.copyfile(Path(step_dir) / name, tmp)
 
 
-def set_aside_newer(run_dir: str | Path, step_dir: str | Path) -> list[Path]:
+def set_aside_newer(run_dir: str | Path, step_dir: str | Path) -> None:
     """Rename the checkpoints newer than ``step_dir`` (the damaged ones a resume skipped) to
-    ``damaged-step-<N>``, so that the resumed run can write its own ``step-<N>``; returns the new names."""
-    newer = [path for path in step_dirs(run_dir) if step_number(path) > step_number(step_dir)]
-    moved = []
-    for path in newer:
+    ``damaged-step-<N>``, so that the resumed run can write its own ``step-<N>``."""
+    for path in step_dirs(run_dir):
+        if step_number(path) <= step_number(step_dir):
+            continue
         target = path.with_name(f"damaged-{path.name}")
         shutil.rmtree(target, ignore_errors=True)  # set aside by an earlier resume of the same step
         path.rename(target)
         log.warning("set aside damaged checkpoint %s as %s (delete it once you no longer need it)", path, target)
-        moved.append(target)
-    return moved
 
 
 def load_checkpoint(step_dir: str | Path, device: torch.device | str = "cpu"

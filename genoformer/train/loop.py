@@ -16,7 +16,8 @@ Loss. Cross-entropy (nats) averaged over every masked token of the global batch,
 it fell in: each micro-batch backpropagates its summed cross-entropy divided by the step's count of masked tokens
 (summed over processes), so the gradient does not depend on how windows are split into micro-batches and
 processes, nor weigh the few masked tokens of a short, padded window more than those of a full one; a step
-with no masked token at all contributes zero gradient (and logs a loss of 0). ``metrics.jsonl`` gets ``step, loss, lr, grad_norm, tokens_per_s`` every ``log_every`` steps and
+with no masked token at all contributes zero gradient (and logs a loss of 0). ``metrics.jsonl`` gets ``step,
+loss, lr, grad_norm, tokens_per_s`` every ``log_every`` steps and
 ``val_bits_per_base`` (see ``genoformer.train.evaluate``) on evaluation steps.
 
 No host syncs between log lines. A step never reads a value back from the device (the loss and gradient norm
