@@ -23,7 +23,7 @@ from genoformer.tasks.baselines import kmer_counts
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import auprc, auroc, classification_metrics
 from genoformer.tasks.regions import read_region_labels, region_windows
-from genoformer.tasks.splits import assign_test, canonical, join_identical, split_groups
+from genoformer.tasks.splits import assign_test, split_groups
 from tiny_pretrained import CDIPH, pretrain_tiny, save_run, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
@@ -104,28 +104,6 @@ def test_one_big_group_never_makes_the_test_side_most_of_the_data(seed, caplog):
     with caplog.at_level("WARNING", logger="genoformer.tasks.splits"):
         assign_test(np.array(["x"] * 60 + ["y"] * 40), labels, test_fraction=0.1, seed=seed)
     assert "held out 40% of the examples instead of 10%" in caplog.text
-
-
-def test_copies_of_a_repeat_share_their_split_group(chloroplast_fasta):
-    """The chloroplast's inverted repeat: a 200 bp window of IRa and its reverse-complement copy in IRb lie in
-    different 10 kbp blocks; join_identical puts them in one group (and with them every group linked to either),
-    so they land on one side of the split, while unrelated windows keep their own groups."""
-    with Reference(chloroplast_fasta) as reference:
-        genome = reference.fetch("NC_000932.1", 0, reference.contigs["NC_000932.1"]).upper()
-        codes = reference.codes("NC_000932.1", 0, len(genome))[0]
-    window = genome[90_000:90_200]
-    twin = genome.find(str(Seq(window).reverse_complement()))
-    assert twin > 120_000  # IRb
-    starts = np.array([90_000, twin, 5_000, 40_000])
-    sequences = [codes[s:s + 200] for s in starts]
-    groups = split_groups(np.array(["NC_000932.1"] * 4), starts + 100, method="blocks", block=10_000)
-    assert len(set(groups)) == 4
-    joined = join_identical(groups, [canonical(s) for s in sequences])
-    assert joined[0] == joined[1] and len(set(joined)) == 3
-    assert canonical(sequences[0]) == canonical(sequences[1]) != canonical(sequences[2])
-    # transitively: a key shared by groups a-b and another by b-c joins all three
-    chained = join_identical(np.array(["a", "b", "b", "c", "d"]), ["x", "x", "y", "y", "z"])
-    assert chained.tolist() == ["a", "a", "a", "a", "d"]
 
 
 @pytest.mark.parametrize("command", ["classify-regions", "classify-variants"])

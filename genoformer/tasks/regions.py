@@ -40,7 +40,8 @@ from genoformer.tasks.baselines import spectra
 from genoformer.tasks.encoder import Encoder, Job
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
-from genoformer.tasks.splits import assign_test, canonical, join_identical, split_groups
+from genoformer.tasks.homology import repeat_families
+from genoformer.tasks.splits import assign_test, split_groups
 
 log = logging.getLogger(__name__)
 
@@ -278,10 +279,10 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     method = split if split != "auto" else ("contig" if np.unique(contigs).size >= 3 else "blocks")
     groups = split_groups(contigs, (table["start"].to_numpy() + table["end"].to_numpy()) // 2, method=method,
                           block=block)
-    groups = join_identical(groups, [canonical(sequence) for sequence in sequences])
+    families = repeat_families(reference, contigs, table["start"].to_numpy(), table["end"].to_numpy())
     names = np.array(regions.classes)[regions.labels]
     try:
-        is_test = assign_test(groups, names, test_fraction=test_fraction, seed=seed)
+        is_test = assign_test(groups, names, test_fraction=test_fraction, seed=seed, families=families)
     except ConfigError as err:
         counts = np.bincount(regions.labels, minlength=len(regions.classes))
         per_class = ", ".join(f"{name!r} {count}" for name, count in zip(regions.classes, counts))
@@ -293,7 +294,7 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     finetuned, selection = None, None
     if epochs > 0:
         pooled = features["probe"][:, :encoder.model.config.dim]  # the classifier's own input: the window mean
-        fit, held = validation_split(groups, names, train, seed)
+        fit, held = validation_split(groups, names, train, seed, families)
         head = fit_linear(pooled[fit], y[fit], groups[fit], regions.classes, seed)
         validation = ([sequences[i] for i in np.flatnonzero(held)], y[held]) if held.any() else None
         tuned = finetune(checkpoint, encoder, [sequences[i] for i in np.flatnonzero(fit)], y[fit],
@@ -326,14 +327,16 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     return RegionClassification(metrics, predictions, fitted["probe"], fitted["kmer"], finetuned)
 
 
-def validation_split(groups: np.ndarray, names: np.ndarray, train: np.ndarray, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``(fit, validation)`` masks over all examples: the training examples split by whole groups,
-    ``VALIDATION_FRACTION`` of them to choose the fine-tuning epoch on; all training examples are fit (and the
-    validation mask is empty, with a warning) when the groups are too few to give both sides every class."""
+def validation_split(groups: np.ndarray, names: np.ndarray, train: np.ndarray, seed: int,
+                     families: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, validation)`` masks over all examples: the training examples split by whole groups (repeat
+    ``families`` on one side), ``VALIDATION_FRACTION`` of them to choose the fine-tuning epoch on; all training
+    examples are fit (and the validation mask is empty, with a warning) when the groups are too few to give both
+    sides every class."""
     rows = np.flatnonzero(train)
     try:
-        held_rows = rows[assign_test(groups[rows], names[rows], test_fraction=VALIDATION_FRACTION, seed=seed + 1)]
+        held_rows = rows[assign_test(groups[rows], names[rows], test_fraction=VALIDATION_FRACTION, seed=seed + 1,
+                                     families=None if families is None else families[rows])]
     except ConfigError as err:
         log.warning("fine-tuning without a validation split (%s): the last epoch is kept", err)
         held_rows = rows[:0]

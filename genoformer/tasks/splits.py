@@ -4,12 +4,12 @@ An example (a variant or a region) belongs to the block that holds its position 
 Blocks (or contigs) are shuffled with the seed and moved to the test side, each one only if it brings the test
 side closer to ``test_fraction`` of the examples (the smallest group when none does), so no block is on both sides
 and one big group cannot make the test side most of the data (a warning says when the fraction reached is off
-by more than 10 points).
+by more than 10 points); a test example with a near-identical copy on the training side (``families``) moves
+to training.
 Windows of neighbouring examples on either side of a block border still share flanking sequence, so blocks must
 be longer than the window (:func:`resolve_block`) and by default are at least four windows long
-(:func:`default_block`). Repeats (e.g. a chloroplast's inverted repeat) would put identical sequence on both
-sides of a split by position: :func:`join_identical` merges the groups of examples whose sequence (either strand)
-is the same, before the groups are assigned.
+(:func:`default_block`). Repeats (rRNA operons, a chloroplast's inverted repeat) would put near-identical
+sequence on both sides of a split by position: :mod:`genoformer.tasks.homology` finds them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import logging
 import numpy as np
 
 from genoformer.errors import ConfigError
-from genoformer.io.fasta import reverse_complement_codes
 
 log = logging.getLogger(__name__)
 
@@ -56,37 +55,12 @@ def split_groups(contigs: np.ndarray, positions: np.ndarray, *, method: str, blo
     return np.char.add(np.char.add(contigs, ":"), (np.asarray(positions) // block).astype(str))
 
 
-def canonical(*sequences: np.ndarray) -> tuple[bytes, ...]:
-    """A key equal for sequences of base codes and for their reverse complements (the lesser of the two)."""
-    return min(tuple(codes.tobytes() for codes in sequences),
-               tuple(reverse_complement_codes(codes).tobytes() for codes in sequences))
-
-
-def join_identical(groups: np.ndarray, keys: list) -> np.ndarray:
-    """``groups`` with any two groups that hold examples of equal ``keys`` merged (transitively, named after the
-    least name among them), so that identical sequence, such as a repeat's copies, lies on one side of a split."""
-    parent = {name: name for name in np.unique(groups).tolist()}
-
-    def root(name):
-        while parent[name] != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
-
-    first: dict = {}
-    for group, key in zip(groups.tolist(), keys):
-        a, b = root(group), root(first.setdefault(key, group))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    joined = np.array([root(name) for name in groups.tolist()])
-    merged = len(parent) - np.unique(joined).size
-    if merged:
-        log.info("%d split group(s) merged into others: they hold examples with identical sequence", merged)
-    return joined
-
-
-def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int) -> np.ndarray:
+def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int,
+                families: np.ndarray | None = None) -> np.ndarray:
     """Boolean ``is_test`` per example: whole groups go to test until ``test_fraction`` of examples are there.
+
+    ``families`` (:func:`genoformer.tasks.homology.repeat_families`) links repeat copies at other loci: a test
+    example whose family has a member on the training side moves to training.
 
     Raises :class:`ConfigError` when a side ends up without some class (too few groups for the labels).
     """
@@ -104,9 +78,11 @@ def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float,
         is_test_group[sizes.argmin()] = True
         taken = sizes.min()
     is_test = is_test_group[group_of]
-    if abs(taken / group_of.size - test_fraction) > 0.1:
+    if families is not None:
+        is_test = _without_trained_copies(is_test, np.asarray(families))
+    if abs(is_test.mean() - test_fraction) > 0.1:
         log.warning("held out %.0f%% of the examples instead of %.0f%%: %d groups of unequal size (use smaller "
-                    "blocks or more contigs for a closer split)", 100 * taken / group_of.size, 100 * test_fraction,
+                    "blocks or more contigs for a closer split)", 100 * is_test.mean(), 100 * test_fraction,
                     names.size)
     labels = np.asarray(labels)
     for side, name in ((~is_test, "training"), (is_test, "test")):
@@ -115,3 +91,13 @@ def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float,
             raise ConfigError(f"the {name} split has no example of class {missing[0]!r} ({names.size} groups; "
                               "use smaller blocks, more contigs or more examples)")
     return is_test
+
+
+def _without_trained_copies(is_test: np.ndarray, families: np.ndarray) -> np.ndarray:
+    """``is_test`` with every test example whose repeat family has a training member moved to training."""
+    trained = np.zeros(int(families.max()) + 1 if families.size else 0, dtype=bool)
+    trained[families[~is_test]] = True
+    moved = is_test & trained[families]
+    if moved.any():
+        log.info("%d test examples moved to training: a near-identical copy of each is there", int(moved.sum()))
+    return is_test & ~moved

@@ -22,7 +22,8 @@ from genoformer.io.fasta import encode_bases
 from genoformer.tasks.baselines import variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
-from genoformer.tasks.splits import assign_test, canonical, join_identical, split_groups
+from genoformer.tasks.homology import VARIANT_FLANK, repeat_families
+from genoformer.tasks.splits import assign_test, split_groups
 from genoformer.tasks.variants import VariantScores, score_variants
 
 log = logging.getLogger(__name__)
@@ -156,9 +157,12 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
     positions = np.array([v.pos for v in variants])
     method = split if split != "auto" else ("contig" if np.unique(contigs).size >= 3 else "blocks")
     groups = split_groups(contigs, positions, method=method, block=block)
-    # the same change in the same context (a repeat's copies, on either strand) stays on one side of the split
-    groups = join_identical(groups, [canonical(ref, alt) for ref, alt in contexts])
-    is_test = assign_test(groups, np.array(labels.classes)[y], test_fraction=test_fraction, seed=seed)
+    starts = np.maximum(positions - 1 - VARIANT_FLANK, 0)
+    ends = np.minimum([v.pos - 1 + len(v.ref) + VARIANT_FLANK for v in variants],
+                      [reference.contigs[v.contig] for v in variants])
+    families = repeat_families(reference, contigs, starts, ends)
+    is_test = assign_test(groups, np.array(labels.classes)[y], test_fraction=test_fraction, seed=seed,
+                          families=families)
     train = ~is_test
     model = fit_linear(features[train], y[train], groups[train], labels.classes, seed)
     baseline = fit_linear(baseline_features[train], y[train], groups[train], labels.classes, seed)
