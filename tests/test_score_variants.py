@@ -67,7 +67,6 @@ def direct_scores(model, vocab, stride, reference, var, start, end):
     offset = var.pos - 1 - start
     following = reference.codes(CONTIG, end, min(reference.contigs[CONTIG], end + 10))[0]
     alt_forward = alternate_window(codes, offset, var.ref, var.alt, following)
-    per_base = math.ceil(k / stride)
     results = []
     for strand in (0, 1):
         ref_seq = codes if strand == 0 else reverse_complement_codes(codes)
@@ -93,7 +92,11 @@ def direct_scores(model, vocab, stride, reference, var, start, end):
 
         hidden, positions = forward(ref_seq, span(len(var.ref)))
         ref_lp = log_prob(ref_seq, hidden, positions)
-        if len(var.ref) == len(var.alt):
+        if not positions:
+            llr = math.nan
+        elif len(var.ref) == len(var.alt):  # the sum over tokens, over how many of them cover a base on average
+            bases = range(*span(len(var.ref)))
+            per_base = np.mean([sum(t * stride <= b < t * stride + k for t in positions) for b in bases])
             llr = (log_prob(alt_seq, hidden, positions) - ref_lp) / per_base
         else:  # alleles of different lengths: mean log-probability per masked token
             alt_hidden, alt_positions = forward(alt_seq, span(len(var.alt)))
@@ -207,10 +210,33 @@ def test_n_alleles_and_edge_variants_get_nan_not_errors(chloroplast):
     encoder = Encoder(model, vocab, 3, torch.device("cpu"))
     scores = score_variants(variants, chloroplast, encoder, window=300, progress=False)
     assert np.isnan(scores.llr[0]).all() and np.isfinite(scores.emb_pooled[0]).all()
-    assert scores.window_end[1] == length  # pushed inside the contig
-    # with stride 3, the last base of the contig may lie after the last whole k-mer: then no token covers it
+    # pushed inside the contig, up to its last whole token; with stride 3 the last base of the contig may lie
+    # after the last whole k-mer: then no token covers it
+    assert length - 3 < scores.window_end[1] <= length and (scores.window_end[1] - scores.window_start[1]) % 3 == 0
     covered = (length - 3) // 3 * 3 + 3 >= length
     assert np.isfinite(scores.llr[1]).all() == covered
+
+
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (3, 3), (4, 2)])
+def test_snvs_at_contig_ends_match_one_variant_at_a_time(chloroplast, k, stride):
+    """SNVs on the first and last bases of a contig, which fewer tokens cover: the LLR is still the mean over
+    the tokens that do (not shrunk by the count inside the contig), on both strands. Both strands score the
+    same bases: the reverse pass covers the contig's first bases whenever the forward pass does."""
+    model, vocab = tiny_model(k), KmerVocab(k)
+    length = chloroplast.contigs[CONTIG]
+    positions = [1, 2, 3, 4, 2000, length - 3, length - 2, length - 1, length]
+    bases = [chloroplast.fetch(CONTIG, p - 1, p).upper() for p in positions]
+    variants = [variant(CONTIG, p, b, "ACGT"[("ACGT".index(b) + 1) % 4]) for p, b in zip(positions, bases)]
+    encoder = Encoder(model, vocab, stride, torch.device("cpu"))
+    scores = score_variants(variants, chloroplast, encoder, window=61, step=stride, mask_spacing=10**6,
+                            progress=False)
+    for i, var in enumerate(variants):
+        start, end = scores.window_start[i], scores.window_end[i]
+        assert (end - start - k) % stride == 0  # the window ends with a whole token
+        expected = direct_scores(model, vocab, stride, chloroplast, var, start, end)
+        np.testing.assert_allclose(scores.llr[i], expected[:, 0], rtol=1e-4, atol=1e-5)
+        assert np.isnan(scores.llr[i, 0]) == np.isnan(scores.llr[i, 1])
+    assert np.isfinite(scores.llr[:4]).all()  # no token is missing at a contig's start, on either strand
 
 
 def write_vcf(path, records, contigs):

@@ -76,11 +76,6 @@ class Encoder:
         self._kmer_bases = torch.tensor(
             (np.arange(vocab.n_kmers)[:, None] >> (2 * np.arange(self.k - 1, -1, -1))) & 3, device=device)
 
-    @property
-    def tokens_per_base(self) -> int:
-        """How many tokens cover one base away from the window edges: ``ceil(k / stride)``."""
-        return math.ceil(self.k / self.stride)
-
     def check_window(self, window_bp: int) -> None:
         """Raise :class:`ConfigError` when a window of ``window_bp`` bases has more tokens than the model takes."""
         count = n_tokens(window_bp, self.k, self.stride)

@@ -6,12 +6,15 @@ middle of its longer allele, when that fits) is as close to the centre as the gr
 step off; near a contig end the window is pushed inside the contig, and a contig shorter than the window is one
 window). Variants that fall in the same window share its forward passes.
 
-Scores, per ALT allele and strand (forward, and the reverse complement of the whole window):
+Scores, per ALT allele and strand (forward, and the reverse complement of the window). A window ends where its
+last whole forward token does (with stride > 1 up to ``stride - 1`` bases are cut), so both strands cover the
+same bases.
 
 - ``llr``: masked log-likelihood ratio. Every token overlapping the REF allele is masked; at each masked token
   the model's probability of the k-mers consistent with each allele (the window's bases with that allele in
   place; an N is a wildcard summed over) gives ``log P(alt) - log P(ref)``, summed over the tokens and divided
-  by ``ceil(k / stride)``, the number of tokens that cover one base (so an SNV gets the mean over its tokens).
+  by the mean number of those tokens that cover a base of the allele (``k / stride`` inside a contig when the
+  stride divides k; fewer at a contig's ends), so an SNV gets the mean over its tokens wherever it lies.
   For SNVs and MNVs the masked input is the same for both alleles: one masked pass serves both, and variants
   whose REF spans are at least ``mask_spacing`` bp apart are masked together in one pass. For an indel the ALT
   side is a second masked pass over the alternate window (tokens overlapping the ALT allele masked), and the
@@ -49,6 +52,7 @@ from genoformer.errors import ConfigError
 from genoformer.io.fasta import N_CODE, encode_bases, reverse_complement_codes
 from genoformer.tasks.defaults import DEFAULT_MASK_SPACING, DEFAULT_WINDOW
 from genoformer.tasks.encoder import Encoder, Job
+from genoformer.tokenize.encode import n_tokens, span_bp
 from genoformer.tokenize.vocab import MASK
 
 log = logging.getLogger(__name__)
@@ -99,8 +103,10 @@ def window_bounds(pos: int, contig_length: int, window: int, step: int, stride: 
     return start, end
 
 
-def plan_windows(variants, contigs: dict[str, int], *, window: int, step: int, stride: int) -> list[WindowPlan]:
-    """Group variants by window, in contig (``contigs`` order) then position order."""
+def plan_windows(variants, contigs: dict[str, int], *, window: int, step: int, stride: int,
+                 k: int) -> list[WindowPlan]:
+    """Group variants by window, in contig (``contigs`` order) then position order; each window ends with its
+    last whole token of ``k`` bases (tokens every ``stride`` bases from its start)."""
     if window < 1 or not 1 <= step <= window // 2:
         raise ConfigError(f"window ({window} bp) must be positive and the window step ({step} bp) from 1 to half "
                           "the window, so each variant keeps context on both sides")
@@ -109,6 +115,7 @@ def plan_windows(variants, contigs: dict[str, int], *, window: int, step: int, s
         start, end = window_bounds(variant.pos - 1, contigs[variant.contig], window, step, stride,
                                    span=max(len(variant.ref), len(variant.alt)))
         if (variant.contig, start) not in plans:
+            end = start + span_bp(n_tokens(end - start, k, stride), k, stride)
             plans[variant.contig, start] = WindowPlan(variant.contig, start, end, [])
         plans[variant.contig, start].variants.append(index)
     order = {name: i for i, name in enumerate(contigs)}
@@ -284,13 +291,20 @@ class _WindowScoring:
                 kmers.extend(part)
         log_probs = self.encoder.kmer_log_probs(hidden, positions, kmers)
         sums = iter([(float(log_probs[segment].sum()), segment.stop - segment.start) for segment in segments])
-        for _, indices in members:
-            ref_log_prob, n_tokens = next(sums)
+        for span, indices in members:
+            ref_log_prob, n_masked = next(sums)
             for index in indices:
                 if self.same_length(index):
-                    self.scores.llr[index, strand] = (next(sums)[0] - ref_log_prob) / self.encoder.tokens_per_base
+                    coverage = self.mean_coverage(span, self.encoder.token_range(*span, count))
+                    self.scores.llr[index, strand] = (next(sums)[0] - ref_log_prob) / coverage
                 else:
-                    self.ref_log_prob[index, strand] = ref_log_prob / n_tokens
+                    self.ref_log_prob[index, strand] = ref_log_prob / n_masked
+
+    def mean_coverage(self, span: tuple[int, int], tokens: range) -> float:
+        """Mean number of ``tokens`` covering a base of ``span``."""
+        stride, k = self.encoder.stride, self.encoder.k
+        covered = sum(min(t * stride + k, span[1]) - max(t * stride, span[0]) for t in tokens)
+        return covered / (span[1] - span[0])
 
 
 def score_variants(variants, reference, encoder: Encoder, *, window: int = DEFAULT_WINDOW, step: int | None = None,
@@ -314,7 +328,8 @@ def score_variants(variants, reference, encoder: Encoder, *, window: int = DEFAU
     scores = VariantScores(llr=nan.copy(), emb_local=nan.copy(), emb_pooled=nan.copy(),
                            window_start=np.full(n, -1), window_end=np.full(n, -1), scored=np.zeros(n, dtype=bool),
                            local_delta=np.full((n, 2, encoder.model.config.dim), np.nan) if keep_deltas else None)
-    plans = plan_windows(variants, reference.contigs, window=window, step=step, stride=encoder.stride)[index::count]
+    plans = plan_windows(variants, reference.contigs, window=window, step=step, stride=encoder.stride,
+                         k=encoder.k)[index::count]
     bar = tqdm(plans, desc="scoring windows", unit=" windows", disable=None if progress else True)
     for plan in bar:
         scoring = _WindowScoring(plan, variants, reference, encoder, scores, mask_spacing=mask_spacing,
