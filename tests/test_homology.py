@@ -10,7 +10,7 @@ from Bio.Seq import Seq
 from genoformer.io.fasta import Reference, encode_bases
 from genoformer.tasks import homology
 from genoformer.tasks.homology import canonical_kmers, homologous_pairs, loci, repeat_families
-from genoformer.tasks.splits import assign_test, split_groups
+from genoformer.tasks.splits import assign_test, split_groups, split_summary
 
 CONTIG_CP = "NC_000932.1"
 
@@ -123,3 +123,6 @@ def test_no_test_region_has_a_near_identical_copy_in_training(cdiph_fasta, caplo
     assert moved.any() and not (is_test & ~by_position).any()
     assert f"{moved.sum()} test examples moved to training" in caplog.text
     assert abs(is_test.mean() - 0.3) <= 0.1
+    summary = split_summary("blocks", 100_000, 0.3, 0, groups, is_test, family)
+    assert summary["n_test"] == is_test.sum() and summary["n_train"] + summary["n_test"] == starts.size
+    assert summary["with_repeat_copy"] == np.unique(pairs).size  # every tile with a copy, none without

@@ -41,7 +41,7 @@ from genoformer.tasks.encoder import Encoder, Job
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import repeat_families
-from genoformer.tasks.splits import assign_test, split_groups
+from genoformer.tasks.splits import assign_test, split_groups, split_summary
 
 log = logging.getLogger(__name__)
 
@@ -307,10 +307,7 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     metrics = {
         "classes": regions.classes,
         "window_bp": window,
-        "split": {"method": method, "block_bp": block if method == "blocks" else None,
-                  "test_fraction": test_fraction, "seed": seed, "n_train": int(train.sum()),
-                  "n_test": int(is_test.sum()), "groups_train": int(np.unique(groups[train]).size),
-                  "groups_test": int(np.unique(groups[is_test]).size)},
+        "split": split_summary(method, block, test_fraction, seed, groups, is_test, families),
         "test": {name: classification_metrics(y[is_test], values[is_test], n_bootstrap=n_bootstrap, seed=seed)
                  for name, values in probabilities.items()},
         "methods": {"probe": "logistic regression on frozen mean hidden states (window and region, both strands)",

@@ -93,6 +93,15 @@ def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float,
     return is_test
 
 
+def split_summary(method: str, block: int, test_fraction: float, seed: int, groups: np.ndarray, is_test: np.ndarray,
+                  families: np.ndarray) -> dict:
+    """The split as the metrics report it: how, with what, and how many examples and groups on each side."""
+    return {"method": method, "block_bp": block if method == "blocks" else None, "test_fraction": test_fraction,
+            "seed": seed, "n_train": int((~is_test).sum()), "n_test": int(is_test.sum()),
+            "groups_train": int(np.unique(groups[~is_test]).size), "groups_test": int(np.unique(groups[is_test]).size),
+            "with_repeat_copy": int((np.bincount(families)[families] > 1).sum())}
+
+
 def _without_trained_copies(is_test: np.ndarray, families: np.ndarray) -> np.ndarray:
     """``is_test`` with every test example whose repeat family has a training member moved to training."""
     trained = np.zeros(int(families.max()) + 1 if families.size else 0, dtype=bool)

@@ -23,7 +23,7 @@ from genoformer.tasks.baselines import variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import VARIANT_FLANK, repeat_families
-from genoformer.tasks.splits import assign_test, split_groups
+from genoformer.tasks.splits import assign_test, split_groups, split_summary
 from genoformer.tasks.variants import VariantScores, score_variants
 
 log = logging.getLogger(__name__)
@@ -170,10 +170,7 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
     baseline_prob = baseline.predict_proba(baseline_features)[:, 1]
     metrics = {
         "classes": {"negative": labels.classes[0], "positive": labels.classes[1]},
-        "split": {"method": method, "block_bp": block if method == "blocks" else None,
-                  "test_fraction": test_fraction, "seed": seed, "n_train": int(train.sum()),
-                  "n_test": int(is_test.sum()), "groups_train": int(np.unique(groups[train]).size),
-                  "groups_test": int(np.unique(groups[is_test]).size)},
+        "split": split_summary(method, block, test_fraction, seed, groups, is_test, families),
         "left_out": {"unlabelled": labels.unlabelled, "no_llr": int((~usable).sum())},
         "test": {
             "model_probe": classification_metrics(y[is_test], np.stack([1 - model_prob, model_prob], 1)[is_test],
