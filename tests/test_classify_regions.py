@@ -23,7 +23,7 @@ from genoformer.tasks.baselines import kmer_counts
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import auprc, auroc, classification_metrics
 from genoformer.tasks.regions import read_region_labels, region_windows
-from genoformer.tasks.splits import assign_test, split_groups
+from genoformer.tasks.splits import assign_split, split_groups
 from tiny_pretrained import CDIPH, pretrain_tiny, save_run, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
@@ -81,15 +81,15 @@ def test_splits_keep_blocks_whole_and_need_both_classes():
     positions = rng.integers(0, 1_000_000, 500)
     labels = rng.integers(0, 2, 500)
     groups = split_groups(np.array(["chr1"] * 500), positions, method="blocks", block=50_000)
-    is_test = assign_test(groups, labels, test_fraction=0.3, seed=0)
-    assert 0.25 <= is_test.mean() <= 0.35
+    train, is_test = assign_split(groups, labels, test_fraction=0.3, seed=0)
+    assert (train == ~is_test).all() and 0.25 <= is_test.mean() <= 0.35
     for group in np.unique(groups):
         assert len(set(is_test[groups == group])) == 1
     assert not set(positions[is_test] // 50_000) & set(positions[~is_test] // 50_000)
     by_contig = split_groups(np.array(["a", "b", "c", "d"] * 25), positions[:100], method="contig", block=1)
     assert set(by_contig) == {"a", "b", "c", "d"}
     with pytest.raises(ConfigError, match="split has no example of class"):
-        assign_test(np.array(["x"] * 5 + ["y"] * 5), np.array([0] * 5 + [1] * 5), test_fraction=0.5, seed=0)
+        assign_split(np.array(["x"] * 5 + ["y"] * 5), np.array([0] * 5 + [1] * 5), test_fraction=0.5, seed=0)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -99,10 +99,10 @@ def test_one_big_group_never_makes_the_test_side_most_of_the_data(seed, caplog):
     split that cannot get near the fraction says so."""
     groups = np.array(["big"] * 70 + ["a"] * 10 + ["b"] * 10 + ["c"] * 10)
     labels = np.arange(100) % 2
-    is_test = assign_test(groups, labels, test_fraction=0.3, seed=seed)
+    is_test = assign_split(groups, labels, test_fraction=0.3, seed=seed)[1]
     assert is_test.sum() in (20, 30) and not is_test[:70].any()
     with caplog.at_level("WARNING", logger="genoformer.tasks.splits"):
-        assign_test(np.array(["x"] * 60 + ["y"] * 40), labels, test_fraction=0.1, seed=seed)
+        assign_split(np.array(["x"] * 60 + ["y"] * 40), labels, test_fraction=0.1, seed=seed)
     assert "held out 40% of the examples instead of 10%" in caplog.text
 
 

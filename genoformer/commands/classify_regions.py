@@ -19,7 +19,8 @@ def register(subparsers) -> None:
         "classify-regions",
         help="train and evaluate region classifiers (linear probe, fine-tuning) next to a k-mer baseline",
         description="Read labelled regions (a BED label column, or one BED per class), take a window around each, "
-        "split by contig or interval blocks, and train a linear probe on frozen embeddings, a fully fine-tuned "
+        "split by contig or interval blocks (a held-out region with a near-identical copy in training is left "
+        "out), and train a linear probe on frozen embeddings, a fully fine-tuned "
         "classifier and a k-mer spectrum logistic regression on the same split. Writes DIR/metrics.json (AUROC, "
         "AUPRC, accuracy with bootstrap CIs on the held-out regions), predictions.tsv, probe.json and model/; "
         "with --predict, DIR/predict.bed and predict.tsv for new regions.",

@@ -57,13 +57,17 @@ class LinearModel:
                    coef=np.asarray(data["coef"]), intercept=np.asarray(data["intercept"]), C=float(data["C"]))
 
 
-def _group_folds(labels: np.ndarray, groups: np.ndarray, seed: int) -> list | None:
-    """Up to 3 cross-validation folds that keep groups whole and see every class on both sides, else None."""
+def _group_folds(labels: np.ndarray, groups: np.ndarray, seed: int, families: np.ndarray | None) -> list | None:
+    """Up to 3 cross-validation folds that keep groups whole and see every class on both sides, else None; an
+    example with a repeat-family member (``families``) in a fold's training part is left out of its validation
+    part."""
     n_splits = min(3, np.unique(groups).size, int(np.bincount(labels).min()))
     if n_splits < 2:
         return None
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     folds = list(splitter.split(np.zeros(labels.size), labels, groups))
+    if families is not None:
+        folds = [(train, test[~np.isin(families[test], families[train])]) for train, test in folds]
     n_classes = np.unique(labels).size
     if all(np.unique(labels[part]).size == n_classes for fold in folds for part in fold):
         return folds
@@ -71,17 +75,18 @@ def _group_folds(labels: np.ndarray, groups: np.ndarray, seed: int) -> list | No
 
 
 def fit_linear(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, classes: list[str],
-               seed: int = 0) -> LinearModel:
+               seed: int = 0, families: np.ndarray | None = None) -> LinearModel:
     """Fit a logistic regression of ``labels`` (0..K-1, names in ``classes``) on ``features``.
 
     C comes from ``C_GRID`` by log-loss under group-keeping cross-validation (``groups``: block or contig of
-    each example); with too few groups or examples for that, C = 1.
+    each example; ``families``: repeat copies, kept out of a fold's validation part when trained on); with too
+    few groups or examples for that, C = 1.
     """
     features = np.asarray(features, dtype=float)
     labels = np.asarray(labels, dtype=np.int64)
     scaler = StandardScaler().fit(features)
     scaled = scaler.transform(features)
-    folds = _group_folds(labels, np.asarray(groups), seed)
+    folds = _group_folds(labels, np.asarray(groups), seed, None if families is None else np.asarray(families))
     if folds is None:
         log.info("too few groups or examples for cross-validation of C; using C = 1")
         chosen = 1.0

@@ -41,7 +41,7 @@ from genoformer.tasks.encoder import Encoder, Job
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import repeat_families
-from genoformer.tasks.splits import assign_test, split_groups, split_summary
+from genoformer.tasks.splits import assign_split, split_groups, split_names, split_summary
 
 log = logging.getLogger(__name__)
 
@@ -282,20 +282,21 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     families = repeat_families(reference, contigs, table["start"].to_numpy(), table["end"].to_numpy())
     names = np.array(regions.classes)[regions.labels]
     try:
-        is_test = assign_test(groups, names, test_fraction=test_fraction, seed=seed, families=families)
+        train, is_test = assign_split(groups, names, test_fraction=test_fraction, seed=seed, families=families)
     except ConfigError as err:
         counts = np.bincount(regions.labels, minlength=len(regions.classes))
         per_class = ", ".join(f"{name!r} {count}" for name, count in zip(regions.classes, counts))
         raise ConfigError(f"{regions.source}: {err}; regions per class: {per_class}") from None
-    train, y = ~is_test, regions.labels
+    y = regions.labels
     features = {"probe": frozen_features(encoder, sequences, spans), "kmer": kmer_features(sequences, kmer)}
-    fitted = {name: fit_linear(x[train], y[train], groups[train], regions.classes, seed) for name, x in features.items()}
+    fitted = {name: fit_linear(x[train], y[train], groups[train], regions.classes, seed, families[train])
+              for name, x in features.items()}
     probabilities = {name: fitted[name].predict_proba(x) for name, x in features.items()}
     finetuned, selection = None, None
     if epochs > 0:
         pooled = features["probe"][:, :encoder.model.config.dim]  # the classifier's own input: the window mean
         fit, held = validation_split(groups, names, train, seed, families)
-        head = fit_linear(pooled[fit], y[fit], groups[fit], regions.classes, seed)
+        head = fit_linear(pooled[fit], y[fit], groups[fit], regions.classes, seed, families[fit])
         validation = ([sequences[i] for i in np.flatnonzero(held)], y[held]) if held.any() else None
         tuned = finetune(checkpoint, encoder, [sequences[i] for i in np.flatnonzero(fit)], y[fit],
                          len(regions.classes), epochs=epochs, lr=lr, batch_size=encoder.batch_size, seed=seed,
@@ -307,7 +308,7 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     metrics = {
         "classes": regions.classes,
         "window_bp": window,
-        "split": split_summary(method, block, test_fraction, seed, groups, is_test, families),
+        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, families),
         "test": {name: classification_metrics(y[is_test], values[is_test], n_bootstrap=n_bootstrap, seed=seed)
                  for name, values in probabilities.items()},
         "methods": {"probe": "logistic regression on frozen mean hidden states (window and region, both strands)",
@@ -319,27 +320,25 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     }
     if selection is not None:
         metrics["finetune_selection"] = selection
-    predictions = table.assign(split=np.where(is_test, "test", "train"), window_start=starts, window_end=ends,
+    predictions = table.assign(split=split_names(train, is_test), window_start=starts, window_end=ends,
                                **score_columns(probabilities, regions.classes))
     return RegionClassification(metrics, predictions, fitted["probe"], fitted["kmer"], finetuned)
 
 
 def validation_split(groups: np.ndarray, names: np.ndarray, train: np.ndarray, seed: int,
-                     families: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(fit, validation)`` masks over all examples: the training examples split by whole groups (repeat
-    ``families`` on one side), ``VALIDATION_FRACTION`` of them to choose the fine-tuning epoch on; all training
-    examples are fit (and the validation mask is empty, with a warning) when the groups are too few to give both
-    sides every class."""
+                     families: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, validation)`` masks over all examples: the training examples split by whole groups, as
+    :func:`~genoformer.tasks.splits.assign_split` splits them, ``VALIDATION_FRACTION`` of them to choose the
+    fine-tuning epoch on; all training examples are fit (and the validation mask is empty, with a warning) when
+    the groups are too few to give both sides every class."""
     rows = np.flatnonzero(train)
+    fit, held = train.copy(), np.zeros(train.size, dtype=bool)
     try:
-        held_rows = rows[assign_test(groups[rows], names[rows], test_fraction=VALIDATION_FRACTION, seed=seed + 1,
-                                     families=None if families is None else families[rows])]
+        fit[rows], held[rows] = assign_split(groups[rows], names[rows], test_fraction=VALIDATION_FRACTION,
+                                             seed=seed + 1, families=families[rows])
     except ConfigError as err:
         log.warning("fine-tuning without a validation split (%s): the last epoch is kept", err)
-        held_rows = rows[:0]
-    held = np.zeros(train.size, dtype=bool)
-    held[held_rows] = True
-    return train & ~held, held
+    return fit, held
 
 
 def predict_regions(path, reference, encoder: Encoder, result: RegionClassification, *, window: int, kmer: int,

@@ -4,8 +4,8 @@ An example (a variant or a region) belongs to the block that holds its position 
 Blocks (or contigs) are shuffled with the seed and moved to the test side, each one only if it brings the test
 side closer to ``test_fraction`` of the examples (the smallest group when none does), so no block is on both sides
 and one big group cannot make the test side most of the data (a warning says when the fraction reached is off
-by more than 10 points); a test example with a near-identical copy on the training side (``families``) moves
-to training.
+by more than 10 points); a test example with a near-identical copy on the training side (``families``) is left
+out of both.
 Windows of neighbouring examples on either side of a block border still share flanking sequence, so blocks must
 be longer than the window (:func:`resolve_block`) and by default are at least four windows long
 (:func:`default_block`). Repeats (rRNA operons, a chloroplast's inverted repeat) would put near-identical
@@ -55,12 +55,14 @@ def split_groups(contigs: np.ndarray, positions: np.ndarray, *, method: str, blo
     return np.char.add(np.char.add(contigs, ":"), (np.asarray(positions) // block).astype(str))
 
 
-def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int,
-                families: np.ndarray | None = None) -> np.ndarray:
-    """Boolean ``is_test`` per example: whole groups go to test until ``test_fraction`` of examples are there.
+def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int,
+                 families: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` boolean masks over the examples: whole groups go to the test side until
+    ``test_fraction`` of the examples are there, the rest is training.
 
     ``families`` (:func:`genoformer.tasks.homology.repeat_families`) links repeat copies at other loci: a test
-    example whose family has a member on the training side moves to training.
+    example with a family member in training is left out (in neither mask), since its copy was trained on; it is
+    not moved to training either, where it would sit among the test examples of its block.
 
     Raises :class:`ConfigError` when a side ends up without some class (too few groups for the labels).
     """
@@ -76,37 +78,42 @@ def assign_test(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float,
             taken += sizes[index]
     if not taken:  # every group is over twice the target: the smallest is as close as a non-empty side gets
         is_test_group[sizes.argmin()] = True
-        taken = sizes.min()
-    is_test = is_test_group[group_of]
-    if families is not None:
-        is_test = _without_trained_copies(is_test, np.asarray(families))
-    if abs(is_test.mean() - test_fraction) > 0.1:
-        log.warning("held out %.0f%% of the examples instead of %.0f%%: %d groups of unequal size (use smaller "
-                    "blocks or more contigs for a closer split)", 100 * is_test.mean(), 100 * test_fraction,
-                    names.size)
+    train = ~is_test_group[group_of]
+    test = ~train if families is None else ~train & ~has_copy_in(train, np.asarray(families))
+    left_out = int((~train & ~test).sum())
+    because = f", {left_out} test examples left out for a near-identical copy in training" if left_out else ""
+    if abs(test.mean() - test_fraction) > 0.1:
+        log.warning("held out %.0f%% of the examples instead of %.0f%%: %d groups of unequal size%s (use smaller "
+                    "blocks or more contigs for a closer split)", 100 * test.mean(), 100 * test_fraction,
+                    names.size, because)
+    elif left_out:
+        log.info("%d test examples left out: a near-identical copy of each is in training", left_out)
     labels = np.asarray(labels)
-    for side, name in ((~is_test, "training"), (is_test, "test")):
+    for side, name in ((train, "training"), (test, "test")):
         missing = sorted(set(np.unique(labels).tolist()) - set(np.unique(labels[side]).tolist()))
         if missing:
-            raise ConfigError(f"the {name} split has no example of class {missing[0]!r} ({names.size} groups; "
-                              "use smaller blocks, more contigs or more examples)")
-    return is_test
+            raise ConfigError(f"the {name} split has no example of class {missing[0]!r} ({names.size} groups"
+                              f"{because}; use smaller blocks, more contigs or more examples)")
+    return train, test
 
 
-def split_summary(method: str, block: int, test_fraction: float, seed: int, groups: np.ndarray, is_test: np.ndarray,
-                  families: np.ndarray) -> dict:
+def has_copy_in(side: np.ndarray, families: np.ndarray) -> np.ndarray:
+    """Per example, whether an example of its repeat family is on ``side`` (a boolean mask); for those on that
+    side themselves, whether another member is."""
+    members_on_side = np.bincount(families, weights=side, minlength=int(families.max(initial=-1)) + 1)
+    return members_on_side[families] - side > 0
+
+
+def split_names(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Per example ``"train"``, ``"test"``, or ``"left_out"`` (a test example with a copy in training)."""
+    return np.select([train, test], ["train", "test"], "left_out")
+
+
+def split_summary(method: str, block: int, test_fraction: float, seed: int, groups: np.ndarray,
+                  train: np.ndarray, test: np.ndarray, families: np.ndarray) -> dict:
     """The split as the metrics report it: how, with what, and how many examples and groups on each side."""
     return {"method": method, "block_bp": block if method == "blocks" else None, "test_fraction": test_fraction,
-            "seed": seed, "n_train": int((~is_test).sum()), "n_test": int(is_test.sum()),
-            "groups_train": int(np.unique(groups[~is_test]).size), "groups_test": int(np.unique(groups[is_test]).size),
+            "seed": seed, "n_train": int(train.sum()), "n_test": int(test.sum()),
+            "n_left_out_copies": int((~train & ~test).sum()),
+            "groups_train": int(np.unique(groups[train]).size), "groups_test": int(np.unique(groups[test]).size),
             "with_repeat_copy": int((np.bincount(families)[families] > 1).sum())}
-
-
-def _without_trained_copies(is_test: np.ndarray, families: np.ndarray) -> np.ndarray:
-    """``is_test`` with every test example whose repeat family has a training member moved to training."""
-    trained = np.zeros(int(families.max()) + 1 if families.size else 0, dtype=bool)
-    trained[families[~is_test]] = True
-    moved = is_test & trained[families]
-    if moved.any():
-        log.info("%d test examples moved to training: a near-identical copy of each is there", int(moved.sum()))
-    return is_test & ~moved

@@ -23,7 +23,7 @@ from genoformer.tasks.baselines import variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import VARIANT_FLANK, repeat_families
-from genoformer.tasks.splits import assign_test, split_groups, split_summary
+from genoformer.tasks.splits import assign_split, split_groups, split_names, split_summary
 from genoformer.tasks.variants import VariantScores, score_variants
 
 log = logging.getLogger(__name__)
@@ -161,16 +161,15 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
     ends = np.minimum([v.pos - 1 + len(v.ref) + VARIANT_FLANK for v in variants],
                       [reference.contigs[v.contig] for v in variants])
     families = repeat_families(reference, contigs, starts, ends)
-    is_test = assign_test(groups, np.array(labels.classes)[y], test_fraction=test_fraction, seed=seed,
-                          families=families)
-    train = ~is_test
-    model = fit_linear(features[train], y[train], groups[train], labels.classes, seed)
-    baseline = fit_linear(baseline_features[train], y[train], groups[train], labels.classes, seed)
+    train, is_test = assign_split(groups, np.array(labels.classes)[y], test_fraction=test_fraction, seed=seed,
+                                  families=families)
+    model = fit_linear(features[train], y[train], groups[train], labels.classes, seed, families[train])
+    baseline = fit_linear(baseline_features[train], y[train], groups[train], labels.classes, seed, families[train])
     model_prob = model.predict_proba(features)[:, 1]
     baseline_prob = baseline.predict_proba(baseline_features)[:, 1]
     metrics = {
         "classes": {"negative": labels.classes[0], "positive": labels.classes[1]},
-        "split": split_summary(method, block, test_fraction, seed, groups, is_test, families),
+        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, families),
         "left_out": {"unlabelled": labels.unlabelled, "no_llr": int((~usable).sum())},
         "test": {
             "model_probe": classification_metrics(y[is_test], np.stack([1 - model_prob, model_prob], 1)[is_test],
@@ -191,7 +190,7 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
     predictions = pd.DataFrame({
         "contig": contigs, "pos": positions, "ref": [v.ref for v in variants], "alt": [v.alt for v in variants],
         "record": [v.record for v in variants], "label": np.array(labels.classes)[y],
-        "split": np.where(is_test, "test", "train"), "prob_model": model_prob, "prob_kmer": baseline_prob,
+        "split": split_names(train, is_test), "prob_model": model_prob, "prob_kmer": baseline_prob,
         "GF_LLR": scores_llr,
     })
     return VariantClassification(metrics, predictions, model, baseline)
