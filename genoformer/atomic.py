@@ -52,6 +52,9 @@ def atomic_indexed(path: str | os.PathLike, index: str | os.PathLike, *, suffix:
         Path(index).unlink(missing_ok=True)  # then the data file is renamed into place, then the index
 
 
+OWNER_FILE = ".genoformer-output"  # in every output folder: the marker of its kind (see claim)
+
+
 def check_not_an_input(out: str | os.PathLike, inputs, what: str = "output") -> None:
     """Raise ``ConfigError`` when ``out`` is one of ``inputs`` (writing it would destroy an input)."""
     target = Path(out).resolve()
@@ -59,16 +62,25 @@ def check_not_an_input(out: str | os.PathLike, inputs, what: str = "output") -> 
         raise ConfigError(f"{out}: the {what} would overwrite one of its inputs; write it elsewhere")
 
 
+def claim(path: str | os.PathLike, marker: str) -> None:
+    """Mark the folder ``path`` as an output of the kind whose folders hold ``marker``: the marker itself may be
+    deleted (snakemake deletes a job's declared outputs before rerunning it) and the folder is still replaceable."""
+    (Path(path) / OWNER_FILE).write_text(marker + "\n")
+
+
 def check_replaceable(path: str | os.PathLike, marker: str) -> None:
     """Raise ConfigError unless ``path`` is absent, an empty folder, or a folder holding ``marker`` (the file
-    every output of this kind has), so that a mistyped output path never replaces a user's own file or folder.
-    Commands call it before their work as well, so the mistake is caught before the work, not after it."""
+    every output of this kind has) or claimed for that kind (:func:`claim`), so that a mistyped output path never
+    replaces a user's own file or folder. Commands call it before their work as well, so the mistake is caught
+    before the work, not after it."""
     path = Path(path)
     if not path.exists():
         return
     if not path.is_dir():
         raise ConfigError(f"{path}: output folder exists and is a file; not replacing it (choose another path)")
-    if any(path.iterdir()) and not (path / marker).is_file():
+    owner = path / OWNER_FILE
+    claimed = owner.is_file() and owner.read_text(errors="replace").strip() == marker
+    if any(path.iterdir()) and not (path / marker).is_file() and not claimed:
         raise ConfigError(f"{path}: output folder exists and is not one this command wrote (no {marker} in it); "
                           "not replacing it: remove it yourself or choose another path")
 
@@ -90,6 +102,7 @@ def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
+        claim(tmp, marker)
         yield tmp
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Checks the Snakemake workflow runs while it builds its DAG, before any job starts.
 
-The Snakefile validates the configuration's shape with JSON schemas; this module checks what a schema cannot:
+The configuration's shape is checked against JSON schemas (:func:`check_schema`, one line per problem; the
+Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
 the sample table's names are unique, every input path exists, names refer to configured references, and every
 VCF's contigs are contigs of its reference, and no reference has a contig too long for the workflow's .tbi
 indexes. Each problem raises a :class:`~genoformer.errors.GenoformerError`
@@ -55,6 +56,20 @@ def read_samples(path: str | Path) -> list[dict]:
         first_line[name] = number
         rows.append({**row, "line": number})
     return rows
+
+
+def check_schema(instance, schema_path: str | Path, where: str) -> None:
+    """Raise ``ConfigError`` naming the first violation of the JSON schema at ``schema_path`` in one line:
+    ``where`` (the config, or a line of a table), the key, and the problem (instead of a schema dump)."""
+    import jsonschema  # snakemake's dependency: this runs inside the workflow
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path)
+        raise ConfigError(f"{where}{f': key {key}' if key else ''}: {error.message}")
 
 
 def _require_file(path: str, where: str) -> None:

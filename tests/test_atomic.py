@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from genoformer.atomic import atomic_dir, atomic_indexed, atomic_path, write_json, write_text
+from genoformer.atomic import (
+    OWNER_FILE,
+    atomic_dir,
+    atomic_indexed,
+    atomic_path,
+    check_replaceable,
+    write_json,
+    write_text,
+)
 from genoformer.cli import main
 from genoformer.errors import ConfigError
 
@@ -19,7 +27,7 @@ def test_atomic_dir_replaces_its_own_output_whole(tmp_path):
         (tmp / "old-only.txt").write_text("x")
     with atomic_dir(out, marker="metrics.json") as tmp:
         (tmp / "metrics.json").write_text("2")
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [OWNER_FILE, "metrics.json"]
     assert (out / "metrics.json").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]  # no temporary or .old folder left
 
@@ -46,6 +54,22 @@ def test_atomic_dir_puts_back_the_output_a_kill_left_moved_aside(tmp_path):
         raise RuntimeError("killed again")
     assert (out / "metrics.json").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
+
+
+def test_a_folder_whose_marker_was_deleted_is_still_replaceable_but_not_by_another_kind(tmp_path):
+    """What snakemake does before rerunning a job: it deletes the declared file (the marker), not the folder's
+    other files. The folder is still known as this kind's output; an output of another kind does not replace it."""
+    out = tmp_path / "result"
+    with atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("1")
+        (tmp / "model").mkdir()
+    (out / "metrics.json").unlink()
+    with atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("2")
+    assert (out / "metrics.json").read_text() == "2" and not (out / "model").exists()
+    (out / "metrics.json").unlink()
+    with pytest.raises(ConfigError, match=r"not one this command wrote \(no manifest.json in it\)"):
+        check_replaceable(out, "manifest.json")
 
 
 def test_atomic_dir_refuses_a_folder_it_did_not_write(tmp_path):

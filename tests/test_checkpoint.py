@@ -6,6 +6,7 @@ import logging
 import pytest
 import torch
 
+from genoformer.atomic import OWNER_FILE
 from genoformer.errors import InputError, MissingFileError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM, load_pretrained
 from genoformer.tokenize.vocab import KmerVocab
@@ -81,7 +82,7 @@ def test_save_keeps_last_k_and_refreshes_run_weights(tmp_path):
         save(tmp_path, model, optimizer, step)
     assert [p.name for p in step_dirs(tmp_path)] == ["step-2", "step-3"]
     assert sorted(p.name for p in (tmp_path / "checkpoints" / "step-3").iterdir()) == [
-        "config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "vocab.json"]
+        OWNER_FILE, "config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "vocab.json"]
     latest = load_pretrained(tmp_path, ReformerForMaskedLM)
     for (name, a), b in zip(model.state_dict().items(), latest.state_dict().values()):
         assert torch.equal(a, b), name

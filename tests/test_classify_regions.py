@@ -23,7 +23,7 @@ from genoformer.tasks.baselines import kmer_counts
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import auprc, auroc, classification_metrics
 from genoformer.tasks.regions import read_region_labels, region_windows
-from genoformer.tasks.splits import assign_split, split_groups
+from genoformer.tasks.splits import assign_split, default_block, split_groups
 from tiny_pretrained import CDIPH, pretrain_tiny, save_run, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CDIPH_GFF = CDIPH.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
@@ -90,6 +90,18 @@ def test_splits_keep_blocks_whole_and_need_both_classes():
     assert set(by_contig) == {"a", "b", "c", "d"}
     with pytest.raises(ConfigError, match="split has no example of class"):
         assign_split(np.array(["x"] * 5 + ["y"] * 5), np.array([0] * 5 + [1] * 5), test_fraction=0.5, seed=0)
+
+
+def test_default_blocks_cut_a_small_genome_into_ten_and_one_group_is_no_split(caplog):
+    """The chloroplast (154 kbp) in ten blocks, not two; big genomes in 100 kbp; never under four windows. All
+    examples in one group is refused, naming the fix; a side made of one group is warned about."""
+    assert default_block(512, 154_478) == 15_447 and default_block(512, 2_463_666) == 100_000
+    assert default_block(131_072, 2_463_666) == 4 * 131_072
+    with pytest.raises(ConfigError, match=r"all 4 examples lie in one split group \(chr1:0\).*use smaller blocks"):
+        assign_split(np.array(["chr1:0"] * 4), np.array([0, 1, 0, 1]), test_fraction=0.3, seed=0)
+    with caplog.at_level("WARNING", logger="genoformer.tasks.splits"):
+        assign_split(np.array(["a"] * 3 + ["b"] * 7), np.array([0, 1] * 5), test_fraction=0.3, seed=0)
+    assert "the test side is one split group (a)" in caplog.text
 
 
 @pytest.mark.parametrize("seed", range(6))

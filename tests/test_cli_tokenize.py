@@ -102,6 +102,12 @@ def test_chloroplast_dataset_matches_the_reference(tmp_path, chloroplast_fasta):
     for name in SPLITS:
         assert manifest["windows"][name] == len(TokenDataset(root, name)) >= 1
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temp folder left
+    # snakemake deletes the declared manifest before rerunning the job, not the shards: the rerun replaces it all
+    (root / "manifest.json").unlink()
+    again = genoformer("--fasta", chloroplast_fasta, "--k", 6, "--stride", 1, "--window", 1024, "--out", "ds",
+                       cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((root / "manifest.json").read_text()) == manifest
 
 
 @pytest.mark.slow
@@ -204,6 +210,17 @@ def test_plain_gzip_fasta(tmp_path, cli, chloroplast_fasta):
     result = cli("--fasta", "cp.fa.gz", "--out", "ds")
     expect_one_line_error(result, "cp.fa.gz", "bgzip")
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_thinly_covered_bam_names_the_n_windows_and_the_flags_that_help(tmp_path, cli, sarscov2):
+    """The bundled SARS-CoV-2 reads cover few bases 3 deep: nearly every window is mostly N. The error says so
+    and names the flags that help (lowering --block, which it used to suggest, does not)."""
+    args = ("--fasta", sarscov2 / "NC_045512.2.fasta", "--bam", sarscov2 / "SRR11728627.sorted.bam", "--k", 1,
+            "--window", 512, "--block", 4, "--out", "ds")
+    expect_one_line_error(cli(*args), "of 59 windows hold more than 10% N", "raise --max-n-fraction",
+                          "lower --min-depth")
+    assert not (tmp_path / "ds").exists()
+    assert cli(*args, "--max-n-fraction", 0.95).returncode == 0
 
 
 def test_truncated_bam(tmp_path, cli, sarscov2):

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from genoformer.atomic import claim
 from genoformer.cli import build_parser, main
 from genoformer.errors import ConfigError
-from genoformer.train.checkpoint import LATEST_FILES, step_dirs
+from genoformer.train.checkpoint import LATEST_FILES, RUN_MARKER, step_dirs
 from genoformer.train.config import PretrainConfig, load_config
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.train.distributed import Distributed
@@ -388,6 +389,25 @@ def test_resume_on_other_data_exits_2_naming_both(chloroplast_tokens, chloroplas
     line = one_line_error(capsys, "pretrain")
     assert f"{shorter}: windows of 128 tokens" in line and f"windows of 256 from {chloroplast_tokens}" in line
     assert not (run / "checkpoints" / "step-2").exists()
+
+
+def test_a_new_run_never_writes_into_a_folder_of_the_users_own(chloroplast_tokens, tiny_config, tmp_path, capsys):
+    """A mistyped --out naming a folder of the user's: refused before training, nothing written there; a run's
+    own folder whose top-level files snakemake deleted before a rerun (no checkpoint yet) is its own."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(mine),
+                 "--set", "run.steps=2"]) == 2
+    assert "mine: output folder exists and is not one this command wrote" in one_line_error(capsys, "pretrain")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    run = tmp_path / "run"
+    run.mkdir()
+    claim(run, RUN_MARKER)  # what a run killed before its first checkpoint leaves, with its log
+    (run / "train.log").write_text("killed\n")
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out",
+                 str(run), "--set", "run.steps=2", "--set", "run.checkpoint_every=2"]) == 0
+    assert (run / RUN_MARKER).is_file()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

@@ -214,6 +214,20 @@ def test_deleted_output_is_rebuilt_with_only_its_dependents(finished):
 
 
 @pytest.mark.slow
+@ONE_RUN
+def test_a_folder_output_whose_declared_file_was_deleted_is_rebuilt(finished):
+    """snakemake deletes a job's declared file (classify_regions' metrics.json) before rerunning it, not the rest
+    of the folder (the fine-tuned model, probe.json): the rerun replaces the folder instead of refusing it."""
+    workdir, override = finished
+    out = workdir / "results/regions/cdiph_genes"
+    assert (out / "model").is_dir()
+    (out / "metrics.json").unlink()
+    result = snakemake(workdir, "--configfile", override)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["split"]["method"] == "blocks"
+
+
+@pytest.mark.slow
 def test_killed_pretrain_resumes_from_its_checkpoint(tmp_path):
     workdir = copy_workflow(tmp_path)
     override = tiny_config(workdir, reference="human_q", steps=8, checkpoint_every=2)  # a 12 kbp genome
@@ -257,15 +271,31 @@ def _dag_error(workdir: Path, *args: str) -> str:
     return result.stdout + result.stderr
 
 
+def _one_line_error(output: str) -> str:
+    """The run's error: one line (no traceback, no schema dump)."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("genoformer workflow: error: ")]
+    assert len(errors) == 1 and len(lines) <= 3, output[-3000:]
+    return errors[0]
+
+
 @pytest.mark.slow
 def test_unknown_config_key_is_named(tmp_path):
+    """A misspelt key, a nested one, a value out of range, a bad sample row: one line naming the key or line."""
     workdir = copy_workflow(tmp_path)
-    assert "'score_variant' was unexpected" in _dag_error(workdir, "--config", "score_variant={}")
+    assert "config: Additional properties are not allowed ('score_variant' was unexpected)" in _one_line_error(
+        _dag_error(workdir, "--config", "score_variant={}"))
     override = workdir / "bad.yaml"
     override.write_text("tokenize: {kmer: 6}\n")
-    assert "'kmer' was unexpected" in _dag_error(workdir, "--configfile", override.name)
+    assert "config: key tokenize: Additional properties are not allowed ('kmer' was unexpected)" in \
+        _one_line_error(_dag_error(workdir, "--configfile", override.name))
     override.write_text("score_variants: {chunks: 1001}\n")  # shard names have three digits
-    assert "1001 is greater than the maximum of 1000" in _dag_error(workdir, "--configfile", override.name)
+    assert "config: key score_variants.chunks: 1001 is greater than the maximum of 1000" in _one_line_error(
+        _dag_error(workdir, "--configfile", override.name))
+    samples = workdir / "config/samples.tsv"
+    samples.write_text(samples.read_text().replace("NA12878\t", "NA 12878\t"))
+    assert "config/samples.tsv: line 2: key sample: 'NA 12878' does not match" in _one_line_error(
+        _dag_error(workdir))
 
 
 @pytest.mark.slow

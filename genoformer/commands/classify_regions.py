@@ -44,8 +44,8 @@ def register(subparsers) -> None:
                         help="hold out whole contigs or whole interval blocks (auto: contig when the regions lie "
                         "on >= 3 contigs, else blocks)")
     parser.add_argument("--block", type=int, metavar="BP",
-                        help="interval block length for --split blocks, longer than --window (default: four "
-                        "windows, at least 100000)")
+                        help="interval block length for --split blocks, longer than --window (default: 100000, or a "
+                        "tenth of a genome under 1 Mbp, and at least four windows)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="share of regions held out for evaluation (default 0.3)")
     parser.add_argument("--kmer", type=int, default=4, metavar="K", help="k of the k-mer spectrum baseline (default 4)")
@@ -65,9 +65,9 @@ def _check_flags(args) -> None:
     check_range("--finetune-epochs", args.finetune_epochs, 0)
     check_range("--bootstrap", args.bootstrap, 1)
     check_range("--window", args.window, 1)
-    from genoformer.tasks.splits import resolve_block  # numpy: only when the command runs
+    from genoformer.tasks.splits import check_block  # numpy: only when the command runs
 
-    args.block = resolve_block(args.block, args.window)
+    check_block(args.block, args.window)
     check_model_options(args)
     if not args.lr > 0:
         raise ConfigError(f"--lr {args.lr}: the learning rate must be greater than 0")
@@ -110,6 +110,7 @@ def run(args) -> None:
     from genoformer.model import save_pretrained
     from genoformer.tasks.encoder import load_encoder
     from genoformer.tasks.regions import classify_regions, predict_regions, read_region_labels
+    from genoformer.tasks.splits import default_block
     from genoformer.tasks.variant_output import write_table
 
     label_column = args.label_column if args.label_column == "name" else _column_number(args.label_column)
@@ -119,8 +120,9 @@ def run(args) -> None:
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
                                            stride=args.stride)
         encoder.check_window(args.window)
+        block = args.block or default_block(args.window, sum(reference.contigs.values()))
         result = classify_regions(regions, reference, encoder, args.checkpoint, window=args.window, split=args.split,
-                                  block=args.block, test_fraction=args.test_fraction, kmer=args.kmer,
+                                  block=block, test_fraction=args.test_fraction, kmer=args.kmer,
                                   epochs=args.finetune_epochs, lr=args.lr, n_bootstrap=args.bootstrap,
                                   seed=args.seed)
         predicted = None

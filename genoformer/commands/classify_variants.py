@@ -50,8 +50,8 @@ def register(subparsers) -> None:
                         help="hold out whole contigs or whole interval blocks (auto: contig when the variants "
                         "lie on >= 3 contigs, else blocks)")
     parser.add_argument("--block", type=int, metavar="BP",
-                        help="interval block length for --split blocks, longer than --window (default: four "
-                        "windows, at least 100000)")
+                        help="interval block length for --split blocks, longer than --window (default: 100000, or a "
+                        "tenth of a genome under 1 Mbp, and at least four windows)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="share of variants held out for evaluation (default 0.3)")
     parser.add_argument("--context", type=int, default=32, metavar="BP",
@@ -82,14 +82,15 @@ def run(args) -> None:
         check_range("--max-per-class", args.max_per_class, 1)
     check_window_options(args)
     check_model_options(args)
-    from genoformer.tasks.splits import resolve_block  # numpy: only when the command runs
+    from genoformer.tasks.splits import check_block  # numpy: only when the command runs
 
-    args.block = resolve_block(args.block, args.window)
+    check_block(args.block, args.window)
     check_replaceable(args.out, CLASSIFIER_OUTPUT_MARKER)
     # torch, scikit-learn, pysam and pandas are imported only when this command runs
     from genoformer.io.fasta import Reference
     from genoformer.io.vcf import read_variants
     from genoformer.tasks.encoder import load_encoder
+    from genoformer.tasks.splits import default_block
     from genoformer.tasks.variant_classes import classify_variants, variant_labels
     from genoformer.tasks.variant_output import write_table
 
@@ -103,8 +104,9 @@ def run(args) -> None:
         labels = labels.subsample(args.max_per_class, args.seed)
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
                                            stride=args.stride)
+        block = args.block or default_block(args.window, sum(reference.contigs.values()))
         result = classify_variants(variant_set, labels, reference, encoder, scoring=scoring, split=args.split,
-                                   block=args.block, test_fraction=args.test_fraction, flank=args.context,
+                                   block=block, test_fraction=args.test_fraction, flank=args.context,
                                    kmer=args.context_k, n_bootstrap=args.bootstrap, seed=args.seed)
         metrics = {"vcf": str(args.vcf), "label_field": args.label_field, "checkpoint": model_info,
                    "window": args.window, **result.metrics}

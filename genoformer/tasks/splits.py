@@ -7,7 +7,7 @@ and one big group cannot make the test side most of the data (a warning says whe
 by more than 10 points); a test example with a near-identical copy on the training side (``families``) is left
 out of both.
 Windows of neighbouring examples on either side of a block border still share flanking sequence, so blocks must
-be longer than the window (:func:`resolve_block`) and by default are at least four windows long
+be longer than the window (:func:`check_block`) and by default are at least four windows long
 (:func:`default_block`). Repeats (rRNA operons, a chloroplast's inverted repeat) would put near-identical
 sequence on both sides of a split by position: :mod:`genoformer.tasks.homology` finds them.
 """
@@ -23,24 +23,23 @@ from genoformer.errors import ConfigError
 log = logging.getLogger(__name__)
 
 METHODS = ("blocks", "contig")
-MIN_BLOCK = 100_000  # bp
+BLOCK = 100_000  # bp: the default block on genomes of 1 Mbp and more
+BLOCKS_AT_LEAST = 10  # smaller genomes are cut into this many blocks, so both sides get several
 
 
-def default_block(window: int) -> int:
-    """The default block length for windows of ``window`` bp: four windows, and at least 100 kbp."""
-    return max(MIN_BLOCK, 4 * window)
+def default_block(window: int, genome_bp: int) -> int:
+    """The default block length for windows of ``window`` bp on a genome of ``genome_bp``: 100 kbp, or a tenth
+    of a genome shorter than 1 Mbp, and at least four windows."""
+    return max(4 * window, min(BLOCK, genome_bp // BLOCKS_AT_LEAST))
 
 
-def resolve_block(block: int | None, window: int) -> int:
-    """``block``, or :func:`default_block` when None; :class:`ConfigError` when blocks are not longer than the
-    windows: a test example's window would then hold whole training examples (their sequence, and their labels'
-    signal, on both sides of the split)."""
-    if block is None:
-        return default_block(window)
-    if block <= window:
+def check_block(block: int | None, window: int) -> None:
+    """:class:`ConfigError` when a ``block`` is given and is not longer than the windows: a test example's window
+    would then hold whole training examples (their sequence, and their labels' signal, on both sides)."""
+    if block is not None and block <= window:
         raise ConfigError(f"--block {block}: split blocks must be longer than the {window} bp windows, or test "
-                          f"windows hold training regions; use at least {2 * window} (default {default_block(window)})")
-    return block
+                          f"windows hold training regions; use at least {2 * window} (default: 100000, a tenth "
+                          f"of a smaller genome, at least {4 * window})")
 
 
 def split_groups(contigs: np.ndarray, positions: np.ndarray, *, method: str, block: int) -> np.ndarray:
@@ -69,6 +68,9 @@ def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test fraction must be between 0 and 1, got {test_fraction}")
     names, group_of = np.unique(groups, return_inverse=True)
+    if names.size < 2:
+        raise ConfigError(f"all {group_of.size} examples lie in one split group ({names[0] if names.size else ''}):"
+                          " a split needs two at least; use smaller blocks (--block) or more contigs")
     sizes = np.bincount(group_of)
     is_test_group = np.zeros(names.size, dtype=bool)
     target, taken = test_fraction * group_of.size, 0
@@ -88,6 +90,11 @@ def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float
                     names.size, because)
     elif left_out:
         log.info("%d test examples left out: a near-identical copy of each is in training", left_out)
+    for side, name in ((train, "training"), (test, "test")):
+        if np.unique(group_of[side]).size == 1:
+            log.warning("the %s side is one split group (%s): its examples come from one stretch of the genome, "
+                        "and metrics on it may not hold elsewhere (use smaller blocks or more contigs)", name,
+                        names[group_of[side][0]])
     labels = np.asarray(labels)
     for side, name in ((train, "training"), (test, "test")):
         missing = sorted(set(np.unique(labels).tolist()) - set(np.unique(labels[side]).tolist()))

@@ -282,15 +282,19 @@ def _unk_counts(tokens: "np.ndarray | ShardFile", starts: np.ndarray, ends: np.n
 def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
                 names: list[str]) -> tuple[dict, list[dict]]:
     """The manifest's ``split`` description and ``intervals`` (each with its window count) for these shards."""
-    def windows_in(index: int, start: int, end: int) -> int:
+    def windows_in(index: int, start: int, end: int, max_n_fraction: float = options.max_n_fraction) -> int:
         return len(interval_windows(shards[index], start, end, window=options.window,
-                                    window_stride=options.window_stride, max_n_fraction=options.max_n_fraction,
+                                    window_stride=options.window_stride, max_n_fraction=max_n_fraction,
                                     pad_tail=options.edge == "pad" and end == len(shards[index])))
 
     whole = [windows_in(i, 0, len(shard)) for i, shard in enumerate(shards)]
+    n_rich = sum(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards)) - sum(whole)
+    too_many_n = (f"; {n_rich} of {n_rich + sum(whole)} windows hold more than {options.max_n_fraction:.0%} N "
+                  "(N bases, or bases a BAM does not cover deeply enough): raise --max-n-fraction, or lower "
+                  "--min-depth for a BAM") if n_rich else ""
     if sum(whole) == 0:
         raise ConfigError(f"{source}: no window of {options.window} tokens passes (edge {options.edge}, "
-                          f"max N fraction {options.max_n_fraction}); lower --window or use --edge pad")
+                          f"max N fraction {options.max_n_fraction}){too_many_n or '; lower --window or use --edge pad'}")
     method = options.split_by
     if method == "auto":
         method = "contig" if sum(count > 0 for count in whole) >= 3 else "blocks"
@@ -318,8 +322,8 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
     targets = _block_targets(len(eligible), fractions)
     if targets is None:
         raise ConfigError(f"{source}: only {len(eligible)} block(s) of {options.block} windows of "
-                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each; "
-                          "lower --block or --window")
+                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each"
+                          f"{too_many_n or '; lower --block or --window'}")
     for interval, name in zip(eligible, _interleave(targets)):
         interval["split"] = name
     split = {"method": "blocks", "block": options.block, "gap": options.gap, "fractions": fractions}

@@ -38,6 +38,7 @@ FORMAT_VERSION = 1
 CHECKPOINTS = "checkpoints"
 LATEST_FILES = ("config.json", "model.safetensors", "vocab.json", "trainer_state.json")  # copied to RUN/
 STEP_DIR = re.compile(r"step-(\d+)")
+RUN_MARKER = "trainer_state.json"  # a run folder, and each checkpoint folder, holds it
 # What a damaged checkpoint raises while it is read back (besides genoformer's own errors).
 DAMAGED = (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError)
 
@@ -107,7 +108,7 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
     final = run_dir / CHECKPOINTS / f"step-{trainer_state['step']}"
     for leftover in final.parent.glob(".step-*"):  # half-written by a killed run (this process is the only writer)
         shutil.rmtree(leftover, ignore_errors=True)
-    with atomic_dir(final, marker="trainer_state.json") as tmp:
+    with atomic_dir(final, marker=RUN_MARKER) as tmp:
         save_pretrained(model, tmp)
         write_json(tmp / "vocab.json", vocab.to_json())
         tensors, metadata = optimizer_to_tensors(optimizer.state_dict())

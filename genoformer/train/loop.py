@@ -41,12 +41,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from genoformer.atomic import write_text
+from genoformer.atomic import claim, write_text
 from genoformer.errors import ConfigError, MismatchError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.tokenize.dataset import TokenDataset
 from genoformer.train import distributed
 from genoformer.train.checkpoint import (
+    RUN_MARKER,
     load_latest_checkpoint,
     publish,
     rng_state,
@@ -179,6 +180,7 @@ def pretrain(data_dir: str | Path, out: str | Path, config: PretrainConfig, *, r
     try:
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
+            claim(out, RUN_MARKER)
             file_log = logging.FileHandler(out / "train.log")
             file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(file_log)

@@ -5,22 +5,22 @@ import shlex
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from genoformer import workflow_checks
 from genoformer.errors import GenoformerError
 from snakemake.exceptions import WorkflowError
 
 # Jobs (also inside the conda env, see workflow/envs/genoformer.post-deploy.sh) run this repository's genoformer.
-os.environ.setdefault("GENOFORMER_ROOT", str(Path(workflow.basedir).parent))
+os.environ.setdefault("GENOFORMER_ROOT", str(Path(workflow.current_basedir).parents[1]))  # workflow/rules/..
 
 # A bad input stops the run here, before any job, with one line naming the file, the record and the problem.
 try:
     SAMPLES = workflow_checks.read_samples(config["samples"])
-    validate(
-        pd.DataFrame([{key: value for key, value in row.items() if key != "line"} for row in SAMPLES]),
-        "../schemas/samples.schema.yaml",
-    )
+    for row in SAMPLES:
+        workflow_checks.check_schema(
+            {key: value for key, value in row.items() if key != "line"},
+            Path(workflow.current_basedir).parent / "schemas/samples.schema.yaml",
+            f"{config['samples']}: line {row['line']}",
+        )
     workflow_checks.check_inputs(config, SAMPLES, config["samples"])
 except GenoformerError as err:
     sys.exit(f"genoformer workflow: error: {err}")
