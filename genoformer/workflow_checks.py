@@ -2,9 +2,10 @@
 
 The configuration's shape is checked against JSON schemas (:func:`check_schema`, one line per problem; the
 Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
-the sample table's names are unique, every input path exists, names refer to configured references, and every
-VCF's contigs are contigs of its reference, and no reference has a contig too long for the workflow's .tbi
-indexes. Each problem raises a :class:`~genoformer.errors.GenoformerError`
+the sample table's names are unique, every input path exists, names refer to configured references, every
+VCF's contigs are contigs of its reference, every sample BAM opens on its reference (not truncated, same
+contigs), every region task's BED reads on its reference with two classes at least, every variant task's label
+field is declared, and no reference has a contig too long for the workflow's .tbi indexes. Each problem raises a :class:`~genoformer.errors.GenoformerError`
 whose one-line message names the file (or config key), the record and the problem, so the run stops at once.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pysam
 
-from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
+from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
 from genoformer.tasks import vcf_writer
 
@@ -109,6 +110,43 @@ def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> No
                             "is it called on another reference build?")
 
 
+def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str) -> None:
+    """Open ``bam`` as the tokenizer will (:class:`~genoformer.io.bam.AlignmentFile`): a truncated file or contigs
+    that disagree with ``fasta`` raise here, naming ``where``, instead of in the tokenize job."""
+    from genoformer.io.bam import AlignmentFile
+
+    with Reference(fasta) as reference:
+        try:
+            AlignmentFile(bam, reference).close()
+        except GenoformerError as err:
+            raise type(err)(f"{where}: {err}") from None
+
+
+def check_region_labels(bed: str | Path, fasta: str | Path, where: str) -> None:
+    """Read a region task's BED as ``classify-regions`` will, so a contig the reference lacks, a bad line or a
+    single class stops the run before pretraining instead of after it, naming ``where``."""
+    from genoformer.tasks.regions import read_region_labels
+
+    with Reference(fasta) as reference:
+        try:
+            read_region_labels(reference, bed=bed)
+        except GenoformerError as err:
+            raise type(err)(f"{where}: {err}") from None
+
+
+def check_label_field(vcf: str | Path, field: str, where: str) -> None:
+    """Raise ``ConfigError`` when the INFO ``field`` a variant task labels by is not declared in ``vcf``."""
+    quiet = pysam.set_verbosity(0)
+    try:
+        with pysam.VariantFile(str(vcf)) as handle:
+            declared = list(handle.header.info)
+    finally:
+        pysam.set_verbosity(quiet)
+    if field not in declared:
+        raise ConfigError(f"{where}.label_field: INFO field '{field}' is not declared in {vcf} (declared: "
+                          f"{', '.join(declared) or 'none'})")
+
+
 def check_tabix_indexable(fasta: str | Path, where: str) -> None:
     """Raise ``ConfigError`` when a contig of ``fasta`` is longer than a tabix (.tbi) index can address: the
     workflow's VCF outputs are declared with .tbi indexes (the CLI itself writes .csi for such contigs)."""
@@ -166,12 +204,16 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
                 _require_file(row[key], f"{where}: {key}")
         if "vcf" in row:
             check_vcf_on_reference(row["vcf"], references[row["reference"]]["fasta"], where)
+        if "bam" in row:
+            check_bam_on_reference(row["bam"], references[row["reference"]]["fasta"], f"{where}: bam")
     for task, entry in config.get("region_tasks", {}).items():
         where = f"config key region_tasks.{task}"
         _require_reference(entry["reference"], references, where)
         _require_file(entry["bed"], f"{where}.bed")
+        check_region_labels(entry["bed"], references[entry["reference"]]["fasta"], f"{where}.bed")
     for task, entry in config.get("variant_tasks", {}).items():
         where = f"config key variant_tasks.{task}"
         _require_reference(entry["reference"], references, where)
         _require_file(entry["vcf"], f"{where}.vcf")
         check_vcf_on_reference(entry["vcf"], references[entry["reference"]]["fasta"], where)
+        check_label_field(entry["vcf"], entry["label_field"], where)

@@ -329,6 +329,29 @@ def test_vcf_on_another_reference_stops_before_any_job(tmp_path):
 
 
 @pytest.mark.slow
+def test_inputs_that_would_fail_their_jobs_stop_the_run_before_any_job(tmp_path):
+    """A sample BAM aligned to another genome, a region task BED naming a contig the reference lacks (which
+    would fail only after pretraining), a variant task labelling by an undeclared INFO field: each stops the dry
+    run in one line naming the config key or table line."""
+    workdir = copy_workflow(tmp_path)
+    samples = workdir / "config/samples.tsv"
+    original = samples.read_text()
+    samples.write_text(original.replace("human_chr22_q/NA12878.chr22.tiny.bam", "sarscov2/SRR11728627.sorted.bam"))
+    assert "line 2 (sample NA12878): bam: resources/sarscov2/SRR11728627.sorted.bam: contigs disagree with " \
+        "reference" in _one_line_error(_dag_error(workdir))
+    samples.write_text(original)
+    (workdir / "labels.bed").write_text("NZ_LN831026.1\t0\t100\ta\t0\t+\tx\nchrX\t0\t100\tb\t0\t+\ty\n")
+    override = workdir / "tasks.yaml"
+    override.write_text("region_tasks: {mine: {reference: cdiph, bed: labels.bed}}\n")
+    assert "config key region_tasks.mine.bed: labels.bed line 2: contig 'chrX' is not in reference" in \
+        _one_line_error(_dag_error(workdir, "--configfile", override.name))
+    override.write_text("variant_tasks: {mine: {reference: human_q, vcf: resources/human_chr22_q/q.vcf.gz, "
+                        "label_field: CLNSIG}}\n")
+    assert "config key variant_tasks.mine.label_field: INFO field 'CLNSIG' is not declared in " \
+        "resources/human_chr22_q/q.vcf.gz" in _one_line_error(_dag_error(workdir, "--configfile", override.name))
+
+
+@pytest.mark.slow
 def test_sample_named_like_a_reference_stops_before_any_job(tmp_path):
     workdir = copy_workflow(tmp_path)
     samples = workdir / "config/samples.tsv"
