@@ -287,14 +287,19 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
                                     window_stride=options.window_stride, max_n_fraction=max_n_fraction,
                                     pad_tail=options.edge == "pad" and end == len(shards[index])))
 
+    def fix(otherwise: str) -> str:
+        """What to change, for an error: the N filter when it dropped windows, else ``otherwise``."""
+        n_rich = sum(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards)) - sum(whole)
+        if not n_rich:
+            return otherwise
+        return (f"; {n_rich} of {n_rich + sum(whole)} windows hold more than {options.max_n_fraction:.0%} N (N "
+                "bases, or bases a BAM does not cover deeply enough): raise --max-n-fraction, or lower --min-depth "
+                "for a BAM")
+
     whole = [windows_in(i, 0, len(shard)) for i, shard in enumerate(shards)]
-    n_rich = sum(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards)) - sum(whole)
-    too_many_n = (f"; {n_rich} of {n_rich + sum(whole)} windows hold more than {options.max_n_fraction:.0%} N "
-                  "(N bases, or bases a BAM does not cover deeply enough): raise --max-n-fraction, or lower "
-                  "--min-depth for a BAM") if n_rich else ""
     if sum(whole) == 0:
         raise ConfigError(f"{source}: no window of {options.window} tokens passes (edge {options.edge}, "
-                          f"max N fraction {options.max_n_fraction}){too_many_n or '; lower --window or use --edge pad'}")
+                          f"max N fraction {options.max_n_fraction}){fix('; lower --window or use --edge pad')}")
     method = options.split_by
     if method == "auto":
         method = "contig" if sum(count > 0 for count in whole) >= 3 else "blocks"
@@ -323,7 +328,7 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
     if targets is None:
         raise ConfigError(f"{source}: only {len(eligible)} block(s) of {options.block} windows of "
                           f"{options.window} tokens have windows, splits {', '.join(needed)} need one each"
-                          f"{too_many_n or '; lower --block or --window'}")
+                          f"{fix('; lower --block or --window')}")
     for interval, name in zip(eligible, _interleave(targets)):
         interval["split"] = name
     split = {"method": "blocks", "block": options.block, "gap": options.gap, "fractions": fractions}
