@@ -62,25 +62,35 @@ def check_not_an_input(out: str | os.PathLike, inputs, what: str = "output") -> 
         raise ConfigError(f"{out}: the {what} would overwrite one of its inputs; write it elsewhere")
 
 
-def claim(path: str | os.PathLike, marker: str) -> None:
-    """Mark the folder ``path`` as an output of the kind whose folders hold ``marker``: the marker itself may be
-    deleted (snakemake deletes a job's declared outputs before rerunning it) and the folder is still replaceable."""
-    (Path(path) / OWNER_FILE).write_text(marker + "\n")
+def claim(path: str | os.PathLike, marker: str, entries) -> None:
+    """Mark the folder ``path`` as an output of the kind whose folders hold ``marker``, made of ``entries``
+    (names): the marker itself may be deleted (snakemake deletes a job's declared outputs before rerunning it) and
+    the folder is still replaceable, as long as it holds nothing but those entries."""
+    record = {"marker": marker, "entries": sorted(set(entries) - {OWNER_FILE})}
+    (Path(path) / OWNER_FILE).write_text(json.dumps(record) + "\n")
+
+
+def _claimed(path: Path, marker: str) -> bool:
+    """Whether ``path`` is claimed for ``marker`` and holds only the entries its claim names."""
+    try:
+        record = json.loads((path / OWNER_FILE).read_text())
+        owned = {OWNER_FILE, *record["entries"]} if record["marker"] == marker else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return bool(owned) and all(entry.name in owned for entry in path.iterdir())
 
 
 def check_replaceable(path: str | os.PathLike, marker: str) -> None:
     """Raise ConfigError unless ``path`` is absent, an empty folder, or a folder holding ``marker`` (the file
-    every output of this kind has) or claimed for that kind (:func:`claim`), so that a mistyped output path never
-    replaces a user's own file or folder. Commands call it before their work as well, so the mistake is caught
-    before the work, not after it."""
+    every output of this kind has) or claimed for that kind and holding nothing else (:func:`claim`), so that a
+    mistyped output path never replaces a user's own file or folder. Commands call it before their work as well,
+    so the mistake is caught before the work, not after it."""
     path = Path(path)
     if not path.exists():
         return
     if not path.is_dir():
         raise ConfigError(f"{path}: output folder exists and is a file; not replacing it (choose another path)")
-    owner = path / OWNER_FILE
-    claimed = owner.is_file() and owner.read_text(errors="replace").strip() == marker
-    if any(path.iterdir()) and not (path / marker).is_file() and not claimed:
+    if any(path.iterdir()) and not (path / marker).is_file() and not _claimed(path, marker):
         raise ConfigError(f"{path}: output folder exists and is not one this command wrote (no {marker} in it); "
                           "not replacing it: remove it yourself or choose another path")
 
@@ -93,7 +103,7 @@ def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     folder is moved aside to ``.<name>.old`` for the instant between two renames; a run killed in that instant
     leaves it there, and the next call puts it back before anything else.
     """
-    path = Path(os.path.abspath(path))  # normalized, so '.' or 'x/..' have a name
+    path = Path(os.path.realpath(path))  # normalized ('.' and 'x/..' get a name); a symlink's target is replaced
     old = path.with_name(f".{path.name}.old")
     if old.is_dir() and not path.exists():
         os.replace(old, path)
@@ -102,8 +112,8 @@ def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
-        claim(tmp, marker)
         yield tmp
+        claim(tmp, marker, os.listdir(tmp))
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)

@@ -11,7 +11,9 @@ whose one-line message names the file (or config key), the record and the proble
 
 from __future__ import annotations
 
+import argparse
 import csv
+import shlex
 from pathlib import Path
 
 import pysam
@@ -117,19 +119,24 @@ def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str) -> No
 
     with Reference(fasta) as reference:
         try:
-            AlignmentFile(bam, reference).close()
+            AlignmentFile(bam, reference, build_index=False).close()  # a missing index is the tokenizer's to make
         except GenoformerError as err:
             raise type(err)(f"{where}: {err}") from None
 
 
-def check_region_labels(bed: str | Path, fasta: str | Path, where: str) -> None:
-    """Read a region task's BED as ``classify-regions`` will, so a contig the reference lacks, a bad line or a
-    single class stops the run before pretraining instead of after it, naming ``where``."""
+def check_region_labels(bed: str | Path, fasta: str | Path, extra: str, where: str) -> None:
+    """Read a region task's BED as ``classify-regions`` will (with the ``--label-column`` that ``extra``, config
+    key classify_regions.extra, passes it), so a contig the reference lacks, a bad line or a single class stops
+    the run before pretraining instead of after it, naming ``where``."""
+    from genoformer.commands.classify_regions import label_column
     from genoformer.tasks.regions import read_region_labels
 
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--label-column", default="7")
+    column = options.parse_known_args(shlex.split(extra))[0].label_column
     with Reference(fasta) as reference:
         try:
-            read_region_labels(reference, bed=bed)
+            read_region_labels(reference, bed=bed, label_column=label_column(column))
         except GenoformerError as err:
             raise type(err)(f"{where}: {err}") from None
 
@@ -210,7 +217,8 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
         where = f"config key region_tasks.{task}"
         _require_reference(entry["reference"], references, where)
         _require_file(entry["bed"], f"{where}.bed")
-        check_region_labels(entry["bed"], references[entry["reference"]]["fasta"], f"{where}.bed")
+        check_region_labels(entry["bed"], references[entry["reference"]]["fasta"],
+                            config["classify_regions"].get("extra", ""), f"{where}.bed")
     for task, entry in config.get("variant_tasks", {}).items():
         where = f"config key variant_tasks.{task}"
         _require_reference(entry["reference"], references, where)

@@ -70,6 +70,22 @@ def test_a_folder_whose_marker_was_deleted_is_still_replaceable_but_not_by_anoth
     (out / "metrics.json").unlink()
     with pytest.raises(ConfigError, match=r"not one this command wrote \(no manifest.json in it\)"):
         check_replaceable(out, "manifest.json")
+    # emptied by hand (the claim file, hidden, stays) and filled with the user's own files: theirs, not replaced
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not one this command wrote"):
+        check_replaceable(out, "metrics.json")
+
+
+def test_an_output_path_that_is_a_symlink_replaces_the_folder_it_points_to(tmp_path):
+    """tokens/ds -> big/ds: the real folder is replaced and the link kept, run after run."""
+    (tmp_path / "big").mkdir()
+    (tmp_path / "tokens").mkdir()
+    (tmp_path / "tokens" / "ds").symlink_to(tmp_path / "big" / "ds", target_is_directory=True)
+    for run in ("1", "2"):
+        with atomic_dir(tmp_path / "tokens" / "ds", marker="metrics.json") as tmp:
+            (tmp / "metrics.json").write_text(run)
+        assert (tmp_path / "tokens" / "ds").is_symlink() and (tmp_path / "big" / "ds" / "metrics.json").read_text() == run
+    assert sorted(p.name for p in (tmp_path / "tokens").iterdir()) == ["ds"]
 
 
 def test_atomic_dir_refuses_a_folder_it_did_not_write(tmp_path):

@@ -97,7 +97,7 @@ def test_default_blocks_cut_a_small_genome_into_ten_and_one_group_is_no_split(ca
     examples in one group is refused, naming the fix; a side made of one group is warned about."""
     assert default_block(512, 154_478) == 15_447 and default_block(512, 2_463_666) == 100_000
     assert default_block(131_072, 2_463_666) == 4 * 131_072
-    with pytest.raises(ConfigError, match=r"all 4 examples lie in one split group \(chr1:0\).*use smaller blocks"):
+    with pytest.raises(ConfigError, match=r"all 4 examples lie in one split group \(chr1:0\).*more contigs, or --split blocks with a smaller --block"):
         assign_split(np.array(["chr1:0"] * 4), np.array([0, 1, 0, 1]), test_fraction=0.3, seed=0)
     with caplog.at_level("WARNING", logger="genoformer.tasks.splits"):
         assign_split(np.array(["a"] * 3 + ["b"] * 7), np.array([0, 1] * 5), test_fraction=0.3, seed=0)
@@ -115,7 +115,7 @@ def test_one_big_group_never_makes_the_test_side_most_of_the_data(seed, caplog):
     assert is_test.sum() in (20, 30) and not is_test[:70].any()
     with caplog.at_level("WARNING", logger="genoformer.tasks.splits"):
         assign_split(np.array(["x"] * 60 + ["y"] * 40), labels, test_fraction=0.1, seed=seed)
-    assert "held out 40% of the examples instead of 10%" in caplog.text
+    assert "test side: 40% of the examples instead of 10%" in caplog.text
 
 
 @pytest.mark.parametrize("command", ["classify-regions", "classify-variants"])

@@ -221,6 +221,11 @@ def test_a_thinly_covered_bam_names_the_n_windows_and_the_flags_that_help(tmp_pa
                           "lower --min-depth")
     assert not (tmp_path / "ds").exists()
     assert cli(*args, "--max-n-fraction", 0.95).returncode == 0
+    # too few blocks whatever the N filter does: the advice is the block size, not the N filter
+    sequence = (sarscov2 / "NC_045512.2.fasta").read_text().split("\n", 1)[1].replace("\n", "")
+    (tmp_path / "n.fa").write_text(">cov\n" + sequence[:5000] + "N" * 200 + sequence[5200:] + "\n")
+    expect_one_line_error(cli("--fasta", "n.fa", "--k", 1, "--window", 64, "--block", 300, "--out", "ds2"),
+                          "only 2 block(s) of 300 windows", "need one each; lower --block or --window")
 
 
 def test_truncated_bam(tmp_path, cli, sarscov2):

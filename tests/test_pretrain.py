@@ -401,9 +401,16 @@ def test_a_new_run_never_writes_into_a_folder_of_the_users_own(chloroplast_token
                  "--set", "run.steps=2"]) == 2
     assert "mine: output folder exists and is not one this command wrote" in one_line_error(capsys, "pretrain")
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    # a --resume there fails (no checkpoint) without making the folder the run's
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(mine),
+                 "--resume"]) == 2
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(mine),
+                 "--set", "run.steps=2"]) == 2
+    assert (mine / "notes.txt").read_text() == "x"
     run = tmp_path / "run"
     run.mkdir()
-    claim(run, RUN_MARKER)  # what a run killed before its first checkpoint leaves, with its log
+    claim(run, RUN_MARKER, ["train.log"])  # what a run killed before its first checkpoint leaves, with its log
     (run / "train.log").write_text("killed\n")
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out",
                  str(run), "--set", "run.steps=2", "--set", "run.checkpoint_every=2"]) == 0

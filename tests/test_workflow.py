@@ -24,7 +24,7 @@ import yaml
 
 from genoformer import workflow_checks
 from genoformer.cli import main
-from genoformer.errors import ConfigError, MismatchError
+from genoformer.errors import ConfigError, InputError, MismatchError
 from genoformer.tasks import vcf_writer
 from genoformer.vcf_shards import merge_tables, merge_vcfs
 
@@ -349,6 +349,20 @@ def test_inputs_that_would_fail_their_jobs_stop_the_run_before_any_job(tmp_path)
                         "label_field: CLNSIG}}\n")
     assert "config key variant_tasks.mine.label_field: INFO field 'CLNSIG' is not declared in " \
         "resources/human_chr22_q/q.vcf.gz" in _one_line_error(_dag_error(workdir, "--configfile", override.name))
+
+
+def test_pre_job_checks_read_inputs_as_their_jobs_will_and_write_nothing(tmp_path, chloroplast_fasta, sarscov2):
+    """A region BED labelled in its name column passes when classify_regions.extra says --label-column name
+    (and only then); a BAM without its index is checked without building one (the tokenize job builds it)."""
+    bed = tmp_path / "named.bed"
+    bed.write_text("".join(f"NC_000932.1\t{i * 1000}\t{i * 1000 + 100}\t{'ab'[i % 2]}\n" for i in range(20)))
+    workflow_checks.check_region_labels(bed, chloroplast_fasta, "--bootstrap 100 --label-column name", "task")
+    with pytest.raises(InputError, match=r"^task: .*named.bed: no label column 7"):
+        workflow_checks.check_region_labels(bed, chloroplast_fasta, "", "task")
+    bam = tmp_path / "reads.bam"
+    shutil.copy(sarscov2 / "SRR11728627.sorted.bam", bam)
+    workflow_checks.check_bam_on_reference(bam, sarscov2 / "NC_045512.2.fasta", "sample")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["named.bed", "reads.bam"]
 
 
 @pytest.mark.slow

@@ -113,9 +113,8 @@ def run(args) -> None:
     from genoformer.tasks.splits import default_block
     from genoformer.tasks.variant_output import write_table
 
-    label_column = args.label_column if args.label_column == "name" else _column_number(args.label_column)
     with Reference(args.reference) as reference:
-        regions = read_region_labels(reference, bed=args.bed, label_column=label_column,
+        regions = read_region_labels(reference, bed=args.bed, label_column=label_column(args.label_column),
                                      class_beds=_class_beds(args.class_bed) if args.class_bed else None)
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
                                            stride=args.stride)
@@ -151,7 +150,11 @@ def run(args) -> None:
                  *values["auroc"]["ci95"], values["accuracy"]["value"])
 
 
-def _column_number(text: str) -> int:
+def label_column(text: str) -> int | str:
+    """The ``--label-column`` value as :func:`~genoformer.tasks.regions.read_region_labels` takes it: a column
+    number, or ``"name"``."""
+    if text == "name":
+        return text
     try:
         return int(text)
     except ValueError:

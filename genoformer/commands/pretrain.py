@@ -30,13 +30,10 @@ def register(subparsers) -> None:
 
 def run(args) -> None:
     """Load the config (the run's own when resuming without --config) and train."""
-    from genoformer.atomic import check_replaceable
-    from genoformer.train.checkpoint import RUN_MARKER, saved_config  # torch is imported only when this runs
+    from genoformer.train.checkpoint import saved_config  # torch is imported only when this command runs
     from genoformer.train.config import PretrainConfig, apply_overrides, load_config
     from genoformer.train.loop import pretrain
 
-    if not args.resume:  # a new run: never into a folder of the user's own
-        check_replaceable(args.out, RUN_MARKER)
     if args.resume and args.config is None:
         source = f"{args.out}/checkpoints (saved config)"
         config = PretrainConfig.from_dict(apply_overrides(saved_config(args.out), args.overrides), source)

@@ -62,7 +62,9 @@ class ReadFilter:
 class AlignmentFile:
     """An indexed BAM or CRAM, validated on open; use as a context manager (or call ``close``)."""
 
-    def __init__(self, path: str | os.PathLike, reference: Reference | None = None):
+    def __init__(self, path: str | os.PathLike, reference: Reference | None = None, *, build_index: bool = True):
+        """Open and validate ``path`` (decoded against ``reference`` when a CRAM, whose contigs it must match);
+        a missing index is built next to it unless ``build_index`` is False (a check that reads no region)."""
         self.path = Path(path)
         self.reference = reference
         if not self.path.is_file():
@@ -74,7 +76,7 @@ class AlignmentFile:
             raise InputError(f"{self.path}: a CRAM can only be decoded with the reference FASTA it was made "
                              "against; pass the reference")
         self._file = self._open()
-        if not self._file.has_index():
+        if build_index and not self._file.has_index():
             self._file.close()
             self._build_index()
             self._file = self._open()

@@ -335,7 +335,8 @@ def validation_split(groups: np.ndarray, names: np.ndarray, train: np.ndarray, s
     fit, held = train.copy(), np.zeros(train.size, dtype=bool)
     try:
         fit[rows], held[rows] = assign_split(groups[rows], names[rows], test_fraction=VALIDATION_FRACTION,
-                                             seed=seed + 1, families=families[rows])
+                                             seed=seed + 1, families=families[rows],
+                                             side_names=("fine-tuning", "validation"))
     except ConfigError as err:
         log.warning("fine-tuning without a validation split (%s): the last epoch is kept", err)
     return fit, held

@@ -54,8 +54,12 @@ def split_groups(contigs: np.ndarray, positions: np.ndarray, *, method: str, blo
     return np.char.add(np.char.add(contigs, ":"), (np.asarray(positions) // block).astype(str))
 
 
+MORE_GROUPS = "more contigs, or --split blocks with a smaller --block"  # how to get more split groups
+
+
 def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int,
-                 families: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 families: np.ndarray | None = None,
+                 side_names: tuple[str, str] = ("training", "test")) -> tuple[np.ndarray, np.ndarray]:
     """``(train, test)`` boolean masks over the examples: whole groups go to the test side until
     ``test_fraction`` of the examples are there, the rest is training.
 
@@ -63,14 +67,15 @@ def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float
     example with a family member in training is left out (in neither mask), since its copy was trained on; it is
     not moved to training either, where it would sit among the test examples of its block.
 
-    Raises :class:`ConfigError` when a side ends up without some class (too few groups for the labels).
+    ``side_names`` name the two sides in messages. Raises :class:`ConfigError` when a side ends up without some
+    class (too few groups for the labels).
     """
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test fraction must be between 0 and 1, got {test_fraction}")
     names, group_of = np.unique(groups, return_inverse=True)
     if names.size < 2:
         raise ConfigError(f"all {group_of.size} examples lie in one split group ({names[0] if names.size else ''}):"
-                          " a split needs two at least; use smaller blocks (--block) or more contigs")
+                          f" a split needs two at least ({MORE_GROUPS})")
     sizes = np.bincount(group_of)
     is_test_group = np.zeros(names.size, dtype=bool)
     target, taken = test_fraction * group_of.size, 0
@@ -83,24 +88,26 @@ def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float
     train = ~is_test_group[group_of]
     test = ~train if families is None else ~train & ~has_copy_in(train, np.asarray(families))
     left_out = int((~train & ~test).sum())
-    because = f", {left_out} test examples left out for a near-identical copy in training" if left_out else ""
+    because = (f", {left_out} {side_names[1]} examples left out for a near-identical copy in {side_names[0]}"
+               if left_out else "")
     if abs(test.mean() - test_fraction) > 0.1:
-        log.warning("held out %.0f%% of the examples instead of %.0f%%: %d groups of unequal size%s (use smaller "
-                    "blocks or more contigs for a closer split)", 100 * test.mean(), 100 * test_fraction,
-                    names.size, because)
+        log.warning("%s side: %.0f%% of the examples instead of %.0f%%: %d groups of unequal size%s (%s for a "
+                    "closer split)", side_names[1], 100 * test.mean(), 100 * test_fraction, names.size, because,
+                    MORE_GROUPS)
     elif left_out:
-        log.info("%d test examples left out: a near-identical copy of each is in training", left_out)
-    for side, name in ((train, "training"), (test, "test")):
+        log.info("%d %s examples left out: a near-identical copy of each is in %s", left_out, side_names[1],
+                 side_names[0])
+    for side, name in zip((train, test), side_names):
         if np.unique(group_of[side]).size == 1:
             log.warning("the %s side is one split group (%s): its examples come from one stretch of the genome, "
-                        "and metrics on it may not hold elsewhere (use smaller blocks or more contigs)", name,
-                        names[group_of[side][0]])
+                        "and what is measured on it may not hold elsewhere (%s)", name, names[group_of[side][0]],
+                        MORE_GROUPS)
     labels = np.asarray(labels)
-    for side, name in ((train, "training"), (test, "test")):
+    for side, name in zip((train, test), side_names):
         missing = sorted(set(np.unique(labels).tolist()) - set(np.unique(labels[side]).tolist()))
         if missing:
             raise ConfigError(f"the {name} split has no example of class {missing[0]!r} ({names.size} groups"
-                              f"{because}; use smaller blocks, more contigs or more examples)")
+                              f"{because}; {MORE_GROUPS}, or more examples)")
     return train, test
 
 

@@ -287,19 +287,19 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
                                     window_stride=options.window_stride, max_n_fraction=max_n_fraction,
                                     pad_tail=options.edge == "pad" and end == len(shards[index])))
 
-    def fix(otherwise: str) -> str:
-        """What to change, for an error: the N filter when it dropped windows, else ``otherwise``."""
+    def n_filter_advice() -> str:
+        """For an error that the N filter causes: how many windows it dropped, and what to change."""
         n_rich = sum(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards)) - sum(whole)
-        if not n_rich:
-            return otherwise
         return (f"; {n_rich} of {n_rich + sum(whole)} windows hold more than {options.max_n_fraction:.0%} N (N "
                 "bases, or bases a BAM does not cover deeply enough): raise --max-n-fraction, or lower --min-depth "
                 "for a BAM")
 
     whole = [windows_in(i, 0, len(shard)) for i, shard in enumerate(shards)]
     if sum(whole) == 0:
+        without_n_filter = any(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards))
         raise ConfigError(f"{source}: no window of {options.window} tokens passes (edge {options.edge}, "
-                          f"max N fraction {options.max_n_fraction}){fix('; lower --window or use --edge pad')}")
+                          f"max N fraction {options.max_n_fraction})"
+                          f"{n_filter_advice() if without_n_filter else '; lower --window or use --edge pad'}")
     method = options.split_by
     if method == "auto":
         method = "contig" if sum(count > 0 for count in whole) >= 3 else "blocks"
@@ -317,18 +317,18 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
 
     block_tokens = (options.block - 1) * options.window_stride + options.window
     period = block_tokens + options.gap
-    intervals = []
-    for i, shard in enumerate(shards):
-        for start in range(0, len(shard), period):
-            end = min(start + block_tokens, len(shard))
-            intervals.append({"contig": names[i], "start": start, "end": end, "split": "train",
-                              "windows": windows_in(i, start, end)})
+    blocks = [(i, start, min(start + block_tokens, len(shard)))
+              for i, shard in enumerate(shards) for start in range(0, len(shard), period)]
+    intervals = [{"contig": names[i], "start": start, "end": end, "split": "train",
+                  "windows": windows_in(i, start, end)} for i, start, end in blocks]
     eligible = [interval for interval in intervals if interval["windows"] > 0]
     targets = _block_targets(len(eligible), fractions)
     if targets is None:
+        without_n_filter = sum(windows_in(i, start, end, 1.0) > 0 for i, start, end in blocks)
+        advice = (n_filter_advice() if _block_targets(without_n_filter, fractions) is not None
+                  else "; lower --block or --window")
         raise ConfigError(f"{source}: only {len(eligible)} block(s) of {options.block} windows of "
-                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each"
-                          f"{fix('; lower --block or --window')}")
+                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each{advice}")
     for interval, name in zip(eligible, _interleave(targets)):
         interval["split"] = name
     split = {"method": "blocks", "block": options.block, "gap": options.gap, "fractions": fractions}

@@ -41,12 +41,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from genoformer.atomic import claim, write_text
+from genoformer.atomic import check_replaceable, claim, write_text
 from genoformer.errors import ConfigError, MismatchError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.tokenize.dataset import TokenDataset
 from genoformer.train import distributed
 from genoformer.train.checkpoint import (
+    CHECKPOINTS,
+    LATEST_FILES,
     RUN_MARKER,
     load_latest_checkpoint,
     publish,
@@ -64,6 +66,9 @@ from genoformer.train.masking import IGNORE_INDEX, MaskedBatch, masker_for, mixe
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
+TRAIN_LOG = "train.log"
+# what a run folder holds (workflow: the evaluate rule adds eval.json): a folder claimed with these is replaceable
+RUN_ENTRIES = (*LATEST_FILES, CHECKPOINTS, METRICS, TRAIN_LOG, "eval.json")
 
 
 def learning_rate(step: int, config: PretrainConfig) -> float:
@@ -178,10 +183,13 @@ def pretrain(data_dir: str | Path, out: str | Path, config: PretrainConfig, *, r
     dist = distributed.setup(config.run.device)
     file_log = None
     try:
+        if not resume:  # a new run never writes into a folder of the user's own
+            check_replaceable(out, RUN_MARKER)
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            claim(out, RUN_MARKER)
-            file_log = logging.FileHandler(out / "train.log")
+            if not resume:
+                claim(out, RUN_MARKER, RUN_ENTRIES)
+            file_log = logging.FileHandler(out / TRAIN_LOG)
             file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(file_log)
         return _train(data_dir, out, config, resume, dist)
@@ -237,6 +245,7 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
         set_rng_state(saved_rng[dist.rank] if isinstance(saved_rng, list) else saved_rng, dist.device)
         log.info("resuming from %s (step %d)", step_dir, start_step)
         if dist.is_main:
+            claim(out, RUN_MARKER, RUN_ENTRIES)
             set_aside_newer(out, step_dir)
         if start_step >= run.steps:  # nothing left to train; the run's top-level files may have been deleted
             if dist.is_main:
