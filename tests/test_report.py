@@ -259,6 +259,8 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     regions = classifier_metrics({"probe": 1.0, "finetune": 1.5, "kmer": 2.0}, ["coding", "intergenic"])
     variants = classifier_metrics({"kmer_baseline": 0.5, "model_probe": 1.0, "zero_shot_neg_llr": 0.2},
                                   {"negative": "synonymous", "positive": "stop_gained"})
+    regions["split"] = {"method": "blocks", "block_bp": 100_000, "groups_train": 17, "groups_test": 8,
+                        "n_left_out_copies": 2}
     (tmp_path / "regions.json").write_text(json.dumps(regions))
     (tmp_path / "variants.json").write_text(json.dumps(variants))
     out = tmp_path / "summary.html"
@@ -279,6 +281,8 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert rows[0]["AUROC [95% CI]"] == f"{probe['value']:.3f} [{probe['ci95'][0]:.3f}, {probe['ci95'][1]:.3f}]"
     counts = regions["test"]["probe"]["n_per_class"]
     assert rows[0]["held-out examples"] == f"coding {counts[0]}, intergenic {counts[1]}"
+    assert rows[0]["held out"] == "8 of 25 100,000 bp blocks; 2 left out (a repeat copy in training)"
+    assert rows[3]["held out"] == "—"  # a metrics.json without its split
     assert rows[5]["method"] == "k-mer context, logistic regression"
     zero_shot = variants["test"]["zero_shot_neg_llr"]["auroc"]["value"]
     assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")

@@ -49,6 +49,17 @@ def with_interval(metric: dict | None) -> str:
     return f"{number(metric.get('value'))} [{number(low)}, {number(high)}]"
 
 
+def split_text(split: dict | None) -> str:
+    """How a task's examples were held out, from its metrics.json ``split``: the blocks or contigs on each side,
+    and the held-out examples left out for a repeat copy in training ("—" for metrics without it)."""
+    if not isinstance(split, dict) or "groups_test" not in split:
+        return "—"
+    unit = f"{split['block_bp']:,} bp blocks" if split.get("method") == "blocks" else "contigs"
+    text = f"{split['groups_test']} of {split['groups_test'] + split['groups_train']} {unit}"
+    left_out = split.get("n_left_out_copies", 0)
+    return text + (f"; {left_out} left out (a repeat copy in training)" if left_out else "")
+
+
 def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
     """One row per method of a ``classify-regions`` / ``classify-variants`` metrics.json (its held-out test set):
     the model-based methods first, then the baselines."""
@@ -67,7 +78,8 @@ def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
         per_class = method.get("n_per_class") or []
         counts = ", ".join(f"{label} {count}" for label, count in zip(classes or [], per_class)) or str(method["n"])
         rows.append({"task": task, "method": METHODS[name][0], "uses the model": "no" if METHODS[name][1] else "yes",
-                     "held-out examples": counts, "AUROC [95% CI]": with_interval(method.get("auroc")),
+                     "held-out examples": counts, "held out": split_text(metrics.get("split")),
+                     "AUROC [95% CI]": with_interval(method.get("auroc")),
                      "AUPRC [95% CI]": with_interval(method.get("auprc")),
                      "accuracy [95% CI]": with_interval(method.get("accuracy")) if "accuracy" in method else "—"})
     return rows
@@ -95,7 +107,8 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
     if tasks:
         rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]
         sections.append(("Supervised tasks", "Each method is fit on the training split and scored on held-out "
-                         "examples; intervals are 95% bootstrap intervals over those examples. AUROC 0.5 is "
+                         "examples: whole blocks or contigs, less any example with a near-identical copy in "
+                         "training; intervals are 95% bootstrap intervals over those examples. AUROC 0.5 is "
                          "chance. Rows without the model are baselines: the model earns its keep where it beats "
                          "them.", pd.DataFrame(rows)))
     write_page(out, "genoformer: summary", sections)
