@@ -5,16 +5,19 @@ Snakefile then lets snakemake fill in the schemas' defaults); this module also c
 the sample table's names are unique, every input path exists, names refer to configured references, every
 VCF's contigs are contigs of its reference, every sample BAM opens on its reference (not truncated, same
 contigs), every region task's BED reads on its reference with two classes at least, every variant task's label
-field is declared, and no reference has a contig too long for the workflow's .tbi indexes. Each problem raises a :class:`~genoformer.errors.GenoformerError`
-whose one-line message names the file (or config key), the record and the problem, so the run stops at once.
+field is declared, and no reference has a contig too long for the workflow's .tbi indexes. Each problem raises
+a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or config key), the record
+and the problem, so the run stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import shlex
 from pathlib import Path
+from typing import Iterator
 
 import pysam
 
@@ -86,18 +89,26 @@ def _require_reference(name: str, references: dict, where: str) -> None:
                           f"(known: {', '.join(references)})")
 
 
-def vcf_contigs(path: str | Path) -> set[str]:
-    """Contig names that carry records in a VCF/BCF: from its index when it has one, else by reading it."""
-    quiet = pysam.set_verbosity(0)  # header sanity warnings are the readers' business, not the DAG's
+@contextlib.contextmanager
+def _open_vcf(path: str | Path) -> Iterator[pysam.VariantFile]:
+    """A VCF/BCF opened with htslib's header warnings off (the readers' business, not the DAG's); ``InputError``
+    when it cannot be read."""
+    quiet = pysam.set_verbosity(0)
     try:
         with pysam.VariantFile(str(path)) as vcf:
-            if vcf.index is not None:
-                return set(vcf.index.keys())
-            return {record.chrom for record in vcf.fetch()}
+            yield vcf
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: not a readable VCF/BCF ({err})") from None
     finally:
         pysam.set_verbosity(quiet)
+
+
+def vcf_contigs(path: str | Path) -> set[str]:
+    """Contig names that carry records in a VCF/BCF: from its index when it has one, else by reading it."""
+    with _open_vcf(path) as vcf:
+        if vcf.index is not None:
+            return set(vcf.index.keys())
+        return {record.chrom for record in vcf.fetch()}
 
 
 def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> None:
@@ -143,12 +154,8 @@ def check_region_labels(bed: str | Path, fasta: str | Path, extra: str, where: s
 
 def check_label_field(vcf: str | Path, field: str, where: str) -> None:
     """Raise ``ConfigError`` when the INFO ``field`` a variant task labels by is not declared in ``vcf``."""
-    quiet = pysam.set_verbosity(0)
-    try:
-        with pysam.VariantFile(str(vcf)) as handle:
-            declared = list(handle.header.info)
-    finally:
-        pysam.set_verbosity(quiet)
+    with _open_vcf(vcf) as handle:
+        declared = list(handle.header.info)
     if field not in declared:
         raise ConfigError(f"{where}.label_field: INFO field '{field}' is not declared in {vcf} (declared: "
                           f"{', '.join(declared) or 'none'})")

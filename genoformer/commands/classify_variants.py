@@ -27,7 +27,8 @@ def register(subparsers) -> None:
         help="train and evaluate a variant classifier on the model's features, next to a k-mer baseline",
         description="Label the variants of a VCF from one INFO field, compute the model's features (local "
         "hidden-state change, LLR and embedding distances on both strands), split by interval blocks or contigs "
-        "(a held-out variant whose context has a near-identical copy in training is left out), fit a logistic regression, and report AUROC/AUPRC/accuracy with bootstrap CIs on the held-out variants "
+        "(a held-out variant whose context has a near-identical copy in training is left out), fit a logistic "
+        "regression, and report AUROC/AUPRC/accuracy with bootstrap CIs on the held-out variants "
         "next to a k-mer context baseline and the zero-shot -LLR. Writes DIR/metrics.json, predictions.tsv, "
         "classifier.json, and with --predict a scored VCF with the class probability GF_PROB.",
     )

@@ -15,8 +15,8 @@ def register(subparsers) -> None:
         "region-labels",
         help="write coding vs intergenic regions of an annotation as a labelled BED",
         description="Draw regions of LENGTH bp (on a grid) that lie wholly inside CDS ('coding') or wholly outside "
-        "every CDS ('intergenic'), PER_CLASS of each (seeded), and write BED (six columns, then the class in column 7) for "
-        "`genoformer classify-regions --bed`.",
+        "every CDS ('intergenic'), PER_CLASS of each (seeded), and write BED (six columns, then the class in "
+        "column 7) for `genoformer classify-regions --bed`.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
     parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS features (plain, gzip or bgzip)")

@@ -293,9 +293,9 @@ class _WindowScoring:
         sums = iter([(float(log_probs[segment].sum()), segment.stop - segment.start) for segment in segments])
         for span, indices in members:
             ref_log_prob, n_masked = next(sums)
+            coverage = self.mean_coverage(span, self.encoder.token_range(*span, count))
             for index in indices:
                 if self.same_length(index):
-                    coverage = self.mean_coverage(span, self.encoder.token_range(*span, count))
                     self.scores.llr[index, strand] = (next(sums)[0] - ref_log_prob) / coverage
                 else:
                     self.ref_log_prob[index, strand] = ref_log_prob / n_masked

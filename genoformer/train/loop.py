@@ -67,8 +67,7 @@ log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
 TRAIN_LOG = "train.log"
-# what a run folder holds (workflow: the evaluate rule adds eval.json): a folder claimed with these is replaceable
-RUN_ENTRIES = (*LATEST_FILES, CHECKPOINTS, METRICS, TRAIN_LOG, "eval.json")
+RUN_ENTRIES = (*LATEST_FILES, CHECKPOINTS, METRICS, TRAIN_LOG)  # what a run folder holds (see atomic.claim)
 
 
 def learning_rate(step: int, config: PretrainConfig) -> float:
