@@ -21,7 +21,7 @@ import pysam
 from genoformer.atomic import atomic_indexed, atomic_path, check_not_an_input
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
-from genoformer.tasks.vcf_writer import index_path
+from genoformer.io.vcf_index import index_path
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,9 @@ def check_shards(inputs: list, headers: list[pysam.VariantHeader]) -> None:
                          f"{len(inputs)} VCFs to merge")
 
 
-def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
-    """Merge position-sorted shard VCFs of one scoring run into ``out`` (bgzipped + index); returns the records.
+def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_kind: str = "auto") -> int:
+    """Merge position-sorted shard VCFs of one scoring run into ``out`` (bgzipped, with an index of
+    ``index_kind``: :func:`genoformer.io.vcf_index.index_path`); returns the records.
 
     The shards must have the same INFO fields, contigs and ``##genoformer_*`` lines and be shards 0..N-1 of
     their ``##genoformer_shard=I/N`` lines, each once (a VCF without that line is shard 0/1, a whole run); see
@@ -137,7 +138,7 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
 
         merged = heapq.merge(*(sorted_records(path, vcf) for path, vcf in zip(inputs, vcfs)),
                              key=lambda item: item[0])
-        index = index_path(out, [contig.length or 0 for contig in header.contigs.values()])
+        index = index_path(out, {name: contig.length or 0 for name, contig in header.contigs.items()}, index_kind)
         count = 0
         with atomic_indexed(out, index, suffix=".vcf.gz") as (tmp, tmp_index), htslib_messages(log, out):
             with pysam.VariantFile(str(tmp), "wz", header=header) as sink:

@@ -5,9 +5,9 @@ Snakefile then lets snakemake fill in the schemas' defaults); this module also c
 the sample table's names are unique, every input path exists, names refer to configured references, every
 VCF's contigs are contigs of its reference, every sample BAM opens on its reference (not truncated, same
 contigs), every region task's BED reads on its reference with two classes at least, every variant task's label
-field is declared, and no reference has a contig too long for the workflow's .tbi indexes. Each problem raises
-a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or config key), the record
-and the problem, so the run stops at once.
+field is declared. :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too
+long for .tbi). Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names
+the file (or config key), the record and the problem, so the run stops at once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pysam
 
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
-from genoformer.tasks import vcf_writer
+from genoformer.io.vcf_index import TBI_MAX_CONTIG, needs_csi
 
 SAMPLE_COLUMNS = ("sample", "reference", "bam", "vcf")
 
@@ -161,16 +161,24 @@ def check_label_field(vcf: str | Path, field: str, where: str) -> None:
                           f"{', '.join(declared) or 'none'})")
 
 
-def check_tabix_indexable(fasta: str | Path, where: str) -> None:
-    """Raise ``ConfigError`` when a contig of ``fasta`` is longer than a tabix (.tbi) index can address: the
-    workflow's VCF outputs are declared with .tbi indexes (the CLI itself writes .csi for such contigs)."""
-    with Reference(fasta) as reference:
-        longest = max(reference.contigs.items(), key=lambda item: item[1])
-    if longest[1] > vcf_writer.TBI_MAX_CONTIG:
-        raise ConfigError(f"{where}: contig {longest[0]} of {fasta} is {longest[1]:,} bp, longer than the "
-                          f"{vcf_writer.TBI_MAX_CONTIG:,} bp a tabix (.tbi) index addresses; the workflow indexes its "
-                          "VCFs with .tbi, so it cannot take this reference yet (the genoformer commands can: they "
-                          "write a .csi index)")
+def vcf_index_kind(config: dict) -> str:
+    """The index (``tbi`` or ``csi``) the workflow writes next to its VCFs: config ``vcf_index``, where ``auto``
+    (the default) means ``tbi`` unless a reference has a contig longer than a tabix index addresses (512 Mbp),
+    then ``csi`` for every VCF. Raises ``ConfigError`` for ``tbi`` with such a contig."""
+    kind = config.get("vcf_index", "auto")
+    if kind == "csi":
+        return kind
+    for name, entry in config["references"].items():
+        with Reference(entry["fasta"]) as reference:
+            contigs = reference.contigs
+        if needs_csi(contigs):
+            if kind == "auto":
+                return "csi"
+            contig, length = max(contigs.items(), key=lambda item: item[1])
+            raise ConfigError(f"config key vcf_index: tbi, but contig {contig} of references.{name}.fasta "
+                              f"({entry['fasta']}) is {length:,} bp, longer than the {TBI_MAX_CONTIG:,} bp a "
+                              "tabix (.tbi) index addresses; set vcf_index to csi or auto")
+    return "tbi"
 
 
 def check_names(config: dict, samples: list[dict], samples_path: str) -> None:
@@ -207,7 +215,6 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
         for key in ("fasta", "annotation"):
             if key in entry:
                 _require_file(entry[key], f"config key references.{name}.{key}")
-        check_tabix_indexable(entry["fasta"], f"config key references.{name}.fasta")
     _require_reference(config["pretrain"]["reference"], references, "config key pretrain.reference")
     _require_file(config["pretrain"]["config"], "config key pretrain.config")
     for row in samples:

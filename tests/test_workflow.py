@@ -25,7 +25,6 @@ import yaml
 from genoformer import workflow_checks
 from genoformer.cli import main
 from genoformer.errors import ConfigError, InputError, MismatchError
-from genoformer.tasks import vcf_writer
 from genoformer.vcf_shards import merge_tables, merge_vcfs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,17 +390,21 @@ def test_names_that_would_collide_in_the_outputs_are_refused(change, message):
         workflow_checks.check_names(config, rows, "config/samples.tsv")
 
 
-def test_a_reference_too_long_for_tabix_indexes_is_refused_by_name(monkeypatch):
-    """A contig over 2^29 - 1 bp needs a .csi index, which the workflow's rules do not declare: refused before any
-    job. (Checked with the limit lowered below the bundled genome's 2.46 Mbp: the real one needs a 512 Mbp file.)"""
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    rows = workflow_checks.read_samples(ROOT / "config/samples.tsv")
-    monkeypatch.chdir(ROOT)
-    workflow_checks.check_inputs(config, rows, "config/samples.tsv")  # as bundled: every contig fits
-    monkeypatch.setattr(vcf_writer, "TBI_MAX_CONTIG", 2_000_000)
-    with pytest.raises(ConfigError, match=re.escape("config key references.cdiph.fasta: contig NZ_LN831026.1 of "
-                                                    "resources/cdiph/NZ_LN831026.1.fa.gz is 2,463,666 bp")):
-        workflow_checks.check_inputs(config, rows, "config/samples.tsv")
+@pytest.mark.slow
+def test_vcf_index_csi_gives_every_scored_vcf_a_csi_index(tmp_path):
+    """config vcf_index: csi (what auto picks for a contig over 512 Mbp, tests/test_vcf_index.py) through the
+    real rules: the shards and the merged VCF get .csi indexes that region queries use."""
+    workdir = copy_workflow(tmp_path)
+    override = tiny_config(workdir, reference="human_q")  # a 12 kbp genome
+    target = "results/variants/NA12878.vcf.gz.csi"
+    result = snakemake(workdir, target, "--configfile", override, "--config", "vcf_index=csi")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(workdir.glob("results/**/*.tbi"))
+    with pysam.VariantFile(str(HUMAN_VCF)) as source:
+        first = next(iter(source))
+    with pysam.VariantFile(str(workdir / "results/variants/NA12878.vcf.gz"), index_filename=str(workdir / target)) \
+            as scored:
+        assert [r.pos for r in scored.fetch(first.contig, first.pos - 1, first.pos)] == [first.pos]
 
 
 # ---- gather of sharded scoring -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections import Counter
 
 from genoformer import __version__
 from genoformer.errors import ConfigError
+from genoformer.io.vcf_index import add_index_argument, index_path
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
         help="enumerate the SNVs of annotated genes with their consequence (synonymous, missense, stop-gained ...)",
         description="Take a seeded sample of the coding sequences of a GFF3 annotation that translate cleanly, "
         "enumerate every SNV in them, class each by translating the codon (Biopython), and write a bgzipped, "
-        "tabix-indexed VCF with INFO CONSEQUENCE, GENE, CODON, AA, CDS_POS, STRAND. Positions inside two "
+        "indexed VCF with INFO CONSEQUENCE, GENE, CODON, AA, CDS_POS, STRAND. Positions inside two "
         "overlapping genes are left out.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the gene and SNV samples (default 0)")
     parser.add_argument("--table", type=int, default=11,
                         help="NCBI genetic code (default 11: bacteria, archaea, plastids; 1: standard)")
-    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="VCF to write (bgzipped, + .tbi)")
+    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="VCF to write (bgzipped, + index)")
+    add_index_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -50,12 +52,13 @@ def run(args) -> None:
         raise ConfigError(f"--table {args.table}: not an NCBI genetic code; known codes: "
                           f"{', '.join(map(str, sorted(unambiguous_dna_by_id)))}")
     with Reference(args.reference) as reference:
+        index_path(args.out, reference.contigs, args.index)  # a .tbi too small for a contig fails first
         snvs = coding_snvs(reference, args.gff, n_genes=args.genes, table=args.table, seed=args.seed)
         if args.per_class is not None:
             snvs = at_most_per_consequence(snvs, args.per_class, args.seed)
         write_coding_vcf(args.out, snvs, reference, source=f"genoformer coding-variants {__version__} "
                          f"(genes={args.genes or 'all'}, per_class={args.per_class or 'all'}, seed={args.seed}, "
-                         f"table={args.table}, gff={args.gff})")
+                         f"table={args.table}, gff={args.gff})", index_kind=args.index)
     counts = Counter(snv.consequence for snv in snvs)
     log.info("%s: %d SNVs in %d genes: %s", args.out, len(snvs), len({(s.gene, s.strand) for s in snvs}),
              ", ".join(f"{name} {count}" for name, count in counts.most_common()))

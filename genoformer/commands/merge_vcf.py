@@ -6,6 +6,7 @@ import logging
 
 from genoformer.atomic import check_not_an_input
 from genoformer.errors import ConfigError
+from genoformer.io.vcf_index import add_index_argument
 
 log = logging.getLogger(__name__)
 
@@ -14,14 +15,15 @@ def register(subparsers) -> None:
     """Add the ``merge-vcf`` parser."""
     parser = subparsers.add_parser(
         "merge-vcf",
-        help="merge score-variants shards into one bgzipped, tabix-indexed VCF (gather)",
+        help="merge score-variants shards into one bgzipped, indexed VCF (gather)",
         description="Merge the VCFs written by `genoformer score-variants --shard i/n` jobs (position-sorted, one "
         "header but for the ##genoformer_shard line) by position into one bgzipped VCF with its index. "
         "Optionally merge their TSV tables too, rows back in input-record order.",
     )
     parser.add_argument("--vcfs", required=True, nargs="+", metavar="SHARD.vcf.gz",
                         help="shard VCFs to merge (any order)")
-    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="merged VCF to write (+ .tbi)")
+    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="merged VCF to write (+ index)")
+    add_index_argument(parser)
     parser.add_argument("--tables", nargs="+", default=[], metavar="SHARD.tsv",
                         help="shard tables (score-variants --table) to merge into --table-out")
     parser.add_argument("--table-out", metavar="OUT.tsv", help="merged table to write (needs --tables)")
@@ -39,7 +41,7 @@ def run(args) -> None:
         raise ConfigError(f"--tables: {len(args.tables)} tables for {len(args.vcfs)} VCFs; give each shard's table")
     if args.table_out:
         check_not_an_input(args.table_out, [args.out, *args.vcfs, *args.tables], "merged table")
-    records = merge_vcfs(args.vcfs, args.out)
+    records = merge_vcfs(args.vcfs, args.out, args.index)
     log.info("%s: %d records from %d shards", args.out, records, len(args.vcfs))
     if args.tables:
         rows = merge_tables(args.tables, args.table_out)

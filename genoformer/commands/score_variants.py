@@ -9,6 +9,7 @@ from genoformer import __version__
 from genoformer.atomic import check_not_an_input
 from genoformer.commands import check_range
 from genoformer.errors import ConfigError
+from genoformer.io.vcf_index import add_index_argument, index_path
 from genoformer.tasks.defaults import DEFAULT_MASK_SPACING, DEFAULT_WINDOW
 
 log = logging.getLogger(__name__)
@@ -72,14 +73,15 @@ def register(subparsers) -> None:
         description="Score every ALT allele of a VCF/BCF with a pretrained checkpoint: the masked log-likelihood "
         "ratio log P(ALT) - log P(REF) and the embedding distance of the REF and ALT windows (at the variant "
         "and pooled over the window), each the mean of the forward and reverse-complement strands. Variants in "
-        "one window share its forward passes. Writes a bgzipped, tabix-indexed VCF with GF_* INFO fields and "
+        "one window share its forward passes. Writes a bgzipped, indexed VCF with GF_* INFO fields and "
         "a TSV table.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
     parser.add_argument("--vcf", required=True, metavar="IN.vcf.gz", help="variants to score (VCF/BCF, any compression)")
     parser.add_argument("--checkpoint", required=True, metavar="RUN",
                         help="pretrained run directory or its checkpoints/step-N folder")
-    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="scored VCF to write (bgzipped, + .tbi)")
+    parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="scored VCF to write (bgzipped, + index)")
+    add_index_argument(parser)
     parser.add_argument("--table", metavar="OUT.tsv", help="score table to write (default: OUT with .tsv for .vcf.gz)")
     parser.add_argument("--no-embeddings", action="store_true",
                         help="skip the embedding distances (they need one forward pass per ALT allele and "
@@ -114,6 +116,7 @@ def run(args) -> None:
     check_window_options(args)
     check_model_options(args)
     with Reference(args.reference) as reference:
+        index_path(args.out, reference.contigs, args.index)  # a .tbi too small for a contig fails before scoring
         variant_set = read_variants(args.vcf, reference,
                                     on_ref_mismatch="skip" if args.skip_ref_mismatch else "error")
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
@@ -131,7 +134,8 @@ def run(args) -> None:
                                   f"{variant_set.skipped_ref_mismatch},no_alt={variant_set.skipped_no_alt}",
             "genoformer_shard": f"{shard[0]}/{shard[1]}",  # merge-vcf checks that it gets each shard once
         }
-        written = write_scored_vcf(args.out, variant_set, scores, reference, meta=meta, per_strand=args.per_strand)
+        written = write_scored_vcf(args.out, variant_set, scores, reference, meta=meta, per_strand=args.per_strand,
+                                   index_kind=args.index)
     write_table(table, scores_table(variant_set, scores))
     log.info("%s: %d scored variants (skipped: %d symbolic, %d REF mismatches, %d without ALT)", args.out, written,
              variant_set.skipped_symbolic, variant_set.skipped_ref_mismatch, variant_set.skipped_no_alt)

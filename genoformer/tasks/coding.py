@@ -247,15 +247,16 @@ CODING_INFO = (
 )
 
 
-def write_coding_vcf(path: str | os.PathLike, snvs: list[CodingSnv], reference, *, source: str) -> None:
-    """Write ``snvs`` as a bgzipped, tabix-indexed sites VCF (INFO: GENE, CONSEQUENCE, CODON, AA, ...)."""
+def write_coding_vcf(path: str | os.PathLike, snvs: list[CodingSnv], reference, *, source: str,
+                     index_kind: str = "auto") -> None:
+    """Write ``snvs`` as a bgzipped, indexed sites VCF (INFO: GENE, CONSEQUENCE, CODON, AA, ...)."""
     records = (
         dict(contig=snv.contig, pos=snv.pos, ref=snv.ref, alt=snv.alt,
              info=dict(GENE=snv.gene, CONSEQUENCE=snv.consequence, STRAND=snv.strand, CDS_POS=snv.cds_pos,
                        CODON=f"{snv.codon_ref}>{snv.codon_alt}", AA=f"{snv.aa_ref}>{snv.aa_alt}"))
         for snv in snvs
     )
-    write_sites_vcf(path, reference, records, info_fields=CODING_INFO, meta={"source": source})
+    write_sites_vcf(path, reference, records, info_fields=CODING_INFO, meta={"source": source}, index_kind=index_kind)
 
 
 

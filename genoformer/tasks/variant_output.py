@@ -69,11 +69,12 @@ def _input_info_fields(header, variants) -> list[InfoField]:
 
 def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores, reference, *, meta: dict,
                      per_strand: bool = False, variants: list | None = None,
-                     extra: list[tuple[InfoField, np.ndarray]] = ()) -> int:
+                     extra: list[tuple[InfoField, np.ndarray]] = (), index_kind: str = "auto") -> int:
     """Write the scored variants (those with ``scores.scored``) to ``path`` (+ index); returns the count.
 
     ``variants`` are the scored variants when they are not all of ``variant_set.variants``; ``extra`` adds
-    more per-variant INFO fields (e.g. a classifier's probability).
+    more per-variant INFO fields (e.g. a classifier's probability); ``index_kind`` is the index's
+    (:func:`genoformer.io.vcf_index.index_path`).
     """
     variants = variant_set.variants if variants is None else variants
     columns = score_columns(scores)
@@ -93,7 +94,8 @@ def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores
 
     info_fields = (_input_info_fields(header, variants) + score_info_fields(per_strand)
                    + [field for field, _ in extra])
-    return write_sites_vcf(path, reference, records(), info_fields=info_fields, meta=meta, filters=filters)
+    return write_sites_vcf(path, reference, records(), info_fields=info_fields, meta=meta, filters=filters,
+                           index_kind=index_kind)
 
 
 def scores_table(variant_set, scores: VariantScores) -> pd.DataFrame:

@@ -11,8 +11,7 @@ from typing import Iterable
 import pysam
 
 from genoformer.atomic import atomic_indexed
-
-TBI_MAX_CONTIG = 2**29 - 1  # tabix (.tbi) indexes contigs up to 512 Mbp; longer ones need CSI
+from genoformer.io.vcf_index import index_path
 
 
 @dataclass(frozen=True)
@@ -25,20 +24,15 @@ class InfoField:
     description: str
 
 
-def index_path(path: str | os.PathLike, contig_lengths: Iterable[int]) -> Path:
-    """Where the index of ``path`` goes: ``.tbi``, or ``.csi`` when a contig is too long for tabix."""
-    csi = max(contig_lengths, default=0) > TBI_MAX_CONTIG
-    return Path(f"{path}.csi" if csi else f"{path}.tbi")
-
-
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict], *,
                     info_fields: Iterable[InfoField], meta: dict[str, str] | None = None,
-                    filters: Iterable[tuple[str, str]] = ()) -> int:
-    """Write ``records`` to ``path`` (bgzipped VCF) with its tabix index; return the number of records.
+                    filters: Iterable[tuple[str, str]] = (), index_kind: str = "auto") -> int:
+    """Write ``records`` to ``path`` (bgzipped VCF) with an index of ``index_kind`` (``auto``, ``tbi`` or ``csi``: :func:`index_path`); return the number of
+    records.
 
     Each record is a dict with ``contig, pos`` (1-based), ``ref, alt`` and optionally ``id, qual, filter``
     (list of names) and ``info`` (dict; None or NaN values are left out, i.e. written as missing). Records are
@@ -58,7 +52,7 @@ def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict],
         header.info.add(field.id, field.number, field.type, field.description)
     for name, description in filters:
         header.filters.add(name, None, None, description)
-    index = index_path(path, contigs.values())
+    index = index_path(path, contigs, index_kind)
     with atomic_indexed(path, index, suffix=".vcf.gz") as (tmp, tmp_index):
         with pysam.VariantFile(str(tmp), "wz", header=header) as out:
             for row in rows:

@@ -9,7 +9,7 @@ rule coding_variants:
         gff=lambda w: REFERENCES[w.reference]["annotation"],
     output:
         vcf="results/annotation/{reference}/coding_variants.vcf.gz",
-        tbi="results/annotation/{reference}/coding_variants.vcf.gz.tbi",
+        index=f"results/annotation/{{reference}}/coding_variants.vcf.gz.{VCF_INDEX}",
     params:
         genes=config["coding_variants"]["genes"],
         per_class=lambda w: (
@@ -18,6 +18,7 @@ rule coding_variants:
             else f"--per-class {config['coding_variants']['per_class']}"
         ),
         seed=config["coding_variants"]["seed"],
+        index=VCF_INDEX,
     log:
         "logs/coding_variants/{reference}.log",
     benchmark:
@@ -30,7 +31,7 @@ rule coding_variants:
         "../envs/genoformer.yaml"
     shell:
         "genoformer coding-variants --reference {input.fasta} --gff {input.gff} --genes {params.genes}"
-        " {params.per_class} --seed {params.seed} --out {output.vcf} > {log} 2>&1"
+        " {params.per_class} --seed {params.seed} --index {params.index} --out {output.vcf} > {log} 2>&1"
 
 
 rule region_labels:

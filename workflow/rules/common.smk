@@ -22,6 +22,7 @@ try:
             f"{config['samples']}: line {row['line']}",
         )
     workflow_checks.check_inputs(config, SAMPLES, config["samples"])
+    VCF_INDEX = workflow_checks.vcf_index_kind(config)  # tbi, or csi where a contig is over 512 Mbp
 except GenoformerError as err:
     sys.exit(f"genoformer workflow: error: {err}")
 
