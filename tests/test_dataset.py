@@ -174,7 +174,7 @@ def test_n_filter_on_a_real_low_coverage_consensus(tmp_path, sarscov2):
     read_bases = sarscov2_consensus_reader(sarscov2)
     stretches = [Stretch("NC_045512.2", "NC_045512.2", 0, 29_903)]
     kept = {}
-    for max_n in (0.0, 0.5, 1.0):
+    for max_n in (0.1, 0.5, 1.0):
         manifest = tokenize(tmp_path / f"ds{max_n}", sarscov2 / "NC_045512.2.fasta", stretches, read_bases,
                             window=256, max_n_fraction=max_n, split_by="blocks", block=4)
         shard = np.load(tmp_path / f"ds{max_n}" / "shards" / "0.npy")
@@ -182,7 +182,38 @@ def test_n_filter_on_a_real_low_coverage_consensus(tmp_path, sarscov2):
         for split in SPLITS:
             for _, start, length in Manifest.load(tmp_path / f"ds{max_n}").windows(split):
                 assert np.count_nonzero(shard[start:start + length] == UNK) <= max_n * length
-    assert 0 < kept[0.0] < kept[0.5] < kept[1.0]
+    assert 0 < kept[0.1] < kept[0.5] < kept[1.0]
+    # no N at all: the 8 windows left all lie in training blocks, so the val split would be empty
+    with pytest.raises(ConfigError, match="the val split has no window once N-rich windows are left out.*raise "
+                                          "--max-n-fraction"):
+        tokenize(tmp_path / "none", sarscov2 / "NC_045512.2.fasta", stretches, read_bases, window=256,
+                 max_n_fraction=0.0, split_by="blocks", block=4)
+
+
+def test_a_sample_consensus_gets_its_references_split(tmp_path, sarscov2):
+    """The split follows the genome's length, not its N content: the SARS-CoV-2 sample's consensus (82% N) gets
+    the reference's train/val/test blocks, so a model pretrained on the reference's training blocks is never
+    scored on them as the sample's test split. (Dealt over the blocks with windows that pass the N filter, the
+    sample's val and test blocks were all training blocks of the reference.)"""
+    fasta = sarscov2 / "NC_045512.2.fasta"
+    stretches = [Stretch("NC_045512.2", "NC_045512.2", 0, 29_903)]
+    options = dict(window=256, split_by="blocks", block=4)
+    reference = tokenize(tmp_path / "reference", fasta, stretches, **options)
+    sample = tokenize(tmp_path / "sample", fasta, stretches, sarscov2_consensus_reader(sarscov2), **options)
+    assert sum(sample["windows"].values()) < sum(reference["windows"].values()) / 5  # mostly N: few windows left
+
+    def split_of_bases(manifest):
+        split = np.full(29_903, "", dtype=object)
+        for interval in manifest["intervals"]:
+            split[interval["start"]:interval["end"]] = interval["split"]
+        return split
+
+    reference_split, sample_split = split_of_bases(reference), split_of_bases(sample)
+    for name in ("val", "test"):
+        assert sample["windows"][name] >= 1
+        assert not np.any((sample_split == name) & (reference_split == "train"))
+    assert [(iv["start"], iv["end"], iv["split"]) for iv in sample["intervals"]] == \
+        [(iv["start"], iv["end"], iv["split"]) for iv in reference["intervals"]]
 
 
 # --------------------------------------------------------------------------------------------- splits

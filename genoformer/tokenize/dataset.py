@@ -19,9 +19,12 @@ share of windows; every split with a non-zero fraction gets at least one sequenc
 sequence into blocks of ``block`` windows (``(block - 1) * window_stride + window`` tokens) separated by a gap
 of ``max(window, ceil(k / stride) - 1)`` tokens, so no window and no base is shared between splits, and deals
 the blocks to the splits in genome order, evenly interleaved, in proportion to the fractions (each split with a
-non-zero fraction gets at least one block with windows; blocks without a window count for none and stay
-"train"). ``auto`` is ``contig`` when at least 3 sequences have a window, else ``blocks``. Everything is
-deterministic. The manifest's ``intervals`` hold, per sequence (``contig`` is the sequence name), the token
+non-zero fraction gets at least one block; blocks too short for a window count for none and stay "train").
+``auto`` is ``contig`` when at least 3 sequences have a window, else ``blocks``. The split follows the
+sequence lengths alone: windows are counted for it without the N filter, so every dataset of one genome with
+the same options (the reference, and a sample's consensus with its own coverage gaps) gets the same train/val/
+test intervals, and a model pretrained on one is never scored on the other's test split where it trained. A
+split that the N filter leaves without a window is an error. Everything is deterministic. The manifest's ``intervals`` hold, per sequence (``contig`` is the sequence name), the token
 ranges ``[start, end)`` of each split and their window counts. Gaps separate blocks of one sequence; separate
 sequences (e.g. two BED regions) share no bases but need not be a window apart in the genome.
 """
@@ -295,24 +298,28 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
                 "for a BAM")
 
     whole = [windows_in(i, 0, len(shard)) for i, shard in enumerate(shards)]
+    # The split follows the lengths alone (windows counted without the N filter): the same genome read with
+    # other gaps (a sample's consensus) gets the same intervals as its reference.
+    geometric = [windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards)]
     if sum(whole) == 0:
-        without_n_filter = any(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards))
+        without_n_filter = any(geometric)
         raise ConfigError(f"{source}: no window of {options.window} tokens passes (edge {options.edge}, "
                           f"max N fraction {options.max_n_fraction})"
                           f"{n_filter_advice() if without_n_filter else '; lower --window or use --edge pad'}")
     method = options.split_by
     if method == "auto":
-        method = "contig" if sum(count > 0 for count in whole) >= 3 else "blocks"
+        method = "contig" if sum(count > 0 for count in geometric) >= 3 else "blocks"
     fractions = dict(zip(SPLITS, options.fractions))
     needed = [name for name in SPLITS if fractions[name] > 0]
     if method == "contig":
-        with_windows = sum(count > 0 for count in whole)
+        with_windows = sum(count > 0 for count in geometric)
         if with_windows < len(needed):
             raise ConfigError(f"{source}: only {with_windows} sequence(s) have a window of {options.window} "
                               f"tokens, --split-by contig needs {len(needed)}; use --split-by blocks")
-        assigned = _assign_by_contig(whole, fractions)
+        assigned = _assign_by_contig(geometric, fractions)
         intervals = [{"contig": names[i], "start": 0, "end": len(shards[i]), "split": assigned[i],
                       "windows": whole[i]} for i in range(len(shards))]
+        _check_every_split_has_windows(intervals, needed, source, n_filter_advice)
         return {"method": "contig", "block": None, "gap": None, "fractions": fractions}, intervals
 
     block_tokens = (options.block - 1) * options.window_stride + options.window
@@ -321,18 +328,27 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
               for i, shard in enumerate(shards) for start in range(0, len(shard), period)]
     intervals = [{"contig": names[i], "start": start, "end": end, "split": "train",
                   "windows": windows_in(i, start, end)} for i, start, end in blocks]
-    eligible = [interval for interval in intervals if interval["windows"] > 0]
+    eligible = [interval for interval, (i, start, end) in zip(intervals, blocks) if windows_in(i, start, end, 1.0)]
     targets = _block_targets(len(eligible), fractions)
     if targets is None:
-        without_n_filter = sum(windows_in(i, start, end, 1.0) > 0 for i, start, end in blocks)
-        advice = (n_filter_advice() if _block_targets(without_n_filter, fractions) is not None
-                  else "; lower --block or --window")
         raise ConfigError(f"{source}: only {len(eligible)} block(s) of {options.block} windows of "
-                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each{advice}")
+                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each; "
+                          "lower --block or --window")
     for interval, name in zip(eligible, _interleave(targets)):
         interval["split"] = name
+    _check_every_split_has_windows(intervals, needed, source, n_filter_advice)
     split = {"method": "blocks", "block": options.block, "gap": options.gap, "fractions": fractions}
     return split, intervals
+
+
+def _check_every_split_has_windows(intervals: list[dict], needed: list[str], source: str,
+                                   n_filter_advice: Callable[[], str]) -> None:
+    """ConfigError when a split with a non-zero fraction got no window that passes the N filter."""
+    empty = [name for name in needed if not any(iv["windows"] for iv in intervals if iv["split"] == name)]
+    if empty:
+        raise ConfigError(f"{source}: the {empty[0]} split has no window once N-rich windows are left out (the "
+                          "split follows the sequence lengths, so that every dataset of this genome gets the same "
+                          f"one){n_filter_advice()}")
 
 
 def _assign_by_contig(window_counts: list[int], fractions: dict) -> list[str]:
