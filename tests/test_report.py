@@ -86,6 +86,19 @@ def test_eval_figures_read_the_test_split(tmp_path):
         plots.eval_figures({"splits": {}}, "x.json")
 
 
+def test_an_evaluation_without_the_test_split_is_refused_not_shown_as_test(tmp_path, capsys):
+    """`genoformer evaluate --splits val` writes only the val split, where the Markov order and smoothing were
+    chosen. The figure's axis and the summary say "test split"; they once showed the val figures under it."""
+    only_val = evaluation(1.91, 1.93)
+    del only_val["splits"]["test"]
+    (tmp_path / "val.json").write_text(json.dumps(only_val))
+    for kind, out in (("bits-per-base", "bits.png"), ("summary", "summary.html")):
+        assert report(kind, "--eval", f"cdiph={tmp_path / 'val.json'}", "--out", tmp_path / out) == 2
+        error = capsys.readouterr().err
+        assert "val.json: no test split (it has val)" in error and "--splits val test" in error
+        assert not (tmp_path / out).exists()
+
+
 def test_benchmark_times(tmp_path):
     paths = []
     for rule, job, seconds in (("pretrain", "cdiph", 61.5), ("score_variants", "a.000", 3.0),

@@ -130,11 +130,16 @@ def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
 def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> dict:
     """The held-out figures of a `genoformer evaluate` JSON: model and Markov bits/base, and the Markov order.
 
-    Uses ``split`` (the test split), or the last split evaluated when the JSON has no such split.
+    Reads ``split`` (the test split) only: the figure and the summary label the numbers as test-split numbers,
+    and the val split is where the Markov order and smoothing were chosen (its Markov figure is the best of
+    those tried on it), so a JSON without the split is an error, not a fallback to another split.
     """
     try:
         splits = evaluation["splits"]
-        scores = splits[split] if split in splits else list(splits.values())[-1]
+        if isinstance(splits, dict) and splits and split not in splits:
+            raise InputError(f"{source}: no {split} split (it has {', '.join(splits)}); the report shows held-out "
+                             f"{split}-split figures: run `genoformer evaluate --splits val {split}`")
+        scores = splits[split]
         return {"model": float(scores["bits_per_base"]), "markov": float(scores["markov_bits_per_base"]),
                 "markov_order": evaluation["markov"]["order"]}
     except (KeyError, IndexError, TypeError, ValueError) as err:
