@@ -22,10 +22,11 @@ the blocks to the splits in genome order, evenly interleaved, in proportion to t
 non-zero fraction gets at least one block; blocks too short for a window count for none and stay "train").
 ``auto`` is ``contig`` when at least 3 sequences have a window, else ``blocks``. The split follows the
 sequence lengths alone: windows are counted for it without the N filter, so every dataset of one genome with
-the same options (the reference, and a sample's consensus with its own coverage gaps) gets the same train/val/
-test intervals, and a model pretrained on one is never scored on the other's test split where it trained. A
-split that the N filter leaves without a window is an error. Everything is deterministic. The manifest's ``intervals`` hold, per sequence (``contig`` is the sequence name), the token
-ranges ``[start, end)`` of each split and their window counts. Gaps separate blocks of one sequence; separate
+the same options (the reference, and a sample's consensus with its own coverage gaps) gets the same
+train/val/test intervals, and a model pretrained on one is never scored on the other's test split where it
+trained. A split that the N filter leaves without a window is an error. Everything is deterministic. The
+manifest's ``intervals`` hold, per sequence (``contig`` is the sequence name), the token ranges ``[start, end)``
+of each split and their window counts. Gaps separate blocks of one sequence; separate
 sequences (e.g. two BED regions) share no bases but need not be a window apart in the genome.
 """
 
