@@ -61,6 +61,31 @@ def test_bootstrap_intervals_bracket_the_value_and_shrink_with_n():
     assert three["auroc"]["value"] == 1 and three["accuracy"]["value"] == 1
 
 
+def test_the_bootstrap_resamples_whole_groups_of_dependent_examples():
+    """Ten identical copies of each of 80 examples, each set of copies a group: resampling groups gives exactly
+    the intervals of the 80 examples alone (the same draws, and AUROC/AUPRC do not change when every example is
+    repeated alike), while resampling the 800 copies as if independent gives intervals about sqrt(10) narrower."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 80)
+    scores = labels + rng.normal(scale=1.2, size=80)
+    alone = classification_metrics(labels, scores, n_bootstrap=400, seed=5)
+    copies, groups = np.repeat(labels, 10), np.repeat(np.arange(80) * 7 + 3, 10)  # ids in example order
+    order = rng.permutation(800)  # group members need not be adjacent
+    by_group = classification_metrics(copies[order], np.repeat(scores, 10)[order], groups=groups[order],
+                                      n_bootstrap=400, seed=5)
+    as_independent = classification_metrics(copies, np.repeat(scores, 10), n_bootstrap=400, seed=5)
+    assert by_group["bootstrap"] == {"unit": "group", "units": 80}
+    assert as_independent["bootstrap"] == {"unit": "example", "units": 800}
+    for name in ("auroc", "auprc"):
+        assert by_group[name]["value"] == pytest.approx(alone[name]["value"])
+        assert by_group[name]["ci95"] == pytest.approx(alone[name]["ci95"])
+    width = {name: np.diff(result["auroc"]["ci95"])[0] for name, result in
+             (("group", by_group), ("independent", as_independent))}
+    assert width["independent"] < width["group"] / 2
+    few = classification_metrics(copies, np.repeat(scores, 10), groups=np.arange(800) % 4, n_bootstrap=50)
+    assert few["bootstrap"] == {"unit": "example", "units": 800}  # four groups: too few to resample
+
+
 def test_linear_model_matches_scikit_learn_and_survives_json():
     rng = np.random.default_rng(2)
     features = rng.normal(size=(120, 5)) * [1, 10, 0.1, 1, 1]

@@ -254,14 +254,16 @@ def as_rows(table):
     return [dict(zip(header, row)) for row in rows]
 
 
-def classifier_metrics(methods, classes):
+def classifier_metrics(methods, classes, n_groups=8):
     """A metrics.json as classify-regions writes it (the sections the summary reads), from the real metric
-    function on seeded held-out labels and scores: ``methods`` maps a method key to how well it separates."""
+    function on seeded held-out labels and scores in ``n_groups`` split groups: ``methods`` maps a method key to
+    how well it separates."""
     from genoformer.tasks.metrics import classification_metrics
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 60)
-    test = {name: classification_metrics(labels, np.stack([1 - p, p], axis=1), n_bootstrap=200)
+    groups = np.arange(60) % n_groups
+    test = {name: classification_metrics(labels, np.stack([1 - p, p], axis=1), groups=groups, n_bootstrap=200)
             for name, separation in methods.items()
             for p in [1 / (1 + np.exp(-(separation * (2 * labels - 1) + rng.normal(0, 1, labels.size))))]}
     return {"classes": classes, "test": test}
@@ -271,7 +273,7 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93, order=5)))
     regions = classifier_metrics({"probe": 1.0, "finetune": 1.5, "kmer": 2.0}, ["coding", "intergenic"])
     variants = classifier_metrics({"kmer_baseline": 0.5, "model_probe": 1.0, "zero_shot_neg_llr": 0.2},
-                                  {"negative": "synonymous", "positive": "stop_gained"})
+                                  {"negative": "synonymous", "positive": "stop_gained"}, n_groups=3)
     regions["split"] = {"method": "blocks", "block_bp": 100_000, "groups_train": 17, "groups_test": 8,
                         "n_left_out_copies": 2}
     (tmp_path / "regions.json").write_text(json.dumps(regions))
@@ -296,6 +298,11 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert rows[0]["held-out examples"] == f"coding {counts[0]}, intergenic {counts[1]}"
     assert rows[0]["held out"] == "8 of 25 100,000 bp blocks; 2 left out (a repeat copy in training)"
     assert rows[3]["held out"] == "—"  # a metrics.json without its split
+    variants["split"] = {"method": "contig", "groups_train": 7, "groups_test": 3}
+    (tmp_path / "variants.json").write_text(json.dumps(variants))
+    assert report("summary", "--task", f"cdiph_coding={tmp_path / 'variants.json'}", "--out", out) == 0
+    assert as_rows(TableCells(out.read_text()).tables[0])[0]["held out"] == \
+        "3 of 10 contigs; intervals resample examples (fewer than 5 held-out groups)"
     assert rows[5]["method"] == "k-mer context, logistic regression"
     zero_shot = variants["test"]["zero_shot_neg_llr"]["auroc"]["value"]
     assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from genoformer.atomic import write_text
 from genoformer.errors import InputError
+from genoformer.tasks.metrics import MIN_BOOTSTRAP_GROUPS
 
 # What each method key of a classifier's metrics.json is, in words; ``True`` marks a baseline without the model.
 METHODS = {
@@ -60,6 +61,13 @@ def split_text(split: dict | None) -> str:
     return text + (f"; {left_out} left out (a repeat copy in training)" if left_out else "")
 
 
+def bootstrap_text(bootstrap: dict | None) -> str:
+    """A note for intervals that resample examples, not whole held-out groups ("" otherwise)."""
+    if isinstance(bootstrap, dict) and bootstrap.get("unit") == "example":
+        return f"; intervals resample examples (fewer than {MIN_BOOTSTRAP_GROUPS} held-out groups)"
+    return ""
+
+
 def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
     """One row per method of a ``classify-regions`` / ``classify-variants`` metrics.json (its held-out test set):
     the model-based methods first, then the baselines."""
@@ -72,13 +80,15 @@ def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
     classes = metrics.get("classes")
     if isinstance(classes, dict):  # classify-variants: {"negative": ..., "positive": ...}
         classes = [classes.get("negative"), classes.get("positive")]
+    held_out = split_text(metrics.get("split"))
     rows = []
     for name in sorted(test, key=lambda name: METHODS[name][1]):
         method = test[name]
         per_class = method.get("n_per_class") or []
         counts = ", ".join(f"{label} {count}" for label, count in zip(classes or [], per_class)) or str(method["n"])
         rows.append({"task": task, "method": METHODS[name][0], "uses the model": "no" if METHODS[name][1] else "yes",
-                     "held-out examples": counts, "held out": split_text(metrics.get("split")),
+                     "held-out examples": counts,
+                     "held out": held_out + (bootstrap_text(method.get("bootstrap")) if held_out != "—" else ""),
                      "AUROC [95% CI]": with_interval(method.get("auroc")),
                      "AUPRC [95% CI]": with_interval(method.get("auprc")),
                      "accuracy [95% CI]": with_interval(method.get("accuracy")) if "accuracy" in method else "—"})
@@ -108,7 +118,8 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
         rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]
         sections.append(("Supervised tasks", "Each method is fit on the training split and scored on held-out "
                          "examples: whole blocks or contigs, less any example with a near-identical copy in "
-                         "training; intervals are 95% bootstrap intervals over those examples. AUROC 0.5 is "
+                         "training; intervals are 95% bootstrap intervals that resample whole held-out blocks or contigs "
+                         "(nearby examples are not independent). AUROC 0.5 is "
                          "chance. Rows without the model are baselines: the model earns its keep where it beats "
                          "them.", pd.DataFrame(rows)))
     write_page(out, "genoformer: summary", sections)

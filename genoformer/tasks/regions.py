@@ -309,7 +309,8 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
         "classes": regions.classes,
         "window_bp": window,
         "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, families),
-        "test": {name: classification_metrics(y[is_test], values[is_test], n_bootstrap=n_bootstrap, seed=seed)
+        "test": {name: classification_metrics(y[is_test], values[is_test], groups=groups[is_test],
+                                              n_bootstrap=n_bootstrap, seed=seed)
                  for name, values in probabilities.items()},
         "methods": {"probe": "logistic regression on frozen mean hidden states (window and region, both strands)",
                     "finetune": f"ReformerForSequenceClassification on the window mean averaged over both strands, "

@@ -173,14 +173,15 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
         "left_out": {"unlabelled": labels.unlabelled, "no_llr": int((~usable).sum())},
         "test": {
             "model_probe": classification_metrics(y[is_test], np.stack([1 - model_prob, model_prob], 1)[is_test],
-                                                  n_bootstrap=n_bootstrap, seed=seed),
+                                                  groups=groups[is_test], n_bootstrap=n_bootstrap, seed=seed),
             "kmer_baseline": classification_metrics(
-                y[is_test], np.stack([1 - baseline_prob, baseline_prob], 1)[is_test], n_bootstrap=n_bootstrap,
-                seed=seed),
-            "zero_shot_neg_llr": classification_metrics(y[is_test], -scores_llr[is_test], n_bootstrap=n_bootstrap,
-                                                        seed=seed),
+                y[is_test], np.stack([1 - baseline_prob, baseline_prob], 1)[is_test], groups=groups[is_test],
+                n_bootstrap=n_bootstrap, seed=seed),
+            "zero_shot_neg_llr": classification_metrics(y[is_test], -scores_llr[is_test], groups=groups[is_test],
+                                                        n_bootstrap=n_bootstrap, seed=seed),
         },
-        "zero_shot_neg_llr_all": classification_metrics(y, -scores_llr, n_bootstrap=n_bootstrap, seed=seed),
+        "zero_shot_neg_llr_all": classification_metrics(y, -scores_llr, groups=groups, n_bootstrap=n_bootstrap,
+                                                        seed=seed),
         "features": {"model": f"local hidden-state change per strand (2 x {encoder.model.config.dim}), LLR, "
                               "local and pooled embedding distance per strand",
                      "kmer_baseline": f"{kmer}-mer counts of +-{flank} bp of reference context and their change "
