@@ -218,6 +218,35 @@ def test_cli_probe_finetune_and_baseline_on_coding_vs_intergenic(tiny_run, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("tiny_run")
+def test_repeat_copies_are_left_out_of_the_test_side_unless_kept(tiny_run, tmp_path, chloroplast_fasta):
+    """200 bp tiles end to end along the chloroplast, labels alternating: the tiles of one inverted-repeat copy
+    have their twins in the other, 26 kbp away. By default a held-out tile whose twin is in training is left out
+    (predictions say "left_out"); --keep-repeat-copies keeps it in the test side, and both say what they did."""
+    with Reference(chloroplast_fasta) as reference:
+        length = reference.contigs["NC_000932.1"]
+    starts = np.arange(0, length - 200, 200)
+    bed = tmp_path / "tiles.bed"
+    bed.write_text("".join(f"NC_000932.1\t{start}\t{start + 200}\t.\t0\t+\t{'ab'[i % 2]}\n"
+                           for i, start in enumerate(starts)))
+    splits = {}
+    for extra in ([], ["--keep-repeat-copies"]):
+        out = tmp_path / f"out{len(extra)}"
+        assert main(["-q", "classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(bed),
+                     "--checkpoint", str(tiny_run), "--out", str(out), "--window", "128", "--finetune-epochs", "0",
+                     "--bootstrap", "50", *extra]) == 0
+        splits[len(extra)] = json.loads((out / "metrics.json").read_text())["split"]
+        splits[len(extra)]["names"] = pd.read_csv(out / "predictions.tsv", sep="\t")["split"]
+    left_out, kept = splits[0], splits[1]
+    assert left_out["repeat_copies"] == "left out" and kept["repeat_copies"] == "kept"
+    assert left_out["with_repeat_copy"] == kept["with_repeat_copy"] > 200  # the two IR copies hold about 260 tiles
+    assert left_out["n_left_out_copies"] == (left_out["names"] == "left_out").sum() > 0
+    assert kept["n_left_out_copies"] == 0 and "left_out" not in set(kept["names"])
+    # the same blocks are held out: the kept run's test side is the other's plus the copies it left out
+    assert ((kept["names"] == "test") == (left_out["names"] != "train")).all()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")
 def test_finetuning_starts_from_the_probe_on_real_windows(tiny_run):
     """Before its first step, the fine-tuned classifier predicts what the probe on its own feature (the window's
     mean hidden state, averaged over both strands) predicts, on real windows: fine-tuning can only start from

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from genoformer.cli import main
 from genoformer.report import plots
+from genoformer.report.tables import split_text
 from genoformer.tasks.regions import read_region_labels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -306,6 +307,14 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert rows[5]["method"] == "k-mer context, logistic regression"
     zero_shot = variants["test"]["zero_shot_neg_llr"]["auroc"]["value"]
     assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")
+
+
+def test_the_held_out_column_says_whether_repeat_copies_were_left_out_or_kept():
+    split = {"method": "blocks", "block_bp": 15_000, "groups_train": 7, "groups_test": 3, "with_repeat_copy": 12}
+    assert split_text({**split, "repeat_copies": "left out", "n_left_out_copies": 4}) == \
+        "3 of 10 15,000 bp blocks; 4 left out (a repeat copy in training)"
+    assert split_text({**split, "repeat_copies": "kept", "n_left_out_copies": 0}) == \
+        "3 of 10 15,000 bp blocks; repeat copies kept on both sides (12 examples have one)"
 
 
 def test_top_variants_page_lists_the_lowest_scores_first(tmp_path, scored_coding_vcf):

@@ -9,3 +9,11 @@ def check_range(flag: str, value, low, high=None) -> None:
         raise ConfigError(f"{flag} {value}: must be at least {low}")
     if high is not None and not low <= value <= high:
         raise ConfigError(f"{flag} {value}: must be from {low} to {high}")
+
+
+def add_repeat_copies_option(parser) -> None:
+    """Add ``--keep-repeat-copies`` to a classifier command (its split leaves such copies out by default)."""
+    parser.add_argument("--keep-repeat-copies", action="store_true",
+                        help="keep held-out examples that have a near-identical copy in training (default: leave "
+                        "them out); for tasks whose shared sequence says nothing of the label, e.g. motifs written "
+                        "over reused background")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from genoformer.atomic import atomic_dir, check_replaceable, write_json, write_text
-from genoformer.commands import check_range
+from genoformer.commands import add_repeat_copies_option, check_range
 from genoformer.commands.score_variants import add_model_options, check_model_options
 from genoformer.errors import ConfigError
 from genoformer.tasks.defaults import CLASSIFIER_OUTPUT_MARKER, DEFAULT_WINDOW, MAX_BASELINE_K
@@ -48,6 +48,7 @@ def register(subparsers) -> None:
                         "tenth of a genome under 1 Mbp, and at least four windows)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="share of regions held out for evaluation (default 0.3)")
+    add_repeat_copies_option(parser)
     parser.add_argument("--kmer", type=int, default=4, metavar="K", help="k of the k-mer spectrum baseline (default 4)")
     parser.add_argument("--finetune-epochs", type=int, default=3, metavar="N",
                         help="epochs of full fine-tuning (default 3; 0 skips fine-tuning)")
@@ -123,7 +124,7 @@ def run(args) -> None:
         result = classify_regions(regions, reference, encoder, args.checkpoint, window=args.window, split=args.split,
                                   block=block, test_fraction=args.test_fraction, kmer=args.kmer,
                                   epochs=args.finetune_epochs, lr=args.lr, n_bootstrap=args.bootstrap,
-                                  seed=args.seed)
+                                  seed=args.seed, keep_copies=args.keep_repeat_copies)
         predicted = None
         if args.predict:
             predicted = predict_regions(args.predict, reference, encoder, result, window=args.window, kmer=args.kmer,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from genoformer import __version__
 from genoformer.atomic import atomic_dir, check_replaceable, write_json
-from genoformer.commands import check_range
+from genoformer.commands import add_repeat_copies_option, check_range
 from genoformer.commands.score_variants import (
     add_model_options,
     add_window_options,
@@ -55,6 +55,7 @@ def register(subparsers) -> None:
                         "tenth of a genome under 1 Mbp, and at least four windows)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="share of variants held out for evaluation (default 0.3)")
+    add_repeat_copies_option(parser)
     parser.add_argument("--context", type=int, default=32, metavar="BP",
                         help="bp on each side of a variant for the k-mer baseline (default 32)")
     parser.add_argument("--context-k", type=int, default=3, metavar="K",
@@ -108,7 +109,8 @@ def run(args) -> None:
         block = args.block or default_block(args.window, sum(reference.contigs.values()))
         result = classify_variants(variant_set, labels, reference, encoder, scoring=scoring, split=args.split,
                                    block=block, test_fraction=args.test_fraction, flank=args.context,
-                                   kmer=args.context_k, n_bootstrap=args.bootstrap, seed=args.seed)
+                                   kmer=args.context_k, n_bootstrap=args.bootstrap, seed=args.seed,
+                                   keep_copies=args.keep_repeat_copies)
         metrics = {"vcf": str(args.vcf), "label_field": args.label_field, "checkpoint": model_info,
                    "window": args.window, **result.metrics}
         with atomic_dir(args.out, marker=CLASSIFIER_OUTPUT_MARKER) as out:

@@ -57,6 +57,9 @@ def split_text(split: dict | None) -> str:
         return "—"
     unit = f"{split['block_bp']:,} bp blocks" if split.get("method") == "blocks" else "contigs"
     text = f"{split['groups_test']} of {split['groups_test'] + split['groups_train']} {unit}"
+    if split.get("repeat_copies") == "kept":
+        with_copy = split.get("with_repeat_copy", 0)
+        return text + (f"; repeat copies kept on both sides ({with_copy} examples have one)" if with_copy else "")
     left_out = split.get("n_left_out_copies", 0)
     return text + (f"; {left_out} left out (a repeat copy in training)" if left_out else "")
 

@@ -41,7 +41,7 @@ from genoformer.tasks.encoder import Encoder, Job
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import repeat_families
-from genoformer.tasks.splits import assign_split, split_groups, split_names, split_summary
+from genoformer.tasks.splits import assign_split, split_families, split_groups, split_names, split_summary
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,9 @@ class RegionClassification:
 
 def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpoint, *, window: int, split: str,
                      block: int, test_fraction: float, kmer: int, epochs: int, lr: float, n_bootstrap: int,
-                     seed: int) -> RegionClassification:
-    """Train the probe, the fine-tuned model (``epochs`` > 0) and the k-mer baseline; evaluate on held-out regions."""
+                     seed: int, keep_copies: bool = False) -> RegionClassification:
+    """Train the probe, the fine-tuned model (``epochs`` > 0) and the k-mer baseline; evaluate on held-out regions
+    (less those with a near-identical copy in training, unless ``keep_copies``)."""
     table = regions.table
     starts, ends = region_windows(table, reference.contigs, window, encoder.stride)
     sequences = window_sequences(reference, table, starts, ends)
@@ -279,7 +280,8 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     method = split if split != "auto" else ("contig" if np.unique(contigs).size >= 3 else "blocks")
     groups = split_groups(contigs, (table["start"].to_numpy() + table["end"].to_numpy()) // 2, method=method,
                           block=block)
-    families = repeat_families(reference, contigs, table["start"].to_numpy(), table["end"].to_numpy())
+    found = repeat_families(reference, contigs, table["start"].to_numpy(), table["end"].to_numpy())
+    families = split_families(found, keep_copies)
     names = np.array(regions.classes)[regions.labels]
     try:
         train, is_test = assign_split(groups, names, test_fraction=test_fraction, seed=seed, families=families)
@@ -308,7 +310,7 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     metrics = {
         "classes": regions.classes,
         "window_bp": window,
-        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, families),
+        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, found, keep_copies),
         "test": {name: classification_metrics(y[is_test], values[is_test], groups=groups[is_test],
                                               n_bootstrap=n_bootstrap, seed=seed)
                  for name, values in probabilities.items()},

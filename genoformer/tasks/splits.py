@@ -123,10 +123,17 @@ def split_names(train: np.ndarray, test: np.ndarray) -> np.ndarray:
     return np.select([train, test], ["train", "test"], "left_out")
 
 
+def split_families(families: np.ndarray, keep_copies: bool) -> np.ndarray:
+    """The families the split rules follow: ``families``, or with ``keep_copies`` each example its own (held-out
+    examples with a near-identical copy in training stay in the test side)."""
+    return np.arange(families.size) if keep_copies else families
+
+
 def split_summary(method: str, block: int, test_fraction: float, seed: int, groups: np.ndarray,
-                  train: np.ndarray, test: np.ndarray, families: np.ndarray) -> dict:
-    """The split as the metrics report it: how, with what, and how many examples and groups on each side."""
-    return {"method": method, "block_bp": block if method == "blocks" else None, "test_fraction": test_fraction,
+                  train: np.ndarray, test: np.ndarray, families: np.ndarray, keep_copies: bool = False) -> dict:
+    """The split as the metrics report it: how, with what, and how many examples and groups on each side
+    (``families`` are the repeat families found, whether or not ``keep_copies`` kept them on both sides)."""
+    return {"repeat_copies": "kept" if keep_copies else "left out","method": method, "block_bp": block if method == "blocks" else None, "test_fraction": test_fraction,
             "seed": seed, "n_train": int(train.sum()), "n_test": int(test.sum()),
             "n_left_out_copies": int((~train & ~test).sum()),
             "groups_train": int(np.unique(groups[train]).size), "groups_test": int(np.unique(groups[test]).size),

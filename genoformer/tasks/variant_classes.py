@@ -23,7 +23,7 @@ from genoformer.tasks.baselines import variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import VARIANT_FLANK, repeat_families
-from genoformer.tasks.splits import assign_split, split_groups, split_names, split_summary
+from genoformer.tasks.splits import assign_split, split_families, split_groups, split_names, split_summary
 from genoformer.tasks.variants import VariantScores, score_variants
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,9 @@ class VariantClassification:
 
 def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *, scoring: dict, split: str,
                       block: int, test_fraction: float, flank: int, kmer: int, n_bootstrap: int,
-                      seed: int) -> VariantClassification:
-    """Fit and evaluate the model's classifier, the k-mer baseline and the zero-shot LLR on one split.
+                      seed: int, keep_copies: bool = False) -> VariantClassification:
+    """Fit and evaluate the model's classifier, the k-mer baseline and the zero-shot LLR on one split (whose test
+    side leaves out variants with a near-identical copy in training, unless ``keep_copies``).
 
     ``scoring`` holds the ``score_variants`` window options (``window``, ``step``, ``mask_spacing``).
     """
@@ -160,7 +161,8 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
     starts = np.maximum(positions - 1 - VARIANT_FLANK, 0)
     ends = np.minimum([v.pos - 1 + len(v.ref) + VARIANT_FLANK for v in variants],
                       [reference.contigs[v.contig] for v in variants])
-    families = repeat_families(reference, contigs, starts, ends)
+    found = repeat_families(reference, contigs, starts, ends)
+    families = split_families(found, keep_copies)
     train, is_test = assign_split(groups, np.array(labels.classes)[y], test_fraction=test_fraction, seed=seed,
                                   families=families)
     model = fit_linear(features[train], y[train], groups[train], labels.classes, seed, families[train])
@@ -169,7 +171,7 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
     baseline_prob = baseline.predict_proba(baseline_features)[:, 1]
     metrics = {
         "classes": {"negative": labels.classes[0], "positive": labels.classes[1]},
-        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, families),
+        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, found, keep_copies),
         "left_out": {"unlabelled": labels.unlabelled, "no_llr": int((~usable).sum())},
         "test": {
             "model_probe": classification_metrics(y[is_test], np.stack([1 - model_prob, model_prob], 1)[is_test],
