@@ -20,14 +20,15 @@ CONTRACT_KEYS = {"format_version", "source", "k", "stride", "vocab", "dtype", "c
                  "edge", "max_n_fraction", "split", "intervals", "windows"}
 
 
-def tokenize(out, fasta, stretches=None, read_bases=None, **options):
-    """write_token_dataset over whole contigs of ``fasta`` (or ``stretches``), bases from the FASTA by default."""
+def tokenize(out, fasta, stretches=None, read_bases=None, split_by_reference=False, **options):
+    """write_token_dataset over whole contigs of ``fasta`` (or ``stretches``), bases from the FASTA by default;
+    ``split_by_reference``: split as the FASTA is, as `genoformer tokenize --bam` does."""
     with Reference(fasta) as reference:
         if stretches is None:
             stretches = [Stretch(name, name, 0, length) for name, length in reference.contigs.items()]
         source = {"path": str(fasta), "sha256": reference.sha256(), "kind": "fasta"}
         return write_token_dataset(out, stretches, read_bases or reference.codes, TokenizeOptions(**options),
-                                   source)
+                                   source, split_bases=reference.codes if split_by_reference else None)
 
 
 def sarscov2_consensus_reader(sarscov2):
@@ -174,7 +175,7 @@ def test_n_filter_on_a_real_low_coverage_consensus(tmp_path, sarscov2):
     read_bases = sarscov2_consensus_reader(sarscov2)
     stretches = [Stretch("NC_045512.2", "NC_045512.2", 0, 29_903)]
     kept = {}
-    for max_n in (0.1, 0.5, 1.0):
+    for max_n in (0.0, 0.5, 1.0):
         manifest = tokenize(tmp_path / f"ds{max_n}", sarscov2 / "NC_045512.2.fasta", stretches, read_bases,
                             window=256, max_n_fraction=max_n, split_by="blocks", block=4)
         shard = np.load(tmp_path / f"ds{max_n}" / "shards" / "0.npy")
@@ -182,25 +183,23 @@ def test_n_filter_on_a_real_low_coverage_consensus(tmp_path, sarscov2):
         for split in SPLITS:
             for _, start, length in Manifest.load(tmp_path / f"ds{max_n}").windows(split):
                 assert np.count_nonzero(shard[start:start + length] == UNK) <= max_n * length
-    assert 0 < kept[0.1] < kept[0.5] < kept[1.0]
-    # no N at all: the 8 windows left all lie in training blocks, so the val split would be empty
-    with pytest.raises(ConfigError, match="the val split has no window once N-rich windows are left out.*raise "
-                                          "--max-n-fraction"):
-        tokenize(tmp_path / "none", sarscov2 / "NC_045512.2.fasta", stretches, read_bases, window=256,
-                 max_n_fraction=0.0, split_by="blocks", block=4)
+    assert 0 < kept[0.0] < kept[0.5] < kept[1.0]
 
 
 def test_a_sample_consensus_gets_its_references_split(tmp_path, sarscov2):
-    """The split follows the genome's length, not its N content: the SARS-CoV-2 sample's consensus (82% N) gets
-    the reference's train/val/test blocks, so a model pretrained on the reference's training blocks is never
-    scored on them as the sample's test split. (Dealt over the blocks with windows that pass the N filter, the
-    sample's val and test blocks were all training blocks of the reference.)"""
+    """The SARS-CoV-2 sample's consensus (82% N) split on the reference's windows gets the reference's
+    train/val/test blocks, so a model pretrained on the reference's training blocks is never scored on them as
+    the sample's test split. Split on its own windows (blocks dealt over those that pass the N filter), its test
+    blocks lie in the reference's training blocks."""
     fasta = sarscov2 / "NC_045512.2.fasta"
     stretches = [Stretch("NC_045512.2", "NC_045512.2", 0, 29_903)]
     options = dict(window=256, split_by="blocks", block=4)
     reference = tokenize(tmp_path / "reference", fasta, stretches, **options)
-    sample = tokenize(tmp_path / "sample", fasta, stretches, sarscov2_consensus_reader(sarscov2), **options)
+    sample = tokenize(tmp_path / "sample", fasta, stretches, sarscov2_consensus_reader(sarscov2),
+                      split_by_reference=True, **options)
+    own = tokenize(tmp_path / "own", fasta, stretches, sarscov2_consensus_reader(sarscov2), **options)
     assert sum(sample["windows"].values()) < sum(reference["windows"].values()) / 5  # mostly N: few windows left
+    assert not (tmp_path / "sample" / "split-reference").exists()  # the scratch tokens are gone
 
     def split_of_bases(manifest):
         split = np.full(29_903, "", dtype=object)
@@ -208,12 +207,26 @@ def test_a_sample_consensus_gets_its_references_split(tmp_path, sarscov2):
             split[interval["start"]:interval["end"]] = interval["split"]
         return split
 
-    reference_split, sample_split = split_of_bases(reference), split_of_bases(sample)
+    reference_split, sample_split, own_split = split_of_bases(reference), split_of_bases(sample), split_of_bases(own)
     for name in ("val", "test"):
         assert sample["windows"][name] >= 1
         assert not np.any((sample_split == name) & (reference_split == "train"))
+    assert np.any((own_split == "test") & (reference_split == "train"))  # the leak split_bases prevents
     assert [(iv["start"], iv["end"], iv["split"]) for iv in sample["intervals"]] == \
         [(iv["start"], iv["end"], iv["split"]) for iv in reference["intervals"]]
+
+
+def test_a_reference_with_an_n_gap_keeps_its_blocks_with_windows(tmp_path, chloroplast_fasta):
+    """16.6 kbp of N in the chloroplast: the blocks inside the gap have no window and stay "train", so each
+    split still gets a block with windows (dealing blocks by length alone left the test split empty)."""
+    with Reference(chloroplast_fasta) as reference:
+        sequence = reference.fetch("NC_000932.1", 0, reference.contigs["NC_000932.1"]).upper()
+    gapped = sequence[:101_300] + "N" * 16_600 + sequence[117_900:]
+    (tmp_path / "gap.fa").write_text(">gap\n" + "\n".join(gapped[i:i + 80] for i in range(0, len(gapped), 80)) + "\n")
+    manifest = tokenize(tmp_path / "ds", tmp_path / "gap.fa", window=512, block=32, split_by="blocks")
+    assert all(manifest["windows"][name] > 0 for name in SPLITS)
+    in_gap = [iv for iv in manifest["intervals"] if iv["start"] >= 101_300 and iv["end"] <= 117_900]
+    assert in_gap and all(iv["windows"] == 0 and iv["split"] == "train" for iv in in_gap)
 
 
 # --------------------------------------------------------------------------------------------- splits

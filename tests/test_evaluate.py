@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from genoformer.cli import main
-from genoformer.io.fasta import encode_bases
+from genoformer.io.fasta import Reference, encode_bases
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
-from genoformer.tokenize.dataset import TokenDataset
+from genoformer.tokenize.dataset import Manifest, TokenDataset
 from genoformer.tokenize.encode import decode
 from genoformer.tokenize.vocab import N_SPECIAL
 from genoformer.train.evaluate import base_log_probs, masked_lm_scores, split_sequences
@@ -168,6 +168,23 @@ def one_line_error(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("genoformer evaluate: error: "), err
     return err[0]
+
+
+def test_a_split_of_all_n_windows_is_an_error_not_zero_bits(run, tmp_path, capsys, chloroplast_fasta):
+    """Windows that are all N (kept by --max-n-fraction 1) hold no base to hide: the split is refused by name, not
+    reported as 0 bits/base."""
+    with Reference(chloroplast_fasta) as reference:
+        sequence = reference.fetch("NC_000932.1", 0, 140_000).upper()
+    contigs = {"a": sequence[:100_000], "b": sequence[100_000:], "gap": "N" * 40_000}
+    (tmp_path / "gap.fa").write_text("".join(f">{name}\n{bases}\n" for name, bases in contigs.items()))
+    assert main(["-q", "tokenize", "--fasta", str(tmp_path / "gap.fa"), "--k", "1", "--window", "256",
+                 "--split-by", "contig", "--max-n-fraction", "1", "--out", str(tmp_path / "ds")]) == 0
+    split = next(iv["split"] for iv in Manifest.load(tmp_path / "ds")["intervals"] if iv["contig"] == "gap")
+    assert split in ("val", "test")
+    assert main(["-q", "evaluate", "--checkpoint", str(run), "--data", str(tmp_path / "ds"),
+                 "--out", str(tmp_path / "eval.json"), "--max-windows", "4", "--max-markov-order", "2"]) == 2
+    assert f"the {split} split's 4 windows hold no base to score (all N)" in one_line_error(capsys)
+    assert not (tmp_path / "eval.json").exists()
 
 
 def test_dataset_with_another_k_exits_2(run, tokens, tmp_path, capsys):

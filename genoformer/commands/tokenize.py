@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> None:
             source = {"path": str(reference.path.resolve()), "sha256": reference.sha256(), "kind": "fasta"}
         if args.regions:
             source["regions"] = {"path": str(Path(args.regions).resolve()), "sha256": _sha256(args.regions)}
-        write_token_dataset(args.out, stretches, read_bases, options, source)
+        # a consensus is split as its reference is: a model pretrained on the reference is scored where it did not train
+        write_token_dataset(args.out, stretches, read_bases, options, source,
+                            split_bases=reference.codes if args.bam else None)
 
 
 def _consensus_source(args: argparse.Namespace, reference: Reference):

@@ -19,24 +19,25 @@ share of windows; every split with a non-zero fraction gets at least one sequenc
 sequence into blocks of ``block`` windows (``(block - 1) * window_stride + window`` tokens) separated by a gap
 of ``max(window, ceil(k / stride) - 1)`` tokens, so no window and no base is shared between splits, and deals
 the blocks to the splits in genome order, evenly interleaved, in proportion to the fractions (each split with a
-non-zero fraction gets at least one block; blocks too short for a window count for none and stay "train").
-``auto`` is ``contig`` when at least 3 sequences have a window, else ``blocks``. The split follows the
-sequence lengths alone: windows are counted for it without the N filter, so every dataset of one genome with
-the same options (the reference, and a sample's consensus with its own coverage gaps) gets the same
-train/val/test intervals, and a model pretrained on one is never scored on the other's test split where it
-trained. A split that the N filter leaves without a window is an error. Everything is deterministic. The
-manifest's ``intervals`` hold, per sequence (``contig`` is the sequence name), the token ranges ``[start, end)``
-of each split and their window counts. Gaps separate blocks of one sequence; separate
-sequences (e.g. two BED regions) share no bases but need not be a window apart in the genome.
+non-zero fraction gets at least one block with windows; blocks without a window count for none and stay
+"train").
+``auto`` is ``contig`` when at least 3 sequences have a window, else ``blocks``. A sample's consensus is split as
+its reference is (the reference's windows decide, the consensus's own are counted), so a model pretrained on the
+reference is never scored on the sample where it trained; a split that then keeps no window of the sample is an
+error. Everything is deterministic. The manifest's ``intervals`` hold, per sequence (``contig`` is the sequence
+name), the token ranges ``[start, end)`` of each split and their window counts. Gaps separate blocks of one
+sequence; separate sequences (e.g. two BED regions) share no bases but need not be a window apart in the genome.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -124,13 +125,15 @@ class TokenizeOptions:
 
 
 def write_token_dataset(out: str | os.PathLike, stretches: list[Stretch], read_bases: BaseReader,
-                        options: TokenizeOptions, source: dict) -> dict:
+                        options: TokenizeOptions, source: dict, split_bases: BaseReader | None = None) -> dict:
     """Tokenize ``stretches`` into the dataset folder ``out`` (atomically) and return its manifest.
 
     ``read_bases(contig, start, end) -> (codes uint8, softmask bool)`` supplies the bases (reference or sample
     consensus); it is called on chunks of ``CHUNK_TOKENS`` tokens (plus the k-1 overlap), so memory stays
     bounded whatever the genome size. ``source`` is the manifest's ``source`` entry (``path``, ``sha256``,
-    ``kind``). A sequence shorter than k gets an empty shard.
+    ``kind``). A sequence shorter than k gets an empty shard. ``split_bases`` (a sample consensus's reference)
+    supplies the bases whose windows decide the train/val/test split, tokenized into a scratch folder that is
+    removed again; by default ``read_bases``.
     """
     if source.get("kind") not in SOURCE_KINDS:
         raise ValueError(f"source kind must be one of {SOURCE_KINDS}, got {source.get('kind')!r}")
@@ -146,7 +149,17 @@ def write_token_dataset(out: str | os.PathLike, stretches: list[Stretch], read_b
             log.info("tokenized %s (%d/%d): %d bp -> %d tokens", stretch.name, index + 1, len(stretches),
                      stretch.end - stretch.start, contigs[-1]["n_tokens"])
         shards = [ShardFile(tmp / entry["shard"]) for entry in contigs]
-        split, intervals = plan_splits(shards, options, source["path"], [entry["name"] for entry in contigs])
+        split_shards = None
+        if split_bases is not None:
+            scratch = tmp / "split-reference"
+            (scratch / "shards").mkdir(parents=True)
+            plain = dataclasses.replace(options, softmask=False)
+            split_shards = [ShardFile(scratch / _write_shard(scratch, i, stretch, split_bases, vocab, plain)["shard"])
+                            for i, stretch in enumerate(stretches)]
+        split, intervals = plan_splits(shards, options, source["path"], [entry["name"] for entry in contigs],
+                                       split_shards)
+        if split_bases is not None:
+            shutil.rmtree(tmp / "split-reference")
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_by": f"genoformer {__version__} tokenize",
@@ -283,13 +296,20 @@ def _unk_counts(tokens: "np.ndarray | ShardFile", starts: np.ndarray, ends: np.n
 # ---------------------------------------------------------------------------------------------- splits
 
 
-def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
-                names: list[str]) -> tuple[dict, list[dict]]:
-    """The manifest's ``split`` description and ``intervals`` (each with its window count) for these shards."""
-    def windows_in(index: int, start: int, end: int, max_n_fraction: float = options.max_n_fraction) -> int:
-        return len(interval_windows(shards[index], start, end, window=options.window,
+def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str, names: list[str],
+                split_shards: list[ShardFile] | None = None) -> tuple[dict, list[dict]]:
+    """The manifest's ``split`` description and ``intervals`` (each with its window count) for these shards.
+
+    ``split_shards`` (default: ``shards``) are the tokens whose windows decide the split: a sample's consensus is
+    split as its reference is, on the reference's tokens, and only its window counts come from its own.
+    """
+    deciding = shards if split_shards is None else split_shards
+
+    def windows_in(index: int, start: int, end: int, max_n_fraction: float = options.max_n_fraction,
+                   tokens: list[ShardFile] = shards) -> int:
+        return len(interval_windows(tokens[index], start, end, window=options.window,
                                     window_stride=options.window_stride, max_n_fraction=max_n_fraction,
-                                    pad_tail=options.edge == "pad" and end == len(shards[index])))
+                                    pad_tail=options.edge == "pad" and end == len(tokens[index])))
 
     def n_filter_advice() -> str:
         """For an error that the N filter causes: how many windows it dropped, and what to change."""
@@ -299,25 +319,24 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
                 "for a BAM")
 
     whole = [windows_in(i, 0, len(shard)) for i, shard in enumerate(shards)]
-    # The split follows the lengths alone (windows counted without the N filter): the same genome read with
-    # other gaps (a sample's consensus) gets the same intervals as its reference.
-    geometric = [windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards)]
     if sum(whole) == 0:
-        without_n_filter = any(geometric)
+        without_n_filter = any(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards))
         raise ConfigError(f"{source}: no window of {options.window} tokens passes (edge {options.edge}, "
                           f"max N fraction {options.max_n_fraction})"
                           f"{n_filter_advice() if without_n_filter else '; lower --window or use --edge pad'}")
+    deciding_whole = whole if split_shards is None else [
+        windows_in(i, 0, len(shard), tokens=deciding) for i, shard in enumerate(deciding)]
     method = options.split_by
     if method == "auto":
-        method = "contig" if sum(count > 0 for count in geometric) >= 3 else "blocks"
+        method = "contig" if sum(count > 0 for count in deciding_whole) >= 3 else "blocks"
     fractions = dict(zip(SPLITS, options.fractions))
     needed = [name for name in SPLITS if fractions[name] > 0]
     if method == "contig":
-        with_windows = sum(count > 0 for count in geometric)
+        with_windows = sum(count > 0 for count in deciding_whole)
         if with_windows < len(needed):
             raise ConfigError(f"{source}: only {with_windows} sequence(s) have a window of {options.window} "
                               f"tokens, --split-by contig needs {len(needed)}; use --split-by blocks")
-        assigned = _assign_by_contig(geometric, fractions)
+        assigned = _assign_by_contig(deciding_whole, fractions)
         intervals = [{"contig": names[i], "start": 0, "end": len(shards[i]), "split": assigned[i],
                       "windows": whole[i]} for i in range(len(shards))]
         _check_every_split_has_windows(intervals, needed, source, n_filter_advice)
@@ -329,12 +348,15 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
               for i, shard in enumerate(shards) for start in range(0, len(shard), period)]
     intervals = [{"contig": names[i], "start": start, "end": end, "split": "train",
                   "windows": windows_in(i, start, end)} for i, start, end in blocks]
-    eligible = [interval for interval, (i, start, end) in zip(intervals, blocks) if windows_in(i, start, end, 1.0)]
+    eligible = [interval for interval, (i, start, end) in zip(intervals, blocks)
+                if windows_in(i, start, end, tokens=deciding) > 0]
     targets = _block_targets(len(eligible), fractions)
     if targets is None:
+        without_n_filter = sum(windows_in(i, start, end, 1.0) > 0 for i, start, end in blocks)
+        advice = (n_filter_advice() if split_shards is None and _block_targets(without_n_filter, fractions)
+                  is not None else "; lower --block or --window")
         raise ConfigError(f"{source}: only {len(eligible)} block(s) of {options.block} windows of "
-                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each; "
-                          "lower --block or --window")
+                          f"{options.window} tokens have windows, splits {', '.join(needed)} need one each{advice}")
     for interval, name in zip(eligible, _interleave(targets)):
         interval["split"] = name
     _check_every_split_has_windows(intervals, needed, source, n_filter_advice)
@@ -344,12 +366,13 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str,
 
 def _check_every_split_has_windows(intervals: list[dict], needed: list[str], source: str,
                                    n_filter_advice: Callable[[], str]) -> None:
-    """ConfigError when a split with a non-zero fraction got no window that passes the N filter."""
+    """ConfigError when a split with a non-zero fraction got no window that passes the N filter (possible only
+    for a consensus split on its reference's windows, where the reference has bases and the sample N)."""
     empty = [name for name in needed if not any(iv["windows"] for iv in intervals if iv["split"] == name)]
     if empty:
-        raise ConfigError(f"{source}: the {empty[0]} split has no window once N-rich windows are left out (the "
-                          "split follows the sequence lengths, so that every dataset of this genome gets the same "
-                          f"one){n_filter_advice()}")
+        raise ConfigError(f"{source}: the {empty[0]} split, which follows the reference's (so that a model "
+                          "pretrained on the reference is never scored where it trained), has no window of this "
+                          f"sample once N-rich windows are left out{n_filter_advice()}")
 
 
 def _assign_by_contig(window_counts: list[int], fractions: dict) -> list[str]:

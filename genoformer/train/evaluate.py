@@ -234,6 +234,9 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         dataset = TokenDataset(data_dir, split, window=window)
         scores = masked_lm_scores(model, dataset, masker, torch_device, max_windows=max_windows,
                                   batch_size=batch_size, seed=seed, precision=precision, markov=markov)
+        if scores["scored_bases"] == 0:  # all-N windows (kept by tokenize --max-n-fraction 1): nothing to score
+            raise InputError(f"{data_dir}: the {split} split's {scores['windows']} windows hold no base to score "
+                             "(all N); tokenize with a lower --max-n-fraction, or a sample's BAM with more coverage")
         log.info("%s: model %.4f bits/base, Markov order %d %.4f bits/base, on %d hidden bases", split,
                  scores["bits_per_base"], markov.order, scores["markov_bits_per_base"], scores["scored_bases"])
         result["splits"][split] = scores
