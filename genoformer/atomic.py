@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from genoformer.errors import ConfigError
 
@@ -43,13 +43,16 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_indexed(path: str | os.PathLike, index: str | os.PathLike, *, suffix: str = "") -> Iterator[tuple[Path, Path]]:
+def atomic_indexed(path: str | os.PathLike, index: str | os.PathLike, *, suffix: str = "",
+                   stale: Iterable[str | os.PathLike] = ()) -> Iterator[tuple[Path, Path]]:
     """Yield temporary paths for a data file and its index (e.g. a VCF and its .tbi); on success the old index
-    goes first, then both are renamed into place, so a reader never finds the new file with the old index (it
-    may briefly find the file with none, which htslib reports instead of reading at stale offsets)."""
+    (and the ``stale`` ones: indexes of another kind that a reader might pick instead) goes first, then both are
+    renamed into place, so a reader never finds the new file with an old index (it may briefly find the file with
+    none, which htslib reports instead of reading at stale offsets)."""
     with atomic_path(index) as tmp_index, atomic_path(path, suffix=suffix) as tmp:
         yield tmp, tmp_index
-        Path(index).unlink(missing_ok=True)  # then the data file is renamed into place, then the index
+        for old in (index, *stale):  # then the data file is renamed into place, then the index
+            Path(old).unlink(missing_ok=True)
 
 
 OWNER_FILE = ".genoformer-output"  # in every output folder: the marker of its kind (see claim)

@@ -21,7 +21,7 @@ import pysam
 from genoformer.atomic import atomic_indexed, atomic_path, check_not_an_input
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
-from genoformer.io.vcf_index import index_path
+from genoformer.io.vcf_index import index_path, other_index
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_ki
                              key=lambda item: item[0])
         index = index_path(out, {name: contig.length or 0 for name, contig in header.contigs.items()}, index_kind)
         count = 0
-        with atomic_indexed(out, index, suffix=".vcf.gz") as (tmp, tmp_index), htslib_messages(log, out):
+        with atomic_indexed(out, index, suffix=".vcf.gz", stale=[other_index(index)]) as (tmp, tmp_index), \
+                htslib_messages(log, out):
             with pysam.VariantFile(str(tmp), "wz", header=header) as sink:
                 for _, _, record in merged:
                     record.translate(header)

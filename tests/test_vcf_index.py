@@ -106,3 +106,29 @@ def test_the_workflow_indexes_every_vcf_with_csi_when_a_reference_needs_it(long_
     assert vcf_index_kind(config) == "csi"
     with pytest.raises(ConfigError, match=f"config key vcf_index: tbi, but contig {LONG} of references.wheat.fasta"):
         vcf_index_kind({**config, "vcf_index": "tbi"})
+
+
+@pytest.mark.parametrize("first, second", [("csi", "tbi"), ("tbi", "csi")])
+def test_rewriting_a_vcf_with_the_other_index_kind_removes_the_stale_index(tmp_path, chloroplast_fasta, first,
+                                                                           second):
+    """htslib reads a .csi before a .tbi: a .csi left from an earlier run next to a VCF rewritten with a .tbi
+    (config vcf_index changed, or --index) is read at stale offsets, and region queries fail or go wrong."""
+    from genoformer.tasks.vcf_writer import write_sites_vcf
+    from genoformer.vcf_shards import merge_vcfs
+
+    with Reference(chloroplast_fasta) as reference:
+        def records(positions):
+            return [dict(contig=CHLOROPLAST, pos=pos, ref=reference.fetch(CHLOROPLAST, pos - 1, pos).upper(),
+                         alt="T" if reference.fetch(CHLOROPLAST, pos - 1, pos).upper() != "T" else "G")
+                    for pos in positions]
+
+        out = tmp_path / "x.vcf.gz"
+        write_sites_vcf(out, reference, records(range(100, 100_000, 100)), info_fields=[], index_kind=first)
+        write_sites_vcf(out, reference, records(range(50_000, 50_100, 10)), info_fields=[], index_kind=second)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["x.vcf.gz", f"x.vcf.gz.{second}"]
+    with pysam.VariantFile(str(out)) as vcf:
+        assert [r.pos for r in vcf.fetch(CHLOROPLAST, 50_000, 50_050)] == [50_010, 50_020, 50_030, 50_040, 50_050]
+    merged = tmp_path / "merged.vcf.gz"
+    merge_vcfs([out], merged, first)
+    merge_vcfs([out], merged, second)
+    assert not (tmp_path / f"merged.vcf.gz.{first}").exists() and (tmp_path / f"merged.vcf.gz.{second}").exists()

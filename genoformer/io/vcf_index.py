@@ -29,6 +29,13 @@ def index_path(path: str | os.PathLike, contigs: dict[str, int], kind: str = "au
     return Path(f"{path}.csi" if csi else f"{path}.tbi")
 
 
+def other_index(index: str | os.PathLike) -> Path:
+    """The index of the other kind next to the same VCF (``.tbi`` for ``.csi`` and back): stale once ``index``
+    is written, and htslib reads a ``.csi`` before a ``.tbi``, so it must go with the old index."""
+    index = Path(index)
+    return index.with_suffix(".tbi" if index.suffix == ".csi" else ".csi")
+
+
 def add_index_argument(parser) -> None:
     """Add ``--index {auto,tbi,csi}`` to a command that writes a VCF."""
     parser.add_argument("--index", choices=INDEX_KINDS, default="auto",

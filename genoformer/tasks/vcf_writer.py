@@ -11,7 +11,7 @@ from typing import Iterable
 import pysam
 
 from genoformer.atomic import atomic_indexed
-from genoformer.io.vcf_index import index_path
+from genoformer.io.vcf_index import index_path, other_index
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict],
     for name, description in filters:
         header.filters.add(name, None, None, description)
     index = index_path(path, contigs, index_kind)
-    with atomic_indexed(path, index, suffix=".vcf.gz") as (tmp, tmp_index):
+    with atomic_indexed(path, index, suffix=".vcf.gz", stale=[other_index(index)]) as (tmp, tmp_index):
         with pysam.VariantFile(str(tmp), "wz", header=header) as out:
             for row in rows:
                 record = out.new_record(contig=row["contig"], start=row["pos"] - 1, alleles=(row["ref"], row["alt"]),
