@@ -15,6 +15,7 @@ from genoformer.commands.score_variants import (
     check_window_options,
 )
 from genoformer.errors import ConfigError
+from genoformer.io.vcf_index import add_index_argument, index_path
 from genoformer.tasks.defaults import CLASSIFIER_OUTPUT_MARKER, MAX_BASELINE_K
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ def register(subparsers) -> None:
                         help="pretrained run directory or its checkpoints/step-N folder")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (written atomically)")
     parser.add_argument("--predict", metavar="NEW.vcf.gz",
-                        help="also classify these variants: DIR/predicted.vcf.gz (+ .tbi) with INFO GF_PROB")
+                        help="also classify these variants: DIR/predicted.vcf.gz (+ index, see --index) with INFO "
+                        "GF_PROB")
+    add_index_argument(parser)
     parser.add_argument("--split", choices=("auto", "blocks", "contig"), default="auto",
                         help="hold out whole contigs or whole interval blocks (auto: contig when the variants "
                         "lie on >= 3 contigs, else blocks)")
@@ -101,6 +104,8 @@ def run(args) -> None:
     scoring = {"window": args.window, "step": args.window_step, "mask_spacing": args.mask_spacing}
     on_mismatch = "skip" if args.skip_ref_mismatch else "error"
     with Reference(args.reference) as reference:
+        if args.predict:  # a .tbi too small for a contig fails before the work
+            index_path(Path(args.out) / "predicted.vcf.gz", reference.contigs, args.index)
         variant_set = read_variants(args.vcf, reference, on_ref_mismatch=on_mismatch)
         labels = variant_labels(variant_set, args.label_field, args.positive, args.negative)
         labels = labels.subsample(args.max_per_class, args.seed)
@@ -138,5 +143,6 @@ def _predict(args, reference, encoder, model_info, model, scoring, path: Path) -
     meta = {"source": f"genoformer classify-variants {__version__}",
             "genoformer_checkpoint_sha256": model_info["sha256"], "genoformer_window": str(args.window),
             "genoformer_classifier": f"trained on {args.vcf} field {args.label_field}"}
-    count = write_scored_vcf(path, new, scores, reference, meta=meta, extra=[(field, probability)])
+    count = write_scored_vcf(path, new, scores, reference, meta=meta, extra=[(field, probability)],
+                             index_kind=args.index)
     log.info("%s: %d variants with GF_PROB", path, count)
