@@ -2,7 +2,7 @@
 
 The workflow scores one VCF as n jobs, ``genoformer score-variants --shard i/n`` each scoring every n-th window
 (variants sharing a window stay in one job). Each shard's VCF is sorted but they interleave along the genome,
-so ``merge_vcfs`` merges them by position into one bgzipped, tabix-indexed VCF, and ``merge_tables`` puts the
+so ``merge_vcfs`` merges them by position into one bgzipped, indexed VCF, and ``merge_tables`` puts the
 shards' table rows back in input-record order.
 """
 

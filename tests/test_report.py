@@ -304,6 +304,12 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert report("summary", "--task", f"cdiph_coding={tmp_path / 'variants.json'}", "--out", out) == 0
     assert as_rows(TableCells(out.read_text()).tables[0])[0]["held out"] == \
         "3 of 10 contigs; intervals resample examples (fewer than 5 held-out groups)"
+    for method in variants["test"].values():  # metrics.json from before groups were resampled
+        del method["bootstrap"]
+    (tmp_path / "variants.json").write_text(json.dumps(variants))
+    assert report("summary", "--task", f"cdiph_coding={tmp_path / 'variants.json'}", "--out", out) == 0
+    assert as_rows(TableCells(out.read_text()).tables[0])[0]["held out"] == \
+        "3 of 10 contigs; intervals resample examples (metrics written before intervals resampled groups)"
     assert rows[5]["method"] == "k-mer context, logistic regression"
     zero_shot = variants["test"]["zero_shot_neg_llr"]["auroc"]["value"]
     assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")

@@ -134,20 +134,17 @@ def test_rewriting_a_vcf_with_the_other_index_kind_removes_the_stale_index(tmp_p
     assert not (tmp_path / f"merged.vcf.gz.{first}").exists() and (tmp_path / f"merged.vcf.gz.{second}").exists()
 
 
-def test_classify_variants_predict_takes_index_and_refuses_a_tbi_before_any_work(tmp_path, chloroplast_fasta,
-                                                                                 monkeypatch, capsys):
+def test_classify_variants_predict_takes_index_and_refuses_a_tbi_before_any_work(tmp_path, long_fasta, capsys):
     """classify-variants --predict writes a VCF too: it takes --index like the other commands, and a .tbi too
-    small for a contig is refused before the variants are read or the model loaded (checked with the limit
-    lowered below the chloroplast's 154 kbp; the inputs do not exist, so any later step would fail otherwise)."""
+    small for a contig is refused before the variants are read or the model loaded (the inputs do not exist, so
+    any later step would fail otherwise)."""
     from genoformer.cli import main
-    from genoformer.io import vcf_index
 
-    monkeypatch.setattr(vcf_index, "TBI_MAX_CONTIG", 100_000)
     out = tmp_path / "out"
-    code = main(["classify-variants", "--reference", str(chloroplast_fasta), "--vcf", str(tmp_path / "no.vcf.gz"),
+    code = main(["classify-variants", "--reference", str(long_fasta), "--vcf", str(tmp_path / "no.vcf.gz"),
                  "--label-field", "X", "--positive", "a", "--checkpoint", str(tmp_path / "no-run"), "--out",
                  str(out), "--predict", str(tmp_path / "new.vcf.gz"), "--index", "tbi"])
     assert code == 2
-    assert "predicted.vcf.gz: contig NC_000932.1 is 154,478 bp, longer than the 100,000 bp a tabix (.tbi)" in \
+    assert f"predicted.vcf.gz: contig {LONG} is 537,025,390 bp, longer than the 536,870,911 bp a tabix (.tbi)" in \
         capsys.readouterr().err
     assert not out.exists()

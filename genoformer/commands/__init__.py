@@ -14,6 +14,7 @@ def check_range(flag: str, value, low, high=None) -> None:
 def add_repeat_copies_option(parser) -> None:
     """Add ``--keep-repeat-copies`` to a classifier command (its split leaves such copies out by default)."""
     parser.add_argument("--keep-repeat-copies", action="store_true",
-                        help="keep held-out examples that have a near-identical copy in training (default: leave "
-                        "them out); for tasks whose shared sequence says nothing of the label, e.g. motifs written "
-                        "over reused background")
+                        help="keep examples whose near-identical copy is on the other side of a split: in the "
+                        "test side, the folds that choose the regularization and the fine-tuning validation split "
+                        "(default: leave them out); for tasks whose shared sequence says nothing of the label, e.g. "
+                        "motifs written over reused background")

@@ -1,4 +1,4 @@
-"""Outputs of ``score-variants``: a bgzipped, tabix-indexed sites VCF with GF_* INFO scores, and a TSV table.
+"""Outputs of ``score-variants``: a bgzipped, indexed sites VCF with GF_* INFO scores, and a TSV table.
 
 The VCF keeps each input variant's ID, QUAL, FILTER and INFO (multi-allelic records split, one ALT per line;
 genotype columns are not carried over) and adds the scores. Its header records the checkpoint's SHA-256, the

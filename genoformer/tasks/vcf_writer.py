@@ -1,4 +1,4 @@
-"""Write sites-only VCFs that genomics tools read: bgzipped, sorted, tabix-indexed, written atomically."""
+"""Write sites-only VCFs that genomics tools read: bgzipped, sorted, indexed (.tbi or .csi), written atomically."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def _missing(value) -> bool:
 def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict], *,
                     info_fields: Iterable[InfoField], meta: dict[str, str] | None = None,
                     filters: Iterable[tuple[str, str]] = (), index_kind: str = "auto") -> int:
-    """Write ``records`` to ``path`` (bgzipped VCF) with an index of ``index_kind`` (``auto``, ``tbi`` or ``csi``: :func:`index_path`); return the number of
-    records.
+    """Write ``records`` to ``path`` (bgzipped VCF) with an index of ``index_kind`` (``auto``, ``tbi`` or ``csi``:
+    :func:`index_path`); return the number of records.
 
     Each record is a dict with ``contig, pos`` (1-based), ``ref, alt`` and optionally ``id, qual, filter``
     (list of names) and ``info`` (dict; None or NaN values are left out, i.e. written as missing). Records are
