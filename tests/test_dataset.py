@@ -416,6 +416,28 @@ def test_broken_datasets_are_reported(tmp_path, chloroplast_dataset):
 
 
 
+def test_token_ids_outside_the_vocabulary_are_reported(tmp_path, chloroplast_dataset):
+    """A damaged shard (here: one token set past the vocabulary) is an InputError naming the shard and the token,
+    for a training window and for the Markov baseline's decoding, not an IndexError in the model's embedding."""
+    import shutil
+
+    from genoformer.train.evaluate import split_sequences
+
+    root = tmp_path / "ds"
+    shutil.copytree(chloroplast_dataset, root)
+    data = TokenDataset(root, "train")
+    index, start, _ = (int(value) for value in data.windows[0])
+    shard_path = root / "shards" / "0.npy"
+    shard = np.load(shard_path)
+    shard[start + 3] = data.vocab.size + 7
+    np.save(shard_path, shard)
+    message = rf"0.npy: token {start + 3} of sequence \S+ is id {data.vocab.size + 7}, not in the vocabulary"
+    with pytest.raises(InputError, match=message):
+        TokenDataset(root, "train")[0]
+    with pytest.raises(InputError, match=message):
+        split_sequences(Manifest.load(root), "train")
+
+
 def test_shard_file_reads_the_same_slices_as_a_memory_map(chloroplast_dataset):
     path = chloroplast_dataset / "shards" / "0.npy"
     mapped, shard = np.load(path, mmap_mode="r"), ShardFile(path)

@@ -478,6 +478,19 @@ class Manifest:
             self._shards[index] = np.load(self.root / self.data["contigs"][index]["shard"], mmap_mode="r")
         return self._shards[index]
 
+    def tokens(self, index: int, start: int, end: int) -> np.ndarray:
+        """Tokens ``[start, end)`` of sequence ``index``, checked to be ids of the vocabulary: a damaged shard (a
+        flipped bit, another dataset's file) is an ``InputError`` naming it and the token, not a crash in the
+        model's embedding."""
+        tokens = self.shard(index)[start:end]
+        if tokens.size and int(tokens.max()) >= self.vocab.size:
+            bad = start + int(np.flatnonzero(tokens >= self.vocab.size)[0])
+            entry = self.data["contigs"][index]
+            raise InputError(f"{self.root / entry['shard']}: token {bad} of sequence {entry['name']} is id "
+                             f"{int(self.shard(index)[bad])}, not in the vocabulary of {self.vocab.size} tokens "
+                             f"(k={self.vocab.k}); the shard is damaged: tokenize again")
+        return tokens
+
     def softmask(self, index: int) -> np.ndarray:
         """Soft-mask track of sequence ``index`` (bool per token), memory-mapped; KeyError if not written."""
         return np.load(self.root / self.data["contigs"][index]["softmask"], mmap_mode="r")
@@ -571,7 +584,7 @@ class TokenDataset:
         import torch
 
         index, start, length = (int(value) for value in self.windows[item])
-        tokens = self.manifest.shard(index)[start:start + length]
+        tokens = self.manifest.tokens(index, start, start + length)
         input_ids = torch.full((self.window,), PAD, dtype=torch.long)
         input_ids[:length] = torch.from_numpy(tokens.astype(np.int64))
         attention_mask = torch.zeros(self.window, dtype=torch.bool)

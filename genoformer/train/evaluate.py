@@ -143,7 +143,7 @@ def split_sequences(manifest: Manifest, split: str) -> list[np.ndarray]:
     sequences = []
     for interval in manifest["intervals"]:
         if interval["split"] == split and interval["end"] > interval["start"]:
-            tokens = manifest.shard(index_of[interval["contig"]])[interval["start"]:interval["end"]]
+            tokens = manifest.tokens(index_of[interval["contig"]], interval["start"], interval["end"])
             sequences.append(encode_bases(decode(np.asarray(tokens), manifest.vocab, manifest["stride"])))
     return sequences
 
