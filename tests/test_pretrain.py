@@ -324,6 +324,22 @@ def test_unknown_config_key_exits_2_naming_it(chloroplast_tokens, tiny_config, t
     assert "unknown config key 'optim.learning_rate'" in one_line_error(capsys, "pretrain")
 
 
+@pytest.mark.parametrize("override, named", [
+    ("optim.eps=-1", "optim.eps must be > 0, got -1.0"),
+    ("optim.lr=nan", "optim.lr must be > 0, got nan"),
+    ("optim.lr=.inf", "optim.lr must be > 0, got inf"),
+    ("optim.betas=[2,0.9]", "optim.betas must be two numbers in [0, 1), got [2.0, 0.9]"),
+    ("optim.weight_decay=-5", "optim.weight_decay must be >= 0, got -5.0"),
+])
+def test_optimizer_values_out_of_range_exit_2_naming_the_key(chloroplast_tokens, tiny_config, tmp_path, capsys,
+                                                             override, named):
+    """Values that AdamW refuses (or NaN, which passes a <= 0 check) are config errors, not a torch traceback."""
+    assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(tmp_path / "run"), "--set", override]) == 2
+    assert named in one_line_error(capsys, "pretrain")
+    assert not (tmp_path / "run").exists()
+
+
 def test_window_longer_than_model_exits_2(chloroplast_tokens, tiny_config, tmp_path, capsys):
     assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
                  "--out", str(tmp_path / "run"), "--set", "model.max_seq_len=128"]) == 2

@@ -15,6 +15,7 @@ the value is parsed with ``yaml.safe_load`` (``--set optim.lr=3e-4``, ``--set op
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -120,15 +121,18 @@ class PretrainConfig:
         for key in ("window", "window_stride"):
             if getattr(self.data, key) is not None:
                 positive[f"data.{key}"] = getattr(self.data, key)
+        positive["optim.eps"] = self.optim.eps
         for key, value in positive.items():
-            if value <= 0:
+            if not 0 < value < math.inf:  # NaN and inf too: torch's AdamW would raise a bare ValueError
                 raise ConfigError(f"{source}: {key} must be > 0, got {value}")
+        if not 0 <= self.optim.weight_decay < math.inf:
+            raise ConfigError(f"{source}: optim.weight_decay must be >= 0, got {self.optim.weight_decay}")
         for key, value, allowed in (("run.device", self.run.device, ("auto", "cpu", "cuda")),
                                     ("run.precision", self.run.precision, ("auto", "fp32", "bf16"))):
             if value not in allowed:
                 raise ConfigError(f"{source}: {key} must be one of {', '.join(allowed)}, got {value!r}")
-        if len(self.optim.betas) != 2:
-            raise ConfigError(f"{source}: optim.betas must be two numbers, got {self.optim.betas}")
+        if len(self.optim.betas) != 2 or not all(0 <= beta < 1 for beta in self.optim.betas):
+            raise ConfigError(f"{source}: optim.betas must be two numbers in [0, 1), got {self.optim.betas}")
         if self.optim.warmup_steps < 0 or not 0 <= self.optim.min_lr_ratio <= 1:
             raise ConfigError(f"{source}: optim.warmup_steps must be >= 0 and optim.min_lr_ratio in [0, 1]")
         if "vocab_size" in self.model:
