@@ -238,3 +238,17 @@ def test_damaged_vocab_json_exits_2(run, tokens, tmp_path, capsys, vocab):
     assert main(["evaluate", "--checkpoint", str(damaged), "--data", str(tokens["k1"]),
                  "--out", str(tmp_path / "x.json")]) == 2
     assert f"{damaged / 'vocab.json'}: not a genoformer vocabulary: " in one_line_error(capsys)
+
+
+def test_dataset_without_a_val_split_exits_2(run, chloroplast_fasta, tmp_path, capsys):
+    """`tokenize --split-fractions 1,0,0` makes a dataset with no val split: evaluate, which picks the Markov
+    order on val, says so instead of a numpy traceback (for --splits train too)."""
+    data = tmp_path / "train_only"
+    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "256",
+                 "--block", "4", "--split-fractions", "1,0,0", "--out", str(data)]) == 0
+    for splits in (["val", "test"], ["train"]):
+        out = tmp_path / "x.json"
+        assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--out", str(out),
+                     "--splits", *splits, "--max-windows", "2", "--max-markov-order", "2"]) == 2
+        assert f"{data}: split 'val' is empty" in one_line_error(capsys)
+        assert not out.exists()
