@@ -20,6 +20,7 @@ import pysam
 
 from genoformer.atomic import atomic_indexed, atomic_path, check_not_an_input
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
+from genoformer.io.fasta import is_plain_gzip
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 from genoformer.io.vcf_index import index_path, other_index
 
@@ -31,6 +32,9 @@ SHARD_HEADER_KEY = "genoformer_shard"  # the one header line in which shards of 
 def _open(path: str | os.PathLike) -> pysam.VariantFile:
     if not Path(path).is_file():
         raise MissingFileError(f"{path}: VCF does not exist")
+    if is_plain_gzip(Path(path)):  # htslib opens it, then pysam raises NotImplementedError (it cannot seek)
+        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: `zcat {path} | bgzip > "
+                         f"{Path(path).with_suffix('.bgz')}`")
     with htslib_messages(log, path) as messages:
         try:
             return pysam.VariantFile(str(path))
@@ -129,6 +133,9 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_ki
             records = read_quietly(vcf, log, path, lambda reason, number: InputError(
                 f"{path}: cannot read record {number}: {reason}"))
             for number, record in enumerate(records, start=1):
+                if record.contig not in contig_order:  # htslib reads a record on an undeclared contig
+                    raise InputError(f"{path}: record {number} ({record.contig}:{record.pos}): contig "
+                                     f"'{record.contig}' has no ##contig line in the header of {inputs[0]}")
                 key = (contig_order[record.contig], record.pos)
                 if key < last:
                     raise InputError(f"{path}: record {number} ({record.contig}:{record.pos}) is out of position "
@@ -157,6 +164,18 @@ def merge_tables(inputs: list[str | os.PathLike], out: str | os.PathLike, order_
     ``order_by`` (stable, so rows of one input record keep their order); cells are copied as text.
     Returns the number of rows."""
     check_not_an_input(out, inputs, "merged table")
+    return write_merged_table(read_tables(inputs, order_by), out)
+
+
+def write_merged_table(merged: pd.DataFrame, out: str | os.PathLike) -> int:
+    """Write a table from :func:`read_tables` atomically; returns the number of rows."""
+    with atomic_path(out) as tmp:
+        merged.to_csv(tmp, sep="\t", index=False)
+    return len(merged)
+
+
+def read_tables(inputs: list[str | os.PathLike], order_by: str = "record") -> pd.DataFrame:
+    """The checked, concatenated tables of :func:`merge_tables`, rows sorted by ``order_by``, not yet written."""
     tables = []
     for path in inputs:
         if not Path(path).is_file():
@@ -175,7 +194,4 @@ def merge_tables(inputs: list[str | os.PathLike], out: str | os.PathLike, order_
                              "not a number")
         tables.append(table)
     merged = pd.concat(tables, ignore_index=True)
-    merged = merged.iloc[pd.to_numeric(merged[order_by]).argsort(kind="stable")]
-    with atomic_path(out) as tmp:
-        merged.to_csv(tmp, sep="\t", index=False)
-    return len(merged)
+    return merged.iloc[pd.to_numeric(merged[order_by]).argsort(kind="stable")]

@@ -459,6 +459,37 @@ def test_merge_rejects_shards_of_different_runs(tmp_path, cdiph_fasta):
         merge_vcfs([HUMAN_VCF, other], tmp_path / "m.vcf.gz")
 
 
+def merge_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genoformer merge-vcf: error: "), err
+    return err[0]
+
+
+def test_merge_reports_bad_vcfs_and_tables_in_one_line_and_writes_nothing(tmp_path, capsys):
+    """The real human VCF without its ##contig lines, plain-gzipped, next to a table that is not one, or merged
+    into a name that is not .vcf.gz: one-line errors (no KeyError/NotImplementedError traceback) and no
+    merged VCF left behind."""
+    import gzip
+
+    text = pysam.BGZFile(str(HUMAN_VCF)).read().decode()
+    undeclared = tmp_path / "no_contig_lines.vcf"
+    undeclared.write_text("".join(line for line in text.splitlines(keepends=True) if not line.startswith("##contig")))
+    plain = tmp_path / "plain.vcf.gz"
+    with gzip.open(plain, "wt") as handle:
+        handle.write(text)
+    out = tmp_path / "m.vcf.gz"
+    assert main(["merge-vcf", "--vcfs", str(undeclared), "--out", str(out)]) == 2
+    assert f"{undeclared}: record 1 (q:186): contig 'q' has no ##contig line" in merge_error(capsys)
+    assert main(["merge-vcf", "--vcfs", str(plain), "--out", str(out)]) == 2
+    assert f"{plain}: plain gzip, not bgzip" in merge_error(capsys)
+    assert main(["merge-vcf", "--vcfs", str(HUMAN_VCF), "--out", str(out), "--tables", str(undeclared),
+                 "--table-out", str(tmp_path / "m.tsv")]) == 2
+    assert f"{undeclared}: not a tab-separated table" in merge_error(capsys)
+    assert main(["merge-vcf", "--vcfs", str(HUMAN_VCF), "--out", str(tmp_path / "m.vcf")]) == 2
+    assert "must end in .vcf.gz" in merge_error(capsys)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["no_contig_lines.vcf", "plain.vcf.gz"]
+
+
 def test_merge_tables_restores_record_order(tmp_path):
     (tmp_path / "a.tsv").write_text("contig\tpos\trecord\tGF_LLR\nq\t10\t1\t-0.5\nq\t10\t1\tNA\nq\t90\t3\t1e-05\n")
     (tmp_path / "b.tsv").write_text("contig\tpos\trecord\tGF_LLR\nq\t50\t2\t0.25\nq\t900\t10\t2\n")

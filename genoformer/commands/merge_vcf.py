@@ -33,16 +33,20 @@ def register(subparsers) -> None:
 def run(args) -> None:
     """Merge ``args.vcfs`` into ``args.out`` (and ``args.tables`` into ``args.table_out``)."""
     # pysam and pandas only when this command runs
-    from genoformer.vcf_shards import merge_tables, merge_vcfs
+    from genoformer.vcf_shards import merge_vcfs, read_tables, write_merged_table
 
+    if not args.out.endswith(".vcf.gz"):
+        raise ConfigError(f"--out {args.out}: the merged VCF is bgzipped, so its name must end in .vcf.gz")
     if bool(args.tables) != bool(args.table_out):
         raise ConfigError("--tables and --table-out go together")
     if args.tables and len(args.tables) != len(args.vcfs):
         raise ConfigError(f"--tables: {len(args.tables)} tables for {len(args.vcfs)} VCFs; give each shard's table")
     if args.table_out:
         check_not_an_input(args.table_out, [args.out, *args.vcfs, *args.tables], "merged table")
+    # the tables are read and checked before the VCF is written: a bad table leaves no merged VCF behind
+    tables = read_tables(args.tables) if args.tables else None
     records = merge_vcfs(args.vcfs, args.out, args.index)
     log.info("%s: %d records from %d shards", args.out, records, len(args.vcfs))
-    if args.tables:
-        rows = merge_tables(args.tables, args.table_out)
+    if tables is not None:
+        rows = write_merged_table(tables, args.table_out)
         log.info("%s: %d rows from %d tables", args.table_out, rows, len(args.tables))
