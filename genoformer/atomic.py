@@ -20,6 +20,13 @@ def _umask() -> int:
     return mask
 
 
+def check_output_file(path: str | os.PathLike | None) -> None:
+    """Raise ``ConfigError`` when the output file ``path`` is an existing folder: checked before a command that
+    writes several files starts, so that it does not fail at its second file, leaving the first behind."""
+    if path is not None and Path(path).is_dir():
+        raise ConfigError(f"{path}: output path is a folder; give a file name")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``, on failure delete it.
@@ -27,8 +34,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps an extension on the temporary name for writers that infer the format from it.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: output path is a folder; give a file name")
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)

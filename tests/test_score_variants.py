@@ -314,6 +314,19 @@ def test_cli_bad_input_is_one_line_exit_2(chloroplast, chloroplast_fasta, checkp
         assert list(scored) == [] and "ref_mismatch=1" in str(scored.header)
 
 
+def test_table_path_that_is_a_folder_leaves_no_scored_vcf(human_q, checkpoint, tmp_path, capsys):
+    """--table naming a folder is refused before scoring: the scored VCF is not written and then the table
+    refused (a scored VCF without its table, from a command that failed)."""
+    out = tmp_path / "scored.vcf.gz"
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(human_q / "q.vcf.gz"),
+                 "--checkpoint", str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out),
+                 "--table", str(folder)]) == 2
+    assert f"{folder}: output path is a folder" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tables"]
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("tiny_run")
 def test_giab_vcf_with_undeclared_info_field_scores_end_to_end(human_q, tiny_run, tmp_path):

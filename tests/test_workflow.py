@@ -487,6 +487,9 @@ def test_merge_reports_bad_vcfs_and_tables_in_one_line_and_writes_nothing(tmp_pa
     assert f"{undeclared}: not a tab-separated table" in merge_error(capsys)
     assert main(["merge-vcf", "--vcfs", str(HUMAN_VCF), "--out", str(tmp_path / "m.vcf")]) == 2
     assert "must end in .vcf.gz" in merge_error(capsys)
+    assert main(["merge-vcf", "--vcfs", str(HUMAN_VCF), "--out", str(out), "--tables", str(undeclared),
+                 "--table-out", str(tmp_path)]) == 2
+    assert f"{tmp_path}: output path is a folder" in merge_error(capsys)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["no_contig_lines.vcf", "plain.vcf.gz"]
 
 

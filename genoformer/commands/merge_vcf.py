@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from genoformer.atomic import check_not_an_input
+from genoformer.atomic import check_not_an_input, check_output_file
 from genoformer.errors import ConfigError
 from genoformer.io.vcf_index import add_index_argument
 
@@ -43,6 +43,8 @@ def run(args) -> None:
         raise ConfigError(f"--tables: {len(args.tables)} tables for {len(args.vcfs)} VCFs; give each shard's table")
     if args.table_out:
         check_not_an_input(args.table_out, [args.out, *args.vcfs, *args.tables], "merged table")
+    check_output_file(args.out)
+    check_output_file(args.table_out)
     # the tables are read and checked before the VCF is written: a bad table leaves no merged VCF behind
     tables = read_tables(args.tables) if args.tables else None
     records = merge_vcfs(args.vcfs, args.out, args.index)

@@ -6,7 +6,7 @@ import logging
 import re
 
 from genoformer import __version__
-from genoformer.atomic import check_not_an_input
+from genoformer.atomic import check_not_an_input, check_output_file
 from genoformer.commands import check_range
 from genoformer.errors import ConfigError
 from genoformer.io.vcf_index import add_index_argument, index_path
@@ -113,6 +113,8 @@ def run(args) -> None:
     table = args.table or table_path(args.out)
     check_not_an_input(args.out, [args.vcf, args.reference], "scored VCF")
     check_not_an_input(table, [args.vcf, args.reference, args.out], "score table")
+    check_output_file(args.out)
+    check_output_file(table)  # else the scored VCF would be written and the command fail at the table
     check_window_options(args)
     check_model_options(args)
     with Reference(args.reference) as reference:
