@@ -314,6 +314,31 @@ def test_cli_bad_input_is_one_line_exit_2(chloroplast, chloroplast_fasta, checkp
         assert list(scored) == [] and "ref_mismatch=1" in str(scored.header)
 
 
+@pytest.mark.parametrize("damage, named", [
+    ("vocab", "vocab.json: vocabulary of 261 tokens (k=4), but the model in "),
+    ("stride", "trainer_state.json: data.stride 5 must be from 1 to k=3"),
+])
+def test_checkpoint_files_that_disagree_are_named(human_q, checkpoint, tmp_path, capsys, damage, named):
+    """A vocab.json of another k, or a trainer_state.json stride past k: the error names the checkpoint's file."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint, run)
+    if damage == "vocab":
+        (run / "vocab.json").write_text(json.dumps(KmerVocab(4).to_json()))
+    else:
+        state = json.loads((run / "trainer_state.json").read_text())
+        state["data"]["stride"] = 5
+        (run / "trainer_state.json").write_text(json.dumps(state))
+    out = tmp_path / "scored.vcf.gz"
+    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(human_q / "q.vcf.gz"),
+                 "--checkpoint", str(run), "--window", "256", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"error: {run}/{named}" in err[0], err
+    assert not out.exists()
+
+
 def test_table_path_that_is_a_folder_leaves_no_scored_vcf(human_q, checkpoint, tmp_path, capsys):
     """--table naming a folder is refused before scoring: the scored VCF is not written and then the table
     refused (a scored VCF without its table, from a command that failed)."""

@@ -160,6 +160,9 @@ def load_encoder(checkpoint: str | Path, *, device: str = "auto", batch_size: in
     if vocab_json is None:
         raise MissingFileError(f"{checkpoint / 'vocab.json'}: not found; the checkpoint's k-mer vocabulary is needed")
     vocab = KmerVocab.from_json(vocab_json)
+    if model.config.vocab_size != vocab.size:
+        raise MismatchError(f"{checkpoint / 'vocab.json'}: vocabulary of {vocab.size} tokens (k={vocab.k}), but the "
+                            f"model in {checkpoint / 'config.json'} has vocab_size {model.config.vocab_size}")
     trained_stride = None
     if trainer_state is not None:
         try:
@@ -172,7 +175,9 @@ def load_encoder(checkpoint: str | Path, *, device: str = "auto", batch_size: in
         log.warning("%s was trained with stride %d; using stride %d as asked", checkpoint, trained_stride, stride)
     stride = trained_stride if stride is None else stride
     if not 1 <= stride <= vocab.k:
-        raise ConfigError(f"stride {stride} must be from 1 to k={vocab.k}")
+        source = "--stride" if trained_stride is None or stride != trained_stride else \
+            f"{checkpoint / 'trainer_state.json'}: data.stride"
+        raise ConfigError(f"{source} {stride} must be from 1 to k={vocab.k} (the k of {checkpoint / 'vocab.json'})")
     encoder = Encoder(model, vocab, stride, pick_device(device), batch_size)
     info = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint / WEIGHTS_FILE), "k": vocab.k,
             "stride": stride}
