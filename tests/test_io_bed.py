@@ -80,6 +80,21 @@ def test_label_column_choices(genes, tmp_path):
         read_bed(path, label_column=8)
 
 
+def test_an_empty_label_is_an_error_not_a_class(genes, tmp_path):
+    """A gene line whose label cell is empty (a tab too many, a spreadsheet gap) must not become a class ''."""
+    lines = gene_lines(genes, label=True)
+    lines[5] = lines[5].rsplit("\t", 1)[0] + "\t"
+    path = write(tmp_path / "labelled.bed", lines)
+    with pytest.raises(InputError) as err:
+        read_bed(path)
+    assert f"{path} line 6: label column 7 is empty" in one_line(err)
+    named = write(tmp_path / "named.bed", [line.replace(f"\t{genes.name.iloc[2]}\t", "\t\t") if i == 2 else line
+                                           for i, line in enumerate(gene_lines(genes))])
+    with pytest.raises(InputError, match="line 3: label column 4 is empty"):
+        read_bed(named, label_column="name")
+    assert "label" not in read_bed(named)  # column 4 is only a name when it is not the label
+
+
 def test_string_labels_and_missing_score(tmp_path):
     path = write(tmp_path / "classes.bed", ["track name=classes", "NC_000932.1\t0\t10\ta\t.\t+\tpromoter",
                                             "# a comment", "NC_000932.1\t10\t20\tb\t5\t-\tenhancer"])

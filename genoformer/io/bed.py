@@ -96,10 +96,11 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
             row[4] = _parse_score(fields[4], path, number)
         if len(fields) >= 6 and fields[5] not in STRANDS:
             raise InputError(f"{path} line {number}: strand {fields[5]!r} is not one of + - .")
-        if label_column == "name" and len(fields) >= 4:
-            row.append(fields[3])
-        elif isinstance(label_column, int) and len(fields) >= label_column:
-            row.append(fields[label_column - 1])
+        label_index = 3 if label_column == "name" else label_column - 1 if isinstance(label_column, int) else None
+        if label_index is not None and len(fields) > label_index:
+            if not fields[label_index].strip():  # else '' would silently be a class of its own
+                raise InputError(f"{path} line {number}: label column {label_index + 1} is empty")
+            row.append(fields[label_index])
         rows.append(row)
         numbers.append(number)
 
