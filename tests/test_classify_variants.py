@@ -63,6 +63,30 @@ def test_labels_from_info_values_flags_and_0_1(chloroplast, tmp_path):
     assert np.bincount(sub.labels).tolist() == [2, 2] and list(sub.indices) == sorted(sub.indices)
 
 
+def test_unreadable_labels_are_left_out_not_a_class(chloroplast, tmp_path, caplog):
+    """BIN=abc in an Integer field reads as missing (htslib): it is left out with a warning naming the record,
+    not a class 'None' (which, with only --positive, silently became the negative class)."""
+    infos = ["BIN=1", "BIN=0", "BIN=abc", "BIN=1", "BIN=0", "BIN=."]
+    variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
+    with caplog.at_level("WARNING"):
+        labels = variant_labels(variants, "BIN")
+    assert labels.indices.tolist() == [0, 1, 3, 4] and labels.unlabelled == 2
+    assert f"l.vcf record 3 ({CONTIG}:1021): INFO BIN has no value" in caplog.text and "2 such" in caplog.text
+    assert variant_labels(variants, "BIN", ["1"]).indices.tolist() == [0, 1, 3, 4]
+
+
+def test_one_variant_with_both_labels_is_an_error_naming_both_records(chloroplast, tmp_path):
+    vcf = labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1", "BIN=0", "BIN=1", "BIN=0"])
+    lines = vcf.read_text().splitlines()
+    vcf.write_text("\n".join(lines[:-1] + [lines[-2].replace("BIN=1", "BIN=0"), lines[-1]]) + "\n")
+    variants = read_variants(vcf, chloroplast)
+    with pytest.raises(InputError, match=rf"l.vcf records 3 and 4: variant {CONTIG}:1021 \w>\w has INFO BIN of "
+                                         r"both classes \('1' and '0'\)"):
+        variant_labels(variants, "BIN")
+    vcf.write_text("\n".join(lines[:-1] + [lines[-2], lines[-1]]) + "\n")  # the same label twice is fine
+    assert variant_labels(read_variants(vcf, chloroplast), "BIN").labels.tolist() == [1, 0, 1, 1, 0]
+
+
 def test_context_baseline_sees_the_created_kmers(chloroplast, tmp_path):
     variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1"]), chloroplast).variants
     features = context_features(variant_contexts(variants, chloroplast, flank=4), k=2)

@@ -65,6 +65,26 @@ def _named_class(value: str | None, positive: set[str], negative: set[str]) -> i
     return None
 
 
+def _has_value(value) -> bool:
+    """False for a missing INFO value (None, or a tuple of Nones), as pysam gives '.'."""
+    return value is not None and not (isinstance(value, tuple) and all(item is None for item in value))
+
+
+def _check_one_label_per_variant(variant_set, labels: list[int | None], classes: list[str], field: str) -> None:
+    """Raise InputError when one variant (contig, position, REF, ALT) is labelled with both classes, naming both
+    records: the two copies would land on both sides of the classifier at once."""
+    first: dict[tuple, tuple[int, object]] = {}
+    for variant, label in zip(variant_set.variants, labels):
+        if label is None:
+            continue
+        seen = first.setdefault((variant.contig, variant.pos, variant.ref.upper(), variant.alt.upper()),
+                                (label, variant))
+        if seen[0] != label:
+            raise InputError(f"{variant_set.path} records {seen[1].record} and {variant.record}: variant "
+                             f"{variant.contig}:{variant.pos} {variant.ref}>{variant.alt} has INFO {field} of both "
+                             f"classes ({classes[seen[0]]!r} and {classes[label]!r}); give each variant one label")
+
+
 def variant_labels(variant_set, field: str, positive: list[str] | None = None,
                    negative: list[str] | None = None) -> VariantLabels:
     """Read the 0/1 label of every variant from INFO ``field`` (see the module docstring)."""
@@ -74,7 +94,12 @@ def variant_labels(variant_set, field: str, positive: list[str] | None = None,
         raise InputError(f"{variant_set.path}: INFO field '{field}' is not declared in the header (declared: {declared})")
     flag = header.info[field].type == "Flag"
     values = [("1" if field in v.info else "0") if flag else
-              (_value_text(v.info[field]) if field in v.info else None) for v in variant_set.variants]
+              (_value_text(v.info[field]) if _has_value(v.info.get(field)) else None) for v in variant_set.variants]
+    empty = [v for v in variant_set.variants if not flag and field in v.info and not _has_value(v.info[field])]
+    if empty:  # htslib reads '.' and a value that is not of the declared Type (LAB=abc for an Integer) as missing
+        log.warning("%s record %d (%s:%d): INFO %s has no value ('.', or text that is not a valid %s); %d such "
+                    "variant(s) left out as unlabelled", variant_set.path, empty[0].record, empty[0].contig,
+                    empty[0].pos, field, header.info[field].type, len(empty))
     if positive or negative:
         positive, negative = set(positive or ()), set(negative or ())
         if positive & negative:
@@ -89,6 +114,7 @@ def variant_labels(variant_set, field: str, positive: list[str] | None = None,
                               "--positive and --negative (or use a 0/1 field)")
         labels = [None if value is None else int(value) for value in values]
         classes = ["0", "1"]
+    _check_one_label_per_variant(variant_set, labels, classes, field)
     indices = np.array([i for i, label in enumerate(labels) if label is not None], dtype=np.int64)
     result = VariantLabels(indices, np.array([labels[i] for i in indices], dtype=np.int64), classes,
                            len(labels) - indices.size)
