@@ -161,6 +161,41 @@ def test_variant_figures_name_a_missing_field(tmp_path, scored_coding_vcf, capsy
     assert "no INFO field GF_EMB in the header" in capsys.readouterr().err
 
 
+def test_variant_figures_reject_a_damaged_or_plain_gzip_vcf_in_one_line(tmp_path, scored_coding_vcf, capsys):
+    """A scored VCF with a record htslib cannot parse, or recompressed with plain gzip: one line naming the file
+    (and the record), not an OSError/NotImplementedError traceback."""
+    import gzip
+
+    import pysam
+
+    lines = pysam.BGZFile(str(scored_coding_vcf)).read().decode().splitlines(keepends=True)
+    fifth = [i for i, line in enumerate(lines) if not line.startswith("#")][4]
+    fields = lines[fifth].split("\t")
+    lines[fifth] = "\t".join([fields[0], fields[1] + "x", *fields[2:]])
+    damaged = tmp_path / "damaged.vcf"
+    damaged.write_text("".join(lines))
+    plain = tmp_path / "plain.vcf.gz"
+    plain.write_bytes(gzip.compress(pysam.BGZFile(str(scored_coding_vcf)).read()))
+    for kind in ("variant-classes", "variant-track", "top-variants"):
+        out = tmp_path / ("x.html" if kind == "top-variants" else "x.png")
+        for vcf, message in ((damaged, f"{damaged}: malformed VCF at record 5: Could not parse the position"),
+                             (plain, f"{plain}: plain gzip, not bgzip")):
+            assert report(kind, "--vcf", vcf, "--out", out) == 2
+            error = capsys.readouterr().err.strip()
+            assert error.startswith("genoformer report: error:") and "\n" not in error and message in error, error
+            assert not out.exists()
+
+
+def test_benchmark_time_that_is_not_a_number_names_the_line(tmp_path, capsys):
+    path = tmp_path / "benchmarks" / "pretrain" / "cdiph.tsv"
+    path.parent.mkdir(parents=True)
+    path.write_text(BENCHMARK_HEADER + "61.5\t0:01:01\t512.3\t900\t400\t450\t1\t2\t90\t61\n"
+                    + "1m\t-\t-\t-\t-\t-\t-\t-\t-\t-\n")
+    assert report("benchmarks", "--benchmarks", path, "--out", tmp_path / "bench.png") == 2
+    assert f"{path}: line 3: column s is '1m', not a number of seconds" in capsys.readouterr().err
+    assert not (tmp_path / "bench.png").exists()
+
+
 def region_predictions(path, n=120, classes=("coding", "intergenic")):
     """A two-class predictions.tsv as classify-regions writes it; the probe separates the classes better."""
     rng = np.random.default_rng(0)

@@ -8,6 +8,7 @@ report job never leaves a half-written image. Inputs that cannot be plotted (no 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from genoformer.errors import InputError, MissingFileError  # noqa: E402
 from genoformer.io.bed import class_order  # noqa: E402
 
 DPI = 120
+
+log = logging.getLogger(__name__)
 
 
 def _save(fig, out: str | Path) -> None:
@@ -84,19 +87,30 @@ def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ..
     those of the ``optional`` INFO fields that its header declares."""
     import pysam
 
+    from genoformer.io.fasta import is_plain_gzip
+    from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
+
+    if is_plain_gzip(_require(path)):  # pysam would raise NotImplementedError (it cannot seek in it)
+        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: `zcat {path} | bgzip > "
+                         f"{Path(path).with_suffix('.bgz')}`")
+    with htslib_messages(log, path) as messages:
+        try:
+            vcf = pysam.VariantFile(str(path))
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path}: not a readable VCF ({messages.reason(err)})") from None
     try:
-        vcf = pysam.VariantFile(str(_require(path)))
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable VCF ({err})") from None
-    with vcf:
         missing = [name for name in fields if name not in vcf.header.info]
         if missing:
             raise InputError(f"{path}: no INFO field {', '.join(missing)} in the header; it has "
                              f"{', '.join(vcf.header.info) or 'none'}")
         fields = fields + [name for name in optional if name in vcf.header.info and name not in fields]
+        records = read_quietly(vcf, log, path, lambda reason, number: InputError(
+            f"{path}: malformed VCF at record {number}: {reason}"))
         rows = [{"contig": record.contig, "pos": record.pos, "id": record.id, "ref": record.ref,
                  "alt": ",".join(record.alts or ()), **{name: record.info.get(name) for name in fields}}
-                for record in vcf]
+                for record in records]
+    finally:
+        close_quietly(vcf, log, path)
     table = pd.DataFrame(rows, columns=["contig", "pos", "id", "ref", "alt", *fields])
     if table.empty:
         raise InputError(f"{path}: no variant records to plot")
@@ -324,9 +338,12 @@ def read_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
     for path in paths:
         table = read_table(path, ["s", "max_rss"])
         path = Path(path)
-        for _, row in table.iterrows():
-            max_rss = pd.to_numeric(row["max_rss"], errors="coerce")
-            rows.append({"rule": path.parent.name, "job": path.stem, "s": float(row["s"]),
+        for line, row in zip(range(2, len(table) + 2), table.itertuples(index=False)):
+            max_rss = pd.to_numeric(row.max_rss, errors="coerce")
+            seconds = pd.to_numeric(row.s, errors="coerce")
+            if not math.isfinite(seconds):
+                raise InputError(f"{path}: line {line}: column s is {row.s!r}, not a number of seconds")
+            rows.append({"rule": path.parent.name, "job": path.stem, "s": float(seconds),
                          "max_rss": None if math.isnan(max_rss) else float(max_rss)})
     if not rows:
         raise InputError("benchmark plot: no benchmark file given")
