@@ -350,6 +350,18 @@ def test_inputs_that_would_fail_their_jobs_stop_the_run_before_any_job(tmp_path)
         "resources/human_chr22_q/q.vcf.gz" in _one_line_error(_dag_error(workdir, "--configfile", override.name))
 
 
+def test_pre_job_vcf_checks_refuse_a_plain_gzip_vcf_in_one_line(tmp_path):
+    """The real human VCF recompressed with plain gzip: an InputError saying so, not NotImplementedError."""
+    import gzip
+
+    plain = tmp_path / "q.vcf.gz"
+    plain.write_bytes(gzip.compress(pysam.BGZFile(str(HUMAN_VCF)).read()))
+    with pytest.raises(InputError, match=f"^{plain}: plain gzip, not bgzip"):
+        workflow_checks.vcf_contigs(plain)
+    with pytest.raises(InputError, match=f"^{plain}: plain gzip, not bgzip"):
+        workflow_checks.check_label_field(plain, "DP", "task")
+
+
 def test_pre_job_checks_read_inputs_as_their_jobs_will_and_write_nothing(tmp_path, chloroplast_fasta, sarscov2):
     """A region BED labelled in its name column passes when classify_regions.extra says --label-column name
     (and only then); a BAM without its index is checked without building one (the tokenize job builds it)."""
