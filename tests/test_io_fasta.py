@@ -247,6 +247,18 @@ def test_non_ascii_byte_names_line(tmp_path):
         Reference(path)
 
 
+def test_multi_byte_character_is_named_not_an_inconsistent_line_length(human_q, tmp_path):
+    """A UTF-8 'é' in the middle of q.fa's sequence: pyfaidx sees a line one byte too long; the error names the
+    non-ASCII byte and its line instead of 'line length not consistent'."""
+    lines = (human_q / "q.fa").read_text().splitlines(keepends=True)
+    lines[10] = lines[10][:20] + "\u00e9" + lines[10][21:]
+    path = tmp_path / "utf8.fa"
+    path.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        Reference(path)
+    assert f"{path}: not a valid FASTA: line 11 column 21: non-ASCII byte 0xc3" in one_line(err)
+
+
 def test_header_only_fasta_has_no_sequence(tmp_path):
     path = tmp_path / "headers.fa"
     path.write_text(">a\n>b\n")

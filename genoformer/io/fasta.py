@@ -123,14 +123,15 @@ def is_plain_gzip(path: Path) -> bool:
     return not (has_extra and head[12:14] == b"BC")
 
 
-def _first_non_ascii(path: Path) -> str:
-    """Where the first non-ASCII byte of a (possibly bgzipped) text file is, for an error message."""
+def _first_non_ascii(path: Path) -> str | None:
+    """Where the first non-ASCII byte of a (possibly bgzipped) text file is, for an error message; None if all
+    bytes are ASCII."""
     with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.isascii():
                 column, byte = next((col, b) for col, b in enumerate(line, start=1) if b > 127)
                 return f"line {number} column {column}: non-ASCII byte 0x{byte:02x} (FASTA must be ASCII text)"
-    return "non-ASCII text"
+    return None
 
 
 def _has_bgzf_eof(path: Path) -> bool:
@@ -214,12 +215,16 @@ class Reference:
                 pyfaidx.Faidx(str(self.path), indexname=str(tmp_fai), gzi_indexname=tmp_gzi and str(tmp_gzi),
                               duplicate_action="first").close()
             except UnicodeDecodeError as err:
-                raise InputError(f"{self.path}: not a valid FASTA: {_first_non_ascii(self.path)}") from err
+                raise InputError(f"{self.path}: not a valid FASTA: {_first_non_ascii(self.path) or 'non-ASCII text'}") \
+                    from err
             except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError,
                     EOFError) as err:
                 if self._bgzf and isinstance(err, _BGZF_READ_ERRORS):
                     raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
-                raise InputError(f"{self.path}: not a valid FASTA: {' '.join(str(err).split())}") from err
+                # a multi-byte character makes pyfaidx see an inconsistent line length: name the character
+                reason = (isinstance(err, pyfaidx.FastaIndexingError) and _first_non_ascii(self.path)) \
+                    or " ".join(str(err).split())
+                raise InputError(f"{self.path}: not a valid FASTA: {reason}") from err
             except _BGZF_READ_ERRORS as err:  # RuntimeError, struct.error, zlib.error: only Bio.bgzf raises them
                 raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
 
