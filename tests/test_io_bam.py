@@ -194,6 +194,26 @@ def test_missing_index_in_read_only_folder(human_q, tmp_path):
     assert f"{folder / NA12878_BAM}.bai" in result.stdout and "samtools index" in result.stdout
 
 
+def test_sam_text_and_damaged_bam_without_index_are_not_called_unsorted(human_q, q_reference, tmp_path):
+    """A SAM text file (here the real reads as `samtools view -h`) cannot be indexed: say so and how to convert
+    it; a BAM with a damaged block says it is damaged; neither gets the 'is it coordinate-sorted?' hint."""
+    sam = tmp_path / "reads.sam"
+    pysam.view("-h", "-o", str(sam), str(human_q / NA12878_BAM), catch_stdout=False)
+    with pytest.raises(InputError) as err:
+        AlignmentFile(sam, q_reference)
+    message = one_line(err)
+    assert f"{sam}: a SAM text file" in message and "samtools sort -o" in message and "sorted?" not in message
+    data = bytearray((human_q / NA12878_BAM).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged = tmp_path / "damaged.bam"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        AlignmentFile(damaged, q_reference)
+    message = one_line(err)
+    assert f"{damaged}: cannot index (the file is damaged" in message and "sorted?" not in message
+    assert not (tmp_path / "damaged.bam.bai").exists() and not (tmp_path / "reads.sam.bai").exists()
+
+
 @pytest.mark.parametrize("keep_eof_marker", [False, True])
 def test_truncated_bam_is_an_error(human_q, q_reference, tmp_path, keep_eof_marker):
     data = (human_q / NA12878_BAM).read_bytes()

@@ -107,6 +107,10 @@ class AlignmentFile:
         if not os.access(self.path.parent, os.W_OK):
             raise MissingFileError(f"{self.path}: index {self._index_name} not found and folder {self.path.parent} "
                                    f"is not writable; create it with `samtools index {self.path}`")
+        if not self.is_cram and _magic(self.path)[:2] != b"\x1f\x8b":  # htslib reads it, but cannot index it
+            raise InputError(f"{self.path}: a SAM text file (or uncompressed BAM), which cannot be indexed; convert "
+                             f"it to a sorted BAM: `samtools sort -o {self.path.with_suffix('.sorted.bam')} "
+                             f"{self.path}`")
         log.info("indexing %s", self.path)
         with htslib_messages(log, self.path) as messages:
             try:
@@ -114,8 +118,11 @@ class AlignmentFile:
                     tmp.unlink()  # let samtools create it, with the usual permissions
                     pysam.index("-o", str(tmp), str(self.path))
             except pysam.SamtoolsError as err:
-                raise InputError(f"{self.path}: cannot index (is it coordinate-sorted? `samtools sort` it): "
-                                 f"{messages.reason(err)}") from err
+                reason = messages.reason(err)
+                hint = " (is it coordinate-sorted? `samtools sort` it)" if "sort" in reason.lower() else \
+                    " (the file is damaged; copy or create it again)" if "CRC32" in reason or "nflate" in reason \
+                    else ""
+                raise InputError(f"{self.path}: cannot index{hint}: {reason}") from err
 
     def _check_contigs(self, reference: Reference) -> None:
         """``MismatchError`` listing the BAM contigs absent from the reference or of another length."""
