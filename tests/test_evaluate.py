@@ -252,3 +252,20 @@ def test_dataset_without_a_val_split_exits_2(run, chloroplast_fasta, tmp_path, c
                      "--splits", *splits, "--max-windows", "2", "--max-markov-order", "2"]) == 2
         assert f"{data}: split 'val' is empty" in one_line_error(capsys)
         assert not out.exists()
+
+
+def test_checkpoint_with_nan_weights_exits_2(run, tokens, tmp_path, capsys):
+    """NaN weights (a run that diverged) would make every score NaN: loading them is an error naming the tensor."""
+    from safetensors.torch import load_file, save_file
+
+    damaged = tmp_path / "nan"
+    damaged.mkdir()
+    for name in ("config.json", "vocab.json", "trainer_state.json"):
+        (damaged / name).write_bytes((run / name).read_bytes())
+    tensors = load_file(str(run / "model.safetensors"))
+    tensors["reformer.embedding.weight"][3, 0] = float("nan")
+    save_file(tensors, str(damaged / "model.safetensors"))
+    out = tmp_path / "x.json"
+    assert main(["evaluate", "--checkpoint", str(damaged), "--data", str(tokens["k1"]), "--out", str(out)]) == 2
+    assert f"{damaged / 'model.safetensors'}: tensor 'reformer.embedding.weight' holds NaN" in one_line_error(capsys)
+    assert not out.exists()

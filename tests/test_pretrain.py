@@ -340,6 +340,21 @@ def test_optimizer_values_out_of_range_exit_2_naming_the_key(chloroplast_tokens,
     assert not (tmp_path / "run").exists()
 
 
+def test_a_diverging_run_stops_with_an_error_not_nan_weights(chloroplast_tokens, tiny_config, tmp_path, capsys):
+    """lr 1e6 without warmup or clipping: the gradient norm turns NaN within a few steps. The run stops with a
+    one-line error instead of finishing with exit 0 and NaN weights (every downstream score NaN)."""
+    out = tmp_path / "run"
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(out),
+                 "--set", "optim.lr=1e6", "--set", "optim.warmup_steps=0", "--set", "optim.grad_clip=0",
+                 "--set", "run.checkpoint_every=100"]) == 2
+    # the progress bar shares stderr, its last frame unterminated: the error follows it on the same line
+    errors = [line[line.index("genoformer pretrain: error: "):] for line in capsys.readouterr().err.splitlines()
+              if "genoformer pretrain: error: " in line]
+    assert len(errors) == 1 and errors[0].startswith(f"genoformer pretrain: error: {out}: training diverged at "
+                                                     "step "), errors
+    assert not (out / "model.safetensors").exists() and step_dirs(out) == []
+
+
 def test_window_longer_than_model_exits_2(chloroplast_tokens, tiny_config, tmp_path, capsys):
     assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
                  "--out", str(tmp_path / "run"), "--set", "model.max_seq_len=128"]) == 2

@@ -337,6 +337,10 @@ def load_pretrained(directory: str | Path, cls: type | None = None, *, num_label
                    for name, tensor in tensors.items() if name.startswith(source_prefix)}
         expected = {name: tensor for name, tensor in expected.items() if name.startswith(target_prefix)}
     check_tensors(tensors, expected, weights_path, config_path)
+    for name in expected:  # a diverged run saves NaN weights: every score from them would be NaN
+        if tensors[name].is_floating_point() and not bool(torch.isfinite(tensors[name]).all()):
+            raise InputError(f"{weights_path}: tensor '{name}' holds NaN or infinite values (the weights of a run "
+                             "whose training diverged?); use an earlier checkpoint or train again with a lower lr")
     model.load_state_dict(tensors, strict=same_class)
     if not same_class:
         log.info("%s: loaded the %s encoder into a %s; its head is newly initialized", directory, saved_class,

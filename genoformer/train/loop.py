@@ -305,6 +305,10 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
             elapsed = time.perf_counter() - clock
             record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
                       "grad_norm": grad_norm.item(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+            if not math.isfinite(record["grad_norm"]):  # the weights are NaN from here on: stop before saving them
+                raise ConfigError(f"{out}: training diverged at step {done} (gradient norm {record['grad_norm']}, "
+                                  f"learning rate {record['lr']:g}); lower optim.lr or set optim.grad_clip > 0. "
+                                  "Checkpoints saved before it are kept")
             if evaluate and dist.is_main:
                 scores = masked_lm_scores(model, val_set, eval_masker, dist.device, max_windows=run.eval_windows,
                                           batch_size=data.batch_size, seed=run.seed, precision=run.precision)
