@@ -360,3 +360,19 @@ def test_a_class_too_rare_to_split_names_the_file_and_the_counts(tmp_path, capsy
     assert code == 2 and "\n" not in error and not (tmp_path / "out").exists()
     assert "labels.bed: the" in error and "split has no example of class 'Coding'" in error
     assert "regions per class: 'Coding' 1, 'coding' 19, 'intergenic' 20" in error
+
+
+def test_predict_bed_is_checked_before_the_model_is_loaded(chloroplast_fasta, resources, tmp_path, capsys):
+    """A --predict BED with a line past the contig end fails before the checkpoint is even loaded (here it does
+    not exist), not after the probe and fine-tuning."""
+    with Reference(chloroplast_fasta) as reference:
+        write_bed(tmp_path / "labels.bed", coding_intergenic_regions(
+            reference, resources / "athal_cp" / "NC_000932.1.gff3", length=200, per_class=10))
+    new = tmp_path / "new.bed"
+    new.write_text("NC_000932.1\t100\t300\nNC_000932.1\t154000\t154479\n")
+    assert main(["-q", "classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
+                 "--predict", str(new), "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"genoformer classify-regions: error: {new} line 2: end 154479 is past the end") and \
+        "\n" not in err
+    assert not (tmp_path / "out").exists()

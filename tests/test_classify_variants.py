@@ -148,6 +148,18 @@ def test_bad_label_field_is_one_line_exit_2(chloroplast, chloroplast_fasta, tmp_
     assert "INFO field 'CLINSIG' is not declared" in result.stderr and not (tmp_path / "out").exists()
 
 
+def test_predict_vcf_is_checked_before_the_model_is_loaded(chloroplast, chloroplast_fasta, tmp_path, capsys):
+    """A --predict VCF that is missing (or bad) fails before the checkpoint is even loaded, not after training:
+    here the checkpoint does not exist either, and the error is about the --predict file."""
+    vcf = labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1", "BIN=0"] * 3)
+    assert main(["-q", "classify-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf),
+                 "--label-field", "BIN", "--predict", str(tmp_path / "new.vcf"), "--checkpoint",
+                 str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"genoformer classify-variants: error: {tmp_path / 'new.vcf'}: VCF file not found"
+    assert not (tmp_path / "out").exists()
+
+
 def test_model_features_layout():
     from genoformer.tasks.variants import VariantScores
     n, dim = 3, 4

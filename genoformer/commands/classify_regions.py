@@ -107,6 +107,7 @@ def run(args) -> None:
     """Train, evaluate, (optionally) predict; write the output folder."""
     _check_flags(args)
     # torch, scikit-learn, pysam and pandas are imported only when this command runs
+    from genoformer.io.bed import read_bed
     from genoformer.io.fasta import Reference
     from genoformer.model import save_pretrained
     from genoformer.tasks.encoder import load_encoder
@@ -117,6 +118,8 @@ def run(args) -> None:
     with Reference(args.reference) as reference:
         regions = read_region_labels(reference, bed=args.bed, label_column=label_column(args.label_column),
                                      class_beds=_class_beds(args.class_bed) if args.class_bed else None)
+        if args.predict:  # checked now, not after training: a bad file fails in seconds
+            read_bed(args.predict, reference)
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
                                            stride=args.stride)
         encoder.check_window(args.window)

@@ -109,6 +109,8 @@ def run(args) -> None:
         variant_set = read_variants(args.vcf, reference, on_ref_mismatch=on_mismatch)
         labels = variant_labels(variant_set, args.label_field, args.positive, args.negative)
         labels = labels.subsample(args.max_per_class, args.seed)
+        # read (and check) the variants to classify now, not after training: a bad file fails in seconds
+        new = read_variants(args.predict, reference, on_ref_mismatch=on_mismatch) if args.predict else None
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
                                            stride=args.stride)
         block = args.block or default_block(args.window, sum(reference.contigs.values()))
@@ -123,20 +125,18 @@ def run(args) -> None:
             write_table(out / "predictions.tsv", result.predictions)
             write_json(out / "classifier.json", {"model_probe": result.model.to_json(),
                                                  "kmer_baseline": result.baseline.to_json()})
-            if args.predict:
-                _predict(args, reference, encoder, model_info, result.model, scoring, out / "predicted.vcf.gz")
+            if new is not None:
+                _predict(args, new, reference, encoder, model_info, result.model, scoring, out / "predicted.vcf.gz")
     for name, values in metrics["test"].items():
         log.info("%s: AUROC %.3f [%.3f, %.3f]", name, values["auroc"]["value"], *values["auroc"]["ci95"])
 
 
-def _predict(args, reference, encoder, model_info, model, scoring, path: Path) -> None:
-    """Classify the variants of ``args.predict`` and write them with INFO GF_PROB to ``path``."""
-    from genoformer.io.vcf import read_variants
+def _predict(args, new, reference, encoder, model_info, model, scoring, path: Path) -> None:
+    """Classify the variants ``new`` (read from ``args.predict``) and write them with INFO GF_PROB to ``path``."""
     from genoformer.tasks.variant_classes import predict_variants
     from genoformer.tasks.variant_output import write_scored_vcf
     from genoformer.tasks.vcf_writer import InfoField
 
-    new = read_variants(args.predict, reference, on_ref_mismatch="skip" if args.skip_ref_mismatch else "error")
     scores, probability = predict_variants(new.variants, reference, encoder, model, scoring=scoring)
     field = InfoField("GF_PROB", "1", "Float", f"genoformer classify-variants: probability of class "
                       f"{model.classes[1]!r} (vs {model.classes[0]!r}) from the model's features")
