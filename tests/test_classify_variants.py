@@ -179,6 +179,8 @@ def test_model_features_layout():
     (["--context", "-5"], "--context -5: must be at least 0"),
     (["--context", "1", "--context-k", "4"], "--context-k 4: longer than the 3 bp"),
     (["--bootstrap", "0"], "--bootstrap 0: must be at least 1"),
+    (["--test-fraction", "1.5"], "--test-fraction 1.5: must be greater than 0 and less than 1"),
+    (["--test-fraction", "0"], "--test-fraction 0.0: must be greater than 0 and less than 1"),
 ])
 def test_flags_out_of_range_are_one_line_exit_2(tmp_path, capsys, chloroplast_fasta, flags, message):
     """Checked before any file is read or model loaded: nothing is trained, no output folder appears."""

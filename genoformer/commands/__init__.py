@@ -18,3 +18,10 @@ def add_repeat_copies_option(parser) -> None:
                         "test side, the folds that choose the regularization and the fine-tuning validation split "
                         "(default: leave them out); for tasks whose shared sequence says nothing of the label, e.g. "
                         "motifs written over reused background")
+
+
+def check_test_fraction(value: float) -> None:
+    """Raise ConfigError unless ``--test-fraction`` is strictly between 0 and 1 (checked before any work: the
+    split comes only after every example has been scored)."""
+    if not 0 < value < 1:
+        raise ConfigError(f"--test-fraction {value}: must be greater than 0 and less than 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from genoformer.atomic import atomic_dir, check_replaceable, write_json, write_text
-from genoformer.commands import add_repeat_copies_option, check_range
+from genoformer.commands import add_repeat_copies_option, check_range, check_test_fraction
 from genoformer.commands.score_variants import add_model_options, check_model_options
 from genoformer.errors import ConfigError
 from genoformer.tasks.defaults import CLASSIFIER_OUTPUT_MARKER, DEFAULT_WINDOW, MAX_BASELINE_K
@@ -65,6 +65,7 @@ def _check_flags(args) -> None:
     check_range("--kmer", args.kmer, 1, MAX_BASELINE_K)
     check_range("--finetune-epochs", args.finetune_epochs, 0)
     check_range("--bootstrap", args.bootstrap, 1)
+    check_test_fraction(args.test_fraction)
     check_range("--window", args.window, 1)
     from genoformer.tasks.splits import check_block  # numpy: only when the command runs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from genoformer import __version__
 from genoformer.atomic import atomic_dir, check_replaceable, write_json
-from genoformer.commands import add_repeat_copies_option, check_range
+from genoformer.commands import add_repeat_copies_option, check_range, check_test_fraction
 from genoformer.commands.score_variants import (
     add_model_options,
     add_window_options,
@@ -83,6 +83,7 @@ def run(args) -> None:
         raise ConfigError(f"--context-k {args.context_k}: longer than the {2 * args.context + 1} bp an SNV's context "
                           f"of --context {args.context} bp on each side holds")
     check_range("--bootstrap", args.bootstrap, 1)
+    check_test_fraction(args.test_fraction)
     if args.max_per_class is not None:
         check_range("--max-per-class", args.max_per_class, 1)
     check_window_options(args)
