@@ -278,56 +278,58 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
 
     bar = tqdm(total=run.steps, initial=start_step, unit="step", desc="pretrain", disable=not dist.is_main)
     window_tokens, clock = 0, time.perf_counter()
-    for step in range(start_step, run.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config)
-        indices = batches.next_step()
-        micro_batches = []
-        for micro in range(accumulation):
-            slot = micro * dist.world_size + dist.rank
-            window_ids = indices[slot * data.batch_size:(slot + 1) * data.batch_size]
-            input_ids, attention_mask, n_real = collate(train_set, window_ids, dist.device)
-            batch = masker(input_ids, attention_mask, seeded_generator(dist.device, run.seed, step, slot))
-            # whether the windows are padded comes from the host (n_real), not from reading the mask back
-            micro_batches.append(MicroBatch(batch, attention_mask if n_real < attention_mask.numel() else None))
-            window_tokens += n_real * dist.world_size
-        step_loss, n_masked = accumulate_gradients(trained, micro_batches, step, dist, run.precision)
-        clip = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        done = step + 1
+    try:  # the bar ends its line before an error is printed, so the error is a line of its own
+        for step in range(start_step, run.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config)
+            indices = batches.next_step()
+            micro_batches = []
+            for micro in range(accumulation):
+                slot = micro * dist.world_size + dist.rank
+                window_ids = indices[slot * data.batch_size:(slot + 1) * data.batch_size]
+                input_ids, attention_mask, n_real = collate(train_set, window_ids, dist.device)
+                batch = masker(input_ids, attention_mask, seeded_generator(dist.device, run.seed, step, slot))
+                # whether the windows are padded comes from the host (n_real), not from reading the mask back
+                micro_batches.append(MicroBatch(batch, attention_mask if n_real < attention_mask.numel() else None))
+                window_tokens += n_real * dist.world_size
+            step_loss, n_masked = accumulate_gradients(trained, micro_batches, step, dist, run.precision)
+            clip = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
 
-        is_last = done == run.steps
-        evaluate = (run.eval_every and done % run.eval_every == 0) or is_last
-        if done % run.log_every == 0 or evaluate:
-            loss_value = (distributed.total(step_loss, dist) / n_masked).item()  # the step's only device reads
-            elapsed = time.perf_counter() - clock
-            record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                      "grad_norm": grad_norm.item(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
-            if not math.isfinite(record["grad_norm"]):  # the weights are NaN from here on: stop before saving them
-                raise ConfigError(f"{out}: training diverged at step {done} (gradient norm {record['grad_norm']}, "
-                                  f"learning rate {record['lr']:g}); lower optim.lr or set optim.grad_clip > 0. "
-                                  "Checkpoints saved before it are kept")
-            if evaluate and dist.is_main:
-                scores = masked_lm_scores(model, val_set, eval_masker, dist.device, max_windows=run.eval_windows,
-                                          batch_size=data.batch_size, seed=run.seed, precision=run.precision)
-                model.train()
-                record["val_bits_per_base"] = scores["bits_per_base"]
-                log.info("step %d: loss %.4f, validation %.4f bits/base", done, loss_value, scores["bits_per_base"])
-            if metrics is not None:
-                metrics.append(record)
-            bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
-            window_tokens, clock = 0, time.perf_counter()  # evaluation time is not training throughput
-        if done % run.checkpoint_every == 0 or is_last:
-            rng = distributed.gather(rng_state(dist.device), dist)  # each process's own streams, in rank order
-            if dist.is_main:
-                state = {"step": done, "position": vars(batches.position), "rng": rng,
-                         "config": config.to_dict(), "data": {**data_info, "vocab": vocab.to_json()},
-                         "world_size": dist.world_size}
-                save_checkpoint(out, model, optimizer, vocab, state, keep=run.keep_checkpoints)
-        bar.update(1)
-    bar.close()
+            is_last = done == run.steps
+            evaluate = (run.eval_every and done % run.eval_every == 0) or is_last
+            if done % run.log_every == 0 or evaluate:
+                loss_value = (distributed.total(step_loss, dist) / n_masked).item()  # the step's only device reads
+                elapsed = time.perf_counter() - clock
+                record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
+                          "grad_norm": grad_norm.item(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+                if not math.isfinite(record["grad_norm"]):  # the weights are NaN from here on: stop before saving them
+                    raise ConfigError(f"{out}: training diverged at step {done} (gradient norm {record['grad_norm']}, "
+                                      f"learning rate {record['lr']:g}); lower optim.lr or set optim.grad_clip > 0. "
+                                      "Checkpoints saved before it are kept")
+                if evaluate and dist.is_main:
+                    scores = masked_lm_scores(model, val_set, eval_masker, dist.device, max_windows=run.eval_windows,
+                                              batch_size=data.batch_size, seed=run.seed, precision=run.precision)
+                    model.train()
+                    record["val_bits_per_base"] = scores["bits_per_base"]
+                    log.info("step %d: loss %.4f, validation %.4f bits/base", done, loss_value, scores["bits_per_base"])
+                if metrics is not None:
+                    metrics.append(record)
+                bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+                window_tokens, clock = 0, time.perf_counter()  # evaluation time is not training throughput
+            if done % run.checkpoint_every == 0 or is_last:
+                rng = distributed.gather(rng_state(dist.device), dist)  # each process's own streams, in rank order
+                if dist.is_main:
+                    state = {"step": done, "position": vars(batches.position), "rng": rng,
+                             "config": config.to_dict(), "data": {**data_info, "vocab": vocab.to_json()},
+                             "world_size": dist.world_size}
+                    save_checkpoint(out, model, optimizer, vocab, state, keep=run.keep_checkpoints)
+            bar.update(1)
+    finally:
+        bar.close()
     distributed.barrier(dist)
     return out
 
