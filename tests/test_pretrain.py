@@ -272,6 +272,7 @@ def test_resume_after_sigkill_is_bit_exact(chloroplast_tokens, tmp_path, one_thr
     assert resumed.returncode == 0, resumed.stderr
     assert f"skipping checkpoint {kept[-1]}" in resumed.stderr
     assert f"resuming from {kept[-2]} (step {resumed_from})" in resumed.stderr
+    assert "step/s" not in resumed.stderr  # no progress-bar frames when stderr is a file (a workflow log)
 
     # the uninterrupted run, in this process (one thread, like the subprocesses)
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(config),

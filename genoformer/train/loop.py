@@ -276,7 +276,8 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
     log.info("training %d parameters on %s: %d train windows of %d tokens, %d steps, %d process(es)",
              n_params, dist.device, len(train_set), train_set.window, run.steps, dist.world_size)
 
-    bar = tqdm(total=run.steps, initial=start_step, unit="step", desc="pretrain", disable=not dist.is_main)
+    bar = tqdm(total=run.steps, initial=start_step, unit="step", desc="pretrain",
+               disable=None if dist.is_main else True)  # None: a terminal only, not a log file
     window_tokens, clock = 0, time.perf_counter()
     try:  # the bar ends its line before an error is printed, so the error is a line of its own
         for step in range(start_step, run.steps):
