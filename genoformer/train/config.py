@@ -125,8 +125,11 @@ class PretrainConfig:
         for key, value in positive.items():
             if not 0 < value < math.inf:  # NaN and inf too: torch's AdamW would raise a bare ValueError
                 raise ConfigError(f"{source}: {key} must be > 0, got {value}")
-        if not 0 <= self.optim.weight_decay < math.inf:
-            raise ConfigError(f"{source}: optim.weight_decay must be >= 0, got {self.optim.weight_decay}")
+        non_negative = {"optim.weight_decay": self.optim.weight_decay, "optim.grad_clip": self.optim.grad_clip,
+                        "run.eval_every": self.run.eval_every}
+        for key, value in non_negative.items():
+            if not 0 <= value < math.inf:
+                raise ConfigError(f"{source}: {key} must be >= 0, got {value}")
         for key, value, allowed in (("run.device", self.run.device, ("auto", "cpu", "cuda")),
                                     ("run.precision", self.run.precision, ("auto", "fp32", "bf16"))):
             if value not in allowed:
