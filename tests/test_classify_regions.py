@@ -316,6 +316,8 @@ def test_head_from_probe_gives_the_probe_probabilities(n_classes):
     ("--finetune-epochs", "-1", "at least 0"),
     ("--bootstrap", "0", "at least 1"),
     ("--test-fraction", "1", "greater than 0 and less than 1"),
+    ("--label-column", "2", "expected a column number (>= 4) or 'name'"),
+    ("--label-column", "x", "expected a column number (>= 4) or 'name'"),
 ])
 def test_flags_out_of_range_are_one_line_exit_2(tmp_path, capsys, chloroplast_fasta, flag, value, allowed):
     """Checked before any file is read or model loaded: nothing is trained, no output folder appears."""

@@ -161,6 +161,9 @@ def label_column(text: str) -> int | str:
     if text == "name":
         return text
     try:
-        return int(text)
+        column = int(text)
     except ValueError:
-        raise ConfigError(f"--label-column {text!r}: expected a column number (>= 4) or 'name'") from None
+        column = None
+    if column is None or column < 4:  # columns 1-3 are the interval
+        raise ConfigError(f"--label-column {text!r}: expected a column number (>= 4) or 'name'")
+    return column
