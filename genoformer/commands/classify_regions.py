@@ -165,5 +165,5 @@ def label_column(text: str) -> int | str:
     except ValueError:
         column = None
     if column is None or column < 4:  # columns 1-3 are the interval
-        raise ConfigError(f"--label-column {text!r}: expected a column number (>= 4) or 'name'")
+        raise ConfigError(f"--label-column {text}: expected a column number (>= 4) or 'name'")
     return column
