@@ -259,6 +259,23 @@ def test_multi_byte_character_is_named_not_an_inconsistent_line_length(human_q, 
     assert f"{path}: not a valid FASTA: line 11 column 21: non-ASCII byte 0xc3" in one_line(err)
 
 
+def test_cr_only_line_endings_and_a_nameless_header_are_named(human_q, tmp_path):
+    """q.fa with classic-Mac line endings reads as one header line: the error says why; a '>' alone on the third
+    line is named by its 1-based line (pyfaidx counts from 0)."""
+    text = (human_q / "q.fa").read_text()
+    path = tmp_path / "cr.fa"
+    path.write_bytes(text.replace("\n", "\r").encode())
+    with pytest.raises(InputError) as err:
+        Reference(path)
+    assert one_line(err) == f"{path}: FASTA has no sequence (its lines end in a carriage return alone: convert " \
+        "them with `tr '\\r' '\\n'`)"
+    path = tmp_path / "nameless.fa"
+    path.write_text(">a\nACGT\n>\nACGTACGT\n")
+    with pytest.raises(InputError) as err:
+        Reference(path)
+    assert one_line(err) == f"{path}: not a valid FASTA: line 3: header '>' has no sequence name"
+
+
 def test_header_only_fasta_has_no_sequence(tmp_path):
     path = tmp_path / "headers.fa"
     path.write_text(">a\n>b\n")

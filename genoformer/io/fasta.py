@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -134,6 +135,22 @@ def _first_non_ascii(path: Path) -> str | None:
     return None
 
 
+def _cr_only_lines(path: Path) -> bool:
+    """True when the start of a (possibly bgzipped) text file ends its lines with CR alone (classic Mac OS)."""
+    with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as handle:
+        head = handle.read(65536)
+    return b"\r" in head and b"\n" not in head
+
+
+def _pyfaidx_reason(err: Exception) -> str:
+    """pyfaidx's indexing error as one line, its 0-based line numbers made 1-based where it names one."""
+    text = " ".join(str(err).split())
+    unnamed = re.fullmatch(r"Bad sequence name (.*) at line (\d+)\.?", text)
+    if unnamed:
+        return f"line {int(unnamed[2]) + 1}: header {unnamed[1]!r} has no sequence name"
+    return text
+
+
 def _has_bgzf_eof(path: Path) -> bool:
     """True when the file ends with the empty BGZF block that bgzip writes last (its absence means truncation)."""
     with open(path, "rb") as handle:
@@ -223,7 +240,7 @@ class Reference:
                     raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
                 # a multi-byte character makes pyfaidx see an inconsistent line length: name the character
                 reason = (isinstance(err, pyfaidx.FastaIndexingError) and _first_non_ascii(self.path)) \
-                    or " ".join(str(err).split())
+                    or _pyfaidx_reason(err)
                 raise InputError(f"{self.path}: not a valid FASTA: {reason}") from err
             except _BGZF_READ_ERRORS as err:  # RuntimeError, struct.error, zlib.error: only Bio.bgzf raises them
                 raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
@@ -242,7 +259,9 @@ class Reference:
                 raise InputError(f"{self.path}: duplicate contig name '{name}' (records {first} and {record})")
             contigs[name] = length
         if not contigs or not any(contigs.values()):
-            raise InputError(f"{self.path}: FASTA has no sequence")
+            hint = (" (its lines end in a carriage return alone: convert them with `tr '\\r' '\\n'`)"
+                    if _cr_only_lines(self.path) else "")
+            raise InputError(f"{self.path}: FASTA has no sequence{hint}")
         return contigs
 
     def _check_index(self) -> None:
