@@ -72,6 +72,15 @@ def test_loss_curves_name_the_bad_line(tmp_path, capsys):
     assert not (tmp_path / "loss.png").exists()
 
 
+def test_loss_curves_refuse_a_value_that_is_not_a_number(tmp_path, capsys):
+    write_metrics(tmp_path / "metrics.jsonl", steps=3)
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 4, "loss": "1.2"}\n')  # a string would be plotted as a category
+    assert report("loss", "--metrics", tmp_path / "metrics.jsonl", "--out", tmp_path / "loss.png") == 2
+    assert "metrics.jsonl: record 4: loss '1.2' is not a number" in capsys.readouterr().err
+    assert not (tmp_path / "loss.png").exists()
+
+
 def test_bits_per_base(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93)))
     (tmp_path / "sample.json").write_text(json.dumps(evaluation(1.98, 1.95, order=2)))
@@ -85,6 +94,8 @@ def test_eval_figures_read_the_test_split(tmp_path):
         {"model": 1.91, "markov": 1.93, "markov_order": 4}
     with pytest.raises(plots.InputError, match="x.json: not a `genoformer evaluate` result"):
         plots.eval_figures({"splits": {}}, "x.json")
+    with pytest.raises(plots.InputError, match=r"x.json: not a `genoformer evaluate` result \(its test split is not"):
+        plots.eval_figures({"splits": {"test": []}, "markov": {"order": 2}}, "x.json")
 
 
 def test_an_evaluation_without_the_test_split_is_refused_not_shown_as_test(tmp_path, capsys):

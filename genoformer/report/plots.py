@@ -120,6 +120,11 @@ def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ..
 def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
     """Training loss per logged step, and validation bits/base on evaluation steps, from ``metrics.jsonl``."""
     rows = read_jsonl(metrics_path)
+    for number, row in enumerate(rows, start=1):
+        for key in ("step", "loss", "val_bits_per_base"):
+            value = row.get(key) if isinstance(row, dict) else None
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise InputError(f"{metrics_path}: record {number}: {key} {value!r} is not a number")
     train = [(row["step"], row["loss"]) for row in rows if "loss" in row and "step" in row]
     val = [(row["step"], row["val_bits_per_base"]) for row in rows if row.get("val_bits_per_base") is not None]
     if not train:
@@ -156,8 +161,11 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
         scores = splits[split]
         return {"model": float(scores["bits_per_base"]), "markov": float(scores["markov_bits_per_base"]),
                 "markov_order": evaluation["markov"]["order"]}
-    except (KeyError, IndexError, TypeError, ValueError) as err:
-        raise InputError(f"{source}: not a `genoformer evaluate` result (missing {err})") from None
+    except KeyError as err:
+        raise InputError(f"{source}: not a `genoformer evaluate` result (no {err} entry)") from None
+    except (IndexError, TypeError, ValueError):
+        raise InputError(f"{source}: not a `genoformer evaluate` result (its {split} split is not an object of "
+                         "numbers with bits_per_base, markov_bits_per_base)") from None
 
 
 def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
