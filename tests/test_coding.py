@@ -44,6 +44,20 @@ def test_read_cds_joins_segments_and_keeps_repeat_copies_apart(resources):
     assert len(read_cds(resources / CDIPH_GFF)) == 2343
 
 
+def test_a_repeated_cds_line_is_counted_once_with_a_warning(resources, tmp_path, caplog):
+    """atpF's second exon line given twice: the CDS keeps its two exons (spliced in twice it would not
+    translate), and the repeat is named."""
+    lines = (resources / "athal_cp" / "NC_000932.1.gff3").read_text().splitlines(keepends=True)
+    number, line = next((n, text) for n, text in enumerate(lines, start=1)
+                        if "\tCDS\t" in text and "\t12654\t12798\t" in text)
+    path = tmp_path / "twice.gff3"
+    path.write_text("".join(lines[:number] + [line] + lines[number:]))
+    with caplog.at_level("WARNING", logger="genoformer.tasks.coding"):
+        atpf = [c for c in read_cds(path) if c.name == "atpF"]
+    assert [c.segments for c in atpf] == [((11528, 11938), (12653, 12798))]
+    assert f"line {number + 1} repeats the CDS segment NC_000932.1:12654-12798 of line {number}" in caplog.text
+
+
 def test_consequences_agree_with_translating_the_mutated_gene(chloroplast, resources):
     gff = resources / "athal_cp" / "NC_000932.1.gff3"
     all_cds = read_cds(gff)

@@ -136,7 +136,13 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
             trans_spliced += 1
             continue
         name, contig, _, _, line, strand = parts[0]
-        segments = tuple(sorted((start, end) for _, _, start, end, _, _ in parts))
+        first_line: dict[tuple[int, int], int] = {}
+        for _, _, start, end, number, _ in parts:
+            if (start, end) in first_line:  # a repeated line would splice the segment in twice: untranslatable
+                log.warning("%s: line %d repeats the CDS segment %s:%d-%d of line %d; counted once", path, number,
+                            contig, start + 1, end, first_line[start, end])
+            first_line.setdefault((start, end), number)
+        segments = tuple(sorted(first_line))
         cds_list.append(CodingSequence(name, contig, strand, segments, line))
     if trans_spliced:
         log.info("%s: skipped %d CDS with segments on different strands or contigs (trans-spliced)", path, trans_spliced)
