@@ -357,6 +357,20 @@ def test_a_diverging_run_stops_with_an_error_not_nan_weights(chloroplast_tokens,
     assert not (out / "model.safetensors").exists() and step_dirs(out) == []
 
 
+def test_a_run_diverging_between_log_steps_saves_no_nan_checkpoint(chloroplast_tokens, tiny_config, tmp_path,
+                                                                   capsys):
+    """checkpoint_every need not be a multiple of log_every (config/pretrain/default.yaml: 20 and 250): a
+    checkpoint step between log steps checks the gradient norm too, so no checkpoint holds NaN weights (a resume
+    would refuse every one: 'every checkpoint is damaged') and the run's top-level weights are not NaN."""
+    out = tmp_path / "run"
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(out),
+                 "--set", "optim.lr=1e6", "--set", "optim.warmup_steps=0", "--set", "optim.grad_clip=0",
+                 "--set", "run.steps=12", "--set", "run.log_every=5", "--set", "run.eval_every=0",
+                 "--set", "run.checkpoint_every=2", "--set", "run.keep_checkpoints=2"]) == 2
+    assert "training diverged at step " in capsys.readouterr().err
+    assert not (out / "model.safetensors").exists() and step_dirs(out) == []
+
+
 def test_window_longer_than_model_exits_2(chloroplast_tokens, tiny_config, tmp_path, capsys):
     assert main(["pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
                  "--out", str(tmp_path / "run"), "--set", "model.max_seq_len=128"]) == 2

@@ -302,15 +302,20 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
 
             is_last = done == run.steps
             evaluate = (run.eval_every and done % run.eval_every == 0) or is_last
+            save = done % run.checkpoint_every == 0 or is_last
+            if done % run.log_every == 0 or evaluate or save:
+                # the weights are NaN from a non-finite norm on: stop before they are saved, also at a checkpoint
+                # step between log steps (checkpoint_every need not be a multiple of log_every)
+                norm_value = grad_norm.item()
+                if not math.isfinite(norm_value):
+                    raise ConfigError(f"{out}: training diverged at step {done} (gradient norm {norm_value}, "
+                                      f"learning rate {optimizer.param_groups[0]['lr']:g}); lower optim.lr or set "
+                                      "optim.grad_clip > 0. Checkpoints saved before it are kept")
             if done % run.log_every == 0 or evaluate:
                 loss_value = (distributed.total(step_loss, dist) / n_masked).item()  # the step's only device reads
                 elapsed = time.perf_counter() - clock
                 record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                          "grad_norm": grad_norm.item(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
-                if not math.isfinite(record["grad_norm"]):  # the weights are NaN from here on: stop before saving them
-                    raise ConfigError(f"{out}: training diverged at step {done} (gradient norm {record['grad_norm']}, "
-                                      f"learning rate {record['lr']:g}); lower optim.lr or set optim.grad_clip > 0. "
-                                      "Checkpoints saved before it are kept")
+                          "grad_norm": norm_value, "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
                 if evaluate and dist.is_main:
                     scores = masked_lm_scores(model, val_set, eval_masker, dist.device, max_windows=run.eval_windows,
                                               batch_size=data.batch_size, seed=run.seed, precision=run.precision)
@@ -321,7 +326,7 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
                     metrics.append(record)
                 bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
                 window_tokens, clock = 0, time.perf_counter()  # evaluation time is not training throughput
-            if done % run.checkpoint_every == 0 or is_last:
+            if save:
                 rng = distributed.gather(rng_state(dist.device), dist)  # each process's own streams, in rank order
                 if dist.is_main:
                     state = {"step": done, "position": vars(batches.position), "rng": rng,
