@@ -16,6 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from genoformer.cli import main
 from genoformer.errors import ConfigError, InputError
+from genoformer.io.bed import read_bed
 from genoformer.io.fasta import Reference
 from genoformer.model import ReformerForSequenceClassification, load_pretrained
 from genoformer.region_labels import coding_intergenic_regions, write_bed
@@ -379,3 +380,21 @@ def test_predict_bed_is_checked_before_the_model_is_loaded(chloroplast_fasta, re
     assert err.startswith(f"genoformer classify-regions: error: {new} line 2: end 154479 is past the end") and \
         "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_bed_labels_are_optional_and_in_the_label_column(chloroplast_fasta, tmp_path, capsys):
+    """The --predict regions need no label: with --label-column 8, an empty column 7 (not the label) or an empty
+    label (unknown) in the --predict BED is no error; the run goes on to load the checkpoint (absent here)."""
+    rows = [f"NC_000932.1\t{1000 + 3000 * i}\t{1200 + 3000 * i}\tr{i}\t0\t+\t\t{'ab'[i % 2]}" for i in range(40)]
+    (tmp_path / "labels.bed").write_text("\n".join(rows) + "\n")
+    new = tmp_path / "new.bed"
+    new.write_text("NC_000932.1\t2000\t2200\tp0\t0\t+\t\t\nNC_000932.1\t5000\t5200\tp1\t0\t+\t\ta\n")
+    assert main(["-q", "classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
+                 "--label-column", "8", "--predict", str(new), "--checkpoint", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "nowhere: checkpoint not found" in capsys.readouterr().err
+    table = read_bed(new, None, 8, optional_label=True)
+    assert table["label"].tolist() == ["", "a"]
+    assert "label" not in read_bed(new, None, 9, optional_label=True)
+    with pytest.raises(InputError, match="line 1: label column 8 is empty"):
+        read_bed(new, None, 8)

@@ -117,10 +117,11 @@ def run(args) -> None:
     from genoformer.tasks.variant_output import write_table
 
     with Reference(args.reference) as reference:
-        regions = read_region_labels(reference, bed=args.bed, label_column=label_column(args.label_column),
+        column = label_column(args.label_column)
+        regions = read_region_labels(reference, bed=args.bed, label_column=column,
                                      class_beds=_class_beds(args.class_bed) if args.class_bed else None)
-        if args.predict:  # checked now, not after training: a bad file fails in seconds
-            read_bed(args.predict, reference)
+        if args.predict:  # checked now, not after training: a bad file fails in seconds; its labels are optional
+            read_bed(args.predict, reference, column, optional_label=True)
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
                                            stride=args.stride)
         encoder.check_window(args.window)
@@ -132,7 +133,7 @@ def run(args) -> None:
         predicted = None
         if args.predict:
             predicted = predict_regions(args.predict, reference, encoder, result, window=args.window, kmer=args.kmer,
-                                        classes=regions.classes)
+                                        classes=regions.classes, label_column=column)
     metrics = {"labels": args.bed or dict(pair.partition("=")[::2] for pair in args.class_bed),
                "checkpoint": model_info, **result.metrics}
     with atomic_dir(args.out, marker=CLASSIFIER_OUTPUT_MARKER) as out:

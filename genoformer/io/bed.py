@@ -50,7 +50,7 @@ def _parse_score(value: str, path: Path, number: int) -> float:
 
 
 def read_bed(path: str | os.PathLike, reference: Reference | None = None,
-             label_column: int | str | None = DEFAULT_LABEL_COLUMN) -> pd.DataFrame:
+             label_column: int | str | None = DEFAULT_LABEL_COLUMN, *, optional_label: bool = False) -> pd.DataFrame:
     """Read a BED file into a DataFrame with columns ``chrom, start, end`` plus, where the file has them,
     ``name`` (str), ``score`` (float; ``.`` is NaN), ``strand`` (``+``, ``-`` or ``.``) and ``label``.
 
@@ -61,6 +61,9 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     7th column), ``"name"`` to use the name column as the label, or ``None`` for no label. Labels that are
     all integers become ``int64``; otherwise they stay strings. The index (named ``line``) holds each row's
     1-based line number in the file, for messages that point at it.
+
+    ``optional_label``: for regions whose label is only carried along (``--predict``): a file without the label
+    column has no ``label``, and an empty cell is kept as ``''`` (unknown) instead of being an error.
     """
     path = Path(path)
     if not path.is_file():
@@ -98,7 +101,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
             raise InputError(f"{path} line {number}: strand {fields[5]!r} is not one of + - .")
         label_index = 3 if label_column == "name" else label_column - 1 if isinstance(label_column, int) else None
         if label_index is not None and len(fields) > label_index:
-            if not fields[label_index].strip():  # else '' would silently be a class of its own
+            if not optional_label and not fields[label_index].strip():  # else '' would silently be a class
                 raise InputError(f"{path} line {number}: label column {label_index + 1} is empty")
             row.append(fields[label_index])
         rows.append(row)
@@ -106,9 +109,10 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
 
     if not rows:
         raise InputError(f"{path}: BED file has no intervals")
-    if label_column == "name" and n_columns < 4:
+    if label_column == "name" and n_columns < 4 and not optional_label:
         raise InputError(f"{path}: label column 'name' asked for, but the file has only {n_columns} columns")
-    if isinstance(label_column, int) and label_column != DEFAULT_LABEL_COLUMN and n_columns < label_column:
+    if isinstance(label_column, int) and label_column != DEFAULT_LABEL_COLUMN and n_columns < label_column \
+            and not optional_label:
         raise InputError(f"{path}: label column {label_column} asked for, but the file has only {n_columns} columns")
 
     columns = ["chrom", "start", "end", *OPTIONAL_COLUMNS[: min(n_columns, 6) - 3]]
