@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pysam
@@ -274,6 +275,21 @@ def test_cr_only_line_endings_and_a_nameless_header_are_named(human_q, tmp_path)
     with pytest.raises(InputError) as err:
         Reference(path)
     assert one_line(err) == f"{path}: not a valid FASTA: line 3: header '>' has no sequence name"
+
+
+def test_inconsistent_line_length_is_named_despite_a_utf8_header(tmp_path):
+    """A UTF-8 header is read without complaint; a sequence line of another length in the same file is named
+    as such, not blamed on the header's non-ASCII byte ('FASTA must be ASCII text')."""
+    path = tmp_path / "header.fa"
+    path.write_text(">chr1 caf\u00e9\nACGTACGT\nACGTACGT\nACG\n", encoding="utf-8")
+    with Reference(path) as reference:
+        assert reference.contigs == {"chr1": 19}
+    path.write_text(">chr1 caf\u00e9\nACGTACGT\nACGTAC\nACGTACGT\n", encoding="utf-8")
+    Path(f"{path}.fai").unlink()
+    with pytest.raises(InputError) as err:
+        Reference(path)
+    message = one_line(err)
+    assert "not consistent" in message and "non-ASCII" not in message, message
 
 
 def test_header_only_fasta_has_no_sequence(tmp_path):

@@ -124,12 +124,13 @@ def is_plain_gzip(path: Path) -> bool:
     return not (has_extra and head[12:14] == b"BC")
 
 
-def _first_non_ascii(path: Path) -> str | None:
+def _first_non_ascii(path: Path, sequence_only: bool = False) -> str | None:
     """Where the first non-ASCII byte of a (possibly bgzipped) text file is, for an error message; None if all
-    bytes are ASCII."""
+    bytes are ASCII. ``sequence_only``: in sequence lines only (pyfaidx reads a UTF-8 header without complaint,
+    so such a header is not why it found a line of inconsistent length)."""
     with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as handle:
         for number, line in enumerate(handle, start=1):
-            if not line.isascii():
+            if not line.isascii() and not (sequence_only and line.startswith(b">")):
                 column, byte = next((col, b) for col, b in enumerate(line, start=1) if b > 127)
                 return f"line {number} column {column}: non-ASCII byte 0x{byte:02x} (FASTA must be ASCII text)"
     return None
@@ -239,7 +240,7 @@ class Reference:
                 if self._bgzf and isinstance(err, _BGZF_READ_ERRORS):
                     raise InputError(f"{self.path}: {_BGZF_DAMAGED}") from err
                 # a multi-byte character makes pyfaidx see an inconsistent line length: name the character
-                reason = (isinstance(err, pyfaidx.FastaIndexingError) and _first_non_ascii(self.path)) \
+                reason = (isinstance(err, pyfaidx.FastaIndexingError) and _first_non_ascii(self.path, True)) \
                     or _pyfaidx_reason(err)
                 raise InputError(f"{self.path}: not a valid FASTA: {reason}") from err
             except _BGZF_READ_ERRORS as err:  # RuntimeError, struct.error, zlib.error: only Bio.bgzf raises them
