@@ -357,6 +357,21 @@ def test_a_diverging_run_stops_with_an_error_not_nan_weights(chloroplast_tokens,
     assert not (out / "model.safetensors").exists() and step_dirs(out) == []
 
 
+def test_the_progress_bar_ends_its_line_before_an_error(chloroplast_tokens, tiny_config, tmp_path, capsys,
+                                                        monkeypatch):
+    """On a terminal (the bar draws only there), an error leaving the training loop is a line of its own after
+    the bar's last frame, not glued to it. Captured stderr is no terminal: it is made to say it is one."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    out = tmp_path / "run"
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out", str(out),
+                 "--set", "optim.lr=1e6", "--set", "optim.warmup_steps=0", "--set", "optim.grad_clip=0",
+                 "--set", "run.checkpoint_every=100"]) == 2
+    err = capsys.readouterr().err
+    assert "step/s" in err or "s/step" in err, err  # the bar did draw
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"genoformer pretrain: error: {out}: training diverged at step "), lines
+
+
 def test_a_run_diverging_between_log_steps_saves_no_nan_checkpoint(chloroplast_tokens, tiny_config, tmp_path,
                                                                    capsys):
     """checkpoint_every need not be a multiple of log_every (config/pretrain/default.yaml: 20 and 250): a
