@@ -2,7 +2,7 @@
 
 The workflow scores one VCF as n jobs, ``genoformer score-variants --shard i/n`` each scoring every n-th window
 (variants sharing a window stay in one job). Each shard's VCF is sorted but they interleave along the genome,
-so ``merge_vcfs`` merges them by position into one bgzipped, indexed VCF, and ``merge_tables`` puts the
+so ``merge_vcfs`` merges them by position into one bgzipped, indexed VCF, and ``read_tables`` puts the
 shards' table rows back in input-record order.
 """
 
@@ -20,7 +20,7 @@ import pysam
 
 from genoformer.atomic import atomic_indexed, atomic_path, check_not_an_input
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
-from genoformer.io.fasta import is_plain_gzip
+from genoformer.io.vcf import check_not_plain_gzip
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 from genoformer.io.vcf_index import index_path, other_index
 
@@ -32,9 +32,7 @@ SHARD_HEADER_KEY = "genoformer_shard"  # the one header line in which shards of 
 def _open(path: str | os.PathLike) -> pysam.VariantFile:
     if not Path(path).is_file():
         raise MissingFileError(f"{path}: VCF does not exist")
-    if is_plain_gzip(Path(path)):  # htslib opens it, then pysam raises NotImplementedError (it cannot seek)
-        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: `zcat {path} | bgzip > "
-                         f"{Path(path).with_suffix('.bgz')}`")
+    check_not_plain_gzip(path)
     with htslib_messages(log, path) as messages:
         try:
             return pysam.VariantFile(str(path))
@@ -159,14 +157,6 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_ki
     return count
 
 
-def merge_tables(inputs: list[str | os.PathLike], out: str | os.PathLike, order_by: str = "record") -> int:
-    """Concatenate tab-separated tables with one header into ``out``, rows sorted by the integer column
-    ``order_by`` (stable, so rows of one input record keep their order); cells are copied as text.
-    Returns the number of rows."""
-    check_not_an_input(out, inputs, "merged table")
-    return write_merged_table(read_tables(inputs, order_by), out)
-
-
 def write_merged_table(merged: pd.DataFrame, out: str | os.PathLike) -> int:
     """Write a table from :func:`read_tables` atomically; returns the number of rows."""
     with atomic_path(out) as tmp:
@@ -175,7 +165,9 @@ def write_merged_table(merged: pd.DataFrame, out: str | os.PathLike) -> int:
 
 
 def read_tables(inputs: list[str | os.PathLike], order_by: str = "record") -> pd.DataFrame:
-    """The checked, concatenated tables of :func:`merge_tables`, rows sorted by ``order_by``, not yet written."""
+    """Tab-separated tables with one header, checked and concatenated, rows sorted by the integer column
+    ``order_by`` (stable, so rows of one input record keep their order), cells kept as text; written by
+    :func:`write_merged_table`."""
     tables = []
     for path in inputs:
         if not Path(path).is_file():

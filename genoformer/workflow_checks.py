@@ -22,7 +22,8 @@ from typing import Iterator
 import pysam
 
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError, MissingFileError
-from genoformer.io.fasta import Reference, is_plain_gzip
+from genoformer.io.fasta import Reference
+from genoformer.io.vcf import check_not_plain_gzip
 from genoformer.io.vcf_index import TBI_MAX_CONTIG, needs_csi
 
 SAMPLE_COLUMNS = ("sample", "reference", "bam", "vcf")
@@ -93,9 +94,7 @@ def _require_reference(name: str, references: dict, where: str) -> None:
 def _open_vcf(path: str | Path) -> Iterator[pysam.VariantFile]:
     """A VCF/BCF opened with htslib's header warnings off (the readers' business, not the DAG's); ``InputError``
     when it cannot be read."""
-    if Path(path).is_file() and is_plain_gzip(Path(path)):  # pysam would raise NotImplementedError
-        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: `zcat {path} | bgzip > "
-                         f"{Path(path).with_suffix('.bgz')}`")
+    check_not_plain_gzip(path)
     quiet = pysam.set_verbosity(0)
     try:
         with pysam.VariantFile(str(path)) as vcf:

@@ -65,15 +65,21 @@ def is_symbolic(allele: str) -> bool:
         or (len(allele) > 1 and (allele.startswith(".") or allele.endswith(".")))
 
 
+def check_not_plain_gzip(path: str | os.PathLike) -> None:
+    """Raise InputError for a VCF compressed with plain gzip: htslib opens it, then pysam cannot seek in it."""
+    path = Path(path)
+    if path.is_file() and is_plain_gzip(path):
+        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: "
+                         f"`zcat {path} | bgzip > {path.with_suffix('.bgz')}` (or decompress it: "
+                         f"`zcat {path} > {path.with_suffix('')}`)")
+
+
 def _open(path: Path) -> pysam.VariantFile:
     if not path.is_file():
         raise MissingFileError(f"{path}: VCF file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: VCF file is empty")
-    if is_plain_gzip(path):
-        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: "
-                         f"`zcat {path} | bgzip > {path.with_suffix('.bgz')}` (or decompress it: "
-                         f"`zcat {path} > {path.with_suffix('')}`)")
+    check_not_plain_gzip(path)
     with htslib_messages(log, path) as messages:
         try:
             return pysam.VariantFile(str(path))

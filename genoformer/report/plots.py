@@ -87,12 +87,10 @@ def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ..
     those of the ``optional`` INFO fields that its header declares."""
     import pysam
 
-    from genoformer.io.fasta import is_plain_gzip
+    from genoformer.io.vcf import check_not_plain_gzip
     from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 
-    if is_plain_gzip(_require(path)):  # pysam would raise NotImplementedError (it cannot seek in it)
-        raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: `zcat {path} | bgzip > "
-                         f"{Path(path).with_suffix('.bgz')}`")
+    check_not_plain_gzip(_require(path))
     with htslib_messages(log, path) as messages:
         try:
             vcf = pysam.VariantFile(str(path))
