@@ -149,6 +149,8 @@ def test_report_gathers_every_figure_with_its_caption(finished):
                     "ROC and precision-recall curves", "Zero-shot scores by variant class",
                     "Variant scores along the genome", "The least expected variants", "Time per rule"):
         assert caption in html, caption
+    # the workflow description says how held-out copies were handled (classify_*.extra has no --keep-repeat-copies)
+    assert "leaving out held-out examples that have a near-identical copy in training" in html
     # The report is a JavaScript app: open it in a real headless browser and check what it rendered.
     rendered = render_in_chromium(workdir / "report.html", workdir / "report.png")
     for category in ("0. Summary", "1. Pretraining", "2. Variant effects", "3. Region classification",
