@@ -331,7 +331,8 @@ def test_unknown_config_key_exits_2_naming_it(chloroplast_tokens, tiny_config, t
     ("optim.lr=.inf", "optim.lr must be > 0, got inf"),
     ("optim.betas=[2,0.9]", "optim.betas must be two numbers in [0, 1), got [2.0, 0.9]"),
     ("optim.weight_decay=-5", "optim.weight_decay must be >= 0, got -5.0"),
-    ("optim.grad_clip=-1", "optim.grad_clip must be >= 0, got -1.0"),
+    ("optim.grad_clip=-1", "optim.grad_clip must be >= 0 (0 or .inf: no clipping), got -1.0"),
+    ("optim.grad_clip=nan", "optim.grad_clip must be >= 0 (0 or .inf: no clipping), got nan"),
     ("run.eval_every=-5", "run.eval_every must be >= 0, got -5"),
 ])
 def test_optimizer_values_out_of_range_exit_2_naming_the_key(chloroplast_tokens, tiny_config, tmp_path, capsys,
@@ -341,6 +342,11 @@ def test_optimizer_values_out_of_range_exit_2_naming_the_key(chloroplast_tokens,
                  "--out", str(tmp_path / "run"), "--set", override]) == 2
     assert named in one_line_error(capsys, "pretrain")
     assert not (tmp_path / "run").exists()
+
+
+def test_no_clipping_can_be_written_as_zero_or_infinity():
+    assert load_config(None, ["optim.grad_clip=0"]).optim.grad_clip == 0
+    assert load_config(None, ["optim.grad_clip=.inf"]).optim.grad_clip == float("inf")
 
 
 def test_a_diverging_run_stops_with_an_error_not_nan_weights(chloroplast_tokens, tiny_config, tmp_path, capsys):

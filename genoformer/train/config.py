@@ -125,11 +125,13 @@ class PretrainConfig:
         for key, value in positive.items():
             if not 0 < value < math.inf:  # NaN and inf too: torch's AdamW would raise a bare ValueError
                 raise ConfigError(f"{source}: {key} must be > 0, got {value}")
-        non_negative = {"optim.weight_decay": self.optim.weight_decay, "optim.grad_clip": self.optim.grad_clip,
-                        "run.eval_every": self.run.eval_every}
+        non_negative = {"optim.weight_decay": self.optim.weight_decay, "run.eval_every": self.run.eval_every}
         for key, value in non_negative.items():
             if not 0 <= value < math.inf:
                 raise ConfigError(f"{source}: {key} must be >= 0, got {value}")
+        if not 0 <= self.optim.grad_clip <= math.inf:  # 0 and .inf: no clipping
+            raise ConfigError(f"{source}: optim.grad_clip must be >= 0 (0 or .inf: no clipping), got "
+                              f"{self.optim.grad_clip}")
         for key, value, allowed in (("run.device", self.run.device, ("auto", "cpu", "cuda")),
                                     ("run.precision", self.run.precision, ("auto", "fp32", "bf16"))):
             if value not in allowed:
