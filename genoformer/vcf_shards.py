@@ -19,25 +19,14 @@ import pandas as pd
 import pysam
 
 from genoformer.atomic import atomic_indexed, atomic_path, check_not_an_input
-from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
-from genoformer.io.vcf import check_not_plain_gzip
+from genoformer.errors import InputError, MismatchError, MissingFileError
+from genoformer.io.vcf import open_vcf
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
 from genoformer.io.vcf_index import index_path, other_index
 
 log = logging.getLogger(__name__)
 
 SHARD_HEADER_KEY = "genoformer_shard"  # the one header line in which shards of one scoring run differ
-
-
-def _open(path: str | os.PathLike) -> pysam.VariantFile:
-    if not Path(path).is_file():
-        raise MissingFileError(f"{path}: VCF does not exist")
-    check_not_plain_gzip(path)
-    with htslib_messages(log, path) as messages:
-        try:
-            return pysam.VariantFile(str(path))
-        except (OSError, ValueError) as err:
-            raise InputError(f"{path}: not a readable VCF/BCF ({messages.reason(err)})") from None
 
 
 def _merged_header(first: pysam.VariantHeader) -> pysam.VariantHeader:
@@ -115,7 +104,7 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_ki
     with contextlib.ExitStack() as stack:
         vcfs = []
         for path in inputs:
-            vcfs.append(_open(path))
+            vcfs.append(open_vcf(path))
             stack.callback(close_quietly, vcfs[-1], log, path)
         signature = (list(vcfs[0].header.info), list(vcfs[0].header.contigs))
         for path, vcf in zip(inputs, vcfs):

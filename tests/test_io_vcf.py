@@ -251,7 +251,7 @@ def test_htslib_messages_are_logged_not_printed(human_q, tmp_path, calls_text):
 
 
 def test_not_a_vcf_missing_and_empty(human_q, q_reference, tmp_path):
-    with pytest.raises(InputError, match="not a valid VCF"):
+    with pytest.raises(InputError, match="not a readable VCF"):
         read_variants(human_q / "q.fa", q_reference)
     with pytest.raises(MissingFileError):
         read_variants(tmp_path / "absent.vcf", q_reference)

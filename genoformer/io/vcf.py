@@ -66,7 +66,8 @@ def is_symbolic(allele: str) -> bool:
 
 
 def check_not_plain_gzip(path: str | os.PathLike) -> None:
-    """Raise InputError for a VCF compressed with plain gzip: htslib opens it, then pysam cannot seek in it."""
+    """Raise InputError for a VCF compressed with plain gzip: htslib opens it, then pysam cannot seek in it
+    (:func:`open_vcf` checks it; this is for callers that open the file their own way)."""
     path = Path(path)
     if path.is_file() and is_plain_gzip(path):
         raise InputError(f"{path}: plain gzip, not bgzip; recompress it with bgzip: "
@@ -74,7 +75,10 @@ def check_not_plain_gzip(path: str | os.PathLike) -> None:
                          f"`zcat {path} > {path.with_suffix('')}`)")
 
 
-def _open(path: Path) -> pysam.VariantFile:
+def open_vcf(path: str | os.PathLike) -> pysam.VariantFile:
+    """Open a VCF/BCF with pysam, htslib's messages logged; a missing, empty, plain-gzip or unreadable file is a
+    one-line error naming it."""
+    path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: VCF file not found")
     if path.stat().st_size == 0:
@@ -84,7 +88,7 @@ def _open(path: Path) -> pysam.VariantFile:
         try:
             return pysam.VariantFile(str(path))
         except (ValueError, OSError) as err:
-            raise InputError(f"{path}: not a valid VCF/BCF: {messages.reason(err)}") from err
+            raise InputError(f"{path}: not a readable VCF/BCF ({messages.reason(err)})") from None
 
 
 def _records(vcf: pysam.VariantFile, path: Path):
@@ -116,7 +120,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise ValueError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
     path = Path(path)
-    vcf = _open(path)
+    vcf = open_vcf(path)
     result = VariantSet(variants=[], header=vcf.header, path=path)
     missing_contigs: dict[str, int] = {}
     number = 0

@@ -85,17 +85,10 @@ def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
 def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
     """Columns contig, pos, id, ref, alt and the INFO ``fields`` (missing values as None) of a scored VCF, plus
     those of the ``optional`` INFO fields that its header declares."""
-    import pysam
+    from genoformer.io.htslib import close_quietly, read_quietly
+    from genoformer.io.vcf import open_vcf
 
-    from genoformer.io.vcf import check_not_plain_gzip
-    from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
-
-    check_not_plain_gzip(_require(path))
-    with htslib_messages(log, path) as messages:
-        try:
-            vcf = pysam.VariantFile(str(path))
-        except (OSError, ValueError) as err:
-            raise InputError(f"{path}: not a readable VCF ({messages.reason(err)})") from None
+    vcf = open_vcf(_require(path))
     try:
         missing = [name for name in fields if name not in vcf.header.info]
         if missing:
