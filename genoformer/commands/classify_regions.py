@@ -120,8 +120,8 @@ def run(args) -> None:
         column = label_column(args.label_column)
         regions = read_region_labels(reference, bed=args.bed, label_column=column,
                                      class_beds=_class_beds(args.class_bed) if args.class_bed else None)
-        if args.predict:  # checked now, not after training: a bad file fails in seconds; its labels are optional
-            read_bed(args.predict, reference, column, optional_label=True)
+        # the regions to classify are read (and checked) now, not after training: a bad file fails in seconds
+        new = read_bed(args.predict, reference, column, optional_label=True) if args.predict else None
         encoder, model_info = load_encoder(args.checkpoint, device=args.device, batch_size=args.batch_size,
                                            stride=args.stride)
         encoder.check_window(args.window)
@@ -131,9 +131,9 @@ def run(args) -> None:
                                   epochs=args.finetune_epochs, lr=args.lr, n_bootstrap=args.bootstrap,
                                   seed=args.seed, keep_copies=args.keep_repeat_copies)
         predicted = None
-        if args.predict:
-            predicted = predict_regions(args.predict, reference, encoder, result, window=args.window, kmer=args.kmer,
-                                        classes=regions.classes, label_column=column)
+        if new is not None:
+            predicted = predict_regions(new, reference, encoder, result, window=args.window, kmer=args.kmer,
+                                        classes=regions.classes)
     metrics = {"labels": args.bed or dict(pair.partition("=")[::2] for pair in args.class_bed),
                "checkpoint": model_info, **result.metrics}
     with atomic_dir(args.out, marker=CLASSIFIER_OUTPUT_MARKER) as out:

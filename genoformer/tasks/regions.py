@@ -345,11 +345,10 @@ def validation_split(groups: np.ndarray, names: np.ndarray, train: np.ndarray, s
     return fit, held
 
 
-def predict_regions(path, reference, encoder: Encoder, result: RegionClassification, *, window: int, kmer: int,
-                    classes: list[str], label_column: int | str = 7) -> pd.DataFrame:
-    """Scores of every trained method for the regions of a new BED (labels in ``label_column``, if any, possibly
-    empty, are kept as ``label``)."""
-    table = read_bed(path, reference, label_column, optional_label=True)
+def predict_regions(table: pd.DataFrame, reference, encoder: Encoder, result: RegionClassification, *, window: int,
+                    kmer: int, classes: list[str]) -> pd.DataFrame:
+    """Scores of every trained method for new regions (``table``: a BED as
+    :func:`~genoformer.io.bed.read_bed` reads it; its columns, a ``label`` among them, are kept)."""
     starts, ends = region_windows(table, reference.contigs, window, encoder.stride)
     sequences = window_sequences(reference, table, starts, ends)
     spans = list(zip(table["start"].to_numpy() - starts, table["end"].to_numpy() - starts))

@@ -134,7 +134,8 @@ def split_summary(method: str, block: int, test_fraction: float, seed: int, grou
     """The split as the metrics report it: how, with what, and how many examples and groups on each side
     (``families`` are the repeat families found, whether or not ``keep_copies`` kept them on both sides)."""
     return {"method": method, "block_bp": block if method == "blocks" else None, "test_fraction": test_fraction,
-            "repeat_copies": "kept" if keep_copies else "left out", "seed": seed, "n_train": int(train.sum()), "n_test": int(test.sum()),
+            "repeat_copies": "kept" if keep_copies else "left out", "seed": seed, "n_train": int(train.sum()),
+            "n_test": int(test.sum()),
             "n_left_out_copies": int((~train & ~test).sum()),
             "groups_train": int(np.unique(groups[train]).size), "groups_test": int(np.unique(groups[test]).size),
             "with_repeat_copy": int((np.bincount(families)[families] > 1).sum())}
