@@ -20,8 +20,8 @@ import pysam
 
 from genoformer.atomic import atomic_indexed, atomic_path, check_not_an_input
 from genoformer.errors import InputError, MismatchError, MissingFileError
-from genoformer.io.vcf import open_vcf
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
+from genoformer.io.vcf import open_vcf
 from genoformer.io.vcf_index import index_path, other_index
 
 log = logging.getLogger(__name__)

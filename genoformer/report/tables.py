@@ -124,10 +124,9 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
         rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]
         sections.append(("Supervised tasks", "Each method is fit on the training split and scored on held-out "
                          "examples: whole blocks or contigs, less any example with a near-identical copy in "
-                         "training; intervals are 95% bootstrap intervals that resample whole held-out blocks or contigs "
-                         "(nearby examples are not independent). AUROC 0.5 is "
-                         "chance. Rows without the model are baselines: the model earns its keep where it beats "
-                         "them.", pd.DataFrame(rows)))
+                         "training; intervals are 95% bootstrap intervals that resample whole held-out blocks or "
+                         "contigs (nearby examples are not independent). AUROC 0.5 is chance. Rows without the "
+                         "model are baselines: the model earns its keep where it beats them.", pd.DataFrame(rows)))
     write_page(out, "genoformer: summary", sections)
 
 
