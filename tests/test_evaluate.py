@@ -164,6 +164,22 @@ def test_evaluate_cli_writes_model_and_markov_side_by_side(run, tokens, tmp_path
     assert json.loads(again.read_text())["splits"] == result["splits"]
 
 
+def test_overlapping_training_windows_are_scored_side_by_side(run, chloroplast_fasta, tmp_path):
+    """A dataset cut with --window-stride below the window (overlapping training windows) is scored on windows
+    side by side, so no hidden base is scored twice."""
+    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "256",
+                 "--window-stride", "64", "--block", "4", "--out", str(tmp_path / "ds")]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["-q", "evaluate", "--checkpoint", str(run), "--data", str(tmp_path / "ds"), "--out", str(out),
+                 "--splits", "test", "--max-markov-order", "2"]) == 0
+    scores = json.loads(out.read_text())["splits"]["test"]
+    side_by_side = TokenDataset(tmp_path / "ds", "test", window=256, window_stride=256)
+    assert len(TokenDataset(tmp_path / "ds", "test")) > 3 * len(side_by_side)
+    assert scores["windows"] == len(side_by_side)
+    regions = sorted(side_by_side.region(i) for i in range(len(side_by_side)))
+    assert all(a[0] != b[0] or a[2] <= b[1] for a, b in zip(regions, regions[1:]))
+
+
 def one_line_error(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("genoformer evaluate: error: "), err

@@ -17,6 +17,10 @@ same unit for every k; for k = 1 it is the plain masked-LM cross-entropy in bits
 Masked-token accuracy: the share of masked tokens whose arg-max k-mer is the true one. Base accuracy: the share
 of hidden bases whose arg-max marginal is the true base.
 
+Held-out windows lie side by side (stride = window), whatever ``--window-stride`` the dataset was cut with for
+training: overlapping windows would score the same base several times. Adjacent windows share only the ``k - 1``
+bases that their edge k-mers both hold.
+
 Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen
 on the validation split's sequences, then scored on exactly the hidden bases above, each from the bases before
 it in the same window (true bases, not masked: a Markov chain reads left context only; the masked-LM reads
@@ -236,7 +240,7 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         "splits": {},
     }
     for split in splits:
-        dataset = TokenDataset(data_dir, split, window=window)
+        dataset = TokenDataset(data_dir, split, window=window, window_stride=window)  # side by side: see above
         scores = masked_lm_scores(model, dataset, masker, torch_device, max_windows=max_windows,
                                   batch_size=batch_size, seed=seed, precision=precision, markov=markov)
         if scores["scored_bases"] == 0:  # all-N windows (kept by tokenize --max-n-fraction 1): nothing to score

@@ -215,7 +215,8 @@ def check_same_data(saved: dict, data_info: dict, source: str) -> None:
 def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist: distributed.Distributed) -> Path:
     run, data = config.run, config.data
     train_set = TokenDataset(data_dir, "train", window=data.window, seed=run.seed, window_stride=data.window_stride)
-    val_set = TokenDataset(data_dir, "val", window=data.window, seed=run.seed)
+    # held-out windows side by side, whatever the training stride (as in genoformer.train.evaluate)
+    val_set = TokenDataset(data_dir, "val", window=train_set.window, seed=run.seed, window_stride=train_set.window)
     vocab, stride = train_set.vocab, train_set.manifest["stride"]
     masker = masker_for(config.data, vocab, stride)
     eval_masker = masker_for(config.data, vocab, stride, evaluation=True)
