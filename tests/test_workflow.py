@@ -459,7 +459,7 @@ def test_merged_shards_give_back_the_vcf(tmp_path, shards):
 def test_merge_rejects_an_unsorted_shard(tmp_path):
     path = tmp_path / "unsorted.vcf"
     with open(path, "w") as handle:
-        handle.write(f"##fileformat=VCFv4.2\n##contig=<ID=q,length=12356>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\t"
+        handle.write("##fileformat=VCFv4.2\n##contig=<ID=q,length=12356>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\t"
                      "FILTER\tINFO\nq\t500\t.\tA\tG\t.\t.\t.\nq\t100\t.\tC\tT\t.\t.\t.\n")
     assert main(["merge-vcf", "--vcfs", str(path), "--out", str(tmp_path / "m.vcf.gz")]) == 2
     assert not (tmp_path / "m.vcf.gz").exists()
