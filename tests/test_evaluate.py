@@ -70,7 +70,7 @@ def reference_scores(model, dataset, masker, seed, markov):
     """Plain loops per window: which bases are hidden, which k-mer scores each, its marginal, Markov bits."""
     k, stride = dataset.vocab.k, dataset.manifest["stride"]
     kmers = list(itertools.product(range(4), repeat=k))
-    bits, markov_bits, scored, correct_tokens, masked_tokens = 0.0, 0.0, 0, 0, 0
+    bits, markov_bits, two_sided_bits, scored, correct_tokens, masked_tokens = 0.0, 0.0, 0.0, 0, 0, 0
     for index in range(len(dataset)):
         item = dataset[index]
         ids, present = item["input_ids"][None], item["attention_mask"][None]
@@ -81,6 +81,7 @@ def reference_scores(model, dataset, masker, seed, markov):
         n_tokens = len(masked)
         true = encode_bases(decode(ids[0].numpy(), dataset.vocab, stride))
         markov_window = markov.bits(true)
+        hidden = np.zeros(true.size, dtype=bool)
         for token in range(n_tokens):
             if masked[token]:
                 masked_tokens += 1
@@ -94,8 +95,11 @@ def reference_scores(model, dataset, masker, seed, markov):
             p = sum(math.exp(log_probs[scorer, i]) for i, kmer in enumerate(kmers) if kmer[offset] == true[base])
             bits -= math.log2(p)
             markov_bits += markov_window[base]
+            hidden[base] = True
             scored += 1
+        two_sided_bits += markov.two_sided_bits(true, hidden)[hidden].sum()
     return {"bits_per_base": bits / scored, "scored_bases": scored, "markov_bits_per_base": markov_bits / scored,
+            "markov_two_sided_bits_per_base": two_sided_bits / scored,
             "masked_token_accuracy": correct_tokens / masked_tokens}
 
 
@@ -117,6 +121,8 @@ def test_scores_match_plain_loops(tokens, name, span_bases):
     assert fast["scored_bases"] == slow["scored_bases"] > 0
     assert fast["bits_per_base"] == pytest.approx(slow["bits_per_base"], rel=1e-5)
     assert fast["markov_bits_per_base"] == pytest.approx(slow["markov_bits_per_base"], rel=1e-9)
+    assert fast["markov_two_sided_bits_per_base"] == pytest.approx(slow["markov_two_sided_bits_per_base"], rel=1e-9)
+    assert fast["markov_two_sided_bits_per_base"] != fast["markov_bits_per_base"]
     assert fast["masked_token_accuracy"] == pytest.approx(slow["masked_token_accuracy"])
     assert fast["markov_bits_per_base_by_order"][str(markov.order)] == fast["markov_bits_per_base"]
 
@@ -156,6 +162,7 @@ def test_evaluate_cli_writes_model_and_markov_side_by_side(run, tokens, tmp_path
     for scores in result["splits"].values():
         assert scores["windows"] == 6 and scores["scored_bases"] > 0
         assert 1.0 < scores["bits_per_base"] < 3.0 and 1.0 < scores["markov_bits_per_base"] < 2.1
+        assert 1.0 < scores["markov_two_sided_bits_per_base"] < 2.1
         assert 0.0 <= scores["masked_token_accuracy"] <= 1.0
     # a step-N folder is a checkpoint too, with the same weights here (the last step)
     again = tmp_path / "again.json"

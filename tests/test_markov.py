@@ -1,5 +1,6 @@
 """Markov baseline: vectorized counts and interpolated scoring match plain loops; order selection is sane."""
 
+import itertools
 import math
 from collections import Counter
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from genoformer.io.fasta import Reference
-from genoformer.train.markov import MarkovModel, count, interpolate, score
+from genoformer.train.markov import MarkovModel, count, hidden_runs, interpolate, score, two_sided_bits
 
 
 def random_codes(rng, n, n_fraction=0.02):
@@ -113,3 +114,59 @@ def test_order_selection_on_real_genome(chloroplast_codes):
     assert model.order < 8
     # the order-q model is the first q + 1 tables of the fitted ones
     assert np.allclose(model.bits(test, order=3), score(test, model.tables[:4]), equal_nan=True)
+
+
+def brute_force_two_sided(codes, hidden, tables):
+    """Each hidden run's fills enumerated one by one, each scored as a whole sequence with `score`."""
+    bits = np.full(codes.size, np.nan)
+    for start, end in hidden_runs(hidden & (codes < 4)):
+        joint = {}
+        for fill in itertools.product(range(4), repeat=end - start):
+            filled = codes.copy()
+            filled[start:end] = fill
+            joint[fill] = 2.0 ** -np.nansum(score(filled, tables))
+        total = sum(joint.values())
+        for j in range(end - start):
+            held = sum(p for fill, p in joint.items() if fill[j] == codes[start + j])
+            bits[start + j] = -math.log2(held / total)
+    return bits
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_sided_bits_match_enumerated_whole_sequences(order, seed):
+    rng = np.random.default_rng(seed)
+    tables = interpolate(count([random_codes(rng, 3000)], order), order, 2.0)
+    codes = random_codes(rng, 200, n_fraction=0.05)
+    hidden = rng.random(codes.size) < 0.2
+    hidden[50:54] = True  # a run of 4
+    hidden[0] = hidden[-1] = True  # runs at both ends
+    expected = brute_force_two_sided(codes, hidden, tables)
+    got = two_sided_bits(codes, hidden, tables)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert not np.isnan(got[hidden & (codes < 4)]).any()
+
+
+def test_long_runs_are_scored_in_pieces():
+    assert hidden_runs(np.array([0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1], dtype=bool), max_run=3) == \
+        [(1, 4), (4, 7), (7, 9), (10, 11)]
+
+
+def test_two_sided_order_0_is_one_sided(chloroplast_codes):
+    model = MarkovModel.select([chloroplast_codes[:100_000]], [chloroplast_codes[100_000:120_000]], max_order=0)
+    codes = chloroplast_codes[130_000:131_000]
+    hidden = np.random.default_rng(0).random(codes.size) < 0.15
+    np.testing.assert_allclose(model.two_sided_bits(codes, hidden)[hidden], model.bits(codes)[hidden])
+
+
+def test_both_sides_tell_more_than_the_left_on_a_real_genome(chloroplast_codes):
+    """On held-out chloroplast sequence, the chosen chain given both sides of a single hidden base costs fewer
+    bits than given the left side alone."""
+    model = MarkovModel.select([chloroplast_codes[:100_000]], [chloroplast_codes[100_000:120_000]], max_order=6)
+    codes = chloroplast_codes[120_000:150_000]
+    hidden = np.zeros(codes.size, dtype=bool)
+    hidden[::10] = True
+    two_sided = np.nanmean(model.two_sided_bits(codes, hidden)[hidden])
+    one_sided = np.nanmean(model.bits(codes)[hidden])
+    assert model.order >= 2 and two_sided < one_sided - 0.02, (two_sided, one_sided)

@@ -48,9 +48,12 @@ def write_metrics(path, steps=40, eval_every=10):
             handle.write(json.dumps(row) + "\n")
 
 
-def evaluation(model_bits, markov_bits, order=3):
-    """An evaluate JSON as `genoformer.train.evaluate.evaluate_run` writes it (the keys the figure reads)."""
+def evaluation(model_bits, markov_bits, order=3, two_sided=None):
+    """An evaluate JSON as `genoformer.train.evaluate.evaluate_run` writes it (the keys the figure reads);
+    without ``two_sided``, as written before the two-sided Markov figure."""
     split = {"bits_per_base": model_bits, "markov_bits_per_base": markov_bits, "scored_bases": 1000}
+    if two_sided is not None:
+        split["markov_two_sided_bits_per_base"] = two_sided
     return {"k": 3, "stride": 1, "window": 128, "markov": {"order": order, "concentration": 1.0},
             "splits": {"val": dict(split, bits_per_base=model_bits + 0.01), "test": split}}
 
@@ -82,7 +85,7 @@ def test_loss_curves_refuse_a_value_that_is_not_a_number(tmp_path, capsys):
 
 
 def test_bits_per_base(tmp_path):
-    (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93)))
+    (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93, two_sided=1.89)))
     (tmp_path / "sample.json").write_text(json.dumps(evaluation(1.98, 1.95, order=2)))
     assert report("bits-per-base", "--eval", f"cdiph={tmp_path / 'run.json'}",
                   f"NA12878={tmp_path / 'sample.json'}", "--out", tmp_path / "bits.png") == 0
@@ -91,7 +94,8 @@ def test_bits_per_base(tmp_path):
 
 def test_eval_figures_read_the_test_split(tmp_path):
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4), "x.json") == \
-        {"model": 1.91, "markov": 1.93, "markov_order": 4}
+        {"model": 1.91, "markov": 1.93, "markov_two_sided": None, "markov_order": 4}
+    assert plots.eval_figures(evaluation(1.91, 1.93, order=4, two_sided=1.88), "x.json")["markov_two_sided"] == 1.88
     with pytest.raises(plots.InputError, match="x.json: not a `genoformer evaluate` result"):
         plots.eval_figures({"splits": {}}, "x.json")
     with pytest.raises(plots.InputError, match=r"x.json: not a `genoformer evaluate` result \(its test split is not"):
@@ -333,7 +337,8 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert page.headings == ["Held-out bits per base", "Supervised tasks"]
     [bits] = as_rows(page.tables[0])
     assert bits == {"sequence": "cdiph", "model bits/base": "1.9100", "Markov bits/base": "1.9300",
-                    "Markov order": "5", "model - Markov": "-0.0200"}
+                    "Markov order": "5", "model - Markov": "-0.0200", "two-sided Markov bits/base": "not computed",
+                    "model - two-sided Markov": "—"}
     rows = as_rows(page.tables[1])
     assert [(r["task"], r["uses the model"]) for r in rows] == [
         ("cdiph_genes", "yes"), ("cdiph_genes", "yes"), ("cdiph_genes", "no"),
@@ -412,3 +417,15 @@ def test_class_auroc_ranks_by_the_direction_the_score_points():
     damaging, benign = np.array([-3.0, -2.5, -2.0]), np.array([-0.5, 0.0, 0.2])
     assert plots.class_auroc("GF_LLR", damaging, benign) == (1.0, "lower")
     assert plots.class_auroc("GF_EMB_LOCAL", -damaging, -benign) == (1.0, "higher")
+
+
+def test_summary_shows_the_two_sided_markov_figure_or_says_it_is_missing(tmp_path):
+    (tmp_path / "new.json").write_text(json.dumps(evaluation(1.91, 1.93, two_sided=1.8765)))
+    (tmp_path / "old.json").write_text(json.dumps(evaluation(1.98, 1.95)))
+    assert report("summary", "--eval", f"new={tmp_path / 'new.json'}", f"old={tmp_path / 'old.json'}",
+                  "--out", tmp_path / "summary.html") == 0
+    new, old = as_rows(TableCells((tmp_path / "summary.html").read_text()).tables[0])
+    assert (new["sequence"], new["two-sided Markov bits/base"], new["model - two-sided Markov"]) == \
+        ("new", "1.8765", "+0.0335")
+    assert (old["sequence"], old["two-sided Markov bits/base"], old["model - two-sided Markov"]) == \
+        ("old", "not computed", "—")

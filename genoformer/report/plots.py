@@ -138,7 +138,8 @@ def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
 
 
 def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> dict:
-    """The held-out figures of a `genoformer evaluate` JSON: model and Markov bits/base, and the Markov order.
+    """The held-out figures of a `genoformer evaluate` JSON: model and Markov bits/base (one-sided, and two-sided
+    where the JSON has it, else None: evaluate results from before it), and the Markov order.
 
     Reads ``split`` (the test split) only: the figure and the summary label the numbers as test-split numbers,
     and the val split is where the Markov order and smoothing were chosen (its Markov figure is the best of
@@ -150,11 +151,13 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
             raise InputError(f"{source}: no {split} split (it has {', '.join(splits)}); the report shows held-out "
                              f"{split}-split figures: run `genoformer evaluate --splits val {split}`")
         scores = splits[split]
+        two_sided = scores.get("markov_two_sided_bits_per_base")
         return {"model": float(scores["bits_per_base"]), "markov": float(scores["markov_bits_per_base"]),
+                "markov_two_sided": None if two_sided is None else float(two_sided),
                 "markov_order": evaluation["markov"]["order"]}
     except KeyError as err:
         raise InputError(f"{source}: not a `genoformer evaluate` result (no {err} entry)") from None
-    except (IndexError, TypeError, ValueError):
+    except (AttributeError, IndexError, TypeError, ValueError):
         raise InputError(f"{source}: not a `genoformer evaluate` result (its {split} split is not an object of "
                          "numbers with bits_per_base, markov_bits_per_base)") from None
 
@@ -162,9 +165,10 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
 def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     """Dot plot: the model's held-out bits/base next to the Markov baseline's, one row per dataset.
 
-    ``evaluations`` maps a dataset label to ``{"model": bits, "markov": bits, "markov_order": k}``. DNA sits
-    close to 2 bits/base (a uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the
-    values and each row is labelled with the difference, model minus baseline.
+    ``evaluations`` maps a dataset label to ``plots.eval_figures``'s dict. DNA sits close to 2 bits/base (a
+    uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values and each row is labelled
+    with the difference, model minus the one-sided Markov chain; the two-sided chain (same order, reading both
+    sides of the hidden bases as the model does) is drawn where the evaluation has it.
     """
     if not evaluations:
         raise InputError("bits/base plot: no evaluation given")
@@ -172,14 +176,24 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     y = np.arange(len(labels))[::-1]
     model = np.array([evaluations[label]["model"] for label in labels])
     markov = np.array([evaluations[label]["markov"] for label in labels])
-    low, high = min(model.min(), markov.min()), max(model.max(), markov.max(), 2.0)
+    two_sided = np.array([np.nan if evaluations[label].get("markov_two_sided") is None
+                          else evaluations[label]["markov_two_sided"] for label in labels])
+    low = np.nanmin([model.min(), markov.min(), np.nanmin(two_sided) if np.isfinite(two_sided).any() else np.inf])
+    high = max(model.max(), markov.max(), 2.0)
     pad = max(0.02, 0.15 * (high - low))
     fig, ax = plt.subplots(figsize=(8, 1.0 * len(labels) + 1.6))
-    ax.hlines(y, np.minimum(model, markov), np.maximum(model, markov), color="lightgray", lw=3, zorder=1)
+    ax.hlines(y, np.fmin(np.minimum(model, markov), two_sided), np.maximum(model, markov), color="lightgray", lw=3,
+              zorder=1)
     ax.scatter(model, y, s=70, color="tab:blue", label="genoformer (Reformer, masked LM)", zorder=3)
     orders = [evaluations[label].get("markov_order", "?") for label in labels]
-    ax.scatter(markov, y, s=70, marker="s", color="tab:gray", label="Markov baseline (order chosen on val)",
+    ax.scatter(markov, y, s=70, marker="s", color="tab:gray", label="Markov baseline, left side (order chosen on val)",
                zorder=3)
+    if np.isfinite(two_sided).any():
+        ax.scatter(two_sided, y, s=70, marker="^", color="tab:orange", zorder=3,
+                   label="same Markov chain, both sides of the hidden bases")
+        for row, t in zip(y, two_sided):
+            if np.isfinite(t):
+                ax.annotate(f"{t:.3f}", (t, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
     for row, m, b, order in zip(y, model, markov, orders):
         ax.annotate(f"{m:.3f}", (m, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
         ax.annotate(f"{b:.3f} (order {order})", (b, row), textcoords="offset points", xytext=(0, -15),

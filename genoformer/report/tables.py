@@ -102,11 +102,18 @@ def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
 
 
 def bits_rows(evaluations: dict[str, dict]) -> list[dict]:
-    """One row per evaluation (``{"model", "markov", "markov_order"}``, see ``plots.eval_figures``)."""
-    return [{"sequence": label, "model bits/base": f"{figures['model']:.4f}",
-             "Markov bits/base": f"{figures['markov']:.4f}", "Markov order": figures["markov_order"],
-             "model - Markov": f"{figures['model'] - figures['markov']:+.4f}"}
-            for label, figures in evaluations.items()]
+    """One row per evaluation (``plots.eval_figures``'s dict); the two-sided Markov columns say "not computed"
+    for evaluate results written before it."""
+    rows = []
+    for label, figures in evaluations.items():
+        two_sided = figures.get("markov_two_sided")
+        rows.append({"sequence": label, "model bits/base": f"{figures['model']:.4f}",
+                     "Markov bits/base": f"{figures['markov']:.4f}", "Markov order": figures["markov_order"],
+                     "model - Markov": f"{figures['model'] - figures['markov']:+.4f}",
+                     "two-sided Markov bits/base": "not computed" if two_sided is None else f"{two_sided:.4f}",
+                     "model - two-sided Markov":
+                         "—" if two_sided is None else f"{figures['model'] - two_sided:+.4f}"})
+    return rows
 
 
 def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]], out: str | Path) -> None:
@@ -118,7 +125,9 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
     if evaluations:
         sections.append(("Held-out bits per base", "Masked-LM cross-entropy on held-out sequence, in bits per "
                          "hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the best "
-                         "Markov model fit on the training split and scored on the same bases.",
+                         "Markov model fit on the training split and scored on the same bases: one-sided, each base "
+                         "from the bases before it, and two-sided, from the visible bases on both sides as the "
+                         "model reads them.",
                          pd.DataFrame(bits_rows(evaluations))))
     if tasks:
         rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]

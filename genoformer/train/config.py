@@ -46,10 +46,10 @@ class OptimConfig:
 @dataclass
 class DataConfig:
     """``window`` tokens per window (null: the dataset's window); training windows start every
-    ``window_stride`` tokens (null: the dataset's ``--window-stride`` when the window is the dataset's, else
-    the window, side by side; smaller than the window: overlapping windows, more distinct offsets from a small
-    genome; held-out windows always lie side by side); ``batch_size`` windows per micro-batch and process; span masking settings
-    (see :mod:`genoformer.train.masking`)."""
+    ``window_stride`` tokens (null: the dataset's ``--window-stride`` when the window is the dataset's,
+    else the window, side by side; smaller than the window: overlapping windows, more distinct offsets from
+    a small genome; held-out windows always lie side by side); ``batch_size`` windows per micro-batch and
+    process; span masking settings (see :mod:`genoformer.train.masking`)."""
 
     window: int | None = None
     window_stride: int | None = None

@@ -22,9 +22,10 @@ training: overlapping windows would score the same base several times. Adjacent 
 bases that their edge k-mers both hold.
 
 Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen
-on the validation split's sequences, then scored on exactly the hidden bases above, each from the bases before
-it in the same window (true bases, not masked: a Markov chain reads left context only; the masked-LM reads
-both sides but not the hidden span).
+on the validation split's sequences, then scored on exactly the hidden bases above in two ways. One-sided, as a
+chain reads: each base from the true bases before it in the same window (hidden ones included). Two-sided, as
+the masked LM reads: each base given every visible base of its window on both sides, the hidden run it lies in
+summed out (``markov.two_sided_bits``; other hidden runs count as visible there, a small edge for the chain).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
-from genoformer.io.fasta import encode_bases
+from genoformer.io.fasta import N_CODE, encode_bases
 from genoformer.model import ReformerConfig, ReformerForMaskedLM, load_pretrained
 from genoformer.tokenize.dataset import Manifest, TokenDataset
 from genoformer.tokenize.encode import decode
@@ -77,7 +78,8 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
     """Score ``model`` on the hidden bases of ``dataset``'s windows (see the module docstring).
 
     Returns ``windows, masked_tokens, scored_bases, bits_per_base, masked_token_accuracy, base_accuracy`` and,
-    with ``markov``, ``markov_bits_per_base`` (its chosen order) and ``markov_bits_per_base_by_order``.
+    with ``markov``, ``markov_bits_per_base`` (its chosen order, one-sided), ``markov_bits_per_base_by_order``
+    and ``markov_two_sided_bits_per_base`` (chosen order, both sides).
     """
     model.eval()
     device = torch.device(device)
@@ -85,6 +87,7 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
     chosen = evaluation_windows(dataset, max_windows)
     totals = {"masked_tokens": 0, "correct_tokens": 0, "scored_bases": 0, "bits": 0.0, "correct_bases": 0}
     markov_bits = {order: 0.0 for order in range(markov.max_order + 1)} if markov else {}
+    two_sided_bits = 0.0
     progress = tqdm(total=len(chosen), unit="window", desc=f"evaluate {dataset.split}", disable=None, leave=False)
     for first in range(0, len(chosen), batch_size):
         window_ids = chosen[first:first + batch_size]
@@ -117,12 +120,20 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
         totals["scored_bases"] += int(rows.numel())
 
         if markov:
+            batch_codes, batch_hidden = [], []  # the batch's windows, one N apart: scored two-sided in one call
             for j in range(len(items)):
                 codes = encode_bases(decode(input_ids[j].cpu().numpy(), vocab, stride))
                 at = bases[rows == j].cpu().numpy()
                 context_run = contexts(codes, markov.max_order)
                 for order in markov_bits:
                     markov_bits[order] += float(markov.bits(codes, order, context_run)[at].sum())
+                hidden_here = np.zeros(codes.size + 1, dtype=bool)
+                hidden_here[at] = True
+                batch_codes.append(np.append(codes, N_CODE))  # an N: no context reaches across it
+                batch_hidden.append(hidden_here)
+            batch_hidden = np.concatenate(batch_hidden)
+            two_sided = markov.two_sided_bits(np.concatenate(batch_codes), batch_hidden)
+            two_sided_bits += float(two_sided[batch_hidden].sum())
         progress.update(len(items))
     progress.close()
 
@@ -138,6 +149,7 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
     if markov:
         result["markov_bits_per_base"] = markov_bits[markov.order] / scored
         result["markov_bits_per_base_by_order"] = {str(o): bits / scored for o, bits in markov_bits.items()}
+        result["markov_two_sided_bits_per_base"] = two_sided_bits / scored
     return result
 
 
@@ -246,7 +258,8 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         if scores["scored_bases"] == 0:  # all-N windows (kept by tokenize --max-n-fraction 1): nothing to score
             raise InputError(f"{data_dir}: the {split} split's {scores['windows']} windows hold no base to score "
                              "(all N); tokenize with a lower --max-n-fraction, or a sample's BAM with more coverage")
-        log.info("%s: model %.4f bits/base, Markov order %d %.4f bits/base, on %d hidden bases", split,
-                 scores["bits_per_base"], markov.order, scores["markov_bits_per_base"], scores["scored_bases"])
+        log.info("%s: model %.4f bits/base, Markov order %d %.4f (one-sided) and %.4f (two-sided) bits/base, on "
+                 "%d hidden bases", split, scores["bits_per_base"], markov.order, scores["markov_bits_per_base"],
+                 scores["markov_two_sided_bits_per_base"], scores["scored_bases"])
         result["splits"][split] = scores
     return result

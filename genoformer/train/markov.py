@@ -11,6 +11,13 @@ A context never reaches across an N or the start of the sequence given: a base w
 before it is predicted by the order-``j`` estimate. N bases are never scored. ``MarkovModel.select`` fits on the
 training sequences and picks the order (0..max_order) and the concentration with the fewest bits per base on the
 validation sequences.
+
+The same fitted chain also scores a hidden base from *both* sides, as a masked LM reads it
+(:func:`two_sided_bits`): the chain's exact conditional of the base given every visible base of its sequence.
+A run of hidden bases ``[s, e)`` changes only the factors ``P(x_i | context)`` of positions ``s .. e + k - 1``,
+so the conditional of each fill of the run is the product of those factors, normalized over all ``4**L`` fills,
+and a base's probability is the sum over the fills that hold it. Runs longer than ``MAX_EXACT_RUN`` bases are
+scored in pieces of that length, each given the true bases of the other pieces.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 N_CODE = 4
 CHUNK_BASES = 1 << 22
 CONCENTRATIONS = (0.5, 2.0, 8.0, 32.0)
+MAX_EXACT_RUN = 6  # hidden bases enumerated jointly by two_sided_bits: 4**6 = 4096 fills
 
 
 def valid_run(codes: np.ndarray) -> np.ndarray:
@@ -99,6 +107,59 @@ def score(codes: np.ndarray, tables: list[np.ndarray],
     return bits
 
 
+def hidden_runs(hidden: np.ndarray, max_run: int = MAX_EXACT_RUN) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of consecutive True in ``hidden``, runs longer than ``max_run`` cut into
+    pieces of ``max_run`` (the last one shorter)."""
+    padded = np.concatenate([[False], np.asarray(hidden, dtype=bool), [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(start, min(start + max_run, end)) for start, end in zip(edges[::2], edges[1::2])
+            for start in range(start, end, max_run)]
+
+
+def two_sided_bits(codes: np.ndarray, hidden: np.ndarray, tables: list[np.ndarray],
+                   max_run: int = MAX_EXACT_RUN) -> np.ndarray:
+    """Bits (-log2 p) of each ``hidden`` base of ``codes`` given every other base of ``codes`` (both sides)
+    under the chain ``tables`` (see the module docstring); NaN where not hidden or N. N bases are never hidden
+    (they are visible, and break contexts as in :func:`score`)."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    hidden = np.asarray(hidden, dtype=bool) & (codes < N_CODE)
+    order = len(tables) - 1
+    run_length = np.minimum(valid_run(codes), order)  # fills are never N, so context lengths stay put
+    bits = np.full(codes.size, np.nan)
+    runs_by_length: dict[int, list[int]] = {}
+    for start, end in hidden_runs(hidden, max_run):
+        runs_by_length.setdefault(end - start, []).append(start)
+    for length, starts in runs_by_length.items():
+        fills = (np.arange(4 ** length)[:, None] // 4 ** np.arange(length)[::-1]) % 4  # [F, L], first base slowest
+        starts = np.asarray(starts)
+        span = np.arange(-order, length + order)  # the run, its contexts and the positions it is context of
+        at = starts[:, None] + span  # [R, S]
+        inside = (at >= 0) & (at < codes.size)
+        bases = np.broadcast_to(np.where(inside, codes[np.clip(at, 0, codes.size - 1)], N_CODE)[:, None, :],
+                                (len(starts), fills.shape[0], span.size)).copy()  # [R, F, S]
+        bases[:, :, order:order + length] = fills
+        log_joint = np.zeros((len(starts), fills.shape[0]))
+        for offset in range(order, span.size):  # positions s .. e + order - 1: the factors the run changes
+            position = np.clip(at[:, offset], 0, codes.size - 1)
+            scored = inside[:, offset] & (codes[position] < N_CODE)
+            q = np.where(scored, run_length[position], 0)
+            context = np.zeros(log_joint.shape, dtype=np.int64)
+            for back in range(1, order + 1):
+                digit = np.where((q >= back)[:, None], bases[:, :, offset - back], 0)
+                context += digit.astype(np.int64) * 4 ** (back - 1)
+            for q_value in np.unique(q[scored]):
+                rows = scored & (q == q_value)
+                log_joint[rows] += tables[q_value][context[rows], bases[rows, :, offset]]
+        log_joint -= log_joint.max(axis=1, keepdims=True)
+        weights = np.exp2(log_joint)
+        weights /= weights.sum(axis=1, keepdims=True)  # [R, F]
+        truth = codes[starts[:, None] + np.arange(length)]  # [R, L]
+        holds_truth = fills[None, :, :] == truth[:, None, :]  # [R, F, L]
+        marginal = np.einsum("rf,rfl->rl", weights, holds_truth)
+        bits[starts[:, None] + np.arange(length)] = -np.log2(marginal)
+    return bits
+
+
 @dataclass
 class MarkovModel:
     """A fitted, smoothed Markov chain: ``tables`` for orders ``0..max_order`` (the order-q model is the first
@@ -120,6 +181,11 @@ class MarkovModel:
         chosen order or ``order``; ``context_run`` as in :func:`score`."""
         order = self.order if order is None else order
         return score(codes, self.tables[:order + 1], context_run)
+
+    def two_sided_bits(self, codes: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """-log2 p of each ``hidden`` base given the visible bases on both sides, under the chosen order (NaN
+        elsewhere); see :func:`two_sided_bits`."""
+        return two_sided_bits(codes, hidden, self.tables[:self.order + 1])
 
     @classmethod
     def select(cls, train: Iterable[np.ndarray], validation: list[np.ndarray], max_order: int = 10,
