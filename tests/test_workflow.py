@@ -164,6 +164,24 @@ def test_report_gathers_every_figure_with_its_caption(finished):
     assert colours[1] - colours[0] > 100, "the screenshot is blank"
 
 
+@pytest.mark.parametrize("extra, branch", [("", "scored on others, leaving out held-out examples"),
+                                           ("--keep-repeat-copies", "scored on others, keeping held-out examples")])
+def test_workflow_description_keeps_the_spaces_around_its_condition(extra, branch):
+    """workflow.rst rendered as `snakemake --report` renders it (jinja2 with trim_blocks and lstrip_blocks): each
+    branch reads as a sentence, not glued to the words around it (it once read "others,leaving" and
+    "training.Their")."""
+    from jinja2 import Environment
+
+    class Snakemake:
+        config = {"pretrain": {"reference": "cdiph"}, "classify_regions": {"extra": extra},
+                  "classify_variants": {"extra": ""}}
+
+    template = (ROOT / "workflow/report/workflow.rst").read_text()
+    text = Environment(trim_blocks=True, lstrip_blocks=True).from_string(template).render(snakemake=Snakemake)
+    assert branch in " ".join(text.split())
+    assert re.search(r"[.)] Their sequence may still lie", " ".join(text.split()))
+
+
 def render_in_chromium(html: Path, screenshot: Path) -> str:
     """The text of ``html`` after headless Chromium ran its scripts, and a 1400x1000 screenshot of it.
 
