@@ -334,7 +334,7 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
                   "--task", f"cdiph_genes={tmp_path / 'regions.json'}", f"cdiph_coding={tmp_path / 'variants.json'}",
                   "--out", out) == 0
     page = TableCells(out.read_text())
-    assert page.headings == ["Held-out bits per base", "Supervised tasks"]
+    assert page.headings == ["Held-out bits per base (test split)", "Supervised tasks"]  # the split eval_figures reads
     [bits] = as_rows(page.tables[0])
     assert bits == {"sequence": "cdiph", "model bits/base": "1.9100", "Markov bits/base": "1.9300",
                     "Markov order": "5", "model - Markov": "-0.0200", "two-sided Markov bits/base": "not computed",

@@ -123,19 +123,21 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
         raise InputError("report summary: give at least one --eval or --task")
     sections = []
     if evaluations:
-        sections.append(("Held-out bits per base", "Masked-LM cross-entropy on held-out sequence, in bits per "
-                         "hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the best "
-                         "Markov model fit on the training split and scored on the same bases: one-sided, each base "
-                         "from the bases before it, and two-sided, from the visible bases on both sides as the "
-                         "model reads them.",
+        sections.append(("Held-out bits per base (test split)", "Masked-LM cross-entropy on the test split, in "
+                         "bits per hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the "
+                         "Markov model fit on the training split (its order chosen on the validation split) and "
+                         "scored on the same bases: one-sided, each base from the bases before it, and two-sided, "
+                         "from the visible bases on both sides as the model reads them.",
                          pd.DataFrame(bits_rows(evaluations))))
     if tasks:
         rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]
         sections.append(("Supervised tasks", "Each method is fit on the training split and scored on held-out "
                          "examples: whole blocks or contigs, less any example with a near-identical copy in "
-                         "training; intervals are 95% bootstrap intervals that resample whole held-out blocks or "
-                         "contigs (nearby examples are not independent). AUROC 0.5 is chance. Rows without the "
-                         "model are baselines: the model earns its keep where it beats them.", pd.DataFrame(rows)))
+                         "training (unless the 'held out' column says copies were kept); intervals are 95% "
+                         "bootstrap intervals that resample whole held-out blocks or contigs (nearby examples are "
+                         "not independent), or examples where the 'held out' column says so. AUROC 0.5 is chance. "
+                         "Rows without the model are baselines: the model earns its keep where it beats them.",
+                         pd.DataFrame(rows)))
     write_page(out, "genoformer: summary", sections)
 
 
