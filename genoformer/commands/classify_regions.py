@@ -22,7 +22,8 @@ def register(subparsers) -> None:
         "split by contig or interval blocks (a held-out region with a near-identical copy in training is left "
         "out), and train a linear probe on frozen embeddings, a fully fine-tuned "
         "classifier and a k-mer spectrum logistic regression on the same split. Writes DIR/metrics.json (AUROC, "
-        "AUPRC, accuracy with bootstrap CIs on the held-out regions), predictions.tsv, probe.json and model/; "
+        "AUPRC, accuracy with bootstrap CIs on the held-out regions), predictions.tsv, probe.json and, when it "
+        "fine-tunes, model/; "
         "with --predict, DIR/predict.bed and predict.tsv for new regions.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")

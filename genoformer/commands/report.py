@@ -36,10 +36,10 @@ def register(subparsers) -> None:
     loss.add_argument("--metrics", required=True, help="metrics.jsonl of a pretraining run")
 
     bits = kinds.add_parser("bits-per-base", help="held-out bits/base of the model next to the Markov baseline",
-                            description="Held-out bits/base of the model next to the Markov baseline, one group "
+                            description="Test-split bits/base of the model next to the Markov baseline, one row "
                             "per `genoformer evaluate` JSON.")
     bits.add_argument("--eval", required=True, nargs="+", metavar="LABEL=EVAL.json",
-                      help="evaluation JSONs, each with the label to show under its bars")
+                      help="evaluation JSONs, each with the label of its row")
 
     roc = kinds.add_parser("roc-pr", help="ROC and precision-recall curves, model vs k-mer baseline",
                            description="ROC and precision-recall curves of the model and of the k-mer baseline "
@@ -56,8 +56,9 @@ def register(subparsers) -> None:
                          help="INFO field holding each variant's class (default: %(default)s)")
 
     track = kinds.add_parser("variant-track", help="variant scores along the genome",
-                             description="A genome track of a variant score by position, one panel per contig, "
-                             "from a scored VCF.")
+                             description="A genome track of a variant score by position from a scored VCF: one "
+                             "panel per locus (variants within 5 kbp of each other), the four loci with the most "
+                             "variants.")
     track.add_argument("--vcf", required=True, help="scored VCF written by score-variants (or merge-vcf)")
     track.add_argument("--score", default="GF_LLR", help="INFO score to plot (default: %(default)s)")
     track.add_argument("--color-by", metavar="FIELD",

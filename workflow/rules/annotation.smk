@@ -1,6 +1,6 @@
-# Labelled sets derived from a reference's annotation (GFF3 with CDS features): every SNV of a seeded sample
-# of genes with its protein consequence (synonymous / missense / stop-gained ...), and coding vs intergenic
-# regions for the region classifier.
+# Labelled sets derived from a reference's annotation (GFF3 with CDS features): the SNVs of a seeded sample
+# of genes with their protein consequence (synonymous / missense / stop-gained ...; at most config
+# coding_variants.per_class of each), and coding vs intergenic regions for the region classifier.
 
 
 rule coding_variants:
