@@ -1,4 +1,5 @@
-"""Evaluation: per-base scoring of k-mer predictions against plain loops, the CLI's JSON, bad input."""
+"""Evaluation: per-base scoring of k-mer predictions against plain loops, novel bases (no 31-mer shared with
+train) against a plain set of the train split's 31-mers, the CLI's JSON, bad input."""
 
 import itertools
 import json
@@ -10,14 +11,17 @@ import torch
 import yaml
 
 from genoformer.cli import main
-from genoformer.io.fasta import Reference, encode_bases
+from genoformer.io.fasta import N_CODE, Reference, encode_bases
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.tokenize.dataset import Manifest, TokenDataset
 from genoformer.tokenize.encode import decode
 from genoformer.tokenize.vocab import N_SPECIAL
-from genoformer.train.evaluate import base_log_probs, masked_lm_scores, split_sequences
+from genoformer.train.config import PretrainConfig
+from genoformer.train.evaluate import (base_log_probs, evaluation_windows, load_run_model, masked_lm_scores,
+                                       shared_with_train, split_sequences, window_codes)
 from genoformer.train.markov import MarkovModel
-from genoformer.train.masking import SpanMasker, seeded_generator
+from genoformer.train.masking import SpanMasker, masker_for, seeded_generator
+from genoformer.train.novel import REPEAT_K, kmers_found_in, repeat_bases, window_kmers
 
 TINY = {
     "model": {"dim": 32, "depth": 2, "heads": 2, "bucket_size": 32, "n_hashes": 1, "max_seq_len": 256},
@@ -66,12 +70,40 @@ def test_base_marginals_match_loops_over_kmers():
             assert math.isclose(math.exp(fast[row, base]), total, rel_tol=1e-12)
 
 
-def reference_scores(model, dataset, masker, seed, markov):
-    """Plain loops per window: which bases are hidden, which k-mer scores each, its marginal, Markov bits."""
+COMPLEMENT = str.maketrans("ACGT", "TGCA")
+
+
+def canonical(kmer: str) -> str:
+    return min(kmer, kmer.translate(COMPLEMENT)[::-1])
+
+
+def train_kmer_set(manifest) -> set[str]:
+    """Every canonical 31-mer of the train split's decoded sequence (per interval), as plain strings."""
+    index_of = {entry["name"]: i for i, entry in enumerate(manifest["contigs"])}
+    kmers = set()
+    for interval in manifest["intervals"]:
+        if interval["split"] == "train":
+            tokens = manifest.tokens(index_of[interval["contig"]], interval["start"], interval["end"])
+            sequence = decode(np.asarray(tokens), manifest.vocab, manifest["stride"])
+            kmers.update(canonical(sequence[i:i + 31]) for i in range(len(sequence) - 30)
+                         if "N" not in sequence[i:i + 31])
+    return kmers
+
+
+def is_repeat(window: str, base: int, train_kmers: set[str]) -> bool:
+    """Whether a 31-mer inside ``window`` covering ``base`` is in the train split (plain string loop)."""
+    return any(canonical(window[s:s + 31]) in train_kmers
+               for s in range(max(0, base - 30), min(base, len(window) - 31) + 1) if "N" not in window[s:s + 31])
+
+
+def reference_scores(model, dataset, masker, seed, markov, train_kmers=frozenset(), indices=None):
+    """Plain loops per window: which bases are hidden, which k-mer scores each, its marginal, Markov bits; and
+    the same over the hidden bases that no 31-mer of ``train_kmers`` covers."""
     k, stride = dataset.vocab.k, dataset.manifest["stride"]
     kmers = list(itertools.product(range(4), repeat=k))
     bits, markov_bits, two_sided_bits, scored, correct_tokens, masked_tokens = 0.0, 0.0, 0.0, 0, 0, 0
-    for index in range(len(dataset)):
+    novel_bits, markov_novel_bits, two_sided_novel_bits, novel = 0.0, 0.0, 0.0, 0
+    for index in range(len(dataset)) if indices is None else indices:
         item = dataset[index]
         ids, present = item["input_ids"][None], item["attention_mask"][None]
         batch = masker(ids, present, seeded_generator("cpu", seed, index))
@@ -79,9 +111,10 @@ def reference_scores(model, dataset, masker, seed, markov):
             log_probs = torch.log_softmax(model(batch.input_ids, present, seed=0)[0, :, N_SPECIAL:].double(), -1)
         masked = batch.masked[0].tolist()
         n_tokens = len(masked)
-        true = encode_bases(decode(ids[0].numpy(), dataset.vocab, stride))
+        window = decode(ids[0].numpy(), dataset.vocab, stride)
+        true = encode_bases(window)
         markov_window = markov.bits(true)
-        hidden = np.zeros(true.size, dtype=bool)
+        hidden, novel_here = np.zeros(true.size, dtype=bool), np.zeros(true.size, dtype=bool)
         for token in range(n_tokens):
             if masked[token]:
                 masked_tokens += 1
@@ -97,18 +130,40 @@ def reference_scores(model, dataset, masker, seed, markov):
             markov_bits += markov_window[base]
             hidden[base] = True
             scored += 1
-        two_sided_bits += markov.two_sided_bits(true, hidden)[hidden].sum()
+            if not is_repeat(window, base, train_kmers):
+                novel_bits -= math.log2(p)
+                markov_novel_bits += markov_window[base]
+                novel_here[base] = True
+                novel += 1
+        two_sided = markov.two_sided_bits(true, hidden)
+        two_sided_bits += two_sided[hidden].sum()
+        two_sided_novel_bits += two_sided[novel_here].sum()
     return {"bits_per_base": bits / scored, "scored_bases": scored, "markov_bits_per_base": markov_bits / scored,
             "markov_two_sided_bits_per_base": two_sided_bits / scored,
-            "masked_token_accuracy": correct_tokens / masked_tokens}
+            "masked_token_accuracy": correct_tokens / masked_tokens, "novel_bases": novel,
+            "novel_bits_per_base": novel_bits / novel, "markov_novel_bits_per_base": markov_novel_bits / novel,
+            "markov_two_sided_novel_bits_per_base": two_sided_novel_bits / novel}
+
+
+def repeat_share(dataset, index, train_kmers):
+    """Share of the bases of window ``index`` that a train 31-mer covers (plain string loop)."""
+    window = decode(dataset[index]["input_ids"].numpy(), dataset.vocab, dataset.manifest["stride"])
+    return np.mean([is_repeat(window, base, train_kmers) for base in range(len(window))])
 
 
 @pytest.mark.parametrize("name,span_bases", [("k1", 1), ("k3", 2), ("k3s3", 1)])
 def test_scores_match_plain_loops(tokens, name, span_bases):
+    """All figures, and those over novel bases, against plain loops; the chloroplast's inverted repeat puts
+    copies of training sequence in the test split."""
     dataset = TokenDataset(tokens[name], "test")
-    sequence, start, _ = dataset.windows[0]
-    # two real windows, and one of 200 tokens (padded to 256, as at the end of a contig)
-    dataset.windows = np.concatenate([dataset.windows[1:3], [[sequence, start, 200]]])
+    train_kmers = train_kmer_set(dataset.manifest)
+    shares = np.array([repeat_share(dataset, index, train_kmers) for index in range(len(dataset))])
+    novel, mixed, copied = (int(np.flatnonzero(test)[0]) for test in (shares == 0, (shares > 0) & (shares < 1),
+                                                                      shares == 1))
+    sequence, start, _ = dataset.windows[copied]
+    # a window without a copy in train, one partly copied, and one of 200 tokens (padded to 256, as at the end of
+    # a contig) wholly copied
+    dataset.windows = np.concatenate([dataset.windows[[novel, mixed]], [[sequence, start, 200]]])
     k, stride = dataset.vocab.k, dataset.manifest["stride"]
     torch.manual_seed(0)
     model = ReformerForMaskedLM(ReformerConfig(vocab_size=dataset.vocab.size, dim=16, depth=1, heads=2,
@@ -116,15 +171,29 @@ def test_scores_match_plain_loops(tokens, name, span_bases):
     masker = SpanMasker(k, stride, dataset.vocab.size, span_bases=span_bases, p_mask=1.0, p_random=0.0)
     manifest = dataset.manifest
     markov = MarkovModel.select(split_sequences(manifest, "train"), split_sequences(manifest, "val"), max_order=3)
-    fast = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, markov=markov)
-    slow = reference_scores(model, dataset, masker, 7, markov)
+    repeat_kmers = shared_with_train(manifest, [dataset], None)
+    fast = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, markov=markov,
+                            repeat_kmers=repeat_kmers)
+    slow = reference_scores(model, dataset, masker, 7, markov, train_kmers)
+    assert_same_scores(fast, slow)
+    assert 0 < fast["novel_bases"] < fast["scored_bases"]
+    assert fast["markov_bits_per_base_by_order"][str(markov.order)] == fast["markov_bits_per_base"]
+    plain = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, markov=markov)
+    assert plain == {key: value for key, value in fast.items() if "novel" not in key}
+
+
+def assert_same_scores(fast, slow):
     assert fast["scored_bases"] == slow["scored_bases"] > 0
     assert fast["bits_per_base"] == pytest.approx(slow["bits_per_base"], rel=1e-5)
     assert fast["markov_bits_per_base"] == pytest.approx(slow["markov_bits_per_base"], rel=1e-9)
     assert fast["markov_two_sided_bits_per_base"] == pytest.approx(slow["markov_two_sided_bits_per_base"], rel=1e-9)
     assert fast["markov_two_sided_bits_per_base"] != fast["markov_bits_per_base"]
     assert fast["masked_token_accuracy"] == pytest.approx(slow["masked_token_accuracy"])
-    assert fast["markov_bits_per_base_by_order"][str(markov.order)] == fast["markov_bits_per_base"]
+    assert fast["novel_bases"] == slow["novel_bases"]
+    assert fast["novel_bits_per_base"] == pytest.approx(slow["novel_bits_per_base"], rel=1e-5)
+    assert fast["markov_novel_bits_per_base"] == pytest.approx(slow["markov_novel_bits_per_base"], rel=1e-9)
+    assert fast["markov_two_sided_novel_bits_per_base"] == \
+        pytest.approx(slow["markov_two_sided_novel_bits_per_base"], rel=1e-9)
 
 
 def test_k1_bits_are_the_masked_cross_entropy(tokens):
@@ -185,6 +254,111 @@ def test_overlapping_training_windows_are_scored_side_by_side(run, chloroplast_f
     assert scores["windows"] == len(side_by_side)
     regions = sorted(side_by_side.region(i) for i in range(len(side_by_side)))
     assert all(a[0] != b[0] or a[2] <= b[1] for a, b in zip(regions, regions[1:]))
+
+
+def test_evaluate_cli_novel_figures_match_plain_loops(run, tokens, tmp_path):
+    """The CLI's JSON, novel figures included, against plain loops over the windows it scores and a plain set
+    of the train split's 31-mers."""
+    out = tmp_path / "eval.json"
+    assert main(["-q", "evaluate", "--checkpoint", str(run), "--data", str(tokens["k1"]), "--out", str(out),
+                 "--splits", "test", "--max-windows", "8", "--max-markov-order", "4"]) == 0
+    result = json.loads(out.read_text())
+    model, _, trainer_state = load_run_model(run)
+    dataset = TokenDataset(tokens["k1"], "test", window=result["window"], window_stride=result["window"])
+    config = PretrainConfig.from_dict(trainer_state["config"], "trainer_state.json")
+    masker = masker_for(config.data, dataset.vocab, 1, evaluation=True)
+    manifest = dataset.manifest
+    markov = MarkovModel.select(split_sequences(manifest, "train"), split_sequences(manifest, "val"), max_order=4)
+    slow = reference_scores(model, dataset, masker, 0, markov, train_kmer_set(manifest),
+                            evaluation_windows(dataset, 8))
+    assert result["repeat_kmer"] == REPEAT_K
+    test = result["splits"]["test"]
+    assert_same_scores(test, slow)
+    assert 0 < test["novel_bases"] < test["scored_bases"]  # the windows spread over the split reach the repeat
+
+
+def test_copies_of_train_sequence_are_not_novel(run, chloroplast_fasta, tmp_path):
+    """Train sequence pasted into two test windows, once as is and once reverse-complemented, makes exactly the
+    pasted bases repeat; every other held-out base of the chloroplast's first 60 kbp (no copy of train there)
+    stays novel."""
+    with Reference(chloroplast_fasta) as reference:
+        sequence = reference.fetch("NC_000932.1", 0, 60_000).upper()
+
+    def tokenized(bases, name):
+        (tmp_path / f"{name}.fa").write_text(f">piece\n{bases}\n")
+        assert main(["-q", "tokenize", "--fasta", str(tmp_path / f"{name}.fa"), "--k", "1", "--window", "256",
+                     "--block", "4", "--out", str(tmp_path / name)]) == 0
+        return Manifest.load(tmp_path / name)
+
+    plain = tokenized(sequence, "plain")
+    train = next(interval for interval in plain["intervals"] if interval["split"] == "train")
+    starts = TokenDataset(plain.root, "test").windows[:, 1]  # k = 1: token t is base t
+    source = train["start"] + 300
+    pasted = {1: sequence[source:source + 120],
+              2: sequence[source + 300:source + 420].translate(COMPLEMENT)[::-1]}
+    edited = sequence
+    for window, piece in pasted.items():
+        at = starts[window] + 60
+        edited = edited[:at] + piece + edited[at + len(piece):]
+    manifest = tokenized(edited, "pasted")
+    assert manifest["intervals"] == plain["intervals"]
+    datasets = [TokenDataset(manifest.root, split) for split in ("test", "val")]
+    repeat_kmers = shared_with_train(manifest, datasets, None)
+    for dataset in datasets:
+        for index in range(len(dataset)):
+            expected = np.zeros(256, dtype=bool)
+            if dataset.split == "test" and index in pasted:
+                expected[60:180] = True
+            found = repeat_bases(window_codes(dataset[index]["input_ids"], dataset.vocab, 1)[None], repeat_kmers)[0]
+            assert np.array_equal(found, expected), (dataset.split, index)
+
+    out = tmp_path / "eval.json"
+    assert main(["-q", "evaluate", "--checkpoint", str(run), "--data", str(manifest.root), "--out", str(out),
+                 "--max-markov-order", "2"]) == 0
+    val, test = (json.loads(out.read_text())["splits"][split] for split in ("val", "test"))
+    assert val["novel_bases"] == val["scored_bases"]
+    assert val["novel_bits_per_base"] == pytest.approx(val["bits_per_base"])
+    assert val["markov_novel_bits_per_base"] == pytest.approx(val["markov_bits_per_base"])
+    assert 0 < test["novel_bases"] < test["scored_bases"]
+
+
+def test_a_split_without_novel_bases_reports_none(run, tokens, tmp_path):
+    """Scored on the train split itself every hidden base is a repeat: the novel figures are null, not 0/0."""
+    out = tmp_path / "eval.json"
+    assert main(["-q", "evaluate", "--checkpoint", str(run), "--data", str(tokens["k1"]), "--out", str(out),
+                 "--splits", "train", "--max-windows", "2", "--max-markov-order", "2"]) == 0
+    train = json.loads(out.read_text())["splits"]["train"]
+    assert train["novel_bases"] == 0 < train["scored_bases"]
+    assert train["novel_bits_per_base"] is None and train["markov_novel_bits_per_base"] is None
+    assert train["novel_base_accuracy"] is None
+
+
+def test_n_never_matches_and_a_window_shorter_than_k_has_no_repeat(chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        codes = reference.codes("NC_000932.1", 0, 5_000)[0]
+    n = np.full((1, 100), N_CODE, dtype=np.uint8)
+    assert window_kmers([n]).size == 0
+    short, stretch = codes[None, 1_000:1_030], codes[None, 2_000:2_100]
+    found = kmers_found_in(window_kmers([short, stretch, n]), [np.concatenate([codes, n[0]])])
+    assert not repeat_bases(short, found).any() and not repeat_bases(n, found).any()
+    assert repeat_bases(stretch, found).all()
+    # a batch: the 31-mers holding an N never match, every other base keeps one that does; rows never join
+    batch = np.concatenate([stretch, stretch, codes[None, 2_050:2_150]])
+    batch[1, 50] = N_CODE
+    repeat = repeat_bases(batch, found)
+    assert repeat[0].all() and np.flatnonzero(~repeat[1]).tolist() == [50]
+    assert np.flatnonzero(repeat[2]).tolist() == list(range(50))  # its 2_050..2_100 overlap with stretch
+
+
+def test_train_kmers_are_found_across_chunk_edges_and_strands(chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        codes = reference.codes("NC_000932.1", 0, 20_000)[0]
+    assert codes.max() < N_CODE
+    query = window_kmers([codes[None]])
+    for chunk_bp in (100, 1_000, 7_777, 1 << 22):
+        assert np.array_equal(kmers_found_in(query, [codes], chunk_bp=chunk_bp), query)
+    assert np.array_equal(kmers_found_in(query, [np.uint8(3) - codes[::-1]], chunk_bp=1_000), query)
+    assert kmers_found_in(query, [codes[:5_000]]).size < query.size
 
 
 def one_line_error(capsys):

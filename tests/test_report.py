@@ -48,12 +48,16 @@ def write_metrics(path, steps=40, eval_every=10):
             handle.write(json.dumps(row) + "\n")
 
 
-def evaluation(model_bits, markov_bits, order=3, two_sided=None):
+def evaluation(model_bits, markov_bits, order=3, two_sided=None, novel=None):
     """An evaluate JSON as `genoformer.train.evaluate.evaluate_run` writes it (the keys the figure reads);
-    without ``two_sided``, as written before the two-sided Markov figure."""
+    without ``two_sided``, as written before the two-sided Markov figure; with ``novel`` = (novel bases, model
+    bits, Markov bits, two-sided Markov bits) the novel-base figures, else as written before them."""
     split = {"bits_per_base": model_bits, "markov_bits_per_base": markov_bits, "scored_bases": 1000}
     if two_sided is not None:
         split["markov_two_sided_bits_per_base"] = two_sided
+    if novel is not None:
+        split.update(zip(("novel_bases", "novel_bits_per_base", "markov_novel_bits_per_base",
+                          "markov_two_sided_novel_bits_per_base"), novel))
     return {"k": 3, "stride": 1, "window": 128, "markov": {"order": order, "concentration": 1.0},
             "splits": {"val": dict(split, bits_per_base=model_bits + 0.01), "test": split}}
 
@@ -90,12 +94,28 @@ def test_bits_per_base(tmp_path):
     assert report("bits-per-base", "--eval", f"cdiph={tmp_path / 'run.json'}",
                   f"NA12878={tmp_path / 'sample.json'}", "--out", tmp_path / "bits.png") == 0
     assert_figure(tmp_path / "bits.png")
+    # with novel-base figures (hollow markers), one JSON without a novel base and one from before them
+    (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93, two_sided=1.89,
+                                                             novel=(962, 1.94, 1.95, 1.90))))
+    (tmp_path / "none.json").write_text(json.dumps(evaluation(1.90, 1.92, two_sided=1.88,
+                                                              novel=(0, None, None, None))))
+    assert report("bits-per-base", "--eval", f"cdiph={tmp_path / 'run.json'}", f"copies={tmp_path / 'none.json'}",
+                  f"NA12878={tmp_path / 'sample.json'}", "--out", tmp_path / "novel.png") == 0
+    assert_figure(tmp_path / "novel.png")
+    assert imread(tmp_path / "novel.png").shape != imread(tmp_path / "bits.png").shape or \
+        not np.array_equal(imread(tmp_path / "novel.png"), imread(tmp_path / "bits.png"))
 
 
 def test_eval_figures_read_the_test_split(tmp_path):
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4), "x.json") == \
-        {"model": 1.91, "markov": 1.93, "markov_two_sided": None, "markov_order": 4}
+        {"model": 1.91, "markov": 1.93, "markov_two_sided": None, "markov_order": 4, "scored_bases": 1000,
+         "novel_bases": None, "novel_model": None, "novel_markov": None, "novel_markov_two_sided": None}
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4, two_sided=1.88), "x.json")["markov_two_sided"] == 1.88
+    assert plots.eval_figures(evaluation(1.91, 1.93, two_sided=1.88, novel=(962, 1.94, 1.95, 1.90)), "x.json") == \
+        {"model": 1.91, "markov": 1.93, "markov_two_sided": 1.88, "markov_order": 3, "scored_bases": 1000,
+         "novel_bases": 962, "novel_model": 1.94, "novel_markov": 1.95, "novel_markov_two_sided": 1.90}
+    with pytest.raises(plots.InputError, match=r"x.json: not a `genoformer evaluate` result \(its test split is not"):
+        plots.eval_figures(evaluation(1.91, 1.93, novel=(962, "many", 1.95, 1.90)), "x.json")
     with pytest.raises(plots.InputError, match="x.json: not a `genoformer evaluate` result"):
         plots.eval_figures({"splits": {}}, "x.json")
     with pytest.raises(plots.InputError, match=r"x.json: not a `genoformer evaluate` result \(its test split is not"):
@@ -338,7 +358,9 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     [bits] = as_rows(page.tables[0])
     assert bits == {"sequence": "cdiph", "model bits/base": "1.9100", "Markov bits/base": "1.9300",
                     "Markov order": "5", "model - Markov": "-0.0200", "two-sided Markov bits/base": "not computed",
-                    "model - two-sided Markov": "—"}
+                    "model - two-sided Markov": "—", "novel hidden bases": "not computed",
+                    "model bits/base, novel": "not computed", "Markov bits/base, novel": "not computed",
+                    "two-sided Markov bits/base, novel": "not computed"}
     rows = as_rows(page.tables[1])
     assert [(r["task"], r["uses the model"]) for r in rows] == [
         ("cdiph_genes", "yes"), ("cdiph_genes", "yes"), ("cdiph_genes", "no"),
@@ -364,6 +386,25 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert rows[5]["method"] == "k-mer context, logistic regression"
     zero_shot = variants["test"]["zero_shot_neg_llr"]["auroc"]["value"]
     assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")
+
+
+def test_summary_shows_the_novel_base_figures_beside_the_others(tmp_path):
+    """An evaluate JSON with novel-base figures shows them next to the figures over all hidden bases; one whose
+    split has no novel base says so, and one from before them says "not computed" in the same table."""
+    (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93, two_sided=1.89,
+                                                             novel=(962, 1.9412, 1.9533, 1.9021))))
+    (tmp_path / "none.json").write_text(json.dumps(evaluation(1.90, 1.92, two_sided=1.88,
+                                                              novel=(0, None, None, None))))
+    (tmp_path / "old.json").write_text(json.dumps(evaluation(1.98, 1.95)))
+    out = tmp_path / "summary.html"
+    assert report("summary", "--eval", f"cdiph={tmp_path / 'run.json'}", f"copies={tmp_path / 'none.json'}",
+                  f"old={tmp_path / 'old.json'}", "--out", out) == 0
+    page = TableCells(out.read_text())
+    novel = [(row["novel hidden bases"], row["model bits/base, novel"], row["Markov bits/base, novel"],
+              row["two-sided Markov bits/base, novel"]) for row in as_rows(page.tables[0])]
+    assert novel == [("962 of 1,000 (96.2%)", "1.9412", "1.9533", "1.9021"), ("0 of 1,000 (0.0%)", "—", "—", "—"),
+                     ("not computed",) * 4]
+    assert "Novel: only the hidden bases that no 31-mer" in out.read_text()
 
 
 def test_the_held_out_column_says_whether_repeat_copies_were_left_out_or_kept():

@@ -119,6 +119,7 @@ def test_default_run_writes_every_result(finished):
     for path in ("runs/cdiph/eval.json", "results/eval/NA12878.json"):
         test_split = json.loads((workdir / path).read_text())["splits"]["test"]
         assert 0 < test_split["bits_per_base"] < 3 and 0 < test_split["markov_bits_per_base"] < 3, path
+        assert 0 <= test_split["novel_bases"] <= test_split["scored_bases"], path
     # the scattered scoring lost and duplicated nothing: the merged VCF has every input record, indexed
     with pysam.VariantFile(str(workdir / "results/annotation/cdiph/coding_variants.vcf.gz")) as source:
         expected = [(r.contig, r.pos, r.ref, r.alts) for r in source]

@@ -16,7 +16,9 @@ def register(subparsers) -> None:
         description="Span-mask the windows of the held-out splits of a token dataset as in training, and report "
         "the model's bits per hidden base (k-mer predictions marginalized to the base), masked-token accuracy "
         "and base accuracy, next to an order-k Markov model fit on the train split (order 0..--max-markov-order "
-        "and smoothing chosen on the val split) scored on the same bases. Writes JSON.",
+        "and smoothing chosen on the val split) scored on the same bases; each also over the novel hidden bases "
+        "only, those no 31-mer also found in the train split covers (either strand), so repeat copies the model "
+        "may have memorised are left out. Writes JSON.",
     )
     parser.add_argument("--checkpoint", required=True, metavar="RUN",
                         help="run directory from `genoformer pretrain` (latest weights) or one of its "

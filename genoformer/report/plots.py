@@ -137,9 +137,19 @@ def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
     _save(fig, out)
 
 
+def _number_or_none(value) -> float | None:
+    """``value`` as a float, None kept (a ValueError / TypeError for anything else)."""
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a number")
+    return None if value is None else float(value)
+
+
 def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> dict:
     """The held-out figures of a `genoformer evaluate` JSON: model and Markov bits/base (one-sided, and two-sided
-    where the JSON has it, else None: evaluate results from before it), and the Markov order.
+    where the JSON has it, else None: evaluate results from before it), and the Markov order; and over novel
+    bases only (no 31-mer shared with the train split): their count out of the scored bases and the model's and
+    both Markov chains' bits/base, None where the JSON predates them (``novel_bases`` None) or there is no novel
+    base (the bits None).
 
     Reads ``split`` (the test split) only: the figure and the summary label the numbers as test-split numbers,
     and the val split is where the Markov order and smoothing were chosen (its Markov figure is the best of
@@ -153,8 +163,13 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
         scores = splits[split]
         two_sided = scores.get("markov_two_sided_bits_per_base")
         return {"model": float(scores["bits_per_base"]), "markov": float(scores["markov_bits_per_base"]),
-                "markov_two_sided": None if two_sided is None else float(two_sided),
-                "markov_order": evaluation["markov"]["order"]}
+                "markov_two_sided": _number_or_none(two_sided),
+                "markov_order": evaluation["markov"]["order"],
+                "scored_bases": _number_or_none(scores.get("scored_bases")),
+                "novel_bases": _number_or_none(scores.get("novel_bases")),
+                "novel_model": _number_or_none(scores.get("novel_bits_per_base")),
+                "novel_markov": _number_or_none(scores.get("markov_novel_bits_per_base")),
+                "novel_markov_two_sided": _number_or_none(scores.get("markov_two_sided_novel_bits_per_base"))}
     except KeyError as err:
         raise InputError(f"{source}: not a `genoformer evaluate` result (no {err} entry)") from None
     except (AttributeError, IndexError, TypeError, ValueError):
@@ -168,7 +183,8 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     ``evaluations`` maps a dataset label to ``plots.eval_figures``'s dict. DNA sits close to 2 bits/base (a
     uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values and each row is labelled
     with the difference, model minus the one-sided Markov chain; the two-sided chain (same order, reading both
-    sides of the hidden bases as the model does) is drawn where the evaluation has it.
+    sides of the hidden bases as the model does) is drawn where the evaluation has it, and the figures over novel
+    bases only (no 31-mer shared with the train split) as hollow markers where it has them.
     """
     if not evaluations:
         raise InputError("bits/base plot: no evaluation given")
@@ -178,8 +194,11 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     markov = np.array([evaluations[label]["markov"] for label in labels])
     two_sided = np.array([np.nan if evaluations[label].get("markov_two_sided") is None
                           else evaluations[label]["markov_two_sided"] for label in labels])
-    low = np.nanmin([model.min(), markov.min(), np.nanmin(two_sided) if np.isfinite(two_sided).any() else np.inf])
-    high = max(model.max(), markov.max(), 2.0)
+    novel = {name: np.array([np.nan if evaluations[label].get(name) is None else evaluations[label][name]
+                             for label in labels])
+             for name in ("novel_model", "novel_markov", "novel_markov_two_sided")}
+    shown = np.concatenate([values[np.isfinite(values)] for values in (model, markov, two_sided, *novel.values())])
+    low, high = shown.min(), max(shown.max(), 2.0)
     pad = max(0.02, 0.15 * (high - low))
     fig, ax = plt.subplots(figsize=(8, 1.0 * len(labels) + 1.6))
     ax.hlines(y, np.fmin(np.minimum(model, markov), two_sided), np.maximum(model, markov), color="lightgray", lw=3,
@@ -194,6 +213,13 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
         for row, t in zip(y, two_sided):
             if np.isfinite(t):
                 ax.annotate(f"{t:.3f}", (t, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
+    for name, marker, colour, label in (
+            ("novel_model", "o", "tab:blue", "genoformer, novel bases only (no 31-mer shared with train)"),
+            ("novel_markov", "s", "tab:gray", "Markov, left side, novel bases only"),
+            ("novel_markov_two_sided", "^", "tab:orange", "Markov, both sides, novel bases only")):
+        if np.isfinite(novel[name]).any():
+            ax.scatter(novel[name], y, s=70, marker=marker, facecolors="none", edgecolors=colour, zorder=3,
+                       label=label)
     for row, m, b, order in zip(y, model, markov, orders):
         ax.annotate(f"{m:.3f}", (m, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
         ax.annotate(f"{b:.3f} (order {order})", (b, row), textcoords="offset points", xytext=(0, -15),
@@ -203,7 +229,7 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     ax.set(xlabel="held-out bits per base (test split; lower is better)", xlim=(low - pad, high + pad),
            ylim=(y.min() - 0.7, y.max() + 0.7), title="Bits per base: model vs Markov baseline")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
     _save(fig, out)
 
 

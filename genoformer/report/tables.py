@@ -101,18 +101,39 @@ def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
     return rows
 
 
+NOT_COMPUTED = "not computed"
+
+
+NOVEL_FIGURES = ("novel_model", "novel_markov", "novel_markov_two_sided")
+
+
+def novel_texts(figures: dict) -> tuple[str, ...]:
+    """The novel hidden bases (count, share of the scored ones), and the model's and the Markov chains' (one-
+    and two-sided) bits/base over them, as table cells: "not computed" for an evaluate JSON from before novel
+    bases were counted, "—" for the bits where no hidden base is novel."""
+    novel, scored = figures.get("novel_bases"), figures.get("scored_bases")
+    if novel is None:
+        return (NOT_COMPUTED,) * (1 + len(NOVEL_FIGURES))
+    share = f"{novel:,.0f} of {scored:,.0f} ({novel / scored:.1%})" if scored else f"{novel:,.0f}"
+    bits = ["—" if figures.get(name) is None else f"{figures[name]:.4f}" for name in NOVEL_FIGURES]
+    return share, *bits
+
+
 def bits_rows(evaluations: dict[str, dict]) -> list[dict]:
-    """One row per evaluation (``plots.eval_figures``'s dict); the two-sided Markov columns say "not computed"
-    for evaluate results written before it."""
+    """One row per evaluation (``plots.eval_figures``'s dict); the two-sided Markov and novel-base columns say
+    "not computed" for evaluate results written before them."""
     rows = []
     for label, figures in evaluations.items():
         two_sided = figures.get("markov_two_sided")
+        novel, novel_model, novel_markov, novel_two_sided = novel_texts(figures)
         rows.append({"sequence": label, "model bits/base": f"{figures['model']:.4f}",
                      "Markov bits/base": f"{figures['markov']:.4f}", "Markov order": figures["markov_order"],
                      "model - Markov": f"{figures['model'] - figures['markov']:+.4f}",
-                     "two-sided Markov bits/base": "not computed" if two_sided is None else f"{two_sided:.4f}",
+                     "two-sided Markov bits/base": NOT_COMPUTED if two_sided is None else f"{two_sided:.4f}",
                      "model - two-sided Markov":
-                         "—" if two_sided is None else f"{figures['model'] - two_sided:+.4f}"})
+                         "—" if two_sided is None else f"{figures['model'] - two_sided:+.4f}",
+                     "novel hidden bases": novel, "model bits/base, novel": novel_model,
+                     "Markov bits/base, novel": novel_markov, "two-sided Markov bits/base, novel": novel_two_sided})
     return rows
 
 
@@ -127,7 +148,9 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
                          "bits per hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the "
                          "Markov model fit on the training split (its order chosen on the validation split) and "
                          "scored on the same bases: one-sided, each base from the bases before it, and two-sided, "
-                         "from the visible bases on both sides as the model reads them.",
+                         "from the visible bases on both sides as the model reads them. Novel: only the hidden "
+                         "bases that no 31-mer (either strand) also found in the training split covers, so repeat "
+                         "copies (rRNA operons, IS elements) the model may have memorised are left out.",
                          pd.DataFrame(bits_rows(evaluations))))
     if tasks:
         rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]

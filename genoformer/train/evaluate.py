@@ -26,6 +26,13 @@ on the validation split's sequences, then scored on exactly the hidden bases abo
 chain reads: each base from the true bases before it in the same window (hidden ones included). Two-sided, as
 the masked LM reads: each base given every visible base of its window on both sides, the hidden run it lies in
 summed out (``markov.two_sided_bits``; other hidden runs count as visible there, a small edge for the chain).
+
+Novel bases (``genoformer.train.novel``). The splits are position blocks (or whole sequences), so the copies of
+a repeat (rRNA operons, insertion sequences) can sit on both sides, and a model that memorised the training copy
+scores well on the held-out one without generalising. ``evaluate_run`` therefore also reports each figure over
+the *novel* hidden bases only: those that no canonical 31-mer (either strand) also found in the train split
+covers, counting only the k-mers wholly inside the window's decoded bases. A split with no novel base reports
+its novel figures as None.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -48,6 +56,7 @@ from genoformer.train.config import PretrainConfig
 from genoformer.train.distributed import autocast_for
 from genoformer.train.markov import MarkovModel, contexts
 from genoformer.train.masking import SpanMasker, hidden_bases, masker_for, scoring_tokens, seeded_generator
+from genoformer.train.novel import REPEAT_K, kmers_found_in, repeat_bases, window_kmers
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +80,48 @@ def evaluation_windows(dataset: TokenDataset, max_windows: int | None) -> np.nda
     return np.unique(np.linspace(0, len(dataset) - 1, max_windows).round().astype(np.int64))
 
 
+def window_codes(input_ids: torch.Tensor, vocab: KmerVocab, stride: int) -> np.ndarray:
+    """Base codes of a window's tokens (``n_window_bases`` of them; bases under padding only are N)."""
+    return encode_bases(decode(input_ids.cpu().numpy(), vocab, stride))
+
+
+def shared_with_train(manifest: Manifest, datasets: list[TokenDataset], max_windows: int | None,
+                      batch_windows: int = 1024) -> np.ndarray:
+    """The canonical ``REPEAT_K``-mers of the windows :func:`masked_lm_scores` scores in ``datasets`` that also
+    occur in the train split (sorted uint64): the windows' k-mers are gathered ``batch_windows`` windows at a
+    time, and the train split is streamed past them, never held whole."""
+    def batches():
+        for dataset in datasets:
+            chosen = evaluation_windows(dataset, max_windows)
+            for first in range(0, len(chosen), batch_windows):
+                yield np.stack([window_codes(dataset[int(i)]["input_ids"], dataset.vocab, manifest["stride"])
+                                for i in chosen[first:first + batch_windows]])
+
+    return kmers_found_in(window_kmers(batches()), iter_split_sequences(manifest, "train"))
+
+
 @torch.no_grad()
 def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: SpanMasker,
                      device: torch.device | str, *, max_windows: int | None = None, batch_size: int = 8,
-                     seed: int = 0, precision: str = "auto", markov: MarkovModel | None = None) -> dict:
+                     seed: int = 0, precision: str = "auto", markov: MarkovModel | None = None,
+                     repeat_kmers: np.ndarray | None = None) -> dict:
     """Score ``model`` on the hidden bases of ``dataset``'s windows (see the module docstring).
 
     Returns ``windows, masked_tokens, scored_bases, bits_per_base, masked_token_accuracy, base_accuracy`` and,
     with ``markov``, ``markov_bits_per_base`` (its chosen order, one-sided), ``markov_bits_per_base_by_order``
-    and ``markov_two_sided_bits_per_base`` (chosen order, both sides).
+    and ``markov_two_sided_bits_per_base`` (chosen order, both sides). With ``repeat_kmers`` (sorted canonical
+    ``REPEAT_K``-mers found in the train split, :func:`shared_with_train`), also ``novel_bases``,
+    ``novel_bits_per_base``, ``novel_base_accuracy`` and, with ``markov``, ``markov_novel_bits_per_base`` and
+    ``markov_two_sided_novel_bits_per_base``: the figures over the hidden bases that no such k-mer covers (None
+    where there is none).
     """
     model.eval()
     device = torch.device(device)
     vocab, stride, k = dataset.vocab, dataset.manifest["stride"], dataset.vocab.k
     chosen = evaluation_windows(dataset, max_windows)
-    totals = {"masked_tokens": 0, "correct_tokens": 0, "scored_bases": 0, "bits": 0.0, "correct_bases": 0}
+    totals = {"masked_tokens": 0, "correct_tokens": 0, "scored_bases": 0, "bits": 0.0, "correct_bases": 0,
+              "novel_bases": 0, "novel_bits": 0.0, "novel_correct_bases": 0, "markov_novel_bits": 0.0,
+              "markov_two_sided_novel_bits": 0.0}
     markov_bits = {order: 0.0 for order in range(markov.max_order + 1)} if markov else {}
     two_sided_bits = 0.0
     progress = tqdm(total=len(chosen), unit="window", desc=f"evaluate {dataset.split}", disable=None, leave=False)
@@ -115,25 +151,42 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
         log_probs = base_log_probs(torch.log_softmax(kmer_logits[picked], dim=1), offsets, k)
         true_kmer = labels[picked]
         true_base = torch.div(true_kmer, 4 ** (k - 1 - offsets), rounding_mode="floor") % 4
-        totals["bits"] += float(-log_probs.gather(1, true_base[:, None]).sum()) / LN2
-        totals["correct_bases"] += int((log_probs.argmax(dim=1) == true_base).sum())
+        base_nats = -log_probs.gather(1, true_base[:, None])[:, 0]
+        correct = log_probs.argmax(dim=1) == true_base
+        totals["bits"] += float(base_nats.sum()) / LN2
+        totals["correct_bases"] += int(correct.sum())
         totals["scored_bases"] += int(rows.numel())
 
+        if markov is None and repeat_kmers is None:
+            progress.update(len(items))
+            continue
+        codes = [window_codes(input_ids[j], vocab, stride) for j in range(len(items))]
+        if repeat_kmers is not None:
+            is_novel = ~repeat_bases(np.stack(codes), repeat_kmers)
+            novel = torch.from_numpy(is_novel).to(device)[rows, bases]  # per scored base, in the order of rows
+            totals["novel_bases"] += int(novel.sum())
+            totals["novel_bits"] += float(base_nats[novel].sum()) / LN2
+            totals["novel_correct_bases"] += int(correct[novel].sum())
         if markov:
             batch_codes, batch_hidden = [], []  # the batch's windows, one N apart: scored two-sided in one call
             for j in range(len(items)):
-                codes = encode_bases(decode(input_ids[j].cpu().numpy(), vocab, stride))
                 at = bases[rows == j].cpu().numpy()
-                context_run = contexts(codes, markov.max_order)
+                context_run = contexts(codes[j], markov.max_order)
                 for order in markov_bits:
-                    markov_bits[order] += float(markov.bits(codes, order, context_run)[at].sum())
-                hidden_here = np.zeros(codes.size + 1, dtype=bool)
+                    window_bits = markov.bits(codes[j], order, context_run)[at]
+                    markov_bits[order] += float(window_bits.sum())
+                    if repeat_kmers is not None and order == markov.order:
+                        totals["markov_novel_bits"] += float(window_bits[is_novel[j, at]].sum())
+                hidden_here = np.zeros(codes[j].size + 1, dtype=bool)
                 hidden_here[at] = True
-                batch_codes.append(np.append(codes, N_CODE))  # an N: no context reaches across it
+                batch_codes.append(np.append(codes[j], N_CODE))  # an N: no context reaches across it
                 batch_hidden.append(hidden_here)
             batch_hidden = np.concatenate(batch_hidden)
             two_sided = markov.two_sided_bits(np.concatenate(batch_codes), batch_hidden)
             two_sided_bits += float(two_sided[batch_hidden].sum())
+            if repeat_kmers is not None:
+                batch_novel = np.pad(is_novel, ((0, 0), (0, 1))).ravel()  # laid out as batch_codes
+                totals["markov_two_sided_novel_bits"] += float(two_sided[batch_hidden & batch_novel].sum())
         progress.update(len(items))
     progress.close()
 
@@ -150,18 +203,31 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
         result["markov_bits_per_base"] = markov_bits[markov.order] / scored
         result["markov_bits_per_base_by_order"] = {str(o): bits / scored for o, bits in markov_bits.items()}
         result["markov_two_sided_bits_per_base"] = two_sided_bits / scored
+    if repeat_kmers is not None:
+        novel = totals["novel_bases"]
+        result["novel_bases"] = novel
+        result["novel_bits_per_base"] = totals["novel_bits"] / novel if novel else None
+        result["novel_base_accuracy"] = totals["novel_correct_bases"] / novel if novel else None
+        if markov:
+            result["markov_novel_bits_per_base"] = totals["markov_novel_bits"] / novel if novel else None
+            result["markov_two_sided_novel_bits_per_base"] = (totals["markov_two_sided_novel_bits"] / novel
+                                                              if novel else None)
     return result
 
 
-def split_sequences(manifest: Manifest, split: str) -> list[np.ndarray]:
-    """Base codes of each interval of ``split`` (decoded from its tokens; bases no k-mer shows are N)."""
+def iter_split_sequences(manifest: Manifest, split: str) -> Iterator[np.ndarray]:
+    """Base codes of each interval of ``split``, one at a time (decoded from its tokens; bases no k-mer shows
+    are N)."""
     index_of = {entry["name"]: i for i, entry in enumerate(manifest["contigs"])}
-    sequences = []
     for interval in manifest["intervals"]:
         if interval["split"] == split and interval["end"] > interval["start"]:
             tokens = manifest.tokens(index_of[interval["contig"]], interval["start"], interval["end"])
-            sequences.append(encode_bases(decode(np.asarray(tokens), manifest.vocab, manifest["stride"])))
-    return sequences
+            yield encode_bases(decode(np.asarray(tokens), manifest.vocab, manifest["stride"]))
+
+
+def split_sequences(manifest: Manifest, split: str) -> list[np.ndarray]:
+    """Base codes of each interval of ``split`` (see :func:`iter_split_sequences`)."""
+    return list(iter_split_sequences(manifest, split))
 
 
 def check_data_fits_model(data_dir: Path, vocab: KmerVocab, window: int, model_config: ReformerConfig,
@@ -249,17 +315,34 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
                     "span_tokens": masker.span, "seed": seed},
         "markov": {"order": markov.order, "concentration": markov.concentration,
                    "validation_bits_per_base_by_order": {str(o): b for o, b in markov.validation_bits.items()}},
+        "repeat_kmer": REPEAT_K,
         "splits": {},
     }
-    for split in splits:
-        dataset = TokenDataset(data_dir, split, window=window, window_stride=window)  # side by side: see above
+    datasets = [TokenDataset(data_dir, split, window=window, window_stride=window)  # side by side: see above
+                for split in splits]
+    log.info("finding the scored windows' %d-mers that the train split holds too", REPEAT_K)
+    repeat_kmers = shared_with_train(manifest, datasets, max_windows)
+    for split, dataset in zip(splits, datasets):
         scores = masked_lm_scores(model, dataset, masker, torch_device, max_windows=max_windows,
-                                  batch_size=batch_size, seed=seed, precision=precision, markov=markov)
+                                  batch_size=batch_size, seed=seed, precision=precision, markov=markov,
+                                  repeat_kmers=repeat_kmers)
         if scores["scored_bases"] == 0:  # all-N windows (kept by tokenize --max-n-fraction 1): nothing to score
             raise InputError(f"{data_dir}: the {split} split's {scores['windows']} windows hold no base to score "
                              "(all N); tokenize with a lower --max-n-fraction, or a sample's BAM with more coverage")
         log.info("%s: model %.4f bits/base, Markov order %d %.4f (one-sided) and %.4f (two-sided) bits/base, on "
                  "%d hidden bases", split, scores["bits_per_base"], markov.order, scores["markov_bits_per_base"],
                  scores["markov_two_sided_bits_per_base"], scores["scored_bases"])
+        log.info("%s, novel bases only (%d of %d, %.1f%%; no %d-mer shared with train): %s", split,
+                 scores["novel_bases"], scores["scored_bases"], 100 * scores["novel_bases"] / scores["scored_bases"],
+                 REPEAT_K, _novel_text(scores, markov.order))
         result["splits"][split] = scores
     return result
+
+
+def _novel_text(scores: dict, markov_order: int) -> str:
+    """The log's words for a split's novel-base figures."""
+    if not scores["novel_bases"]:
+        return "none to score"
+    return (f"model {scores['novel_bits_per_base']:.4f} bits/base, Markov order {markov_order} "
+            f"{scores['markov_novel_bits_per_base']:.4f} (one-sided) and "
+            f"{scores['markov_two_sided_novel_bits_per_base']:.4f} (two-sided) bits/base")
