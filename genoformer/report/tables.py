@@ -102,8 +102,6 @@ def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
 
 
 NOT_COMPUTED = "not computed"
-
-
 NOVEL_FIGURES = ("novel_model", "novel_markov", "novel_markov_two_sided")
 
 
