@@ -74,10 +74,24 @@ def raw_htslib(lines):
     return [line for line in lines if line.startswith(("[W::", "[E::"))]
 
 
-@pytest.mark.parametrize("name", ["q.vcf.gz", "NA12878.chr22.tiny.giab.vcf"])
-def test_real_vcfs_match_their_text(human_q, q_reference, name):
-    result = read_variants(human_q / name, q_reference)
-    truth = text_records(human_q / name)
+GIAB_ALLALTS_INTEGER = '##INFO=<ID=allalts,Number=1,Type=Integer,'
+
+
+@pytest.fixture(scope="module")
+def giab(human_q, tmp_path_factory):
+    """The GIAB calls with their header's one wrong Type corrected: allalts holds alleles (C), not an Integer."""
+    text = (human_q / "NA12878.chr22.tiny.giab.vcf").read_text()
+    assert GIAB_ALLALTS_INTEGER in text
+    path = tmp_path_factory.mktemp("giab") / "giab.vcf"
+    path.write_text(text.replace(GIAB_ALLALTS_INTEGER, '##INFO=<ID=allalts,Number=.,Type=String,'))
+    return path
+
+
+@pytest.mark.parametrize("name", ["q.vcf.gz", "giab"])
+def test_real_vcfs_match_their_text(human_q, q_reference, giab, name):
+    path = giab if name == "giab" else human_q / name
+    result = read_variants(path, q_reference)
+    truth = text_records(path)
     assert [(v.contig, v.pos, v.ref, v.alt) for v in result.variants] == \
         [(r[0], int(r[1]), r[3], r[4]) for r in truth]
     assert [v.record for v in result.variants] == list(range(1, len(truth) + 1))
@@ -86,10 +100,10 @@ def test_real_vcfs_match_their_text(human_q, q_reference, name):
         assert q_reference.fetch("q", variant.pos - 1, variant.pos - 1 + len(variant.ref)) == variant.ref
 
 
-def test_fields_of_a_record(human_q, q_reference):
-    giab = read_variants(human_q / "NA12878.chr22.tiny.giab.vcf", q_reference).variants[0]
-    assert (giab.pos, giab.ref, giab.alt, giab.qual, giab.filter) == (186, "T", "C", 11488.0, ("PASS",))
-    assert giab.info["DPSum"] == 824
+def test_fields_of_a_record(human_q, q_reference, giab):
+    first = read_variants(giab, q_reference).variants[0]
+    assert (first.pos, first.ref, first.alt, first.qual, first.filter) == (186, "T", "C", 11488.0, ("PASS",))
+    assert first.info["DPSum"] == 824 and first.info["allalts"] == ("C",)
     freebayes = read_variants(human_q / "q.vcf.gz", q_reference).variants[7]
     assert (freebayes.pos, freebayes.ref, freebayes.alt, freebayes.id) == (5638, "CAT", "C", None)
     assert freebayes.info["TYPE"] == "del" and freebayes.info["AO"] == 17
@@ -183,7 +197,6 @@ def test_ref_past_contig_end(q_reference, tmp_path, calls_text):
 
 @pytest.mark.parametrize("edit, reason", [
     (lambda records: records[2].__setitem__(1, "abc"), "Could not parse the position 'abc'"),  # POS not a number
-    (lambda records: records[2].__delitem__(slice(3, None)), ""),  # record cut after ID
     (lambda records: records[2].__delitem__(7), "FORMAT column with no sample columns"),  # INFO column missing
 ])
 def test_malformed_vcf_names_the_file(q_reference, tmp_path, calls_text, edit, reason):
@@ -191,6 +204,89 @@ def test_malformed_vcf_names_the_file(q_reference, tmp_path, calls_text, edit, r
     with pytest.raises(InputError) as err:
         read_variants(path, q_reference)
     assert f"{path}: malformed VCF at record 3: {reason}" in one_line(err)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    # htslib: "truncated file"
+    (lambda records: records[2].__delitem__(slice(3, None)), "3 columns, a VCF data line needs at least 8 columns "
+     "(CHROM POS ID REF ALT QUAL FILTER INFO)"),
+    (lambda records: records[2].__setitem__(slice(None), [" ".join(records[2])]), "1 column, a VCF data line needs "
+     "at least 8 columns (CHROM POS ID REF ALT QUAL FILTER INFO); are the columns separated by spaces instead of tabs?"),
+    (lambda records: records[2].__setitem__(slice(None), [""]), "empty line; a VCF data line needs at least 8 "
+     "columns (CHROM POS ID REF ALT QUAL FILTER INFO)"),
+])
+def test_line_without_its_columns_says_so(q_reference, tmp_path, calls_text, edit, problem):
+    path = edited_vcf(tmp_path, calls_text, edit)
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    header_lines = len(calls_text[0])
+    assert one_line(err) == f"{path} record 3 (line {header_lines + 3}): {problem}"
+
+
+def bad_qual(records):
+    records[4][5] = "abc"  # htslib: QUAL 0
+
+
+def bad_integer(records):
+    records[4][7] = records[4][7].replace(";DP=37;", ";DP=abc;")  # htslib: no DP
+
+
+def decimal_integer(records):
+    records[4][7] = records[4][7].replace(";DP=37;", ";DP=37.5;")  # htslib: DP 37
+
+
+def bad_float_in_list(records):
+    records[4][4] = "G,T"
+    records[4][7] = records[4][7].replace(";AF=0.5;", ";AF=0.5,1e-3x;")  # htslib: AF (0.5, 0.001)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (bad_qual, "QUAL 'abc' is not a number"),
+    (bad_integer, "INFO DP='abc' is not an Integer as its header declares"),
+    (decimal_integer, "INFO DP='37.5' is not an Integer as its header declares"),
+    (bad_float_in_list, "INFO AF='0.5,1e-3x' is not a Float as its header declares"),
+])
+def test_values_htslib_would_misread_are_refused(human_q, q_reference, tmp_path, calls_text, edit, problem):
+    """QUAL and numeric INFO values that htslib reads as something else without a word (the VCF written with
+    them would carry the wrong value): plain and bgzipped, one line naming the record, its line and the value."""
+    path = edited_vcf(tmp_path, calls_text, edit)
+    bgzipped = tmp_path / "edited.vcf.gz"
+    pysam.tabix_compress(str(path), str(bgzipped))
+    for vcf in (path, bgzipped):
+        with pytest.raises(InputError) as err:
+            read_variants(vcf, q_reference)
+        assert one_line(err) == f"{vcf} record 5 (line {len(calls_text[0]) + 5}, q:1917): {problem}"
+    code, lines = cli("score-variants", "--reference", human_q / "q.fa", "--vcf", path,
+                      "--checkpoint", tmp_path / "absent", "--out", tmp_path / "out.vcf.gz")
+    assert code == 2 and lines[-1] == f"genoformer score-variants: error: {path} record 5 (line " \
+        f"{len(calls_text[0]) + 5}, q:1917): {problem}", lines
+
+
+def test_bundled_giab_header_declaring_alleles_an_integer_is_refused(human_q, q_reference):
+    """GIAB's allalts holds the alleles (C) but its header says Type=Integer: htslib drops every value, so the
+    scored VCF would declare allalts and carry none."""
+    path = human_q / "NA12878.chr22.tiny.giab.vcf"
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    assert one_line(err) == f"{path} record 1 (line 76, q:186): INFO allalts='C' is not an Integer as its header " \
+        "declares"
+
+
+def test_numbers_htslib_reads_right_pass(q_reference, tmp_path, calls_text):
+    """Missing values, signs, exponents, NaN, a last line without a newline and CRLF line ends are read as they
+    are; a BCF is typed and not looked at."""
+    def edit(records):
+        records[0][5] = "."
+        records[1][5] = "5E+2"
+        records[1][7] = records[1][7].replace(";DP=39;", ";DP=+39;").replace(";AF=0.5;", ";AF=.;")
+        records[2][7] = records[2][7].replace(";AF=0.5;", ";AF=nan;").replace("ODDS=", "ODDS=-1.5e-3;X=")
+    header, records = calls_text
+    path = edited_vcf(tmp_path, calls_text, edit)
+    variants = read_variants(path, q_reference).variants
+    assert [v.qual for v in variants[:2]] == [None, 500.0] and variants[1].info["DP"] == 39
+    crlf = tmp_path / "crlf.vcf"
+    crlf.write_bytes(path.read_bytes().replace(b"\n", b"\r\n").rstrip(b"\r\n"))
+    assert len(read_variants(crlf, q_reference).variants) == len(records)
 
 
 def pos_zero(records):

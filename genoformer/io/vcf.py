@@ -8,7 +8,9 @@ declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT
 written: no trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
 breakend alleles are skipped and counted; records without an ALT (``.``) are skipped and counted apart.
 A record htslib cannot parse is an ``InputError`` with htslib's reason; what htslib prints goes to this module's
-logger (see ``genoformer.io.htslib``).
+logger (see ``genoformer.io.htslib``). In a text VCF, a QUAL or a numeric INFO value that htslib would misread
+without a word (QUAL ``abc`` as 0, ``DP=abc`` dropped for a ``Type=Integer`` field), and a line of fewer than 8
+columns, are an ``InputError`` naming the record, its line and the problem (see ``genoformer.io.vcf_text``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference, is_plain_gzip
 from genoformer.io.htslib import close_quietly, htslib_messages, read_quietly
+from genoformer.io.vcf_text import TextRecords
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +95,26 @@ def open_vcf(path: str | os.PathLike) -> pysam.VariantFile:
 
 
 def _records(vcf: pysam.VariantFile, path: Path):
-    """The (1-based ordinal, record) pairs; a record pysam cannot read is an ``InputError`` with htslib's reason."""
-    records = read_quietly(vcf, log, path, lambda reason, number: InputError(
-        f"{path}: malformed VCF at record {number}: {reason}"))
-    return enumerate(tqdm(records, desc=f"reading {path.name}", unit=" records", disable=None), start=1)
+    """The (1-based ordinal, record) pairs. A record pysam cannot read is an ``InputError`` with htslib's reason;
+    a text VCF's line that htslib reads wrong without a word, or that it cannot read for lack of columns, is one
+    saying what is wrong (:mod:`genoformer.io.vcf_text`)."""
+    text = TextRecords(vcf, path) if vcf.format == "VCF" else None
+
+    def unreadable(reason: str, number: int) -> InputError:
+        if text is not None:
+            text.check_through(number)  # a line's own problem rather than htslib's guess at it
+        return InputError(f"{path}: malformed VCF at record {number}: {reason}")
+
+    try:
+        records = read_quietly(vcf, log, path, unreadable)
+        for number, record in enumerate(tqdm(records, desc=f"reading {path.name}", unit=" records", disable=None),
+                                        start=1):
+            if text is not None:
+                text.check_through(number)
+            yield number, record
+    finally:
+        if text is not None:
+            text.close()
 
 
 def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_index: int) -> dict:
