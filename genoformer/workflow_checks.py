@@ -4,9 +4,10 @@ The configuration's shape is checked against JSON schemas (:func:`check_schema`,
 Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
 the sample table's names are unique, every input path exists, names refer to configured references, every
 VCF's contigs are contigs of its reference, every sample BAM opens on its reference (not truncated, same
-contigs), every region task's BED reads on its reference with two classes at least, every variant task's label
-field is declared. :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too
-long for .tbi). Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names
+contigs), every region task's BED reads on its reference with two classes at least, every variant task's
+labels read (its label field declared and holding values, each class value it names there, two variants per class
+at least). :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for
+.tbi). Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names
 the file (or config key), the record and the problem, so the run stops at once.
 """
 
@@ -91,18 +92,25 @@ def _require_reference(name: str, references: dict, where: str) -> None:
 
 
 @contextlib.contextmanager
-def _open_vcf(path: str | Path) -> Iterator[pysam.VariantFile]:
-    """A VCF/BCF opened with htslib's header warnings off (the readers' business, not the DAG's); ``InputError``
-    when it cannot be read."""
-    check_not_plain_gzip(path)
+def _htslib_quiet() -> Iterator[None]:
+    """htslib's header warnings off inside the block: the readers' business, not the DAG's."""
     quiet = pysam.set_verbosity(0)
     try:
-        with pysam.VariantFile(str(path)) as vcf:
-            yield vcf
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable VCF/BCF ({err})") from None
+        yield
     finally:
         pysam.set_verbosity(quiet)
+
+
+@contextlib.contextmanager
+def _open_vcf(path: str | Path) -> Iterator[pysam.VariantFile]:
+    """A VCF/BCF opened quietly (:func:`_htslib_quiet`); ``InputError`` when it cannot be read."""
+    check_not_plain_gzip(path)
+    with _htslib_quiet():
+        try:
+            with pysam.VariantFile(str(path)) as vcf:
+                yield vcf
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path}: not a readable VCF/BCF ({err})") from None
 
 
 def vcf_contigs(path: str | Path) -> set[str]:
@@ -154,13 +162,28 @@ def check_region_labels(bed: str | Path, fasta: str | Path, extra: str, where: s
             raise type(err)(f"{where}: {err}") from None
 
 
-def check_label_field(vcf: str | Path, field: str, where: str) -> None:
-    """Raise ``ConfigError`` when the INFO ``field`` a variant task labels by is not declared in ``vcf``."""
-    with _open_vcf(vcf) as handle:
-        declared = list(handle.header.info)
-    if field not in declared:
+def check_variant_labels(task: dict, where: str) -> None:
+    """Read a variant task's labels as ``classify-variants`` will (its label field only, without the reference):
+    a label field the VCF does not declare, one no variant has a value in, a named class value no variant has
+    (naming the values there are) or a class of fewer than 2 variants stops the run before pretraining instead of
+    after it, in one line naming ``where`` (the task's config key)."""
+    from genoformer.io.vcf import alt_info
+    from genoformer.tasks.variant_labels import class_labels, label_values
+
+    vcf, field = task["vcf"], task["label_field"]
+    try:
+        with _htslib_quiet():
+            header, infos = alt_info(vcf, (field,))
+    except GenoformerError as err:
+        raise type(err)(f"{where}.vcf: {err}") from None
+    if field not in header.info:
         raise ConfigError(f"{where}.label_field: INFO field '{field}' is not declared in {vcf} (declared: "
-                          f"{', '.join(declared) or 'none'})")
+                          f"{', '.join(header.info) or 'none'})")
+    try:
+        class_labels(label_values(infos, field, header.info[field].type == "Flag"), field, task.get("positive"),
+                     task.get("negative"), vcf)
+    except GenoformerError as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
 def vcf_index_kind(config: dict) -> str:
@@ -240,4 +263,4 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
         _require_reference(entry["reference"], references, where)
         _require_file(entry["vcf"], f"{where}.vcf")
         check_vcf_on_reference(entry["vcf"], references[entry["reference"]]["fasta"], where)
-        check_label_field(entry["vcf"], entry["label_field"], where)
+        check_variant_labels(entry, where)

@@ -15,7 +15,8 @@ from genoformer.io.fasta import Reference
 from genoformer.io.vcf import read_variants
 from genoformer.tasks.coding import coding_snvs, write_coding_vcf
 from genoformer.tasks.linear import LinearModel
-from genoformer.tasks.variant_classes import context_features, model_features, variant_contexts, variant_labels
+from genoformer.tasks.variant_classes import context_features, model_features, variant_contexts
+from genoformer.tasks.variant_labels import variant_labels
 from tiny_pretrained import CDIPH, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CONTIG = "NC_000932.1"
@@ -63,16 +64,37 @@ def test_labels_from_info_values_flags_and_0_1(chloroplast, tmp_path):
     assert np.bincount(sub.labels).tolist() == [2, 2] and list(sub.indices) == sorted(sub.indices)
 
 
-def test_unreadable_labels_are_left_out_not_a_class(chloroplast, tmp_path, caplog):
-    """BIN=abc in an Integer field reads as missing (htslib): it is left out with a warning naming the record,
-    not a class 'None' (which, with only --positive, silently became the negative class)."""
-    infos = ["BIN=1", "BIN=0", "BIN=abc", "BIN=1", "BIN=0", "BIN=."]
+def test_missing_labels_are_left_out_and_unreadable_ones_refused(chloroplast, tmp_path, caplog):
+    """BIN=. is left out with a warning naming the record, not a class 'None' (which, with only --positive,
+    silently became the negative class); BIN=abc in an Integer field, which htslib reads as missing without a
+    word, is an error naming the record."""
+    infos = ["BIN=1", "BIN=0", "BIN=.", "BIN=1", "BIN=0", "BIN=."]
     variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
     with caplog.at_level("WARNING"):
         labels = variant_labels(variants, "BIN")
     assert labels.indices.tolist() == [0, 1, 3, 4] and labels.unlabelled == 2
-    assert f"l.vcf record 3 ({CONTIG}:1021): INFO BIN has no value" in caplog.text and "2 such" in caplog.text
+    assert f"l.vcf record 3 ({CONTIG}:1021): INFO BIN has no value ('.'); 2 such" in caplog.text
     assert variant_labels(variants, "BIN", ["1"]).indices.tolist() == [0, 1, 3, 4]
+    infos[2] = "BIN=abc"
+    with pytest.raises(InputError, match=rf"l.vcf record 3 \(line 9, {CONTIG}:1021\): INFO BIN='abc' is not an "
+                                         "Integer as its header declares"):
+        read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
+
+
+def test_named_label_values_must_occur(chloroplast, tmp_path):
+    """A class value named that no variant has (a typo, another spelling) is an error listing the values there
+    are, even when the class has other variants; so is a field no variant has a value in."""
+    infos = ["CLS=stop;BIN=1", "CLS=syn", "CLS=stop", "CLS=syn", "CLS=mis"]
+    variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
+    with pytest.raises(ConfigError) as err:
+        variant_labels(variants, "CLS", ["stop", "Stop_gained"], ["syn"])
+    assert str(err.value) == f"{tmp_path / 'l.vcf'}: no variant has the positive label value(s) Stop_gained in " \
+        "INFO field 'CLS' (its values: mis, stop, syn)"
+    with pytest.raises(ConfigError, match="no variant has the negative label value\\(s\\) synonymous in"):
+        variant_labels(variants, "CLS", ["stop"], ["synonymous"])
+    with pytest.raises(InputError, match="l.vcf: no variant has a value in INFO field 'BIN'"):
+        variant_labels(read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, ["CLS=stop"] * 4), chloroplast),
+                       "BIN")
 
 
 def test_one_variant_with_both_labels_is_an_error_naming_both_records(chloroplast, tmp_path):

@@ -24,7 +24,7 @@ import yaml
 
 from genoformer import workflow_checks
 from genoformer.cli import main
-from genoformer.errors import ConfigError, InputError, MismatchError
+from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError
 from genoformer.vcf_shards import merge_vcfs, read_tables, write_merged_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,6 +369,11 @@ def test_inputs_that_would_fail_their_jobs_stop_the_run_before_any_job(tmp_path)
                         "label_field: CLNSIG}}\n")
     assert "config key variant_tasks.mine.label_field: INFO field 'CLNSIG' is not declared in " \
         "resources/human_chr22_q/q.vcf.gz" in _one_line_error(_dag_error(workdir, "--configfile", override.name))
+    override.write_text("variant_tasks: {mine: {reference: human_q, vcf: resources/human_chr22_q/q.vcf.gz, "
+                        "label_field: TYPE, positive: [snp], negative: [deletion]}}\n")
+    assert _one_line_error(_dag_error(workdir, "--configfile", override.name)) == "genoformer workflow: error: " \
+        "config key variant_tasks.mine: resources/human_chr22_q/q.vcf.gz: no variant has the negative label " \
+        "value(s) deletion in INFO field 'TYPE' (its values: del, snp)"
 
 
 def test_pre_job_vcf_checks_refuse_a_plain_gzip_vcf_in_one_line(tmp_path):
@@ -379,8 +384,39 @@ def test_pre_job_vcf_checks_refuse_a_plain_gzip_vcf_in_one_line(tmp_path):
     plain.write_bytes(gzip.compress(pysam.BGZFile(str(HUMAN_VCF)).read()))
     with pytest.raises(InputError, match=f"^{plain}: plain gzip, not bgzip"):
         workflow_checks.vcf_contigs(plain)
-    with pytest.raises(InputError, match=f"^{plain}: plain gzip, not bgzip"):
-        workflow_checks.check_label_field(plain, "DP", "task")
+    with pytest.raises(InputError, match=f"^task.vcf: {plain}: plain gzip, not bgzip"):
+        workflow_checks.check_variant_labels({"vcf": plain, "label_field": "DP"}, "task")
+
+
+def bad_qual(path):
+    """q.vcf.gz with its 5th record's QUAL 'abc' (which htslib reads as 0), as a plain VCF."""
+    lines = pysam.BGZFile(str(HUMAN_VCF)).read().decode().splitlines()
+    fifth = [number for number, line in enumerate(lines) if not line.startswith("#")][4]
+    fields = lines[fifth].split("\t")
+    lines[fifth] = "\t".join(fields[:5] + ["abc"] + fields[6:])
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("task, message", [
+    ({"label_field": "TYPE", "positive": ["snp", "mnp"], "negative": ["del"]},
+     "{vcf}: no variant has the positive label value(s) mnp in INFO field 'TYPE' (its values: del, snp)"),
+    ({"label_field": "MIN_DP"}, "{vcf}: no variant has a value in INFO field 'MIN_DP'"),
+    ({"label_field": "TYPE"}, "{vcf}: INFO field 'TYPE' has values del, snp; name the classes"),
+    ({"label_field": "NUMALT"}, "{vcf}: INFO field 'NUMALT' gives 0 0 and 16 1 variants; each class needs at least 2"),
+    ({"label_field": "TYPE", "vcf": bad_qual}, ".vcf: {vcf} record 5 (line 70, q:1917): QUAL 'abc' is not a number"),
+])
+def test_variant_task_labels_are_read_before_any_job(tmp_path, task, message):
+    """The bundled freebayes calls, labelled by INFO TYPE (14 snp, 2 del): the labels classify-variants would read
+    after pretraining are read at DAG time, in one message naming the config key, the VCF and what is missing."""
+    good = {"vcf": HUMAN_VCF, "label_field": "TYPE", "positive": ["snp"], "negative": ["del"]}
+    workflow_checks.check_variant_labels(good, "config key variant_tasks.mine")
+    vcf = task.pop("vcf", lambda path: HUMAN_VCF)(tmp_path / "q.vcf")
+    with pytest.raises(GenoformerError) as err:
+        workflow_checks.check_variant_labels({**good, "vcf": vcf, "positive": None, "negative": None, **task},
+                                             "config key variant_tasks.mine")
+    assert str(err.value).startswith(f"config key variant_tasks.mine{'' if message[0] == '.' else ': '}"
+                                     + message.format(vcf=vcf))
 
 
 def test_pre_job_checks_read_inputs_as_their_jobs_will_and_write_nothing(tmp_path, chloroplast_fasta, sarscov2):

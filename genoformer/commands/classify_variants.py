@@ -97,7 +97,8 @@ def run(args) -> None:
     from genoformer.io.vcf import read_variants
     from genoformer.tasks.encoder import load_encoder
     from genoformer.tasks.splits import default_block
-    from genoformer.tasks.variant_classes import classify_variants, variant_labels
+    from genoformer.tasks.variant_classes import classify_variants
+    from genoformer.tasks.variant_labels import variant_labels
     from genoformer.tasks.variant_output import write_table
 
     if args.max_per_class is not None and args.max_per_class < 2:

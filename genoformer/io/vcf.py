@@ -117,10 +117,13 @@ def _records(vcf: pysam.VariantFile, path: Path):
             text.close()
 
 
-def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_index: int) -> dict:
-    """INFO of ``record`` for its ``alt_index``-th ALT (0-based): per-allele fields cut to that allele."""
+def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_index: int,
+                keys: tuple[str, ...] | None = None) -> dict:
+    """INFO of ``record`` for its ``alt_index``-th ALT (0-based): per-allele fields cut to that allele; only
+    ``keys`` when given."""
     info = {}
-    for key, value in record.info.items():
+    items = record.info.items() if keys is None else [(key, record.info[key]) for key in keys if key in record.info]
+    for key, value in items:
         number = header.info[key].number if key in header.info else "."
         if number == "A" and isinstance(value, tuple) and len(value) == len(record.alts):
             value = value[alt_index]
@@ -161,6 +164,18 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
              "%d records without ALT", path, len(result.variants), number, result.skipped_symbolic,
              result.skipped_ref_mismatch, result.skipped_no_alt)
     return result
+
+
+def alt_info(path: str | os.PathLike, keys: tuple[str, ...]) -> tuple[pysam.VariantHeader, list[dict]]:
+    """The header of a VCF/BCF and the INFO ``keys`` of each of its plain ALTs, as :func:`read_variants` gives
+    them (per-allele values cut to the ALT) but without the reference: for a quick look at a few fields."""
+    path = Path(path)
+    vcf = open_vcf(path)
+    try:
+        return vcf.header, [_split_info(record, vcf.header, alt_index, keys) for _, record in _records(vcf, path)
+                            for alt_index, alt in enumerate(record.alts or ()) if not is_symbolic(alt)]
+    finally:
+        close_quietly(vcf, log, path)
 
 
 def _ref_matches(record: pysam.VariantRecord, reference: Reference, path: Path, number: int,

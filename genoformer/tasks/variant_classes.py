@@ -1,7 +1,6 @@
 """Supervised variant classification: labelled VCF -> features from the model -> logistic regression.
 
-Labels come from one INFO field. ``positive``/``negative`` name the values of each class (other values are left
-out and counted); without them the field must hold 0/1 (or be a Flag: present = 1). Features of a variant, from
+Labels come from one INFO field (:mod:`genoformer.tasks.variant_labels`). Features of a variant, from
 the same passes as ``score-variants``: the change of the local hidden state (ALT minus REF) on each strand, the
 LLR on each strand and the embedding distances. Examples are split by interval blocks or by contig
 (:mod:`genoformer.tasks.splits`). Next to the model's classifier stand a k-mer context baseline (same
@@ -17,112 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from genoformer.errors import ConfigError, InputError
 from genoformer.io.fasta import encode_bases
 from genoformer.tasks.baselines import variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import VARIANT_FLANK, repeat_families
 from genoformer.tasks.splits import assign_split, split_families, split_groups, split_names, split_summary
+from genoformer.tasks.variant_labels import VariantLabels
 from genoformer.tasks.variants import VariantScores, score_variants
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VariantLabels:
-    """Which variants of a VariantSet are labelled (``indices``), their ``labels`` (0/1) and class names."""
-
-    indices: np.ndarray
-    labels: np.ndarray
-    classes: list[str]
-    unlabelled: int
-
-    def subsample(self, max_per_class: int | None, seed: int) -> "VariantLabels":
-        """At most ``max_per_class`` variants of each class (seeded sample, file order kept)."""
-        if max_per_class is None:
-            return self
-        rng = np.random.default_rng(seed)
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(self.labels == c))[:max_per_class]
-                                       for c in (0, 1)]))
-        return VariantLabels(self.indices[keep], self.labels[keep], self.classes, self.unlabelled)
-
-
-def _value_text(value) -> str:
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return str(value)
-
-
-def _named_class(value: str | None, positive: set[str], negative: set[str]) -> int | None:
-    """1 or 0 for a value named as positive or negative; when only one class is named, the other is the rest."""
-    if value is None:
-        return None
-    if value in positive or (value not in negative and not positive):
-        return 1
-    if value in negative or not negative:
-        return 0
-    return None
-
-
-def _has_value(value) -> bool:
-    """False for a missing INFO value (None, or a tuple of Nones), as pysam gives '.'."""
-    return value is not None and not (isinstance(value, tuple) and all(item is None for item in value))
-
-
-def _check_one_label_per_variant(variant_set, labels: list[int | None], classes: list[str], field: str) -> None:
-    """Raise InputError when one variant (contig, position, REF, ALT) is labelled with both classes, naming both
-    records: the two copies would land on both sides of the classifier at once."""
-    first: dict[tuple, tuple[int, object]] = {}
-    for variant, label in zip(variant_set.variants, labels):
-        if label is None:
-            continue
-        seen = first.setdefault((variant.contig, variant.pos, variant.ref.upper(), variant.alt.upper()),
-                                (label, variant))
-        if seen[0] != label:
-            raise InputError(f"{variant_set.path} records {seen[1].record} and {variant.record}: variant "
-                             f"{variant.contig}:{variant.pos} {variant.ref}>{variant.alt} has INFO {field} of both "
-                             f"classes ({classes[seen[0]]!r} and {classes[label]!r}); give each variant one label")
-
-
-def variant_labels(variant_set, field: str, positive: list[str] | None = None,
-                   negative: list[str] | None = None) -> VariantLabels:
-    """Read the 0/1 label of every variant from INFO ``field`` (see the module docstring)."""
-    header = variant_set.header
-    if field not in header.info:
-        declared = ", ".join(header.info) or "none"
-        raise InputError(f"{variant_set.path}: INFO field '{field}' is not declared in the header (declared: {declared})")
-    flag = header.info[field].type == "Flag"
-    values = [("1" if field in v.info else "0") if flag else
-              (_value_text(v.info[field]) if _has_value(v.info.get(field)) else None) for v in variant_set.variants]
-    empty = [v for v in variant_set.variants if not flag and field in v.info and not _has_value(v.info[field])]
-    if empty:  # htslib reads '.' and a value that is not of the declared Type (LAB=abc for an Integer) as missing
-        log.warning("%s record %d (%s:%d): INFO %s has no value ('.', or text that is not a valid %s); %d such "
-                    "variant(s) left out as unlabelled", variant_set.path, empty[0].record, empty[0].contig,
-                    empty[0].pos, field, header.info[field].type, len(empty))
-    if positive or negative:
-        positive, negative = set(positive or ()), set(negative or ())
-        if positive & negative:
-            raise ConfigError(f"label value(s) {', '.join(sorted(positive & negative))} named as both classes")
-        labels = [_named_class(value, positive, negative) for value in values]
-        classes = ["|".join(sorted(negative)) or "other", "|".join(sorted(positive)) or "other"]
-    else:
-        found = sorted({value for value in values if value is not None})
-        if not set(found) <= {"0", "1"}:
-            shown = ", ".join(found[:8]) + (", ..." if len(found) > 8 else "")
-            raise ConfigError(f"{variant_set.path}: INFO field '{field}' has values {shown}; name the classes with "
-                              "--positive and --negative (or use a 0/1 field)")
-        labels = [None if value is None else int(value) for value in values]
-        classes = ["0", "1"]
-    _check_one_label_per_variant(variant_set, labels, classes, field)
-    indices = np.array([i for i, label in enumerate(labels) if label is not None], dtype=np.int64)
-    result = VariantLabels(indices, np.array([labels[i] for i in indices], dtype=np.int64), classes,
-                           len(labels) - indices.size)
-    counts = np.bincount(result.labels, minlength=2)
-    if counts.min() < 2:
-        raise InputError(f"{variant_set.path}: INFO field '{field}' gives {counts[0]} {classes[0]} and {counts[1]} "
-                         f"{classes[1]} variants; each class needs at least 2")
-    return result
 
 
 def model_features(scores: VariantScores) -> np.ndarray:

@@ -1,0 +1,143 @@
+"""Class labels of variants from one INFO field, for ``classify-variants`` and the workflow's DAG-time check.
+
+``positive``/``negative`` name the values of each class (other values are left out and counted); without them
+the field must hold 0/1 (or be a Flag: present = 1). A named value that no variant has, a field no variant has
+a value in, and a class of fewer than 2 variants are errors. Only numpy is imported: the workflow reads labels
+while it builds its DAG (:func:`genoformer.workflow_checks.check_variant_labels`), before any job runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from genoformer.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VariantLabels:
+    """Which variants of a VariantSet are labelled (``indices``), their ``labels`` (0/1) and class names."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    unlabelled: int
+
+    def subsample(self, max_per_class: int | None, seed: int) -> "VariantLabels":
+        """At most ``max_per_class`` variants of each class (seeded sample, file order kept)."""
+        if max_per_class is None:
+            return self
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(self.labels == c))[:max_per_class]
+                                       for c in (0, 1)]))
+        return VariantLabels(self.indices[keep], self.labels[keep], self.classes, self.unlabelled)
+
+
+def _value_text(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _named_class(value: str | None, positive: set[str], negative: set[str]) -> int | None:
+    """1 or 0 for a value named as positive or negative; when only one class is named, the other is the rest."""
+    if value is None:
+        return None
+    if value in positive or (value not in negative and not positive):
+        return 1
+    if value in negative or not negative:
+        return 0
+    return None
+
+
+def _has_value(value) -> bool:
+    """False for a missing INFO value (None, or a tuple of Nones), as pysam gives '.'."""
+    return value is not None and not (isinstance(value, tuple) and all(item is None for item in value))
+
+
+def _shown(values: list[str]) -> str:
+    return ", ".join(values[:8]) + (", ..." if len(values) > 8 else "")
+
+
+def label_values(infos: Iterable[dict], field: str, flag: bool) -> list[str | None]:
+    """The label of each variant as text, from its INFO (a dict as pysam gives it): ``'1'``/``'0'`` for a Flag
+    ``field``, else the value (a list joined by commas), or None where it is missing."""
+    if flag:
+        return ["1" if field in info else "0" for info in infos]
+    return [_value_text(info[field]) if _has_value(info.get(field)) else None for info in infos]
+
+
+def class_labels(values: list[str | None], field: str, positive: list[str] | None, negative: list[str] | None,
+                 path) -> tuple[list[int | None], list[str]]:
+    """The class (1, 0 or None: unlabelled) of each label text of :func:`label_values`, and the class names.
+
+    Raises ``InputError`` when no variant of ``path`` has a value in ``field`` or a class has fewer than 2
+    variants, and ``ConfigError`` for a value named as both classes, a named value no variant has (naming the
+    values there are), or values other than 0/1 when no class is named.
+    """
+    found = sorted({value for value in values if value is not None})
+    if not found:
+        raise InputError(f"{path}: no variant has a value in INFO field '{field}'")
+    if positive or negative:
+        positive, negative = set(positive or ()), set(negative or ())
+        if positive & negative:
+            raise ConfigError(f"label value(s) {', '.join(sorted(positive & negative))} named as both classes")
+        for side, named in (("positive", positive), ("negative", negative)):
+            absent = sorted(named - set(found))
+            if absent:
+                raise ConfigError(f"{path}: no variant has the {side} label value(s) {', '.join(absent)} in INFO "
+                                  f"field '{field}' (its values: {_shown(found)})")
+        labels = [_named_class(value, positive, negative) for value in values]
+        classes = ["|".join(sorted(negative)) or "other", "|".join(sorted(positive)) or "other"]
+    else:
+        if not set(found) <= {"0", "1"}:
+            raise ConfigError(f"{path}: INFO field '{field}' has values {_shown(found)}; name the classes "
+                              "(--positive and --negative, a variant task's positive and negative) or use a 0/1 field")
+        labels = [None if value is None else int(value) for value in values]
+        classes = ["0", "1"]
+    counts = np.bincount([label for label in labels if label is not None], minlength=2)
+    if counts.min() < 2:
+        raise InputError(f"{path}: INFO field '{field}' gives {counts[0]} {classes[0]} and {counts[1]} "
+                         f"{classes[1]} variants; each class needs at least 2")
+    return labels, classes
+
+
+def _check_one_label_per_variant(variant_set, labels: list[int | None], classes: list[str], field: str) -> None:
+    """Raise InputError when one variant (contig, position, REF, ALT) is labelled with both classes, naming both
+    records: the two copies would land on both sides of the classifier at once."""
+    first: dict[tuple, tuple[int, object]] = {}
+    for variant, label in zip(variant_set.variants, labels):
+        if label is None:
+            continue
+        seen = first.setdefault((variant.contig, variant.pos, variant.ref.upper(), variant.alt.upper()),
+                                (label, variant))
+        if seen[0] != label:
+            raise InputError(f"{variant_set.path} records {seen[1].record} and {variant.record}: variant "
+                             f"{variant.contig}:{variant.pos} {variant.ref}>{variant.alt} has INFO {field} of both "
+                             f"classes ({classes[seen[0]]!r} and {classes[label]!r}); give each variant one label")
+
+
+def variant_labels(variant_set, field: str, positive: list[str] | None = None,
+                   negative: list[str] | None = None) -> VariantLabels:
+    """Read the 0/1 label of every variant from INFO ``field`` (see the module docstring)."""
+    header = variant_set.header
+    if field not in header.info:
+        declared = ", ".join(header.info) or "none"
+        raise InputError(f"{variant_set.path}: INFO field '{field}' is not declared in the header "
+                         f"(declared: {declared})")
+    flag = header.info[field].type == "Flag"
+    values = label_values((v.info for v in variant_set.variants), field, flag)
+    empty = [v for v in variant_set.variants if not flag and field in v.info and not _has_value(v.info[field])]
+    if empty:
+        log.warning("%s record %d (%s:%d): INFO %s has no value ('.'); %d such variant(s) left out as unlabelled",
+                    variant_set.path, empty[0].record, empty[0].contig, empty[0].pos, field, len(empty))
+    labels, classes = class_labels(values, field, positive, negative, variant_set.path)
+    _check_one_label_per_variant(variant_set, labels, classes, field)
+    indices = np.array([i for i, label in enumerate(labels) if label is not None], dtype=np.int64)
+    return VariantLabels(indices, np.array([labels[i] for i in indices], dtype=np.int64), classes,
+                         len(labels) - indices.size)
