@@ -78,7 +78,7 @@ def test_missing_labels_are_left_out_and_unreadable_ones_refused(chloroplast, tm
     infos[2] = "BIN=abc"
     with pytest.raises(InputError, match=rf"l.vcf record 3 \(line 9, {CONTIG}:1021\): INFO BIN='abc' is not an "
                                          "Integer as its header declares"):
-        read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
+        read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast, strict_info=("BIN",))
 
 
 def test_named_label_values_must_occur(chloroplast, tmp_path):
@@ -211,3 +211,16 @@ def test_flags_out_of_range_are_one_line_exit_2(tmp_path, capsys, chloroplast_fa
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error
     assert error.startswith(f"genoformer classify-variants: error: {message}") and not (tmp_path / "out").exists()
+
+
+def test_a_label_htslib_would_misread_is_refused_by_the_command(chloroplast, chloroplast_fasta, tmp_path, capsys):
+    """BIN=abc in an Integer label field: htslib drops it without a word. Elsewhere in a VCF that is a warning
+    (a header that misdeclares a passed-through field); in the label field it would silently unlabel a variant,
+    so classify-variants stops, before any model is loaded."""
+    vcf = labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1", "BIN=0", "BIN=abc", "BIN=1", "BIN=0"])
+    code = main(["classify-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf), "--label-field",
+                 "BIN", "--checkpoint", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and not (tmp_path / "out").exists()
+    assert error == f"genoformer classify-variants: error: {vcf} record 3 (line 9, {CONTIG}:1021): INFO BIN='abc' " \
+        "is not an Integer as its header declares"

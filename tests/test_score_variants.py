@@ -357,7 +357,8 @@ def test_table_path_that_is_a_folder_leaves_no_scored_vcf(human_q, checkpoint, t
 def test_giab_vcf_with_undeclared_info_field_scores_end_to_end(human_q, tiny_run, tmp_path):
     """The bundled GIAB VCF uses INFO PLNCIIonWG (values like 67,0,116) without declaring it: the output
     declares it Number=. and keeps every value, and FILTER PASS stays PASS. (Its header declares allalts, which
-    holds alleles, an Integer: refused as it is, tests/test_io_vcf.py; corrected here.)"""
+    holds alleles, an Integer: corrected here, so the value is kept; as shipped it is warned about,
+    tests/test_io_vcf.py.)"""
     out = tmp_path / "giab.vcf.gz"
     giab = tmp_path / "giab.vcf"
     giab.write_text((human_q / "NA12878.chr22.tiny.giab.vcf").read_text().replace(

@@ -398,6 +398,16 @@ def bad_qual(path):
     return path
 
 
+def bad_numalt(path):
+    """q.vcf.gz with its 5th record's NUMALT (Type=Integer) 'x' (which htslib drops), as a plain VCF."""
+    lines = pysam.BGZFile(str(HUMAN_VCF)).read().decode().splitlines()
+    fifth = [number for number, line in enumerate(lines) if not line.startswith("#")][4]
+    assert ";NUMALT=1;" in lines[fifth]
+    lines[fifth] = lines[fifth].replace(";NUMALT=1;", ";NUMALT=x;")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.mark.parametrize("task, message", [
     ({"label_field": "TYPE", "positive": ["snp", "mnp"], "negative": ["del"]},
      "{vcf}: no variant has the positive label value(s) mnp in INFO field 'TYPE' (its values: del, snp)"),
@@ -405,6 +415,8 @@ def bad_qual(path):
     ({"label_field": "TYPE"}, "{vcf}: INFO field 'TYPE' has values del, snp; name the classes"),
     ({"label_field": "NUMALT"}, "{vcf}: INFO field 'NUMALT' gives 0 0 and 16 1 variants; each class needs at least 2"),
     ({"label_field": "TYPE", "vcf": bad_qual}, ".vcf: {vcf} record 5 (line 70, q:1917): QUAL 'abc' is not a number"),
+    ({"label_field": "NUMALT", "vcf": bad_numalt}, ".vcf: {vcf} record 5 (line 70, q:1917): INFO NUMALT='x' is not "
+     "an Integer as its header declares"),  # the label field: an error, not the warning of a passed-through field
 ])
 def test_variant_task_labels_are_read_before_any_job(tmp_path, task, message):
     """The bundled freebayes calls, labelled by INFO TYPE (14 snp, 2 del): the labels classify-variants would read

@@ -108,7 +108,8 @@ def run(args) -> None:
     with Reference(args.reference) as reference:
         if args.predict:  # a .tbi too small for a contig fails before the work
             index_path(Path(args.out) / "predicted.vcf.gz", reference.contigs, args.index)
-        variant_set = read_variants(args.vcf, reference, on_ref_mismatch=on_mismatch)
+        variant_set = read_variants(args.vcf, reference, on_ref_mismatch=on_mismatch,
+                                    strict_info=(args.label_field,))
         labels = variant_labels(variant_set, args.label_field, args.positive, args.negative)
         labels = labels.subsample(args.max_per_class, args.seed)
         # read (and check) the variants to classify now, not after training: a bad file fails in seconds

@@ -8,9 +8,10 @@ declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT
 written: no trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
 breakend alleles are skipped and counted; records without an ALT (``.``) are skipped and counted apart.
 A record htslib cannot parse is an ``InputError`` with htslib's reason; what htslib prints goes to this module's
-logger (see ``genoformer.io.htslib``). In a text VCF, a QUAL or a numeric INFO value that htslib would misread
-without a word (QUAL ``abc`` as 0, ``DP=abc`` dropped for a ``Type=Integer`` field), and a line of fewer than 8
-columns, are an ``InputError`` naming the record, its line and the problem (see ``genoformer.io.vcf_text``).
+logger (see ``genoformer.io.htslib``). In a text VCF, a QUAL that htslib would misread without a word
+(``abc`` as 0) and a line of fewer than 8 columns are an ``InputError`` naming the record, its line and the
+problem; a numeric INFO value that it would misread (``DP=abc`` dropped for a ``Type=Integer`` field) is a warning
+once per field, or an error for a field the caller reads (see ``genoformer.io.vcf_text``).
 """
 
 from __future__ import annotations
@@ -94,11 +95,11 @@ def open_vcf(path: str | os.PathLike) -> pysam.VariantFile:
             raise InputError(f"{path}: not a readable VCF/BCF ({messages.reason(err)})") from None
 
 
-def _records(vcf: pysam.VariantFile, path: Path):
+def _records(vcf: pysam.VariantFile, path: Path, strict_info: tuple[str, ...] = ()):
     """The (1-based ordinal, record) pairs. A record pysam cannot read is an ``InputError`` with htslib's reason;
     a text VCF's line that htslib reads wrong without a word, or that it cannot read for lack of columns, is one
-    saying what is wrong (:mod:`genoformer.io.vcf_text`)."""
-    text = TextRecords(vcf, path) if vcf.format == "VCF" else None
+    saying what is wrong, or for INFO values outside ``strict_info`` a warning (:mod:`genoformer.io.vcf_text`)."""
+    text = TextRecords(vcf, path, strict_info) if vcf.format == "VCF" else None
 
     def unreadable(reason: str, number: int) -> InputError:
         if text is not None:
@@ -133,11 +134,13 @@ def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_in
     return info
 
 
-def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch: str = "error") -> VariantSet:
+def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch: str = "error",
+                  strict_info: tuple[str, ...] = ()) -> VariantSet:
     """Read every variant of a VCF/BCF, validated against ``reference`` (see the module docstring).
 
     ``on_ref_mismatch``: ``"error"`` raises ``MismatchError`` at the first REF that disagrees with the
-    reference; ``"skip"`` drops such records and counts them in ``skipped_ref_mismatch``.
+    reference; ``"skip"`` drops such records and counts them in ``skipped_ref_mismatch``. ``strict_info``: INFO
+    fields the caller reads (a label field), whose values htslib would misread are an error, not a warning.
     """
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise ValueError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
@@ -147,7 +150,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
     missing_contigs: dict[str, int] = {}
     number = 0
     try:
-        for number, record in _records(vcf, path):
+        for number, record in _records(vcf, path, strict_info):
             if record.contig not in reference.contigs:
                 missing_contigs.setdefault(record.contig, number)
                 continue
@@ -168,11 +171,12 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
 
 def alt_info(path: str | os.PathLike, keys: tuple[str, ...]) -> tuple[pysam.VariantHeader, list[dict]]:
     """The header of a VCF/BCF and the INFO ``keys`` of each of its plain ALTs, as :func:`read_variants` gives
-    them (per-allele values cut to the ALT) but without the reference: for a quick look at a few fields."""
+    them (per-allele values cut to the ALT) but without the reference: for a quick look at a few fields (a value
+    of them that htslib would misread is an error)."""
     path = Path(path)
     vcf = open_vcf(path)
     try:
-        return vcf.header, [_split_info(record, vcf.header, alt_index, keys) for _, record in _records(vcf, path)
+        return vcf.header, [_split_info(record, vcf.header, alt_index, keys) for _, record in _records(vcf, path, keys)
                             for alt_index, alt in enumerate(record.alts or ()) if not is_symbolic(alt)]
     finally:
         close_quietly(vcf, log, path)

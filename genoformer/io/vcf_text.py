@@ -4,8 +4,16 @@ htslib reads QUAL with ``atof`` and numeric INFO values with ``strtol``/``strtod
 becomes 0 and ``1e5x`` 100000, ``DP=3e1`` (Type=Integer) becomes 3 and ``DP=39.7`` 39, and a value that does not
 start like a number (``DP=abc``, ``AF=x``, ``DP=``) is dropped; a genoformer output would carry the wrong value.
 A data line with fewer than 8 columns (spaces for tabs, a cut line, an empty line) ends htslib's read with a
-guess ("truncated file", "unable to parse next record"). :class:`TextRecords` reads the same file's lines and
-raises ``InputError`` naming the record, its line and what is wrong. BCF is typed: it needs none of this.
+guess ("truncated file", "unable to parse next record"). :class:`TextRecords` reads the same file's lines:
+
+- a bad QUAL or too few columns is damage: an ``InputError`` naming the record, its line and what is wrong;
+- an INFO value that does not fit its header's Type is most often a header that misdeclares a field (GIAB's
+  truth VCFs declare ``allalts``, which holds alleles, ``Type=Integer``). It is a warning, once per field, that
+  names the first record and says the field's values are dropped or cut in genoformer's outputs; the scores do
+  not read INFO. Refusing the file would refuse such releases as they are. A field the caller reads (``strict``:
+  a classifier's label field) is an error instead.
+
+BCF is typed: it needs none of this.
 
 The check is one regular-expression match per line (a few µs per line: the lines of freebayes's 16 calls with 45
 INFO fields each, repeated to 32,000 records, read 1.05-1.2 times as long as without it); the file is decompressed
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import re
 import zlib
 from pathlib import Path
@@ -23,6 +32,8 @@ from pathlib import Path
 import pysam
 
 from genoformer.errors import InputError
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
 CHUNK = 1 << 20  # bytes of lines read at once
@@ -35,27 +46,35 @@ _VALUES = {kind: rb"(?:%s|\.)(?:,(?:%s|\.))*" % (number, number)  # a list of nu
            for kind, number in (("Integer", rb"[-+]?[0-9]+"), ("Float", _FLOAT))}
 
 
-def _keys(header: pysam.VariantHeader, kind: str) -> bytes:
-    """The INFO keys declared of Type ``kind``, as one alternation (never matching when there is none)."""
-    return b"|".join(re.escape(key.encode()) for key in header.info if header.info[key].type == kind) or b"(?!)"
+def _keys(header: pysam.VariantHeader, kind: str, tolerated: frozenset[str]) -> bytes:
+    """The INFO keys declared of Type ``kind``, less the ``tolerated``, as one alternation (never matching when
+    there is none)."""
+    return b"|".join(re.escape(key.encode()) for key in header.info
+                     if header.info[key].type == kind and key not in tolerated) or b"(?!)"
 
 
-def _valid_line(header: pysam.VariantHeader) -> re.Pattern:
+def _valid_line(header: pysam.VariantHeader, tolerated: frozenset[str] = frozenset()) -> re.Pattern:
     """A pattern that a data line fully matches when it has 8 columns at least, a QUAL that is a number or ``.``
-    and numbers in its Integer and Float INFO fields: one match per line, at C speed."""
-    numeric = _keys(header, "Integer") + b"|" + _keys(header, "Float")
+    and numbers in its Integer and Float INFO fields (except the ``tolerated`` ones, already warned about): one
+    match per line, at C speed."""
+    integer, floats = _keys(header, "Integer", tolerated), _keys(header, "Float", tolerated)
+    numeric = integer + b"|" + floats
     field = rb"(?:(?:%s)=%s|(?:%s)=%s|(?!(?:%s)=)[^;=\t\r\n]+(?:=[^;\t\r\n]*)?)" % (
-        _keys(header, "Integer"), _VALUES["Integer"], _keys(header, "Float"), _VALUES["Float"], numeric)
+        integer, _VALUES["Integer"], floats, _VALUES["Float"], numeric)
     info = rb"\.|%s(?:;%s)*" % (field, field)
     return re.compile(rb"(?:[^\t\n]*\t){5}(?:%s)\t[^\t\n]*\t(?:%s)(?:\t[^\n]*)?\r?\n?" % (_QUAL.pattern, info))
 
 
 class TextRecords:
     """The data lines of the text VCF ``path`` (plain or bgzipped, as pysam says), checked in step with its
-    records: ``check_through(n)`` raises the error of the first bad line once it is among the first n."""
+    records: ``check_through(n)`` raises the error of the first bad line once it is among the first n. A misread
+    value of an INFO field in ``strict`` is an error, of another a warning (see the module docstring)."""
 
-    def __init__(self, vcf: pysam.VariantFile, path: Path):
+    def __init__(self, vcf: pysam.VariantFile, path: Path, strict: tuple[str, ...] = ()):
         self.path = path
+        self._strict = set(strict)
+        self._header = vcf.header
+        self._tolerated: frozenset[str] = frozenset()  # INFO fields already warned about
         self._valid = _valid_line(vcf.header).fullmatch
         self._numeric = {key.encode(): info.type for key, info in vcf.header.info.items()
                          if info.type in _VALUES}
@@ -91,16 +110,20 @@ class TextRecords:
         self._first = []
         for number, line in enumerate(lines, start=self._read + 1):
             if not self._valid(line):
-                message = self._what_is_wrong(line.rstrip(b"\r\n"))
+                message = self._what_is_wrong(line.rstrip(b"\r\n"), number)
                 if message:
-                    self._problem = (number, InputError(f"{self.path} record {number} (line "
-                                                        f"{self._header_lines + number}{message}"))
+                    self._problem = (number, InputError(self._where(number) + message))
                     break
         self._read += len(lines)
         return bool(lines)
 
-    def _what_is_wrong(self, line: bytes) -> str | None:
-        """What is wrong with a data line, after where it is: ``), 5 columns...`` or ``, q:186): QUAL...``."""
+    def _where(self, number: int) -> str:
+        """The start of a message about data line ``number``: ``PATH record N (line L``."""
+        return f"{self.path} record {number} (line {self._header_lines + number}"
+
+    def _what_is_wrong(self, line: bytes, number: int) -> str | None:
+        """The error of a data line, after where it is (``), 5 columns...`` or ``, q:186): QUAL...``), or None;
+        an INFO value that does not fit its declared Type is warned about instead, once per field."""
         fields = line.split(b"\t", 8)
         if len(fields) < len(COLUMNS):
             return f"): {_too_few(line, len(fields))}"
@@ -110,9 +133,15 @@ class TextRecords:
         for item in fields[7].split(b";"):
             key, has_value, value = item.partition(b"=")
             kind = self._numeric.get(key)
-            if kind and has_value and not re.fullmatch(_VALUES[kind], value):
-                return (f"{where}INFO {_text(key)}='{_text(value)}' is not {'an' if kind == 'Integer' else 'a'} "
-                        f"{kind} as its header declares")
+            if kind and has_value and key.decode() not in self._tolerated and not re.fullmatch(_VALUES[kind], value):
+                problem = (f"INFO {_text(key)}='{_text(value)}' is not {'an' if kind == 'Integer' else 'a'} {kind} "
+                           "as its header declares")
+                if key.decode() in self._strict:
+                    return where + problem
+                log.warning("%s%s%s: htslib drops or cuts such values, so genoformer's outputs carry %s wrong or "
+                            "not at all (warned once per field)", self._where(number), where, problem, _text(key))
+                self._tolerated |= {key.decode()}
+                self._valid = _valid_line(self._header, self._tolerated).fullmatch
         return None
 
 
