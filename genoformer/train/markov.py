@@ -34,6 +34,7 @@ N_CODE = 4
 CHUNK_BASES = 1 << 22
 CONCENTRATIONS = (0.5, 2.0, 8.0, 32.0)
 MAX_EXACT_RUN = 6  # hidden bases enumerated jointly by two_sided_bits: 4**6 = 4096 fills
+FILL_ROWS = 1 << 18  # runs x fills enumerated at once by two_sided_bits (order 10, runs of 6: under 20 MiB)
 
 
 def valid_run(codes: np.ndarray) -> np.ndarray:
@@ -129,35 +130,43 @@ def two_sided_bits(codes: np.ndarray, hidden: np.ndarray, tables: list[np.ndarra
     runs_by_length: dict[int, list[int]] = {}
     for start, end in hidden_runs(hidden, max_run):
         runs_by_length.setdefault(end - start, []).append(start)
-    for length, starts in runs_by_length.items():
-        fills = (np.arange(4 ** length)[:, None] // 4 ** np.arange(length)[::-1]) % 4  # [F, L], first base slowest
-        starts = np.asarray(starts)
-        span = np.arange(-order, length + order)  # the run, its contexts and the positions it is context of
-        at = starts[:, None] + span  # [R, S]
-        inside = (at >= 0) & (at < codes.size)
-        bases = np.broadcast_to(np.where(inside, codes[np.clip(at, 0, codes.size - 1)], N_CODE)[:, None, :],
-                                (len(starts), fills.shape[0], span.size)).copy()  # [R, F, S]
-        bases[:, :, order:order + length] = fills
-        log_joint = np.zeros((len(starts), fills.shape[0]))
-        for offset in range(order, span.size):  # positions s .. e + order - 1: the factors the run changes
-            position = np.clip(at[:, offset], 0, codes.size - 1)
-            scored = inside[:, offset] & (codes[position] < N_CODE)
-            q = np.where(scored, run_length[position], 0)
-            context = np.zeros(log_joint.shape, dtype=np.int64)
-            for back in range(1, order + 1):
-                digit = np.where((q >= back)[:, None], bases[:, :, offset - back], 0)
-                context += digit.astype(np.int64) * 4 ** (back - 1)
-            for q_value in np.unique(q[scored]):
-                rows = scored & (q == q_value)
-                log_joint[rows] += tables[q_value][context[rows], bases[rows, :, offset]]
-        log_joint -= log_joint.max(axis=1, keepdims=True)
-        weights = np.exp2(log_joint)
-        weights /= weights.sum(axis=1, keepdims=True)  # [R, F]
-        truth = codes[starts[:, None] + np.arange(length)]  # [R, L]
-        holds_truth = fills[None, :, :] == truth[:, None, :]  # [R, F, L]
-        marginal = np.einsum("rf,rfl->rl", weights, holds_truth)
-        bits[starts[:, None] + np.arange(length)] = -np.log2(marginal)
+    for length, all_starts in runs_by_length.items():
+        per_step = max(1, FILL_ROWS // 4 ** length)  # memory stays bounded whatever the number of runs
+        for first in range(0, len(all_starts), per_step):
+            _score_runs(codes, np.asarray(all_starts[first:first + per_step]), length, tables, run_length, bits)
     return bits
+
+
+def _score_runs(codes: np.ndarray, starts: np.ndarray, length: int, tables: list[np.ndarray],
+                run_length: np.ndarray, bits: np.ndarray) -> None:
+    """:func:`two_sided_bits` for the hidden runs ``[s, s + length)`` at ``starts``, written into ``bits``."""
+    order = len(tables) - 1
+    fills = (np.arange(4 ** length)[:, None] // 4 ** np.arange(length)[::-1]) % 4  # [F, L], first base slowest
+    span = np.arange(-order, length + order)  # the run, its contexts and the positions it is context of
+    at = starts[:, None] + span  # [R, S]
+    inside = (at >= 0) & (at < codes.size)
+    bases = np.broadcast_to(np.where(inside, codes[np.clip(at, 0, codes.size - 1)], N_CODE)[:, None, :],
+                            (len(starts), fills.shape[0], span.size)).copy()  # [R, F, S]
+    bases[:, :, order:order + length] = fills
+    log_joint = np.zeros((len(starts), fills.shape[0]))
+    for offset in range(order, span.size):  # positions s .. e + order - 1: the factors the run changes
+        position = np.clip(at[:, offset], 0, codes.size - 1)
+        scored = inside[:, offset] & (codes[position] < N_CODE)
+        q = np.where(scored, run_length[position], 0)
+        context = np.zeros(log_joint.shape, dtype=np.int64)
+        for back in range(1, order + 1):
+            digit = np.where((q >= back)[:, None], bases[:, :, offset - back], 0)
+            context += digit.astype(np.int64) * 4 ** (back - 1)
+        for q_value in np.unique(q[scored]):
+            rows = scored & (q == q_value)
+            log_joint[rows] += tables[q_value][context[rows], bases[rows, :, offset]]
+    log_joint -= log_joint.max(axis=1, keepdims=True)
+    weights = np.exp2(log_joint)
+    weights /= weights.sum(axis=1, keepdims=True)  # [R, F]
+    truth = codes[starts[:, None] + np.arange(length)]  # [R, L]
+    holds_truth = fills[None, :, :] == truth[:, None, :]  # [R, F, L]
+    marginal = np.einsum("rf,rfl->rl", weights, holds_truth)
+    bits[starts[:, None] + np.arange(length)] = -np.log2(marginal)
 
 
 @dataclass
