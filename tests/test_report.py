@@ -465,7 +465,10 @@ def test_summary_shows_the_two_sided_markov_figure_or_says_it_is_missing(tmp_pat
     (tmp_path / "old.json").write_text(json.dumps(evaluation(1.98, 1.95)))
     assert report("summary", "--eval", f"new={tmp_path / 'new.json'}", f"old={tmp_path / 'old.json'}",
                   "--out", tmp_path / "summary.html") == 0
-    new, old = as_rows(TableCells((tmp_path / "summary.html").read_text()).tables[0])
+    text = (tmp_path / "summary.html").read_text()
+    # it says what the chain reads: the true bases of other hidden runs, not only the visible bases the model reads
+    assert "both read other hidden bases as their true bases, which the model never sees" in " ".join(text.split())
+    new, old = as_rows(TableCells(text).tables[0])
     assert (new["sequence"], new["two-sided Markov bits/base"], new["model - two-sided Markov"]) == \
         ("new", "1.8765", "+0.0335")
     assert (old["sequence"], old["two-sided Markov bits/base"], old["model - two-sided Markov"]) == \

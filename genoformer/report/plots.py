@@ -183,7 +183,7 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     ``evaluations`` maps a dataset label to ``plots.eval_figures``'s dict. DNA sits close to 2 bits/base (a
     uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values and each row is labelled
     with the difference, model minus the one-sided Markov chain; the two-sided chain (same order, reading both
-    sides of the hidden bases as the model does) is drawn where the evaluation has it, and the figures over novel
+    sides of each hidden run, other hidden bases as their true bases) is drawn where the evaluation has it, and the figures over novel
     bases only (no 31-mer shared with the train split) as hollow markers where it has them.
     """
     if not evaluations:

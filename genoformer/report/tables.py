@@ -145,8 +145,9 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
         sections.append(("Held-out bits per base (test split)", "Masked-LM cross-entropy on the test split, in "
                          "bits per hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the "
                          "Markov model fit on the training split (its order chosen on the validation split) and "
-                         "scored on the same bases: one-sided, each base from the bases before it, and two-sided, "
-                         "from the visible bases on both sides as the model reads them. Novel: only the hidden "
+                         "scored on the same bases: one-sided, each base from the true bases before it, and "
+                         "two-sided, from both sides of its run of hidden bases, the run summed out; both read "
+                         "other hidden bases as their true bases, which the model never sees. Novel: only the hidden "
                          "bases that no 31-mer (either strand) also found in the training split covers, so repeat "
                          "copies (rRNA operons, IS elements) the model may have memorised are left out.",
                          pd.DataFrame(bits_rows(evaluations))))

@@ -12,12 +12,14 @@ before it is predicted by the order-``j`` estimate. N bases are never scored. ``
 training sequences and picks the order (0..max_order) and the concentration with the fewest bits per base on the
 validation sequences.
 
-The same fitted chain also scores a hidden base from *both* sides, as a masked LM reads it
-(:func:`two_sided_bits`): the chain's exact conditional of the base given every visible base of its sequence.
-A run of hidden bases ``[s, e)`` changes only the factors ``P(x_i | context)`` of positions ``s .. e + k - 1``,
-so the conditional of each fill of the run is the product of those factors, normalized over all ``4**L`` fills,
-and a base's probability is the sum over the fills that hold it. Runs longer than ``MAX_EXACT_RUN`` bases are
-scored in pieces of that length, each given the true bases of the other pieces.
+The same fitted chain also scores a hidden base from *both* sides (:func:`two_sided_bits`): the chain's exact
+conditional of the base given every other base of its sequence, its own hidden run summed out. Other hidden
+bases are read as their true bases, which a masked LM never sees (summing them all out at once would take a
+forward-backward pass over the 4**k contexts). A run of hidden bases ``[s, e)`` changes only the factors
+``P(x_i | context)`` of positions ``s .. e + k - 1``, so the conditional of each fill of the run is the product
+of those factors, normalized over all ``4**L`` fills, and a base's probability is the sum over the fills that
+hold it. Runs longer than ``MAX_EXACT_RUN`` bases are scored in pieces of that length, each given the true
+bases of the other pieces.
 """
 
 from __future__ import annotations
