@@ -350,6 +350,18 @@ def test_n_never_matches_and_a_window_shorter_than_k_has_no_repeat(chloroplast_f
     assert np.flatnonzero(repeat[2]).tolist() == list(range(50))  # its 2_050..2_100 overlap with stretch
 
 
+def test_shared_kmers_are_gathered_a_bounded_number_of_bases_at_a_time(tokens):
+    """The windows' 31-mers are gathered about ``batch_bases`` bases at a time whatever the window length (1,024
+    windows at a time held 58 bytes per base: 3.9 GB for 64k-token windows), with the same result."""
+    manifest = Manifest.load(tokens["k1w512"])
+    datasets = [TokenDataset(manifest.root, split) for split in ("val", "test")]
+    assert sum(len(dataset) for dataset in datasets) > 2
+    shared = shared_with_train(manifest, datasets, None)
+    assert shared.size > 0
+    for batch_bases in (300, 600, 1_500):  # one window (512 bases) at a time, one, two
+        assert np.array_equal(shared_with_train(manifest, datasets, None, batch_bases=batch_bases), shared)
+
+
 def test_train_kmers_are_found_across_chunk_edges_and_strands(chloroplast_fasta):
     with Reference(chloroplast_fasta) as reference:
         codes = reference.codes("NC_000932.1", 0, 20_000)[0]

@@ -61,8 +61,9 @@ from genoformer.tokenize.vocab import N_SPECIAL, KmerVocab
 from genoformer.train.config import PretrainConfig
 from genoformer.train.distributed import autocast_for
 from genoformer.train.markov import MarkovModel, contexts
-from genoformer.train.masking import SpanMasker, hidden_bases, masker_for, scoring_tokens, seeded_generator
-from genoformer.train.novel import REPEAT_K, kmers_found_in, repeat_bases, window_kmers
+from genoformer.train.masking import (SpanMasker, hidden_bases, masker_for, n_window_bases, scoring_tokens,
+                                      seeded_generator)
+from genoformer.train.novel import CHUNK_BP, REPEAT_K, kmers_found_in, repeat_bases, window_kmers
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +93,20 @@ def window_codes(input_ids: torch.Tensor, vocab: KmerVocab, stride: int) -> np.n
 
 
 def shared_with_train(manifest: Manifest, datasets: list[TokenDataset], max_windows: int | None,
-                      batch_windows: int = 1024) -> np.ndarray:
+                      batch_bases: int = CHUNK_BP) -> np.ndarray:
     """The canonical ``REPEAT_K``-mers of the windows :func:`masked_lm_scores` scores in ``datasets`` that also
-    occur in the train split (sorted uint64): the windows' k-mers are gathered ``batch_windows`` windows at a
-    time, and the train split is streamed past them, never held whole."""
+    occur in the train split (sorted uint64): the windows' k-mers are gathered about ``batch_bases`` bases at a
+    time (whole windows, at least one), and the train split is streamed past them in chunks of ``batch_bases``,
+    never held whole, so memory does not grow with the window length either."""
     def batches():
         for dataset in datasets:
             chosen = evaluation_windows(dataset, max_windows)
-            for first in range(0, len(chosen), batch_windows):
+            per_batch = max(1, batch_bases // n_window_bases(dataset.window, dataset.vocab.k, manifest["stride"]))
+            for first in range(0, len(chosen), per_batch):
                 yield np.stack([window_codes(dataset[int(i)]["input_ids"], dataset.vocab, manifest["stride"])
-                                for i in chosen[first:first + batch_windows]])
+                                for i in chosen[first:first + per_batch]])
 
-    return kmers_found_in(window_kmers(batches()), iter_split_sequences(manifest, "train"))
+    return kmers_found_in(window_kmers(batches()), iter_split_sequences(manifest, "train"), chunk_bp=batch_bases)
 
 
 @torch.no_grad()

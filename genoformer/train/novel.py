@@ -12,9 +12,9 @@ wholly inside the window count, so a copy that starts just outside the window sh
 whole k-mer on. K-mers holding an N (also the padding after a contig end) never match, and a window shorter
 than ``REPEAT_K`` bases has no k-mer: all its bases are novel.
 
-Memory does not grow with the train split: the k-mers looked up are only the scored windows' (distinct and
-sorted, at most 8 bytes per scored base), and the train split's sequences are streamed past them in chunks of
-``CHUNK_BP`` bases.
+Memory does not grow with the train split nor with the window length: the k-mers looked up are only the scored
+windows' (distinct and sorted, at most 8 bytes per scored base), gathered ``CHUNK_BP`` bases of windows at a
+time, and the train split's sequences are streamed past them in chunks of ``CHUNK_BP`` bases.
 """
 
 from __future__ import annotations
