@@ -201,8 +201,8 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     low, high = shown.min(), max(shown.max(), 2.0)
     pad = max(0.02, 0.15 * (high - low))
     fig, ax = plt.subplots(figsize=(8, 1.0 * len(labels) + 1.6))
-    ax.hlines(y, np.fmin(np.minimum(model, markov), two_sided), np.maximum(model, markov), color="lightgray", lw=3,
-              zorder=1)
+    ax.hlines(y, np.fmin(np.minimum(model, markov), two_sided), np.fmax(np.maximum(model, markov), two_sided),
+              color="lightgray", lw=3, zorder=1)
     ax.scatter(model, y, s=70, color="tab:blue", label="genoformer (Reformer, masked LM)", zorder=3)
     orders = [evaluations[label].get("markov_order", "?") for label in labels]
     ax.scatter(markov, y, s=70, marker="s", color="tab:gray", label="Markov baseline, left side (order chosen on val)",
