@@ -319,6 +319,28 @@ def test_unknown_config_key_is_named(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_copied_config_replaces_the_bundled_one_only_with_replace_workflow_config(tmp_path):
+    """README "Your own data": a copy of config.yaml naming only the chloroplast, run with --configfile, keeps the
+    bundled cdiph reference and its tasks (Snakemake merges the two files); with --replace-workflow-config it
+    does not."""
+    workdir = copy_workflow(tmp_path)
+    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    config["references"] = {"athal_cp": {"fasta": "resources/athal_cp/NC_000932.1.fa",
+                                         "annotation": "resources/athal_cp/NC_000932.1.gff3"}}
+    config["pretrain"]["reference"] = "athal_cp"
+    config["samples"] = "my_samples.tsv"
+    (workdir / "my_samples.tsv").write_text("sample\treference\tbam\tvcf\n")
+    (workdir / "my.yaml").write_text(yaml.safe_dump(config))
+    merged = snakemake(workdir, "--dry-run", "--configfile", "my.yaml")
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert planned_jobs(merged.stdout)["classify_regions"] == 2 and "cdiph_genes" in merged.stdout
+    replaced = snakemake(workdir, "--dry-run", "--configfile", "my.yaml", "--replace-workflow-config")
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert planned_jobs(replaced.stdout)["classify_regions"] == 1 and "cdiph" not in replaced.stdout
+    assert "regions/athal_cp_genes/metrics.json" in replaced.stdout
+
+
+@pytest.mark.slow
 def test_missing_input_path_stops_before_any_job(tmp_path):
     workdir = copy_workflow(tmp_path)
     samples = workdir / "config/samples.tsv"
