@@ -359,20 +359,26 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str, 
                           f"{options.window} tokens have windows, splits {', '.join(needed)} need one each{advice}")
     for interval, name in zip(eligible, _interleave(targets)):
         interval["split"] = name
-    _check_every_split_has_windows(intervals, needed, source, n_filter_advice)
+    _check_every_split_has_windows(intervals, needed, source, n_filter_advice, options.block)
     split = {"method": "blocks", "block": options.block, "gap": options.gap, "fractions": fractions}
     return split, intervals
 
 
 def _check_every_split_has_windows(intervals: list[dict], needed: list[str], source: str,
-                                   n_filter_advice: Callable[[], str]) -> None:
+                                   n_filter_advice: Callable[[], str], block: int | None = None) -> None:
     """ConfigError when a split with a non-zero fraction got no window that passes the N filter (possible only
-    for a consensus split on its reference's windows, where the reference has bases and the sample N)."""
+    for a consensus split on its reference's windows, where the reference has bases and the sample N).
+
+    With ``block`` (split by blocks of that many windows) and windows enough for every split, the error also
+    advises smaller blocks: the sample's windows are there, only none lies in that split's few blocks.
+    """
     empty = [name for name in needed if not any(iv["windows"] for iv in intervals if iv["split"] == name)]
     if empty:
+        smaller_blocks = (f", or lower --block ({block} windows: smaller blocks put each split in more places)"
+                          if block and block > 1 and sum(iv["windows"] for iv in intervals) >= len(needed) else "")
         raise ConfigError(f"{source}: the {empty[0]} split, which follows the reference's (so that a model "
                           "pretrained on the reference is never scored where it trained), has no window of this "
-                          f"sample once N-rich windows are left out{n_filter_advice()}")
+                          f"sample once N-rich windows are left out{n_filter_advice()}{smaller_blocks}")
 
 
 def _assign_by_contig(window_counts: list[int], fractions: dict) -> list[str]:
