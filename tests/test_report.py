@@ -106,6 +106,18 @@ def test_bits_per_base(tmp_path):
         not np.array_equal(imread(tmp_path / "novel.png"), imread(tmp_path / "bits.png"))
 
 
+def test_bits_per_base_rows_say_how_many_bases_their_difference_rests_on():
+    """A sample whose reads cover little of its genome is scored on a few hundred hidden bases (the bundled
+    SARS-CoV-2 reads: 141): its row says so next to the difference, as the summary table does."""
+    few = dict(evaluation(1.90, 1.82), splits={"test": {"bits_per_base": 1.90, "markov_bits_per_base": 1.82,
+                                                        "scored_bases": 141}})
+    assert plots.row_label("SRR11728627", plots.eval_figures(few, "x.json")) == "SRR11728627\nΔ +0.080, 141 bases"
+    assert plots.row_label("cdiph", plots.eval_figures(evaluation(1.91, 1.93), "x.json")) == \
+        "cdiph\nΔ -0.020, 1,000 bases"
+    older = {"splits": {"test": {"bits_per_base": 1.91, "markov_bits_per_base": 1.93}}, "markov": {"order": 2}}
+    assert plots.row_label("old", plots.eval_figures(older, "x.json")) == "old\nΔ -0.020"
+
+
 def test_eval_figures_read_the_test_split(tmp_path):
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4), "x.json") == \
         {"model": 1.91, "markov": 1.93, "markov_two_sided": None, "markov_order": 4, "scored_bases": 1000,

@@ -177,14 +177,24 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
                          "numbers with bits_per_base, markov_bits_per_base)") from None
 
 
+def row_label(label: str, figures: dict) -> str:
+    """A bits/base row's label: the dataset, the model minus the one-sided Markov chain, and the hidden bases
+    both were scored on (where ``plots.eval_figures`` has their count), so that a difference measured on a few
+    hundred bases does not read like one measured on thousands."""
+    scored = figures.get("scored_bases")
+    bases = "" if scored is None else f", {scored:,.0f} bases"
+    return f"{label}\nΔ {figures['model'] - figures['markov']:+.3f}{bases}"
+
+
 def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     """Dot plot: the model's held-out bits/base next to the Markov baseline's, one row per dataset.
 
     ``evaluations`` maps a dataset label to ``plots.eval_figures``'s dict. DNA sits close to 2 bits/base (a
     uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values and each row is labelled
-    with the difference, model minus the one-sided Markov chain; the two-sided chain (same order, reading both
-    sides of each hidden run, other hidden bases as their true bases) is drawn where the evaluation has it, and the figures over novel
-    bases only (no 31-mer shared with the train split) as hollow markers where it has them.
+    with the difference, model minus the one-sided Markov chain, and the hidden bases scored (``row_label``); the
+    two-sided chain (same order, reading both sides of each hidden run, other hidden bases as their true bases) is
+    drawn where the evaluation has it, and the figures over novel bases only (no 31-mer shared with the train
+    split) as hollow markers where it has them.
     """
     if not evaluations:
         raise InputError("bits/base plot: no evaluation given")
@@ -225,7 +235,7 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
         ax.annotate(f"{b:.3f} (order {order})", (b, row), textcoords="offset points", xytext=(0, -15),
                     ha="center", fontsize=8)
     ax.axvline(2.0, color="black", ls=":", lw=1, label="uniform guess (2 bits)")
-    ax.set_yticks(y, [f"{label}\nΔ {m - b:+.3f}" for label, m, b in zip(labels, model, markov)])
+    ax.set_yticks(y, [row_label(label, evaluations[label]) for label in labels])
     ax.set(xlabel="held-out bits per base (test split; lower is better)", xlim=(low - pad, high + pad),
            ylim=(y.min() - 0.7, y.max() + 0.7), title="Bits per base: model vs Markov baseline")
     ax.grid(alpha=0.3, axis="x")
