@@ -7,7 +7,7 @@ VCF's contigs are contigs of its reference, every sample BAM opens on its refere
 contigs), every region task's BED reads on its reference with two classes at least, every variant task's
 labels read (its label field declared and holding values, each class value it names there, two variants per class
 at least). :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for
-.tbi). Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names
+.tbi); :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones. Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names
 the file (or config key), the record and the problem, so the run stops at once.
 """
 
@@ -204,6 +204,22 @@ def vcf_index_kind(config: dict) -> str:
                               f"({entry['fasta']}) is {length:,} bp, longer than the {TBI_MAX_CONTIG:,} bp a "
                               "tabix (.tbi) index addresses; set vcf_index to csi or auto")
     return "tbi"
+
+
+def merged_references_warning(config: dict, command_line: dict, replaced: bool) -> str | None:
+    """A one-line warning when a command-line config (``--configfile``) lists its own ``references`` and the run
+    still has others: Snakemake merged it into the workflow's config/config.yaml key by key, so the bundled
+    references, and the tasks derived from their annotations, stay and are scored by the model pretrained on the
+    user's genome. None when it lists none (it only changes other values), or with --replace-workflow-config
+    (``replaced``), or when nothing was added."""
+    if replaced or "references" not in command_line:
+        return None
+    kept = [name for name in config["references"] if name not in command_line["references"]]
+    if not kept:
+        return None
+    return (f"references {', '.join(kept)} are not in the --configfile but stay, merged in from config/config.yaml "
+            "(snakemake merges a --configfile into it key by key); to run only the references the file lists, add "
+            "--replace-workflow-config (README, 'Your own data')")
 
 
 def check_names(config: dict, samples: list[dict], samples_path: str) -> None:

@@ -321,8 +321,8 @@ def test_unknown_config_key_is_named(tmp_path):
 @pytest.mark.slow
 def test_a_copied_config_replaces_the_bundled_one_only_with_replace_workflow_config(tmp_path):
     """README "Your own data": a copy of config.yaml naming only the chloroplast, run with --configfile, keeps the
-    bundled cdiph reference and its tasks (Snakemake merges the two files); with --replace-workflow-config it
-    does not."""
+    bundled cdiph reference and its tasks (Snakemake merges the two files), with a warning naming them; with
+    --replace-workflow-config it does not."""
     workdir = copy_workflow(tmp_path)
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     config["references"] = {"athal_cp": {"fasta": "resources/athal_cp/NC_000932.1.fa",
@@ -334,10 +334,26 @@ def test_a_copied_config_replaces_the_bundled_one_only_with_replace_workflow_con
     merged = snakemake(workdir, "--dry-run", "--configfile", "my.yaml")
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert planned_jobs(merged.stdout)["classify_regions"] == 2 and "cdiph_genes" in merged.stdout
+    assert "genoformer workflow: warning: references cdiph, human_q are not in the --configfile but stay" in \
+        merged.stderr and "add --replace-workflow-config" in merged.stderr
     replaced = snakemake(workdir, "--dry-run", "--configfile", "my.yaml", "--replace-workflow-config")
     assert replaced.returncode == 0, replaced.stderr[-3000:]
     assert planned_jobs(replaced.stdout)["classify_regions"] == 1 and "cdiph" not in replaced.stdout
     assert "regions/athal_cp_genes/metrics.json" in replaced.stdout
+    assert "warning" not in replaced.stderr
+
+
+def test_merged_references_warning_only_for_a_configfile_that_lists_references():
+    """The bundled config merged with a file naming only athal_cp warns about cdiph and human_q; a file that
+    changes other values (the tests' tiny config), one that lists every reference, or a replaced config: none."""
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    mine = {"references": {"athal_cp": {"fasta": "resources/athal_cp/NC_000932.1.fa"}}}
+    config["references"].update(mine["references"])
+    warning = workflow_checks.merged_references_warning(config, mine, replaced=False)
+    assert warning.startswith("references cdiph, human_q are not in the --configfile but stay")
+    assert workflow_checks.merged_references_warning(config, mine, replaced=True) is None
+    assert workflow_checks.merged_references_warning(config, {"tokenize": {"k": 3}}, replaced=False) is None
+    assert workflow_checks.merged_references_warning(config, {"references": config["references"]}, False) is None
 
 
 @pytest.mark.slow
