@@ -7,8 +7,9 @@ VCF's contigs are contigs of its reference, every sample BAM opens on its refere
 contigs), every region task's BED reads on its reference with two classes at least, every variant task's
 labels read (its label field declared and holding values, each class value it names there, two variants per class
 at least). :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for
-.tbi); :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones. Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names
-the file (or config key), the record and the problem, so the run stops at once.
+.tbi); :func:`merged_references_warning` says when a --configfile's references were merged with the bundled
+ones. Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file
+(or config key), the record and the problem, so the run stops at once.
 """
 
 from __future__ import annotations
