@@ -1,8 +1,10 @@
 """classify-variants: labels from INFO, the trained classifier next to its baselines, predictions as VCF."""
 
 import json
+import math
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,8 @@ import pytest
 from genoformer.cli import main
 from genoformer.errors import ConfigError, InputError
 from genoformer.io.fasta import Reference
-from genoformer.io.vcf import read_variants
+from genoformer.io.vcf import Variant, read_variants
+from genoformer.tasks.baselines import composition_llr
 from genoformer.tasks.coding import coding_snvs, write_coding_vcf
 from genoformer.tasks.linear import LinearModel
 from genoformer.tasks.variant_classes import context_features, model_features, variant_contexts
@@ -141,13 +144,14 @@ def test_cli_trains_evaluates_and_predicts(tiny_run, tmp_path):
     split = metrics["split"]
     assert split["method"] == "blocks" and split["n_train"] + split["n_test"] == 80 and split["n_test"] > 0
     assert metrics["left_out"] == {"unlabelled": 10, "no_llr": 0}  # missense is in neither class
-    for name in ("model_probe", "kmer_baseline", "zero_shot_neg_llr"):
+    for name in ("model_probe", "kmer_baseline", "zero_shot_neg_llr", "composition_neg_llr"):
         auroc = metrics["test"][name]["auroc"]
         assert auroc["ci95"][0] <= auroc["value"] <= auroc["ci95"][1]
     assert "accuracy" in metrics["test"]["model_probe"] and "accuracy" not in metrics["test"]["zero_shot_neg_llr"]
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert set(predictions["split"]) == {"train", "test"} and set(predictions["label"]) == {"stop_gained", "synonymous"}
     assert predictions["prob_model"].between(0, 1).all() and predictions["prob_kmer"].between(0, 1).all()
+    assert np.isfinite(predictions["composition_LLR"]).all() and predictions["composition_LLR"].nunique() > 1
     # the saved classifier is the one that made the predictions
     probe = LinearModel.from_json(json.loads((out / "classifier.json").read_text())["model_probe"])
     assert probe.classes == ["synonymous", "stop_gained"] and probe.coef.shape == (1, 2 * 32 + 6)
@@ -224,3 +228,22 @@ def test_a_label_htslib_would_misread_is_refused_by_the_command(chloroplast, chl
     assert code == 2 and "\n" not in error and not (tmp_path / "out").exists()
     assert error == f"genoformer classify-variants: error: {vcf} record 3 (line 9, {CONTIG}:1021): INFO BIN='abc' " \
         "is not an Integer as its header declares"
+
+
+def test_composition_llr_is_the_log_ratio_of_genome_base_frequencies(chloroplast, chloroplast_fasta):
+    """For SNVs and a deletion, against base frequencies counted base by base over the chloroplast (smoothed as
+    the Markov chains are: (n + 1/4) / (N + 1))."""
+    sequence = chloroplast.fetch(CONTIG, 0, chloroplast.contigs[CONTIG]).upper()
+    counts = Counter(base for base in sequence if base in "ACGT")
+    total = sum(counts.values())
+    frequency = {base: (counts[base] + 0.25) / (total + 1) for base in "ACGT"}
+    variants = []
+    for pos, alt in ((1001, "A"), (5003, "G"), (20007, "T"), (77777, "C")):
+        ref = sequence[pos - 1]
+        variants.append(Variant(CONTIG, pos, ref, alt if alt != ref else "A" if ref != "A" else "C", None, None, (),
+                                {}, len(variants) + 1))
+    deletion = sequence[9_999:10_002]
+    variants.append(Variant(CONTIG, 10_000, deletion, deletion[0], None, None, (), {}, 5))
+    expected = [math.log(frequency[v.alt]) - sum(math.log(frequency[b]) for b in v.ref) for v in variants[:4]]
+    expected.append(-sum(math.log(frequency[b]) for b in deletion[1:]))
+    np.testing.assert_allclose(composition_llr(variants, chloroplast), expected, rtol=1e-12)

@@ -355,7 +355,8 @@ def classifier_metrics(methods, classes, n_groups=8):
 def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93, order=5)))
     regions = classifier_metrics({"probe": 1.0, "finetune": 1.5, "kmer": 2.0}, ["coding", "intergenic"])
-    variants = classifier_metrics({"kmer_baseline": 0.5, "model_probe": 1.0, "zero_shot_neg_llr": 0.2},
+    variants = classifier_metrics({"kmer_baseline": 0.5, "model_probe": 1.0, "zero_shot_neg_llr": 0.2,
+                                   "composition_neg_llr": 0.1},
                                   {"negative": "synonymous", "positive": "stop_gained"}, n_groups=3)
     regions["split"] = {"method": "blocks", "block_bp": 100_000, "groups_train": 17, "groups_test": 8,
                         "n_left_out_copies": 2}
@@ -376,7 +377,8 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     rows = as_rows(page.tables[1])
     assert [(r["task"], r["uses the model"]) for r in rows] == [
         ("cdiph_genes", "yes"), ("cdiph_genes", "yes"), ("cdiph_genes", "no"),
-        ("cdiph_coding", "yes"), ("cdiph_coding", "yes"), ("cdiph_coding", "no")]  # baselines after the model
+        ("cdiph_coding", "yes"), ("cdiph_coding", "yes"), ("cdiph_coding", "no"),
+        ("cdiph_coding", "no")]  # baselines after the model
     probe = regions["test"]["probe"]["auroc"]
     assert rows[0]["method"] == "model: logistic regression on frozen hidden states"
     assert rows[0]["AUROC [95% CI]"] == f"{probe['value']:.3f} [{probe['ci95'][0]:.3f}, {probe['ci95'][1]:.3f}]"
@@ -396,6 +398,7 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert as_rows(TableCells(out.read_text()).tables[0])[0]["held out"] == \
         "3 of 10 contigs; intervals resample examples (metrics written before intervals resampled groups)"
     assert rows[5]["method"] == "k-mer context, logistic regression"
+    assert rows[6]["method"] == "base composition: zero-shot -LLR (no model, no training)"
     zero_shot = variants["test"]["zero_shot_neg_llr"]["auroc"]["value"]
     assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")
 

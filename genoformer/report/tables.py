@@ -27,6 +27,7 @@ METHODS = {
     "zero_shot_neg_llr": ("model: zero-shot -LLR (no training)", False),
     "kmer": ("k-mer spectrum, logistic regression", True),
     "kmer_baseline": ("k-mer context, logistic regression", True),
+    "composition_neg_llr": ("base composition: zero-shot -LLR (no model, no training)", True),
 }
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }

@@ -1,7 +1,10 @@
-"""Baselines without the model: k-mer spectra of a window, and k-mer context features of a variant.
+"""Baselines without the model: k-mer spectra of a window, k-mer context features of a variant, and zero-shot
+Markov-chain log-likelihood ratios of a variant.
 
-Both feed the same logistic regression as the model's features (:mod:`genoformer.tasks.linear`), on the same
-splits, so the model's metrics always stand next to what plain sequence composition achieves.
+The first two feed the same logistic regression as the model's features (:mod:`genoformer.tasks.linear`), on the
+same splits, so the model's metrics always stand next to what plain sequence composition achieves. The LLRs stand
+next to the model's zero-shot GF_LLR: :func:`composition_llr`, the genome's base composition alone, tells how much
+of a zero-shot ranking any score that prefers common bases would reach.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from genoformer.io.fasta import N_CODE, encode_bases
+from genoformer.train.markov import MarkovModel, count, interpolate
+
+CHUNK_BP = 1 << 22  # bases of the reference read at once by genome_composition
 
 
 def kmer_counts(codes: np.ndarray, k: int) -> np.ndarray:
@@ -60,3 +66,18 @@ def markov_llr(variants, reference, markov, order: int) -> np.ndarray:
         bits = [np.sum(markov.bits(codes, order)[order:]) for codes in (ref, alt)]
         scores[index] = (bits[0] - bits[1]) * np.log(2)
     return scores
+
+
+def genome_composition(reference) -> MarkovModel:
+    """The order-0 Markov chain of ``reference``'s base composition (every contig, N left out; read
+    ``CHUNK_BP`` bases at a time), smoothed as the held-out evaluation's chains are."""
+    pieces = (reference.codes(contig, start, min(start + CHUNK_BP, length))[0]
+              for contig, length in reference.contigs.items() for start in range(0, length, CHUNK_BP))
+    return MarkovModel(order=0, concentration=1.0, tables=interpolate(count(pieces, 0), 0, 1.0))
+
+
+def composition_llr(variants, reference) -> np.ndarray:
+    """Zero-shot log-likelihood ratio (nats) of each variant under the genome's base composition: log P(ALT) -
+    log P(REF) of the allele's bases, each drawn from the genome-wide base frequencies. Ranks variants by the
+    bases they bring, nothing else: the floor a context-aware zero-shot score must clear."""
+    return markov_llr(variants, reference, genome_composition(reference), 0)

@@ -4,8 +4,9 @@ Labels come from one INFO field (:mod:`genoformer.tasks.variant_labels`). Featur
 the same passes as ``score-variants``: the change of the local hidden state (ALT minus REF) on each strand, the
 LLR on each strand and the embedding distances. Examples are split by interval blocks or by contig
 (:mod:`genoformer.tasks.splits`). Next to the model's classifier stand a k-mer context baseline (same
-regression on the k-mers around the variant and those the ALT creates or destroys) and the zero-shot score
-(-LLR, no training), all evaluated on the same held-out variants with bootstrap CIs.
+regression on the k-mers around the variant and those the ALT creates or destroys), the zero-shot score
+(-LLR, no training) and, next to it, the -LLR of the genome's base composition alone (a zero-shot score that
+only prefers common bases gets that far), all evaluated on the same held-out variants with bootstrap CIs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from genoformer.io.fasta import encode_bases
-from genoformer.tasks.baselines import variant_context_features
+from genoformer.tasks.baselines import composition_llr, variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import VARIANT_FLANK, repeat_families
@@ -67,8 +68,9 @@ class VariantClassification:
 def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *, scoring: dict, split: str,
                       block: int, test_fraction: float, flank: int, kmer: int, n_bootstrap: int,
                       seed: int, keep_copies: bool = False) -> VariantClassification:
-    """Fit and evaluate the model's classifier, the k-mer baseline and the zero-shot LLR on one split (whose test
-    side leaves out variants with a near-identical copy in training, unless ``keep_copies``).
+    """Fit and evaluate the model's classifier, the k-mer baseline, the zero-shot LLR and the base-composition
+    LLR next to it on one split (whose test side leaves out variants with a near-identical copy in training,
+    unless ``keep_copies``).
 
     ``scoring`` holds the ``score_variants`` window options (``window``, ``step``, ``mask_spacing``).
     """
@@ -81,6 +83,7 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
                  int((~usable).sum()))
     variants = [v for v, keep in zip(variants, usable) if keep]
     features, y, scores_llr = features[usable], labels.labels[usable], scores.llr[usable].mean(axis=1)
+    composition = composition_llr(variants, reference)
     contexts = variant_contexts(variants, reference, flank)
     baseline_features = context_features(contexts, kmer)
     contigs = np.array([v.contig for v in variants])
@@ -110,6 +113,8 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
                 n_bootstrap=n_bootstrap, seed=seed),
             "zero_shot_neg_llr": classification_metrics(y[is_test], -scores_llr[is_test], groups=groups[is_test],
                                                         n_bootstrap=n_bootstrap, seed=seed),
+            "composition_neg_llr": classification_metrics(y[is_test], -composition[is_test], groups=groups[is_test],
+                                                          n_bootstrap=n_bootstrap, seed=seed),
         },
         "zero_shot_neg_llr_all": classification_metrics(y, -scores_llr, groups=groups, n_bootstrap=n_bootstrap,
                                                         seed=seed),
@@ -123,7 +128,7 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
         "contig": contigs, "pos": positions, "ref": [v.ref for v in variants], "alt": [v.alt for v in variants],
         "record": [v.record for v in variants], "label": np.array(labels.classes)[y],
         "split": split_names(train, is_test), "prob_model": model_prob, "prob_kmer": baseline_prob,
-        "GF_LLR": scores_llr,
+        "GF_LLR": scores_llr, "composition_LLR": composition,
     })
     return VariantClassification(metrics, predictions, model, baseline)
 
