@@ -311,6 +311,22 @@ def test_numbers_htslib_reads_right_pass(q_reference, tmp_path, calls_text):
     assert len(read_variants(crlf, q_reference).variants) == len(records)
 
 
+def test_blank_lines_among_header_lines_are_skipped_as_htslib_does(q_reference, tmp_path, calls_text):
+    """htslib skips blank lines among the ## lines; the text check does too, so it stays on the same records: a
+    bad QUAL there is named at its own record and line, and a file htslib reads is not refused."""
+    header, records = calls_text
+    fields = [line.split("\t") for line in records]
+    path = tmp_path / "blank.vcf"
+    path.write_text("\n".join(header[:2] + ["", "\r"] + header[2:-1] + [""] + header[-1:] +
+                              ["\t".join(f) for f in fields]) + "\n")
+    assert len(read_variants(path, q_reference).variants) == len(records)
+    fields[4][5] = "abc"
+    path.write_text("\n".join(header[:2] + [""] + header[2:] + ["\t".join(f) for f in fields]) + "\n")
+    with pytest.raises(InputError) as err:
+        read_variants(path, q_reference)
+    assert one_line(err) == f"{path} record 5 (line {len(header) + 1 + 5}, q:1917): QUAL 'abc' is not a number"
+
+
 def pos_zero(records):
     records[1][1] = "0"
 

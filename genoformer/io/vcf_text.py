@@ -79,14 +79,12 @@ class TextRecords:
         self._numeric = {key.encode(): info.type for key, info in vcf.header.info.items()
                          if info.type in _VALUES}
         self._handle = gzip.open(path) if vcf.compression == "BGZF" else open(path, "rb")
-        self._header_lines = 0
-        self._first: list[bytes] = []
+        self._header_lines = 0  # lines before the first data line, as htslib reads the header
         with contextlib.suppress(*UNREADABLE):  # then _read_chunk finds no line either
             for line in self._handle:
-                if not line.startswith(b"#"):
-                    self._first.append(line)
-                    break
                 self._header_lines += 1
+                if _ends_header(line):
+                    break
         self._read = 0
         self._problem: tuple[int, InputError] | None = None
 
@@ -104,10 +102,9 @@ class TextRecords:
     def _read_chunk(self) -> bool:
         """Read and check the next ``CHUNK`` bytes of lines; False at the end of what can be read."""
         try:
-            lines = self._first + self._handle.readlines(CHUNK)
+            lines = self._handle.readlines(CHUNK)
         except UNREADABLE:
             return False
-        self._first = []
         for number, line in enumerate(lines, start=self._read + 1):
             if not self._valid(line):
                 message = self._what_is_wrong(line.rstrip(b"\r\n"), number)
@@ -143,6 +140,13 @@ class TextRecords:
                 self._tolerated |= {key.decode()}
                 self._valid = _valid_line(self._header, self._tolerated).fullmatch
         return None
+
+
+def _ends_header(line: bytes) -> bool:
+    """Whether htslib's header ends with ``line``: the first of 2 characters or more not starting ``##`` (the
+    ``#CHROM`` line); it skips shorter lines (blank ones) among the ``##`` lines."""
+    line = line.rstrip(b"\r\n")
+    return len(line) >= 2 and not line.startswith(b"##")
 
 
 def _too_few(line: bytes, count: int) -> str:
