@@ -16,8 +16,9 @@ guess ("truncated file", "unable to parse next record"). :class:`TextRecords` re
 BCF is typed: it needs none of this.
 
 The check is one regular-expression match per line (a few µs per line: the lines of freebayes's 16 calls with 45
-INFO fields each, repeated to 32,000 records, read 1.05-1.2 times as long as without it); the file is decompressed
-a second time. Only a line that fails the match is split to say what is wrong.
+INFO fields each, repeated to 32,000 records, read 1.05-1.2 times as long as without it; 16,000 lines of 60 of 400
+numeric fields, gnomAD-like, 1.3 times: the keys are a tree of their bytes, not tried one by one); the file is
+decompressed a second time. Only a line that fails the match is split to say what is wrong.
 """
 
 from __future__ import annotations
@@ -49,8 +50,25 @@ _VALUES = {kind: rb"(?:%s|\.)(?:,(?:%s|\.))*" % (number, number)  # a list of nu
 def _keys(header: pysam.VariantHeader, kind: str, tolerated: frozenset[str]) -> bytes:
     """The INFO keys declared of Type ``kind``, less the ``tolerated``, as one alternation (never matching when
     there is none)."""
-    return b"|".join(re.escape(key.encode()) for key in header.info
-                     if header.info[key].type == kind and key not in tolerated) or b"(?!)"
+    return _alternation([key.encode() for key in header.info
+                         if header.info[key].type == kind and key not in tolerated]) or b"(?!)"
+
+
+def _alternation(keys: list[bytes]) -> bytes:
+    """A pattern matching exactly the ``keys``, branching on their bytes like a tree: Python's regular
+    expressions try the branches of ``A|B|...`` one by one, which for the hundreds of numeric INFO fields of a
+    gnomAD-like header made a read 2.6 times as long as without the check (1.3 times with the tree)."""
+    by_first: dict[bytes, list[bytes]] = {}
+    for key in sorted(set(keys)):
+        by_first.setdefault(key[:1], []).append(key[1:])
+    branches = []
+    for first, rests in by_first.items():
+        if len(rests) == 1:
+            branches.append(re.escape(first + rests[0]))
+        else:
+            tails = _alternation([rest for rest in rests if rest])
+            branches.append(re.escape(first) + b"(?:%s)%s" % (tails, b"?" if b"" in rests else b""))
+    return b"|".join(branches)
 
 
 def _valid_line(header: pysam.VariantHeader, tolerated: frozenset[str] = frozenset()) -> re.Pattern:
