@@ -79,7 +79,7 @@ def _valid_line(header: pysam.VariantHeader, tolerated: frozenset[str] = frozens
     numeric = integer + b"|" + floats
     field = rb"(?:(?:%s)=%s|(?:%s)=%s|(?!(?:%s)=)[^;=\t\r\n]+(?:=[^;\t\r\n]*)?)" % (
         integer, _VALUES["Integer"], floats, _VALUES["Float"], numeric)
-    info = rb"\.|%s(?:;%s)*" % (field, field)
+    info = rb"(?:%s)?(?:;(?:%s)?)*" % (field, field)  # '.' is a field; empty ones (';;', a last ';') htslib skips
     return re.compile(rb"(?:[^\t\n]*\t){5}(?:%s)\t[^\t\n]*\t(?:%s)(?:\t[^\n]*)?\r?\n?" % (_QUAL.pattern, info))
 
 
