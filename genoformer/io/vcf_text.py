@@ -148,15 +148,15 @@ class TextRecords:
             return f"{where}QUAL '{_text(fields[5])}' is not a number"
         for item in fields[7].split(b";"):
             key, has_value, value = item.partition(b"=")
-            kind = self._numeric.get(key)
-            if kind and has_value and key.decode() not in self._tolerated and not re.fullmatch(_VALUES[kind], value):
-                problem = (f"INFO {_text(key)}='{_text(value)}' is not {'an' if kind == 'Integer' else 'a'} {kind} "
+            kind, name = self._numeric.get(key), key.decode(errors="replace")
+            if kind and has_value and name not in self._tolerated and not re.fullmatch(_VALUES[kind], value):
+                problem = (f"INFO {name}='{_text(value)}' is not {'an' if kind == 'Integer' else 'a'} {kind} "
                            "as its header declares")
-                if key.decode() in self._strict:
+                if name in self._strict:
                     return where + problem
                 log.warning("%s%s%s: htslib drops or cuts such values, so genoformer's outputs carry %s wrong or "
-                            "not at all (warned once per field)", self._where(number), where, problem, _text(key))
-                self._tolerated |= {key.decode()}
+                            "not at all (warned once per field)", self._where(number), where, problem, name)
+                self._tolerated |= {name}
                 self._valid = _valid_line(self._header, self._tolerated).fullmatch
         return None
 

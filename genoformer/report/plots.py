@@ -202,12 +202,12 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     y = np.arange(len(labels))[::-1]
     model = np.array([evaluations[label]["model"] for label in labels])
     markov = np.array([evaluations[label]["markov"] for label in labels])
-    two_sided = np.array([np.nan if evaluations[label].get("markov_two_sided") is None
-                          else evaluations[label]["markov_two_sided"] for label in labels])
-    novel = {name: np.array([np.nan if evaluations[label].get(name) is None else evaluations[label][name]
-                             for label in labels])
-             for name in ("novel_model", "novel_markov", "novel_markov_two_sided")}
-    shown = np.concatenate([values[np.isfinite(values)] for values in (model, markov, two_sided, *novel.values())])
+    # figures an evaluation may lack (written before them, or no novel base): NaN, not drawn
+    optional = {name: np.array([np.nan if evaluations[label].get(name) is None else evaluations[label][name]
+                                for label in labels])
+                for name in ("markov_two_sided", "novel_model", "novel_markov", "novel_markov_two_sided")}
+    two_sided = optional["markov_two_sided"]
+    shown = np.concatenate([values[np.isfinite(values)] for values in (model, markov, *optional.values())])
     low, high = shown.min(), max(shown.max(), 2.0)
     pad = max(0.02, 0.15 * (high - low))
     fig, ax = plt.subplots(figsize=(8, 1.0 * len(labels) + 1.6))
@@ -227,8 +227,8 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
             ("novel_model", "o", "tab:blue", "genoformer, novel bases only (no 31-mer shared with train)"),
             ("novel_markov", "s", "tab:gray", "Markov, left side, novel bases only"),
             ("novel_markov_two_sided", "^", "tab:orange", "Markov, both sides, novel bases only")):
-        if np.isfinite(novel[name]).any():
-            ax.scatter(novel[name], y, s=70, marker=marker, facecolors="none", edgecolors=colour, zorder=3,
+        if np.isfinite(optional[name]).any():
+            ax.scatter(optional[name], y, s=70, marker=marker, facecolors="none", edgecolors=colour, zorder=3,
                        label=label)
     for row, m, b, order in zip(y, model, markov, orders):
         ax.annotate(f"{m:.3f}", (m, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)

@@ -13,9 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from genoformer.io.fasta import N_CODE, encode_bases
-from genoformer.train.markov import MarkovModel, count, interpolate
-
-CHUNK_BP = 1 << 22  # bases of the reference read at once by genome_composition
+from genoformer.train.markov import CHUNK_BASES, MarkovModel, count, interpolate
 
 
 def kmer_counts(codes: np.ndarray, k: int) -> np.ndarray:
@@ -70,9 +68,9 @@ def markov_llr(variants, reference, markov, order: int) -> np.ndarray:
 
 def genome_composition(reference) -> MarkovModel:
     """The order-0 Markov chain of ``reference``'s base composition (every contig, N left out; read
-    ``CHUNK_BP`` bases at a time), smoothed as the held-out evaluation's chains are."""
-    pieces = (reference.codes(contig, start, min(start + CHUNK_BP, length))[0]
-              for contig, length in reference.contigs.items() for start in range(0, length, CHUNK_BP))
+    ``CHUNK_BASES`` bases at a time), smoothed towards uniform by one pseudo-count (``markov.interpolate``)."""
+    pieces = (reference.codes(contig, start, min(start + CHUNK_BASES, length))[0]
+              for contig, length in reference.contigs.items() for start in range(0, length, CHUNK_BASES))
     return MarkovModel(order=0, concentration=1.0, tables=interpolate(count(pieces, 0), 0, 1.0))
 
 

@@ -312,8 +312,8 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
             raise InputError(f"{data_dir}: split '{split}' is empty, and the Markov baseline is fit on train with "
                              f"its order chosen on val; tokenize again with a {split} share in --split-fractions")
     log.info("fitting Markov baselines (orders 0..%d) on the train split of %s", max_markov_order, data_dir)
-    markov = MarkovModel.select(split_sequences(manifest, "train"), split_sequences(manifest, "val"),
-                                max_order=max_markov_order)
+    markov = MarkovModel.select(iter_split_sequences(manifest, "train"), split_sequences(manifest, "val"),
+                                max_order=max_markov_order)  # train streamed: counted once, never held whole
     result = {
         "checkpoint": str(checkpoint),
         "data": str(data_dir),
