@@ -15,11 +15,12 @@ from genoformer.cli import main
 from genoformer.errors import ConfigError, InputError
 from genoformer.io.fasta import Reference
 from genoformer.io.vcf import Variant, read_variants
-from genoformer.tasks.baselines import composition_llr
+from genoformer.tasks.baselines import composition_llr, genome_composition
 from genoformer.tasks.coding import coding_snvs, write_coding_vcf
 from genoformer.tasks.linear import LinearModel
 from genoformer.tasks.variant_classes import context_features, model_features, variant_contexts
 from genoformer.tasks.variant_labels import variant_labels
+from genoformer.train.markov import count, interpolate
 from tiny_pretrained import CDIPH, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CONTIG = "NC_000932.1"
@@ -228,6 +229,27 @@ def test_a_label_htslib_would_misread_is_refused_by_the_command(chloroplast, chl
     assert code == 2 and "\n" not in error and not (tmp_path / "out").exists()
     assert error == f"genoformer classify-variants: error: {vcf} record 3 (line 9, {CONTIG}:1021): INFO BIN='abc' " \
         "is not an Integer as its header declares"
+
+
+def composition_from_codes(reference):
+    """genome_composition as it was: the order-0 chain of every contig's base codes, counted by the Markov counter."""
+    pieces = (reference.codes(contig)[0] for contig in reference.contigs)
+    return interpolate(count(pieces, 0), 0, 1.0)
+
+
+def test_genome_composition_equals_the_codes_counted(cdiph_fasta, tmp_path):
+    """The raw-byte count gives exactly the tables of the codes counted, on the bundled bgzipped genome and on a
+    random multi-contig FASTA with lowercase, U, N and the other ambiguity codes."""
+    rng = np.random.default_rng(0)
+    alphabet = list("ACGTacgtUuNnRYSWKMBDHVrykm")
+    random_fasta = tmp_path / "random.fa"
+    random_fasta.write_text("".join(f">c{i}\n" + "".join(rng.choice(alphabet, int(n))) + "\n"
+                                    for i, n in enumerate(rng.integers(1, 5000, 5))))
+    for path in (cdiph_fasta, random_fasta):
+        with Reference(path) as reference:
+            model = genome_composition(reference)
+            assert model.order == 0 and model.concentration == 1.0
+            np.testing.assert_array_equal(model.tables[0], composition_from_codes(reference)[0])
 
 
 def test_composition_llr_is_the_log_ratio_of_genome_base_frequencies(chloroplast, chloroplast_fasta):

@@ -402,3 +402,43 @@ def test_index_check_accepts_empty_records_crlf_and_no_final_newline(tmp_path):
     with Reference(path) as reference:  # the second open checks the index built by the first
         assert reference.contigs == {"a": 6, "empty": 0, "b": 6}
         assert reference.fetch("b") == "ACGTAA"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_base_counts_are_the_acgt_codes_counted_on_random_fasta(tmp_path, monkeypatch, seed):
+    """Raw-byte counts equal the ACGT codes counted, for every case, U, ambiguity code, line width and line end,
+    plain and bgzipped, read in one chunk or in chunks that split lines anywhere."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array(list("ACGTacgt" + AMBIGUOUS + AMBIGUOUS.lower() + "Uu"))
+    records = {"empty": ""} | {f"contig{i}": "".join(rng.choice(alphabet, int(n)))
+                               for i, n in enumerate(rng.integers(1, 3000, 4))}
+    path = write_fasta(tmp_path / "random.fa", records, width=int(rng.integers(5, 100)))
+    if seed == 1:
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n")[:-2])  # CRLF, no final line end
+    bgzipped = tmp_path / "random.fa.gz"
+    pysam.tabix_compress(str(path), str(bgzipped))
+    for chunk in (1 << 22, int(rng.integers(1, 200))):
+        monkeypatch.setattr("genoformer.io.fasta._COUNT_CHUNK", chunk)
+        for fasta in (path, bgzipped):
+            with Reference(fasta) as reference:
+                for name, sequence in records.items():
+                    expected = np.bincount(reference_codes(sequence)[0], minlength=5)[:4]
+                    got = reference.base_counts(name)
+                    assert got.dtype == np.int64 and got.tolist() == expected.tolist()
+
+
+def test_base_counts_of_real_genomes_match_their_codes(cdiph_fasta, sarscov2, chloroplast_copy):
+    for path in (cdiph_fasta, sarscov2 / "NC_045512.2.fasta", chloroplast_copy):
+        with Reference(path) as reference:
+            for contig in reference.contigs:
+                codes = reference.codes(contig)[0]
+                assert reference.base_counts(contig).tolist() == np.bincount(codes, minlength=5)[:4].tolist()
+
+
+def test_base_counts_name_a_non_iupac_character_as_codes_does(human_q, tmp_path, monkeypatch):
+    sequence = biopython_records(human_q / "q.fa")["q"]
+    path = write_fasta(tmp_path / "broken.fa", {"q": sequence[:7000] + "!" + sequence[7001:]})
+    monkeypatch.setattr("genoformer.io.fasta._COUNT_CHUNK", 5000)  # the bad byte is in the second chunk
+    with Reference(path) as reference, pytest.raises(InputError) as err:
+        reference.base_counts("q")
+    assert one_line(err) == f"{path}: contig q position 7001: character '!' is not an IUPAC nucleotide code"

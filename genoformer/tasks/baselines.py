@@ -13,7 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from genoformer.io.fasta import N_CODE, encode_bases
-from genoformer.train.markov import CHUNK_BASES, MarkovModel, count, interpolate
+from genoformer.train.markov import MarkovModel, interpolate
 
 
 def kmer_counts(codes: np.ndarray, k: int) -> np.ndarray:
@@ -67,11 +67,11 @@ def markov_llr(variants, reference, markov, order: int) -> np.ndarray:
 
 
 def genome_composition(reference) -> MarkovModel:
-    """The order-0 Markov chain of ``reference``'s base composition (every contig, N left out; read
-    ``CHUNK_BASES`` bases at a time), smoothed towards uniform by one pseudo-count (``markov.interpolate``)."""
-    pieces = (reference.codes(contig, start, min(start + CHUNK_BASES, length))[0]
-              for contig, length in reference.contigs.items() for start in range(0, length, CHUNK_BASES))
-    return MarkovModel(order=0, concentration=1.0, tables=interpolate(count(pieces, 0), 0, 1.0))
+    """The order-0 Markov chain of ``reference``'s base composition (every contig, N left out; counted from the
+    file's raw bytes, ``Reference.base_counts``), smoothed towards uniform by one pseudo-count
+    (``markov.interpolate``)."""
+    counts = np.sum([reference.base_counts(contig) for contig in reference.contigs], axis=0)
+    return MarkovModel(order=0, concentration=1.0, tables=interpolate([counts.reshape(1, 4)], 0, 1.0))
 
 
 def composition_llr(variants, reference) -> np.ndarray:
