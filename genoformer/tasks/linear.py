@@ -1,13 +1,17 @@
 """Logistic regression on standardized features (the linear probe and the baselines), stored as plain JSON.
 
 The L2 strength C is chosen by cross-validation on the training examples with folds that keep each group (an
-interval block or contig) whole, so the choice never sees sequence near a validation example. The fitted model
-is a handful of arrays (no pickle): ``to_json``/``from_json`` and a numpy ``predict_proba``.
+interval block or contig) whole, so the choice never sees sequence near a validation example. The search tries
+``C_GRID`` (decades 0.001 .. 10), then, while its smallest or largest C has the lowest loss, the next decade
+past it, never past ``C_LIMITS`` (1e-6 .. 1e4: below, the weights are all but zero; above, all but unpenalized);
+a choice at a limit is logged. The fitted model is a handful of arrays (no pickle): ``to_json``/``from_json``
+and a numpy ``predict_proba``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 log = logging.getLogger(__name__)
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+C_LIMITS = (1e-6, 1e4)  # the search extends C_GRID a decade at a time up to these
 MAX_ITER = 2000
 
 
@@ -78,9 +83,9 @@ def fit_linear(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, cla
                seed: int = 0, families: np.ndarray | None = None) -> LinearModel:
     """Fit a logistic regression of ``labels`` (0..K-1, names in ``classes``) on ``features``.
 
-    C comes from ``C_GRID`` by log-loss under group-keeping cross-validation (``groups``: block or contig of
-    each example; ``families``: repeat copies, kept out of a fold's validation part when trained on); with too
-    few groups or examples for that, C = 1.
+    C comes from ``choose_C`` under group-keeping cross-validation (``groups``: block or contig of each example;
+    ``families``: repeat copies, kept out of a fold's validation part when trained on); with too few groups or
+    examples for that, C = 1.
     """
     features = np.asarray(features, dtype=float)
     labels = np.asarray(labels, dtype=np.int64)
@@ -91,12 +96,34 @@ def fit_linear(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, cla
         log.info("too few groups or examples for cross-validation of C; using C = 1")
         chosen = 1.0
     else:
-        losses = [np.mean([_held_out_log_loss(scaled, labels, train, test, C) for train, test in folds])
-                  for C in C_GRID]
-        chosen = C_GRID[int(np.argmin(losses))]
+        chosen = choose_C(scaled, labels, folds)
     model = LogisticRegression(C=chosen, max_iter=MAX_ITER).fit(scaled, labels)
     return LinearModel(classes=list(classes), mean=scaler.mean_, scale=scaler.scale_, coef=model.coef_,
                        intercept=model.intercept_, C=chosen)
+
+
+def choose_C(features: np.ndarray, labels: np.ndarray, folds: list) -> float:
+    """The C of lowest mean held-out log-loss over ``folds`` (ties go to the smaller C): ``C_GRID`` first, then
+    a decade past its smallest or largest C while that one is best, up to ``C_LIMITS``."""
+    losses = {C: _mean_held_out_log_loss(features, labels, folds, C) for C in C_GRID}
+    while True:
+        best = min(sorted(losses), key=losses.__getitem__)
+        if best == min(losses) and best > C_LIMITS[0]:
+            step = -1
+        elif best == max(losses) and best < C_LIMITS[1]:
+            step = 1
+        else:
+            break
+        C = 10.0 ** (round(math.log10(best)) + step)
+        losses[C] = _mean_held_out_log_loss(features, labels, folds, C)
+    if best in C_LIMITS:
+        log.info("C = %g, a limit of the search, has the lowest cross-validated log-loss (%.4f); C past it is "
+                 "not tried", best, losses[best])
+    return best
+
+
+def _mean_held_out_log_loss(features, labels, folds, C: float) -> float:
+    return float(np.mean([_held_out_log_loss(features, labels, train, test, C) for train, test in folds]))
 
 
 def _held_out_log_loss(features, labels, train, test, C: float) -> float:
