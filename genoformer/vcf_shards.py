@@ -2,8 +2,9 @@
 
 The workflow scores one VCF as n jobs, ``genoformer score-variants --shard i/n`` each scoring every n-th window
 (variants sharing a window stay in one job). Each shard's VCF is sorted but they interleave along the genome,
-so ``merge_vcfs`` merges them by position into one bgzipped, indexed VCF, and ``read_tables`` puts the
-shards' table rows back in input-record order.
+so ``merge_vcfs`` merges them by position, REF and ALT (the order of each shard's records; variants at one
+position can lie in different shards) into one bgzipped, indexed VCF, and ``read_tables`` puts the shards'
+table rows back in input order (record, then allele: the ALTs of one record can lie in different shards).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pysam
 
@@ -91,7 +93,8 @@ def check_shards(inputs: list, headers: list[pysam.VariantHeader]) -> None:
 
 def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_kind: str = "auto") -> int:
     """Merge position-sorted shard VCFs of one scoring run into ``out`` (bgzipped, with an index of
-    ``index_kind``: :func:`genoformer.io.vcf_index.index_path`); returns the records.
+    ``index_kind``: :func:`genoformer.io.vcf_index.index_path`), by position, REF and ALT as one unsharded run
+    writes them; returns the records.
 
     The shards must have the same INFO fields, contigs and ``##genoformer_*`` lines and be shards 0..N-1 of
     their ``##genoformer_shard=I/N`` lines, each once (a VCF without that line is shard 0/1, a whole run); see
@@ -128,7 +131,7 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_ki
                     raise InputError(f"{path}: record {number} ({record.contig}:{record.pos}) is out of position "
                                      "order")
                 last = key
-                yield key, number, record
+                yield (*key, record.ref, record.alts or ()), number, record
 
         merged = heapq.merge(*(sorted_records(path, vcf) for path, vcf in zip(inputs, vcfs)),
                              key=lambda item: item[0])
@@ -153,10 +156,9 @@ def write_merged_table(merged: pd.DataFrame, out: str | os.PathLike) -> int:
     return len(merged)
 
 
-def read_tables(inputs: list[str | os.PathLike], order_by: str = "record") -> pd.DataFrame:
-    """Tab-separated tables with one header, checked and concatenated, rows sorted by the integer column
-    ``order_by`` (stable, so rows of one input record keep their order), cells kept as text; written by
-    :func:`write_merged_table`."""
+def read_tables(inputs: list[str | os.PathLike], order_by: tuple[str, ...] = ("record", "allele")) -> pd.DataFrame:
+    """Tab-separated tables with one header, checked and concatenated, rows sorted by the integer columns
+    ``order_by`` (stable), cells kept as text; written by :func:`write_merged_table`."""
     tables = []
     for path in inputs:
         if not Path(path).is_file():
@@ -167,12 +169,13 @@ def read_tables(inputs: list[str | os.PathLike], order_by: str = "record") -> pd
             raise InputError(f"{path}: not a tab-separated table: {' '.join(str(err).split())}") from None
         if tables and list(table.columns) != list(tables[0].columns):
             raise MismatchError(f"{path}: line 1: columns differ from those of {inputs[0]}")
-        if order_by not in table.columns:
-            raise InputError(f"{path}: line 1: no column {order_by!r} to order the rows by")
-        bad = pd.to_numeric(table[order_by], errors="coerce").isna().to_numpy().nonzero()[0]
-        if bad.size:
-            raise InputError(f"{path}: line {bad[0] + 2}: column {order_by!r} is {table[order_by].iloc[bad[0]]!r}, "
-                             "not a number")
+        for column in order_by:
+            if column not in table.columns:
+                raise InputError(f"{path}: line 1: no column {column!r} to order the rows by")
+            bad = pd.to_numeric(table[column], errors="coerce").isna().to_numpy().nonzero()[0]
+            if bad.size:
+                raise InputError(f"{path}: line {bad[0] + 2}: column {column!r} is {table[column].iloc[bad[0]]!r}, "
+                                 "not a number")
         tables.append(table)
     merged = pd.concat(tables, ignore_index=True)
-    return merged.iloc[pd.to_numeric(merged[order_by]).argsort(kind="stable")]
+    return merged.iloc[np.lexsort([pd.to_numeric(merged[column]) for column in reversed(order_by)])]

@@ -537,3 +537,37 @@ def test_indel_llrs_are_not_a_measure_of_allele_length(tiny_run):
     snv = np.median(llr[kinds == 0])
     for kind in (1, 2):
         assert abs(np.median(llr[kinds == kind]) - snv) < 1.0, (kind, np.median(llr[kinds == kind]), snv)
+
+
+def test_merge_keeps_the_unsharded_order_of_variants_at_one_position(chloroplast, chloroplast_fasta, checkpoint,
+                                                                     tmp_path):
+    """Variants at one position whose longer alleles centre them in different windows land in different shards:
+    an SNV and a 60-bp deletion in two records at 1200, and the two ALTs (a 60-bp insertion, then an SNV) of one
+    record at 3000. The merged VCF and table must not depend on the order the shards are given in (they
+    followed it: the unsharded run sorts same-position records by REF and ALT, and keeps ALTs in record order)."""
+    def base(pos, length=1):
+        return chloroplast.fetch(CONTIG, pos - 1, pos - 1 + length).upper()
+
+    def other(b):
+        return "A" if b != "A" else "C"
+
+    inserted = chloroplast.fetch(CONTIG, 5000, 5060).upper()
+    records = [(CONTIG, 1200, ".", base(1200), other(base(1200)), ".", ".", "DP=1"),
+               (CONTIG, 1200, ".", base(1200, 61), base(1200), ".", ".", "DP=2"),
+               (CONTIG, 3000, ".", base(3000), f"{base(3000) + inserted},{other(base(3000))}", ".", ".", "DP=3")]
+    vcf = write_vcf(tmp_path / "in.vcf", records, chloroplast.contigs)
+    for name, shard in (("whole", "0/1"), ("s0", "0/2"), ("s1", "1/2")):
+        assert main(["-q", "score-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf), "--checkpoint",
+                     str(checkpoint), "--out", str(tmp_path / f"{name}.vcf.gz"), "--window", "400", "--shard", shard,
+                     "--no-embeddings"]) == 0
+    assert len(pd.read_csv(tmp_path / "s0.tsv", sep="\t")) == 2  # the two SNVs; the long alleles are in s1
+
+    def body(path):
+        with pysam.VariantFile(str(path)) as scored:
+            return [str(record) for record in scored]
+    for order in (("s0", "s1"), ("s1", "s0")):
+        out, table = tmp_path / f"{order[0]}_first.vcf.gz", tmp_path / f"{order[0]}_first.tsv"
+        assert main(["-q", "merge-vcf", "--vcfs", *(str(tmp_path / f"{s}.vcf.gz") for s in order), "--out", str(out),
+                     "--tables", *(str(tmp_path / f"{s}.tsv") for s in order), "--table-out", str(table)]) == 0
+        assert body(out) == body(tmp_path / "whole.vcf.gz") and len(body(out)) == 4, order
+        assert table.read_text() == (tmp_path / "whole.tsv").read_text(), order

@@ -613,11 +613,14 @@ def test_merge_reports_bad_vcfs_and_tables_in_one_line_and_writes_nothing(tmp_pa
 
 
 def test_merge_tables_restores_record_order(tmp_path):
-    (tmp_path / "a.tsv").write_text("contig\tpos\trecord\tGF_LLR\nq\t10\t1\t-0.5\nq\t10\t1\tNA\nq\t90\t3\t1e-05\n")
-    (tmp_path / "b.tsv").write_text("contig\tpos\trecord\tGF_LLR\nq\t50\t2\t0.25\nq\t900\t10\t2\n")
+    """Rows in record order, the ALTs of one record (split between the tables) in allele order."""
+    (tmp_path / "a.tsv").write_text("contig\tpos\trecord\tallele\tGF_LLR\nq\t10\t1\t2\tNA\nq\t90\t3\t1\t1e-05\n")
+    (tmp_path / "b.tsv").write_text("contig\tpos\trecord\tallele\tGF_LLR\nq\t10\t1\t1\t-0.5\nq\t50\t2\t1\t0.25\n"
+                                    "q\t900\t10\t1\t2\n")
     assert write_merged_table(read_tables([tmp_path / "a.tsv", tmp_path / "b.tsv"]), tmp_path / "m.tsv") == 5
-    assert (tmp_path / "m.tsv").read_text() == ("contig\tpos\trecord\tGF_LLR\nq\t10\t1\t-0.5\nq\t10\t1\tNA\n"
-                                                "q\t50\t2\t0.25\nq\t90\t3\t1e-05\nq\t900\t10\t2\n")
+    assert (tmp_path / "m.tsv").read_text() == ("contig\tpos\trecord\tallele\tGF_LLR\nq\t10\t1\t1\t-0.5\n"
+                                                "q\t10\t1\t2\tNA\nq\t50\t2\t1\t0.25\nq\t90\t3\t1\t1e-05\n"
+                                                "q\t900\t10\t1\t2\n")
     (tmp_path / "c.tsv").write_text("chrom\tpos\trecord\tGF_LLR\nq\t5\t4\t0\n")
     with pytest.raises(MismatchError, match="c.tsv: line 1: columns differ from those of .*a.tsv"):
         read_tables([tmp_path / "a.tsv", tmp_path / "c.tsv"])

@@ -38,7 +38,8 @@ _PLAIN_ALLELE = re.compile(r"[ACGTNacgtn]+")
 
 @dataclass
 class Variant:
-    """One REF>ALT change; ``pos`` is 1-based, ``record`` the 1-based ordinal of its record in the file."""
+    """One REF>ALT change; ``pos`` is 1-based, ``record`` the 1-based ordinal of its record in the file,
+    ``allele`` the 1-based index of its ALT in that record (as genotypes number the ALTs)."""
 
     contig: str
     pos: int
@@ -49,6 +50,7 @@ class Variant:
     filter: tuple[str, ...]
     info: dict
     record: int
+    allele: int = 1
 
 
 @dataclass
@@ -220,4 +222,5 @@ def _add_variants(record: pysam.VariantRecord, number: int, result: VariantSet, 
                              "sequence of A, C, G, T, N or a symbolic allele")
         result.variants.append(Variant(
             contig=record.contig, pos=record.pos, ref=record.ref, alt=alt, id=record.id, qual=record.qual,
-            filter=filters, info=_split_info(record, result.header, alt_index), record=number))
+            filter=filters, info=_split_info(record, result.header, alt_index), record=number,
+            allele=alt_index + 1))

@@ -99,13 +99,14 @@ def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores
 
 
 def scores_table(variant_set, scores: VariantScores) -> pd.DataFrame:
-    """One row per scored variant: position, alleles, input record number, window and every score column."""
+    """One row per scored variant: position, alleles, input record number and ALT index in it, window and every
+    score column."""
     rows = np.flatnonzero(scores.scored)
     variants = [variant_set.variants[i] for i in rows]
     table = pd.DataFrame({
         "contig": [v.contig for v in variants], "pos": [v.pos for v in variants],
         "id": [v.id or "." for v in variants], "ref": [v.ref for v in variants], "alt": [v.alt for v in variants],
-        "record": [v.record for v in variants],
+        "record": [v.record for v in variants], "allele": [v.allele for v in variants],
         "window_start": scores.window_start[rows], "window_end": scores.window_end[rows],
     })
     for name, values in score_columns(scores).items():
