@@ -217,6 +217,41 @@ def test_n_alleles_and_edge_variants_get_nan_not_errors(chloroplast):
     assert np.isfinite(scores.llr[1]).all() == covered
 
 
+def test_variant_on_a_contig_shorter_than_k_gets_no_score_not_an_error(chloroplast, tmp_path):
+    """A 2-bp contig holds no 3-mer token: its variant is NaN (the model was run on an empty sequence and the
+    whole run failed with 'input_ids must have shape [batch, length>0]'); the other contig's is scored."""
+    fasta = tmp_path / "two_contigs.fa"
+    fasta.write_text(f">long\n{chloroplast.fetch(CONTIG, 0, 3000)}\n>tiny\n{chloroplast.fetch(CONTIG, 3000, 3002)}\n")
+    encoder = Encoder(tiny_model(3), KmerVocab(3), 1, torch.device("cpu"))
+    with Reference(fasta) as reference:
+        variants = [variant(name, 2, base, "A" if base != "A" else "C")
+                    for name in ("long", "tiny") for base in [reference.fetch(name, 1, 2).upper()]]
+        scores = score_variants(variants, reference, encoder, window=200, progress=False)
+    assert scores.scored.all() and np.isfinite(scores.llr[0]).all() and np.isfinite(scores.emb_pooled[0]).all()
+    assert np.isnan(scores.llr[1]).all() and np.isnan(scores.emb_pooled[1]).all()
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_variants_the_window_does_not_see_get_no_embedding_distance(chloroplast, stride):
+    """An insertion at the contig's last base (its inserted bases lie past the window's end) and, with stride 3,
+    SNVs on the two last bases (after the last whole token) leave every token of the window as it was: their
+    embedding distances came out 0, as if the model saw no effect, and are now NaN like their LLR. The SNV on
+    the base before still gets every score."""
+    length = chloroplast.contigs[CONTIG]
+    base = {p: chloroplast.fetch(CONTIG, p - 1, p).upper() for p in range(length - 3, length + 1)}
+    last_seen = length if stride == 1 else length - 2  # 154,478 bp: 154,476 in whole 3-mers from a start % 3 == 0
+    unseen = [variant(CONTIG, last_seen, base[last_seen], base[last_seen] + "GG")]
+    unseen += [variant(CONTIG, p, base[p], "A" if base[p] != "A" else "C") for p in range(last_seen + 1, length + 1)]
+    seen = variant(CONTIG, length - 3, base[length - 3], "A" if base[length - 3] != "A" else "C")
+    encoder = Encoder(tiny_model(3), KmerVocab(3), stride, torch.device("cpu"))
+    scores = score_variants([seen, *unseen], chloroplast, encoder, window=300, progress=False)
+    assert scores.window_end[0] == last_seen and len(unseen) == (1 if stride == 1 else 3)
+    assert np.isfinite(scores.llr[0]).all() and np.isfinite(scores.emb_local[0]).all()
+    assert (scores.emb_pooled[0] > 0).all()
+    for values in (scores.llr, scores.emb_local, scores.emb_pooled):
+        assert np.isnan(values[1:]).all()
+
+
 @pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (3, 3), (4, 2)])
 def test_snvs_at_contig_ends_match_one_variant_at_a_time(chloroplast, k, stride):
     """SNVs on the first and last bases of a contig, which fewer tokens cover: the LLR is still the mean over

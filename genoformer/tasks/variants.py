@@ -29,8 +29,9 @@ Indels keep windows aligned at the start: the alternate window starts at the sam
 (insertion) or extended with the following reference bases (deletion; N past the contig end) to the same
 length, so the bases before the variant are token-for-token identical. On the reverse strand this is the
 reverse complement of the forward alternate window. Alleles with an N get no LLR, nor do alleles longer than
-the window leaves room for (REF or ALT running past the window's end: raise ``window``); a variant that no whole
-token covers (the last bases of a contig with stride > 1) gets no score at all (NaN, counted in the log).
+the window leaves room for (REF or ALT running past the window's end: raise ``window``); a variant that the
+window's tokens do not see (no whole token covers it: the last bases of a contig with stride > 1, a contig
+shorter than k; an insertion at a contig's last base) gets no score at all (NaN, counted in the log).
 
 Cost per window: one unmasked reference pass per strand (embeddings), one masked pass per strand per group of
 variants ``mask_spacing`` apart (LLR), and per ALT allele one unmasked alternate pass per strand (embeddings;
@@ -193,10 +194,15 @@ class _WindowScoring:
         return [region[t * stride - low:t * stride - low + k] for t in positions]
 
     def jobs(self) -> Iterator[Job]:
-        """Reference and masked passes of both strands first, then the alternate passes of each variant."""
+        """Reference and masked passes of both strands first, then the alternate passes of each variant (none in
+        a window without a token: a contig shorter than k; no embedding pass for an alternate window whose
+        tokens are the reference's: the change lies past the window's last token)."""
+        if self.codes.size < self.encoder.k:
+            return
         sequences = {strand: self.codes if strand == 0 else reverse_complement_codes(self.codes) for strand in (0, 1)}
+        reference_tokens = {}
         for strand, sequence in sequences.items():
-            tokens = self.encoder.encode(sequence)
+            tokens = reference_tokens[strand] = self.encoder.encode(sequence)
             if self.embeddings:
                 yield Job(tokens, "reference", lambda hidden, s=strand, n=tokens.size: self.read_reference(hidden, s, n))
             yield from self.masked_reference_jobs(strand, sequence, tokens)
@@ -207,7 +213,7 @@ class _WindowScoring:
             for strand in (0, 1):
                 alt = self.alt_codes(index, strand)
                 tokens = self.encoder.encode(alt)
-                if self.embeddings:
+                if self.embeddings and not np.array_equal(tokens, reference_tokens[strand]):
                     yield Job(tokens, "alternate",
                               lambda hidden, i=index, s=strand, n=tokens.size: self.read_alternate(hidden, i, s, n))
                 if masked_alternate and (job := self.masked_alternate_job(index, strand, alt, tokens)):
