@@ -100,7 +100,7 @@ def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores
 
 def scores_table(variant_set, scores: VariantScores) -> pd.DataFrame:
     """One row per scored variant: position, alleles, input record number and ALT index in it, window and every
-    score column."""
+    score column (as float32, the values the VCF holds, so both print the same digits)."""
     rows = np.flatnonzero(scores.scored)
     variants = [variant_set.variants[i] for i in rows]
     table = pd.DataFrame({
@@ -110,7 +110,7 @@ def scores_table(variant_set, scores: VariantScores) -> pd.DataFrame:
         "window_start": scores.window_start[rows], "window_end": scores.window_end[rows],
     })
     for name, values in score_columns(scores).items():
-        table[name] = values[rows]
+        table[name] = values[rows].astype(np.float32)
     return table
 
 
