@@ -286,6 +286,23 @@ def test_info_values_htslib_would_misread_are_warned_about_once(q_reference, tmp
         assert warnings[0].startswith(f"{vcf} record 5 (line {len(calls_text[0]) + 5}, q:1917): {problem}: htslib")
 
 
+def test_info_field_declared_per_genotype_is_left_out_with_one_warning(q_reference, tmp_path, calls_text, caplog):
+    """An INFO field declared Number=G (valid VCF; pysam raises ValueError reading it in INFO, so the whole run
+    ended in a traceback): the variants are read without it, and one warning names it."""
+    header, records = calls_text
+    text = "\n".join(header[:-1] + ['##INFO=<ID=GLI,Number=G,Type=Float,Description="genotype likelihoods">',
+                                    header[-1]] + [line.replace("\tAB=", "\tGLI=-1,-2,-3;AB=", 1) for line in records])
+    path = tmp_path / "per_genotype.vcf"
+    path.write_text(text + "\n")
+    assert text.count("GLI=-1,-2,-3") == len(records)
+    with caplog.at_level("WARNING", logger="genoformer.io.vcf"):
+        variants = read_variants(path, q_reference).variants
+    assert len(variants) == len(records) and all("GLI" not in v.info and "DP" in v.info for v in variants)
+    assert [r.getMessage() for r in caplog.records if "Number=G" in r.getMessage()] == [
+        f"{path}: INFO GLI declared Number=G (a value per genotype), which pysam reads in FORMAT only: not carried "
+        "over to the outputs"]
+
+
 def test_bundled_giab_header_declaring_alleles_an_integer_is_warned_about(human_q, q_reference, caplog):
     """GIAB's allalts holds the alleles (C) but its header says Type=Integer: htslib drops every value, so the
     scored VCF declares allalts and carries none. The release is read as it is, with one warning saying so."""

@@ -4,7 +4,8 @@ Every record's contig must be in the reference (all missing contigs are listed i
 its REF must equal the reference bases (case-insensitive), else an error naming the file, the record's
 1-based ordinal, ``contig:pos``, the VCF REF and the reference bases, or, with ``on_ref_mismatch="skip"``,
 the record is skipped and counted. Multi-allelic records are split into one ``Variant`` per ALT (INFO fields
-declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT's). Alleles are kept as
+declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT's; those declared ``Number=G``,
+which pysam cannot read in INFO, are left out with one warning). Alleles are kept as
 written: no trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
 breakend alleles are skipped and counted; records without an ALT (``.``) are skipped and counted apart.
 A record htslib cannot parse is an ``InputError`` with htslib's reason; what htslib prints goes to this module's
@@ -123,9 +124,10 @@ def _records(vcf: pysam.VariantFile, path: Path, strict_info: tuple[str, ...] = 
 def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_index: int,
                 keys: tuple[str, ...] | None = None) -> dict:
     """INFO of ``record`` for its ``alt_index``-th ALT (0-based): per-allele fields cut to that allele; only
-    ``keys`` when given."""
+    ``keys`` when given, else every field but those declared ``Number=G`` (:func:`_per_genotype_fields`)."""
     info = {}
-    items = record.info.items() if keys is None else [(key, record.info[key]) for key in keys if key in record.info]
+    items = [(key, record.info[key]) for key in (record.info if keys is None else keys) if key in record.info
+             and (keys is not None or key not in header.info or header.info[key].number != "G")]
     for key, value in items:
         number = header.info[key].number if key in header.info else "."
         if number == "A" and isinstance(value, tuple) and len(value) == len(record.alts):
@@ -134,6 +136,15 @@ def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_in
             value = (value[0], value[alt_index + 1])
         info[key] = value
     return info
+
+
+def _per_genotype_fields(header: pysam.VariantHeader, path: Path) -> None:
+    """Warn about the INFO fields declared ``Number=G``: pysam reads such values in FORMAT only (it raises
+    ``ValueError`` for them in INFO), so the variants do not carry them."""
+    fields = [key for key in header.info if header.info[key].number == "G"]
+    if fields:
+        log.warning("%s: INFO %s declared Number=G (a value per genotype), which pysam reads in FORMAT only: not "
+                    "carried over to the outputs", path, ", ".join(fields))
 
 
 def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch: str = "error",
@@ -149,6 +160,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
     path = Path(path)
     vcf = open_vcf(path)
     result = VariantSet(variants=[], header=vcf.header, path=path)
+    _per_genotype_fields(vcf.header, path)
     missing_contigs: dict[str, int] = {}
     number = 0
     try:
