@@ -404,6 +404,16 @@ def test_index_check_accepts_empty_records_crlf_and_no_final_newline(tmp_path):
         assert reference.fetch("b") == "ACGTAA"
 
 
+@pytest.mark.parametrize("ending", [b"", b"\r"])
+def test_an_empty_last_record_without_a_final_line_end_is_indexed_and_read(tmp_path, ending):
+    path = tmp_path / "empty_last.fa"
+    path.write_bytes(b">a\nACGT\n>b desc" + ending)
+    Reference(path).close()
+    with Reference(path) as reference:  # the second open checks the index built by the first
+        assert reference.contigs == {"a": 4, "b": 0}
+        assert reference.fetch("a") == "ACGT"
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_base_counts_are_the_acgt_codes_counted_on_random_fasta(tmp_path, monkeypatch, seed):
     """Raw-byte counts equal the ACGT codes counted, for every case, U, ambiguity code, line width and line end,

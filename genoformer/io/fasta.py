@@ -310,9 +310,11 @@ class Reference:
         sequence lines of the indexed width."""
         start = max(0, record.offset - _HEADER_WINDOW)
         before = self._read(start, record.offset - start)
-        header = before[:-1].rstrip(b"\r").rpartition(b"\n")
         if not before.endswith(b"\n"):
-            self._index_mismatch(name, f"no line ends at byte {record.offset}, where its sequence starts")
+            if record.rlen or self._read(record.offset, 1):  # else an empty last record without a final line end
+                self._index_mismatch(name, f"no line ends at byte {record.offset}, where its sequence starts")
+            before += b"\n"
+        header = before[:-1].rstrip(b"\r").rpartition(b"\n")
         if header[1] or start == 0:  # the header's start is in the window
             words = header[2].decode("latin-1")[1:].split()
             if not header[2].startswith(b">") or (words or [""])[0] != name:
