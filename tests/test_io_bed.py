@@ -167,3 +167,26 @@ def test_empty_and_missing(tmp_path):
         read_bed(write(tmp_path / "empty.bed", []))
     with pytest.raises(MissingFileError):
         read_bed(tmp_path / "absent.bed")
+
+
+def test_only_track_and_browser_words_make_header_lines(chloroplast, tmp_path):
+    """A header line is one whose first word is ``track`` or ``browser``: a contig whose name only starts with
+    those letters is data, checked like any other line, not silently dropped."""
+    path = write(tmp_path / "contigs.bed", ["track name=x", "browser hide all", "NC_000932.1\t0\t10",
+                                            "trackC\t10\t20", "browser_contig\t20\t30"])
+    assert read_bed(path)["chrom"].tolist() == ["NC_000932.1", "trackC", "browser_contig"]
+    with pytest.raises(MismatchError) as err:
+        read_bed(path, chloroplast)
+    assert f"{path} line 4: contig 'trackC' is not in reference" in one_line(err)
+
+
+@pytest.mark.parametrize("label", ["coding ", " coding", " coding\r"])
+def test_a_label_with_spaces_around_it_is_an_error_not_a_class(tmp_path, label):
+    """'coding ' (a spreadsheet's trailing space) next to 'coding' would silently be a class of its own."""
+    path = write(tmp_path / "spaces.bed", ["NC_000932.1\t0\t10\ta\t0\t+\tcoding",
+                                           f"NC_000932.1\t10\t20\tb\t0\t+\t{label}"])
+    with pytest.raises(InputError) as err:
+        read_bed(path)
+    assert f"{path} line 2: label {label.rstrip(chr(13))!r} in column 7 has spaces around it" in one_line(err)
+    assert read_bed(write(tmp_path / "inner.bed", ["NC_000932.1\t0\t10\ta\t0\t+\tcoding region"]))["label"].tolist() \
+        == ["coding region"]

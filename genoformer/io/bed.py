@@ -1,7 +1,7 @@
 """BED intervals: tab-separated, 0-based half-open, validated line by line against the reference.
 
-Columns: ``chrom start end [name [score [strand [label ...]]]]``. ``track``/``browser`` lines, ``#`` comments and
-blank lines are skipped. Every data line must have the same number of columns. A plain or bgzip-compressed
+Columns: ``chrom start end [name [score [strand [label ...]]]]``. ``track``/``browser`` lines (the first word is
+``track`` or ``browser``), ``#`` comments and blank lines are skipped. Every data line must have the same number of columns. A plain or bgzip-compressed
 file (``.gz``) is read transparently. Each error names the file, the 1-based line number and the problem.
 """
 
@@ -20,12 +20,13 @@ from genoformer.io.text import text_lines
 OPTIONAL_COLUMNS = ("name", "score", "strand")
 STRANDS = ("+", "-", ".")
 DEFAULT_LABEL_COLUMN = 7
+HEADER_WORDS = ("track", "browser")  # the first word of a header line (a contig may be named "trackC")
 
 
 def data_lines(path: Path):
     """Yield (1-based line number, fields) for each data line, skipping headers, comments and blanks."""
     for number, line in text_lines(path, "BED"):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
+        if not line.strip() or line.startswith("#") or line.split(maxsplit=1)[0] in HEADER_WORDS:
             continue
         yield number, line.split("\t")
 
@@ -59,7 +60,8 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
 
     ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
     7th column), ``"name"`` to use the name column as the label, or ``None`` for no label. Labels that are
-    all integers become ``int64``; otherwise they stay strings. The index (named ``line``) holds each row's
+    all integers become ``int64``; otherwise they stay strings. A label with spaces around it (``'coding '``) is an
+    error, not a class of its own. The index (named ``line``) holds each row's
     1-based line number in the file, for messages that point at it.
 
     ``optional_label``: for regions whose label is only carried along (``--predict``): a file without the label
@@ -103,6 +105,9 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
         if label_index is not None and len(fields) > label_index:
             if not optional_label and not fields[label_index].strip():  # else '' would silently be a class
                 raise InputError(f"{path} line {number}: label column {label_index + 1} is empty")
+            if not optional_label and fields[label_index] != fields[label_index].strip():  # a class besides 'coding'
+                raise InputError(f"{path} line {number}: label {fields[label_index]!r} in column {label_index + 1} "
+                                 "has spaces around it; remove them")
             row.append(fields[label_index])
         rows.append(row)
         numbers.append(number)
