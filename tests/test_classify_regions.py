@@ -349,6 +349,22 @@ def test_one_interval_with_two_classes_names_both_lines(tmp_path, capsys, chloro
     assert code == 2 and "\n" not in error and "labels.bed line 21" in error and not (tmp_path / "out").exists()
 
 
+def test_one_interval_given_twice_names_both_lines(tmp_path, chloroplast_fasta):
+    """The same region twice with the same class would count twice in training or in the held-out metrics."""
+    with Reference(chloroplast_fasta) as reference:
+        regions = coding_intergenic_regions(reference, ATHAL_GFF, length=96, per_class=10, seed=0)
+        write_bed(tmp_path / "labels.bed", pd.concat([regions, regions.iloc[[3]]]))
+        first = regions.iloc[3]
+        with pytest.raises(InputError, match=rf"labels.bed line 4 and \S*labels.bed line 21: region "
+                                             rf"{first.chrom}:{first.start + 1}-{first.end} \({first.label}\) is "
+                                             "given twice; give each region once"):
+            read_region_labels(reference, bed=tmp_path / "labels.bed")
+        write_bed(tmp_path / "a.bed", regions.iloc[:3, :6])
+        write_bed(tmp_path / "b.bed", regions.iloc[[5, 6, 5], :6])
+        with pytest.raises(InputError, match=r"b.bed line 1 and \S*b.bed line 3: .* \(b\) is given twice"):
+            read_region_labels(reference, class_beds={"a": tmp_path / "a.bed", "b": tmp_path / "b.bed"})
+
+
 def test_a_class_too_rare_to_split_names_the_file_and_the_counts(tmp_path, capsys, chloroplast_fasta):
     """A label typo ('Coding' once among 'coding') cannot be on both sides of the split; the error says why."""
     with Reference(chloroplast_fasta) as reference:

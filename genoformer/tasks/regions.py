@@ -65,8 +65,8 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
                        class_beds: dict[str, str] | None = None) -> RegionLabels:
     """Regions with their class: from the label column of one BED, or one BED per class (name -> path).
 
-    The same interval with two classes (in one BED, or in two class BEDs) raises :class:`InputError` naming both
-    lines.
+    The same interval twice (in one BED, or in two class BEDs), with two classes or with one, raises
+    :class:`InputError` naming both lines.
     """
     if class_beds:
         tables = [read_bed(path, reference, label_column=None).pipe(_with_line_names, path).assign(label=name)
@@ -82,7 +82,7 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
         table["name"] = [f"{c}:{s + 1}-{e}" for c, s, e in zip(table.chrom, table.start, table.end)]
     classes = class_order(table["label"])
     table["label"] = table["label"].astype(str)
-    _check_one_class_per_interval(table)
+    _check_each_interval_once(table)
     source = str(bed) if bed else ", ".join(map(str, class_beds.values()))
     if len(classes) < 2:
         raise InputError(f"{source}: every region has label {classes[0]!r}; "
@@ -96,15 +96,21 @@ def _with_line_names(table: pd.DataFrame, path) -> pd.DataFrame:
     return table.assign(line=[f"{path} line {number}" for number in table.index])
 
 
-def _check_one_class_per_interval(table: pd.DataFrame) -> None:
-    """Raise InputError when one interval is labelled with two classes, naming the two lines."""
+def _check_each_interval_once(table: pd.DataFrame) -> None:
+    """Raise InputError when one interval is given twice, naming the two lines: with two classes it has no one
+    class, and with one it would count twice (in training, or in the held-out metrics)."""
     first: dict[tuple, tuple[str, str]] = {}
     for chrom, start, end, label, line in zip(table["chrom"], table["start"], table["end"], table["label"],
                                               table["line"]):
-        seen = first.setdefault((chrom, start, end), (label, line))
-        if seen[0] != label:
+        seen = first.get((chrom, start, end))
+        if seen is None:
+            first[chrom, start, end] = label, line
+        elif seen[0] != label:
             raise InputError(f"{seen[1]} and {line}: region {chrom}:{start + 1}-{end} is labelled both "
                              f"{seen[0]!r} and {label!r}; give each region one class")
+        else:
+            raise InputError(f"{seen[1]} and {line}: region {chrom}:{start + 1}-{end} ({label}) is given twice; "
+                             "give each region once")
 
 
 def region_windows(table: pd.DataFrame, contigs: dict[str, int], window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
