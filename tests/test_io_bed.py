@@ -190,3 +190,17 @@ def test_a_label_with_spaces_around_it_is_an_error_not_a_class(tmp_path, label):
     assert f"{path} line 2: label {label.rstrip(chr(13))!r} in column 7 has spaces around it" in one_line(err)
     assert read_bed(write(tmp_path / "inner.bed", ["NC_000932.1\t0\t10\ta\t0\t+\tcoding region"]))["label"].tolist() \
         == ["coding region"]
+
+
+def test_thick_start_of_a_bed12_is_not_taken_for_a_label(genes, tmp_path):
+    """In BED9/BED12, column 7 is thickStart: read as the default label it made every gene a class of its own."""
+    bed12 = write(tmp_path / "genes12.bed", [f"{line}\t{g.start - 1}\t{g.end}\t0\t1\t{g.end - g.start + 1},\t0,"
+                                             for line, g in zip(gene_lines(genes), genes.itertuples())])
+    with pytest.raises(InputError) as err:
+        read_bed(bed12)
+    assert one_line(err).startswith(f"{bed12}: columns 7 and 8 hold thickStart and thickEnd on every line")
+    assert read_bed(bed12, label_column="name")["label"].tolist() == genes["name"].tolist()
+    assert len(read_bed(bed12, optional_label=True)) == len(genes)  # --predict regions: the label is only carried
+    labelled = write(tmp_path / "labelled8.bed", [f"{line}\t{i % 2}\t{g.end}" for i, (line, g) in
+                                                  enumerate(zip(gene_lines(genes), genes.itertuples()))])
+    assert read_bed(labelled)["label"].tolist() == [i % 2 for i in range(len(genes))]

@@ -59,7 +59,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     contig must be in it (else ``MismatchError``) and ``end`` must not pass the contig's length.
 
     ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
-    7th column), ``"name"`` to use the name column as the label, or ``None`` for no label. Labels that are
+    7th column; an error when columns 7 and 8 are BED9's thickStart and thickEnd on every line), ``"name"`` to use the name column as the label, or ``None`` for no label. Labels that are
     all integers become ``int64``; otherwise they stay strings. A label with spaces around it (``'coding '``) is an
     error, not a class of its own. The index (named ``line``) holds each row's
     1-based line number in the file, for messages that point at it.
@@ -76,6 +76,8 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
 
     rows, numbers = [], []
     n_columns = None
+    label_index = 3 if label_column == "name" else label_column - 1 if isinstance(label_column, int) else None
+    thick = True  # so far every line's columns 7 and 8 could be BED9's thickStart and thickEnd
     for number, fields in data_lines(path):
         if n_columns is None:
             n_columns = len(fields)
@@ -101,7 +103,6 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
             row[4] = _parse_score(fields[4], path, number)
         if len(fields) >= 6 and fields[5] not in STRANDS:
             raise InputError(f"{path} line {number}: strand {fields[5]!r} is not one of + - .")
-        label_index = 3 if label_column == "name" else label_column - 1 if isinstance(label_column, int) else None
         if label_index is not None and len(fields) > label_index:
             if not optional_label and not fields[label_index].strip():  # else '' would silently be a class
                 raise InputError(f"{path} line {number}: label column {label_index + 1} is empty")
@@ -109,11 +110,16 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
                 raise InputError(f"{path} line {number}: label {fields[label_index]!r} in column {label_index + 1} "
                                  "has spaces around it; remove them")
             row.append(fields[label_index])
+        thick = thick and len(fields) >= 8 and all(re.fullmatch(r"[0-9]+", value) for value in fields[6:8]) \
+            and start <= int(fields[6]) <= int(fields[7]) <= end
         rows.append(row)
         numbers.append(number)
 
     if not rows:
         raise InputError(f"{path}: BED file has no intervals")
+    if label_index == 6 and thick and not optional_label:
+        raise InputError(f"{path}: columns 7 and 8 hold thickStart and thickEnd on every line (BED9 or BED12), not "
+                         "a class label; name the label column (--label-column N, or 'name' for column 4)")
     if label_column == "name" and n_columns < 4 and not optional_label:
         raise InputError(f"{path}: label column 'name' asked for, but the file has only {n_columns} columns")
     if isinstance(label_column, int) and label_column != DEFAULT_LABEL_COLUMN and n_columns < label_column \
