@@ -183,6 +183,62 @@ def test_region_labels_from_column_or_one_bed_per_class(tmp_path, chloroplast_fa
         assert starts.tolist() == [0, 4548, 8550] and (ends - starts).tolist() == [1000] * 3
 
 
+@pytest.mark.parametrize("k, stride", [(4, 1), (4, 3), (3, 2)])
+def test_region_features_match_a_plain_one_region_reference(tmp_path, k, stride):
+    """The batched features (padded windows, both strands in one run) equal a plain computation one region and
+    one strand at a time on a random-weight model: the mean hidden state over the window and over the tokens
+    that overlap the region (the nearest one for a region in the bases after the window's last whole k-mer),
+    the two strands averaged. Regions at both contig ends, longer than the window, shorter than k, over Ns, on
+    a contig shorter than the window. Every window holds its region (or lies inside it), starts on the stride
+    phase and stays inside the contig: a 1 bp region at the contig's end once fell outside its window (the
+    start rounded down to the phase) and silently got the window mean as its region feature."""
+    from genoformer.model import ReformerConfig, ReformerForMaskedLM
+    from genoformer.tasks.encoder import Encoder
+    from genoformer.tasks.regions import frozen_features, window_sequences
+    from genoformer.tokenize.encode import encode
+    from genoformer.tokenize.vocab import KmerVocab
+
+    rng = np.random.default_rng(k * 10 + stride)
+    contigs = {"long": "".join(rng.choice(list("ACGT"), 3001)), "short": "".join(rng.choice(list("ACGT"), 150))}
+    contigs["long"] = contigs["long"][:1000] + "N" * 10 + contigs["long"][1010:]
+    (tmp_path / "random.fa").write_text("".join(f">{name}\n{bases}\n" for name, bases in contigs.items()))
+    rows = [("long", 0, 5), ("long", 1, 2), ("long", 2990, 3001), ("long", 3000, 3001), ("long", 2999, 3000),
+            ("long", 995, 1015), ("long", 100, 1500), ("long", 1500, 1502), ("short", 0, 150), ("short", 148, 150),
+            ("short", 149, 150), ("short", 70, 72)]
+    table = pd.DataFrame(rows, columns=["chrom", "start", "end"])
+    window = 200
+    with Reference(tmp_path / "random.fa") as reference:
+        starts, ends = region_windows(table, reference.contigs, window, stride)
+        sequences = window_sequences(reference, table, starts, ends)
+    lengths = table["chrom"].map({name: len(bases) for name, bases in contigs.items()}).to_numpy()
+    assert (starts % stride == 0).all() and (starts >= 0).all() and (ends <= lengths).all()
+    holds = (starts <= table["start"]) & (table["end"] <= ends)
+    inside = (table["start"] <= starts) & (ends <= table["end"])  # a region longer than the window
+    assert (holds | inside).all(), table[~holds & ~inside]
+    assert ((ends - starts > window - stride) | (ends - starts == lengths)).all()
+
+    vocab = KmerVocab(k)
+    torch.manual_seed(0)
+    model = ReformerForMaskedLM(ReformerConfig(vocab_size=vocab.size, dim=16, depth=2, heads=2, n_hashes=2,
+                                               bucket_size=16, max_seq_len=1024)).eval()
+    encoder = Encoder(model, vocab, stride, torch.device("cpu"), batch_size=5)
+    got = frozen_features(encoder, sequences, list(zip(table["start"] - starts, table["end"] - starts)),
+                          progress=False)
+    complement = str.maketrans("ACGTN", "TGCAN")
+    for index, (chrom, start, end) in enumerate(rows):
+        bases = contigs[chrom][starts[index]:ends[index]]
+        first, last = start - starts[index], end - starts[index]
+        expected = 0
+        for strand, (low, high) in ((bases, (first, last)), (bases[::-1].translate(complement),
+                                                             (len(bases) - last, len(bases) - first))):
+            codes = np.array(["ACGTN".index(base) for base in strand], dtype=np.uint8)
+            with torch.no_grad():
+                hidden = model.reformer(torch.from_numpy(encode(codes, vocab, stride).astype(np.int64))[None])[0]
+            own = [i for i in range(len(hidden)) if i * stride < high and i * stride + k > low] or [len(hidden) - 1]
+            expected = expected + 0.5 * torch.cat([hidden.mean(0), hidden[own].mean(0)]).numpy()
+        np.testing.assert_allclose(got[index], expected, atol=1e-5, err_msg=f"{chrom}:{start}-{end}")
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("tiny_run")
 def test_cli_probe_finetune_and_baseline_on_coding_vs_intergenic(tiny_run, tmp_path):

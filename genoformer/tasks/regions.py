@@ -1,7 +1,8 @@
 """Region classification from BED labels: a linear probe on frozen embeddings, full fine-tuning, k-mer baseline.
 
 Each region gets a window of ``window`` bp centred on its midpoint (pushed inside the contig; a shorter contig
-is one whole window; the start on the tokenization phase). Three classifiers are trained on the same training
+is one whole window; the start on the tokenization phase: rounded down, or up where the window ends at the
+contig's end, so that it keeps the contig's last bases and the regions there). Three classifiers are trained on the same training
 regions and evaluated on the same held-out ones (split by contig or interval blocks, as the token datasets are):
 
 - ``probe``: logistic regression on frozen features, the mean hidden state over the window and over the
@@ -117,7 +118,8 @@ def region_windows(table: pd.DataFrame, contigs: dict[str, int], window: int, st
     """Window ``[start, end)`` of each region (see the module docstring)."""
     lengths = table["chrom"].map(contigs).to_numpy(np.int64)
     middle = (table["start"].to_numpy(np.int64) + table["end"].to_numpy(np.int64)) // 2
-    starts = np.clip(middle - window // 2, 0, np.maximum(0, lengths - window)) // stride * stride
+    starts = np.clip(middle - window // 2, 0, np.maximum(0, lengths - window))
+    starts = np.where(starts + window >= lengths, -(-starts // stride), starts // stride) * stride
     return starts, np.minimum(lengths, starts + window)
 
 
@@ -128,13 +130,15 @@ def window_sequences(reference, table: pd.DataFrame, starts: np.ndarray, ends: n
 
 def frozen_features(encoder: Encoder, sequences: list[np.ndarray], spans: list[tuple[int, int]],
                     progress: bool = True) -> np.ndarray:
-    """``[n, 2 * dim]``: mean hidden state over the window and over the region span (window coordinates),
-    each averaged over both strands."""
+    """``[n, 2 * dim]``: mean hidden state over the window and over the tokens that overlap the region span
+    (window coordinates; a span in the bases after the last whole k-mer, fewer than ``stride``, has none and
+    takes the last token, its nearest), each averaged over both strands."""
     dim = encoder.model.config.dim
     features = np.zeros((len(sequences), 2 * dim))
 
     def readout(hidden, index, region):
-        positions = list(encoder.token_range(*region, hidden.shape[0])) or list(range(hidden.shape[0]))
+        count = hidden.shape[0]
+        positions = list(encoder.token_range(*region, count)) or [count - 1]
         features[index] += 0.5 * torch.cat([hidden.mean(0), hidden[positions].mean(0)]).cpu().numpy()
 
     def jobs():
