@@ -204,3 +204,13 @@ def test_thick_start_of_a_bed12_is_not_taken_for_a_label(genes, tmp_path):
     labelled = write(tmp_path / "labelled8.bed", [f"{line}\t{i % 2}\t{g.end}" for i, (line, g) in
                                                   enumerate(zip(gene_lines(genes), genes.itertuples()))])
     assert read_bed(labelled)["label"].tolist() == [i % 2 for i in range(len(genes))]
+
+
+def test_an_unknown_contig_name_shows_invisible_characters(chloroplast, tmp_path):
+    """A byte-order mark (a spreadsheet's UTF-8 export) glued to the first contig name: the error shows it, not a
+    name that reads exactly like the reference's."""
+    path = tmp_path / "bom.bed"
+    path.write_text("\ufeffNC_000932.1\t0\t10\n", encoding="utf-8")
+    with pytest.raises(MismatchError) as err:
+        read_bed(path, chloroplast)
+    assert f"{path} line 1: contig '\\ufeffNC_000932.1' is not in reference" in one_line(err)

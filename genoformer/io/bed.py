@@ -94,7 +94,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
                              "(BED is 0-based half-open: an interval needs start < end)")
         if reference is not None:
             if chrom not in reference.contigs:
-                raise MismatchError(f"{path} line {number}: contig '{chrom}' is not in reference {reference.path}")
+                raise MismatchError(f"{path} line {number}: contig {chrom!r} is not in reference {reference.path}")
             if end > reference.contigs[chrom]:
                 raise InputError(f"{path} line {number}: end {end} is past the end of contig {chrom} "
                                  f"(length {reference.contigs[chrom]} in {reference.path})")
