@@ -1,8 +1,8 @@
 """BED intervals: tab-separated, 0-based half-open, validated line by line against the reference.
 
 Columns: ``chrom start end [name [score [strand [label ...]]]]``. ``track``/``browser`` lines (the first word is
-``track`` or ``browser``), ``#`` comments and blank lines are skipped. Every data line must have the same number of columns. A plain or bgzip-compressed
-file (``.gz``) is read transparently. Each error names the file, the 1-based line number and the problem.
+``track`` or ``browser``), ``#`` comments and blank lines are skipped. Every data line must have the same number
+of columns. A plain or bgzip-compressed file (``.gz``) is read transparently. Each error names the file, the 1-based line number and the problem.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     contig must be in it (else ``MismatchError``) and ``end`` must not pass the contig's length.
 
     ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
-    7th column; an error when columns 7 and 8 are BED9's thickStart and thickEnd on every line), ``"name"`` to use the name column as the label, or ``None`` for no label. Labels that are
-    all integers become ``int64``; otherwise they stay strings. A label with spaces around it (``'coding '``) is an
-    error, not a class of its own. The index (named ``line``) holds each row's
-    1-based line number in the file, for messages that point at it.
+    7th column; an error when columns 7 and 8 are BED9's thickStart and thickEnd on every line), ``"name"`` to
+    use the name column as the label, or ``None`` for no label. Labels that are all integers become ``int64``;
+    otherwise they stay strings. A label with spaces around it (``'coding '``) is an error, not a class of its
+    own. The index (named ``line``) holds each row's 1-based line number in the file, for messages that point at
+    it.
 
     ``optional_label``: for regions whose label is only carried along (``--predict``): a file without the label
     column has no ``label``, and an empty cell is kept as ``''`` (unknown) instead of being an error.

@@ -2,8 +2,9 @@
 
 Each region gets a window of ``window`` bp centred on its midpoint (pushed inside the contig; a shorter contig
 is one whole window; the start on the tokenization phase: rounded down, or up where the window ends at the
-contig's end, so that it keeps the contig's last bases and the regions there). Three classifiers are trained on the same training
-regions and evaluated on the same held-out ones (split by contig or interval blocks, as the token datasets are):
+contig's end, so that it keeps the contig's last bases and the regions there). Three classifiers are trained on
+the same training regions and evaluated on the same held-out ones (split by contig or interval blocks, as the
+token datasets are):
 
 - ``probe``: logistic regression on frozen features, the mean hidden state over the window and over the
   region's own tokens, each averaged over the forward and reverse-complement strands;
