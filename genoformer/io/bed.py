@@ -2,7 +2,8 @@
 
 Columns: ``chrom start end [name [score [strand [label ...]]]]``. ``track``/``browser`` lines (the first word is
 ``track`` or ``browser``), ``#`` comments and blank lines are skipped. Every data line must have the same number
-of columns. A plain or bgzip-compressed file (``.gz``) is read transparently. Each error names the file, the 1-based line number and the problem.
+of columns. A plain or bgzip-compressed file (``.gz``) is read transparently. Each error names the file, the
+1-based line number and the problem.
 """
 
 from __future__ import annotations
