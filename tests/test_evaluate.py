@@ -1,5 +1,6 @@
-"""Evaluation: per-base scoring of k-mer predictions against plain loops, novel bases (no 31-mer shared with
-train) against a plain set of the train split's 31-mers, the CLI's JSON, bad input."""
+"""Evaluation: per-base scoring of k-mer predictions against plain loops (over several mask passes too), novel
+bases (no 31-mer shared with train) against a plain set of the train split's 31-mers, bootstrap intervals against
+a plain resampling loop, the CLI's JSON, bad input."""
 
 import itertools
 import json
@@ -17,8 +18,10 @@ from genoformer.tokenize.dataset import Manifest, TokenDataset
 from genoformer.tokenize.encode import decode
 from genoformer.tokenize.vocab import N_SPECIAL
 from genoformer.train.config import PretrainConfig
-from genoformer.train.evaluate import (base_log_probs, evaluation_windows, load_run_model, masked_lm_scores,
-                                       shared_with_train, split_sequences, window_codes)
+from genoformer.tasks.metrics import CI_LEVEL, MIN_BOOTSTRAP_GROUPS, N_BOOTSTRAP, ratio_intervals
+from genoformer.train.evaluate import (base_log_probs, bits_intervals, evaluation_windows, load_run_model,
+                                       masked_lm_scores, pass_generator, shared_with_train, split_sequences,
+                                       window_codes, window_intervals)
 from genoformer.train.markov import MarkovModel
 from genoformer.train.masking import SpanMasker, masker_for, seeded_generator
 from genoformer.train.novel import REPEAT_K, kmers_found_in, repeat_bases, window_kmers
@@ -96,17 +99,20 @@ def is_repeat(window: str, base: int, train_kmers: set[str]) -> bool:
                for s in range(max(0, base - 30), min(base, len(window) - 31) + 1) if "N" not in window[s:s + 31])
 
 
-def reference_scores(model, dataset, masker, seed, markov, train_kmers=frozenset(), indices=None):
-    """Plain loops per window: which bases are hidden, which k-mer scores each, its marginal, Markov bits; and
-    the same over the hidden bases that no 31-mer of ``train_kmers`` covers."""
+def reference_scores(model, dataset, masker, seed, markov, train_kmers=frozenset(), indices=None, passes=1):
+    """Plain loops per pass and window: which bases are hidden, which k-mer scores each, its marginal, Markov
+    bits; and the same over the hidden bases that no 31-mer of ``train_kmers`` covers. Pass 0 masks window i with
+    the seed evaluation had before passes, (seed, i); pass p with (seed, i, p)."""
     k, stride = dataset.vocab.k, dataset.manifest["stride"]
     kmers = list(itertools.product(range(4), repeat=k))
     bits, markov_bits, two_sided_bits, scored, correct_tokens, masked_tokens = 0.0, 0.0, 0.0, 0, 0, 0
     novel_bits, markov_novel_bits, two_sided_novel_bits, novel = 0.0, 0.0, 0.0, 0
-    for index in range(len(dataset)) if indices is None else indices:
+    ever_hidden = {}
+    for pass_index, index in itertools.product(range(passes), range(len(dataset)) if indices is None else indices):
         item = dataset[index]
         ids, present = item["input_ids"][None], item["attention_mask"][None]
-        batch = masker(ids, present, seeded_generator("cpu", seed, index))
+        batch = masker(ids, present, seeded_generator("cpu", *((seed, index) if pass_index == 0 else
+                                                               (seed, index, pass_index))))
         with torch.no_grad():
             log_probs = torch.log_softmax(model(batch.input_ids, present, seed=0)[0, :, N_SPECIAL:].double(), -1)
         masked = batch.masked[0].tolist()
@@ -138,7 +144,9 @@ def reference_scores(model, dataset, masker, seed, markov, train_kmers=frozenset
         two_sided = markov.two_sided_bits(true, hidden)
         two_sided_bits += two_sided[hidden].sum()
         two_sided_novel_bits += two_sided[novel_here].sum()
+        ever_hidden[index] = ever_hidden.get(index, hidden) | hidden
     return {"bits_per_base": bits / scored, "scored_bases": scored, "markov_bits_per_base": markov_bits / scored,
+            "distinct_scored_bases": sum(int(hidden.sum()) for hidden in ever_hidden.values()),
             "markov_two_sided_bits_per_base": two_sided_bits / scored,
             "masked_token_accuracy": correct_tokens / masked_tokens, "novel_bases": novel,
             "novel_bits_per_base": novel_bits / novel, "markov_novel_bits_per_base": markov_novel_bits / novel,
@@ -151,10 +159,11 @@ def repeat_share(dataset, index, train_kmers):
     return np.mean([is_repeat(window, base, train_kmers) for base in range(len(window))])
 
 
-@pytest.mark.parametrize("name,span_bases", [("k1", 1), ("k3", 2), ("k3s3", 1)])
-def test_scores_match_plain_loops(tokens, name, span_bases):
-    """All figures, and those over novel bases, against plain loops; the chloroplast's inverted repeat puts
-    copies of training sequence in the test split."""
+@pytest.mark.parametrize("name,span_bases,passes", [("k1", 1, 1), ("k1", 1, 3), ("k3", 2, 2), ("k3s3", 1, 2)])
+def test_scores_match_plain_loops(tokens, name, span_bases, passes):
+    """All figures, and those over novel bases, against plain loops, over one mask pass or several (every
+    (pass, hidden base) pair counted); the chloroplast's inverted repeat puts copies of training sequence in the
+    test split."""
     dataset = TokenDataset(tokens[name], "test")
     train_kmers = train_kmer_set(dataset.manifest)
     shares = np.array([repeat_share(dataset, index, train_kmers) for index in range(len(dataset))])
@@ -172,14 +181,21 @@ def test_scores_match_plain_loops(tokens, name, span_bases):
     manifest = dataset.manifest
     markov = MarkovModel.select(split_sequences(manifest, "train"), split_sequences(manifest, "val"), max_order=3)
     repeat_kmers = shared_with_train(manifest, [dataset], None)
-    fast = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, markov=markov,
+    fast = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, passes=passes, markov=markov,
                             repeat_kmers=repeat_kmers)
-    slow = reference_scores(model, dataset, masker, 7, markov, train_kmers)
+    slow = reference_scores(model, dataset, masker, 7, markov, train_kmers, passes=passes)
     assert_same_scores(fast, slow)
     assert 0 < fast["novel_bases"] < fast["scored_bases"]
     assert fast["markov_bits_per_base_by_order"][str(markov.order)] == fast["markov_bits_per_base"]
-    plain = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, markov=markov)
+    assert fast["distinct_scored_bases"] == slow["distinct_scored_bases"]
+    assert (fast["distinct_scored_bases"] < fast["scored_bases"]) == (passes > 1)
+    plain = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, passes=passes, markov=markov)
     assert plain == {key: value for key, value in fast.items() if "novel" not in key}
+    for name, (low, high) in fast["ci95"].items():  # 3 windows: resampled one by one
+        point = fast[name] if name in fast else fast["bits_per_base"] - fast[name.replace("model_minus_", "") +
+                                                                             "_bits_per_base"]
+        assert low <= point <= high, name
+    assert fast["bootstrap"] == {"unit": "window", "units": 3}
 
 
 def assert_same_scores(fast, slow):
@@ -203,6 +219,7 @@ def test_k1_bits_are_the_masked_cross_entropy(tokens):
                                                bucket_size=32, max_seq_len=256)).eval()
     masker = SpanMasker(1, 1, dataset.vocab.size, span_bases=3, p_mask=1.0, p_random=0.0)
     scores = masked_lm_scores(model, dataset, masker, "cpu", max_windows=4, batch_size=4, seed=3)
+    assert set(scores["ci95"]) == {"bits_per_base"}  # no Markov chain given: the model's interval only
     total, count = 0.0, 0
     for index in scores_windows(dataset, 4):
         item = dataset[index]
@@ -226,13 +243,18 @@ def test_evaluate_cli_writes_model_and_markov_side_by_side(run, tokens, tmp_path
                  "--max-windows", "6", "--max-markov-order", "4"]) == 0
     result = json.loads(out.read_text())
     assert set(result["splits"]) == {"val", "test"}
-    assert result["k"] == 1 and result["masking"]["span_bases"] == 1
+    assert result["k"] == 1 and result["masking"]["span_bases"] == 1 and result["masking"]["passes"] == 8
     assert set(result["markov"]["validation_bits_per_base_by_order"]) == {"0", "1", "2", "3", "4"}
     for scores in result["splits"].values():
         assert scores["windows"] == 6 and scores["scored_bases"] > 0
         assert 1.0 < scores["bits_per_base"] < 3.0 and 1.0 < scores["markov_bits_per_base"] < 2.1
         assert 1.0 < scores["markov_two_sided_bits_per_base"] < 2.1
         assert 0.0 <= scores["masked_token_accuracy"] <= 1.0
+        assert scores["distinct_scored_bases"] < scores["scored_bases"]
+        assert set(scores["ci95"]) == {"bits_per_base", "markov_bits_per_base", "markov_two_sided_bits_per_base",
+                                       "model_minus_markov", "model_minus_markov_two_sided"}
+        low, high = scores["ci95"]["model_minus_markov_two_sided"]
+        assert low < scores["bits_per_base"] - scores["markov_two_sided_bits_per_base"] < high
     # a step-N folder is a checkpoint too, with the same weights here (the last step)
     again = tmp_path / "again.json"
     assert main(["-q", "evaluate", "--checkpoint", str(run / "checkpoints" / "step-3"), "--data",
@@ -256,12 +278,15 @@ def test_overlapping_training_windows_are_scored_side_by_side(run, chloroplast_f
     assert all(a[0] != b[0] or a[2] <= b[1] for a, b in zip(regions, regions[1:]))
 
 
-def test_evaluate_cli_novel_figures_match_plain_loops(run, tokens, tmp_path):
+@pytest.mark.parametrize("passes", [1, 3])
+def test_evaluate_cli_novel_figures_match_plain_loops(run, tokens, tmp_path, passes):
     """The CLI's JSON, novel figures included, against plain loops over the windows it scores and a plain set
-    of the train split's 31-mers."""
+    of the train split's 31-mers; with one pass, masked with the seeds evaluation had before passes. Its
+    intervals resample the split's blocks that the windows come from."""
     out = tmp_path / "eval.json"
     assert main(["-q", "evaluate", "--checkpoint", str(run), "--data", str(tokens["k1"]), "--out", str(out),
-                 "--splits", "test", "--max-windows", "8", "--max-markov-order", "4"]) == 0
+                 "--splits", "test", "--max-windows", "8", "--max-markov-order", "4", "--mask-passes",
+                 str(passes)]) == 0
     result = json.loads(out.read_text())
     model, _, trainer_state = load_run_model(run)
     dataset = TokenDataset(tokens["k1"], "test", window=result["window"], window_stride=result["window"])
@@ -270,11 +295,18 @@ def test_evaluate_cli_novel_figures_match_plain_loops(run, tokens, tmp_path):
     manifest = dataset.manifest
     markov = MarkovModel.select(split_sequences(manifest, "train"), split_sequences(manifest, "val"), max_order=4)
     slow = reference_scores(model, dataset, masker, 0, markov, train_kmer_set(manifest),
-                            evaluation_windows(dataset, 8))
-    assert result["repeat_kmer"] == REPEAT_K
+                            evaluation_windows(dataset, 8), passes=passes)
+    assert result["repeat_kmer"] == REPEAT_K and result["masking"]["passes"] == passes
     test = result["splits"]["test"]
     assert_same_scores(test, slow)
+    assert test["distinct_scored_bases"] == slow["distinct_scored_bases"]
     assert 0 < test["novel_bases"] < test["scored_bases"]  # the windows spread over the split reach the repeat
+    blocks = {(interval["contig"], interval["start"]) for interval in manifest["intervals"]
+              for index in evaluation_windows(dataset, 8)
+              if interval["split"] == "test" and interval["contig"] == dataset.region(index)[0]
+              and interval["start"] <= dataset.windows[index, 1] < interval["end"]}
+    assert len(blocks) >= MIN_BOOTSTRAP_GROUPS
+    assert test["bootstrap"] == {"unit": "interval", "units": len(blocks)}
 
 
 def test_copies_of_train_sequence_are_not_novel(run, chloroplast_fasta, tmp_path):
@@ -478,3 +510,99 @@ def test_checkpoint_with_nan_weights_exits_2(run, tokens, tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(damaged), "--data", str(tokens["k1"]), "--out", str(out)]) == 2
     assert f"{damaged / 'model.safetensors'}: tensor 'reformer.embedding.weight' holds NaN" in one_line_error(capsys)
     assert not out.exists()
+
+
+def test_pass_zero_keeps_the_seeds_of_one_mask_per_window_and_no_two_passes_share_one():
+    """Pass 0 masks window i exactly as evaluation did before passes (generator seeded with (seed, i)); no two
+    (window, pass) pairs get the same seed, though ``mixed_seed`` reads trailing zeros as absent."""
+    seeds = {}
+    for window, pass_index in itertools.product(range(300), range(12)):
+        seeds[window, pass_index] = pass_generator("cpu", 5, window, pass_index).initial_seed()
+    assert len(set(seeds.values())) == len(seeds)
+    assert seeded_generator("cpu", 5, 7).initial_seed() == seeded_generator("cpu", 5, 7, 0).initial_seed()
+    masker = SpanMasker(1, 1, 9, mask_ratio=0.15, p_mask=1.0, p_random=0.0)
+    ids = torch.randint(N_SPECIAL, 9, (1, 256), generator=torch.Generator().manual_seed(0))
+    for window in (0, 1, 41):
+        assert seeds[window, 0] == seeded_generator("cpu", 5, window).initial_seed()
+        old = masker(ids, None, seeded_generator("cpu", 5, window)).masked
+        assert torch.equal(masker(ids, None, pass_generator("cpu", 5, window, 0)).masked, old)
+        assert not torch.equal(masker(ids, None, pass_generator("cpu", 5, window, 1)).masked, old)
+
+
+def test_windows_are_grouped_by_the_split_interval_they_lie_in(tokens):
+    manifest = Manifest.load(tokens["k1"])
+    for split in ("val", "test"):
+        dataset = TokenDataset(tokens["k1"], split, window=64, window_stride=64)
+        intervals = window_intervals(dataset, np.arange(len(dataset)))
+        assert np.array_equal(window_intervals(dataset, np.array([3, 1])), intervals[[3, 1]])
+        assert np.unique(intervals).size >= MIN_BOOTSTRAP_GROUPS
+        for (sequence, start, length), number in zip(dataset.windows, intervals):
+            interval = manifest["intervals"][number]
+            assert interval["split"] == split and interval["contig"] == manifest["contigs"][sequence]["name"]
+            assert interval["start"] <= start and start + length <= interval["end"]
+
+
+def plain_percentile_intervals(numerators, denominators, groups, seed):
+    """Bootstrap by hand: the same draws as ``ratio_intervals`` (groups, one at a time), sums in loops, the
+    ratios per resample and their percentiles."""
+    ids = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    draws = {name: [] for name in numerators}
+    for _ in range(N_BOOTSTRAP):
+        picks = rng.integers(0, len(ids), len(ids))
+        chosen = [i for pick in picks for i in range(len(groups)) if groups[i] == ids[pick]]
+        bases = sum(denominators[i] for i in chosen)
+        for name, values in numerators.items():
+            draws[name].append(sum(values[i] for i in chosen) / bases)
+    tail = 100 * (1 - CI_LEVEL) / 2
+    return {name: np.percentile(values, [tail, 100 - tail]).tolist() for name, values in draws.items()}, draws
+
+
+def test_bits_intervals_resample_blocks_and_pair_the_difference():
+    """Per-window sums of 40 windows in 8 blocks: the intervals equal a plain resampling loop's; the paired
+    difference's interval is the percentiles of the per-resample differences (narrower than the two figures'
+    intervals when they move together), and contains the point estimate."""
+    rng = np.random.default_rng(3)
+    bases = rng.integers(5, 20, 40).astype(float)
+    level = np.repeat(rng.normal(1.9, 0.05, 8), 5)  # blocks that differ: both figures move with them
+    per_window = {"bases": bases, "bits": bases * (level + rng.normal(0, 0.02, 40)),
+                  "markov_bits": bases * (level + 0.01 + rng.normal(0, 0.02, 40)),
+                  "markov_two_sided_bits": bases * (level - 0.03 + rng.normal(0, 0.02, 40))}
+    groups = np.repeat(np.arange(8) * 3 + 1, 5)  # interval numbers as in a manifest: not 0..n-1
+    intervals, unit = bits_intervals(per_window, groups, with_markov=True, seed=4)
+    assert unit == {"unit": "interval", "units": 8}
+    plain, draws = plain_percentile_intervals(
+        {"bits_per_base": per_window["bits"], "markov_bits_per_base": per_window["markov_bits"],
+         "markov_two_sided_bits_per_base": per_window["markov_two_sided_bits"]}, bases, list(groups), seed=4)
+    for name in plain:
+        assert intervals[name] == pytest.approx(plain[name], rel=1e-12)
+    tail = 100 * (1 - CI_LEVEL) / 2
+    for name, markov_name, markov_sums in (("model_minus_markov", "markov_bits_per_base", "markov_bits"),
+                                           ("model_minus_markov_two_sided", "markov_two_sided_bits_per_base",
+                                            "markov_two_sided_bits")):
+        differences = np.subtract(draws["bits_per_base"], draws[markov_name])
+        assert intervals[name] == pytest.approx(np.percentile(differences, [tail, 100 - tail]), abs=1e-12)
+        point = (per_window["bits"].sum() - per_window[markov_sums].sum()) / bases.sum()
+        assert intervals[name][0] < point < intervals[name][1]
+        assert np.diff(intervals[name])[0] < np.diff(intervals["bits_per_base"])[0]
+
+
+def test_too_few_blocks_resample_windows():
+    rng = np.random.default_rng(5)
+    bases = rng.integers(5, 20, 12).astype(float)
+    bits = bases * rng.normal(1.9, 0.05, 12)
+    for groups in (np.zeros(12, dtype=int), np.repeat(np.arange(MIN_BOOTSTRAP_GROUPS - 1), 3)):
+        intervals, unit = ratio_intervals({"bits": bits}, bases, groups=groups, units=("interval", "window"))
+        assert unit == {"unit": "window", "units": 12}
+        plain, _ = plain_percentile_intervals({"bits": bits}, bases, list(range(12)), seed=0)
+        assert intervals["bits"] == pytest.approx(plain["bits"], rel=1e-12)
+        assert intervals["bits"][0] < bits.sum() / bases.sum() < intervals["bits"][1]
+    intervals, unit = ratio_intervals({"bits": bits}, np.zeros(12))  # nothing scored: no interval, not 0/0
+    assert np.isnan(intervals["bits"]).all() and unit == {"unit": "example", "units": 12}
+
+
+def test_mask_passes_below_one_exit_2(run, tokens, tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tokens["k1"]), "--mask-passes", "0",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert one_line_error(capsys) == "genoformer evaluate: error: --mask-passes must be at least 1, got 0"
+    assert not (tmp_path / "x.json").exists()

@@ -1,4 +1,5 @@
-"""Classification metrics with percentile-bootstrap confidence intervals: AUROC, AUPRC, accuracy.
+"""Classification metrics with percentile-bootstrap confidence intervals: AUROC, AUPRC, accuracy; and intervals
+of ratio estimates (bits per base) by the same bootstrap.
 
 AUROC is the Mann-Whitney statistic with tied scores counted half; AUPRC is average precision (the step-wise
 area scikit-learn's ``average_precision_score`` computes). Both are plain numpy so that a thousand bootstrap
@@ -8,6 +9,8 @@ Held-out examples that lie close together (the SNVs of one gene, the regions of 
 given their split ``groups`` (the blocks or contigs held out whole), the bootstrap resamples whole groups (a
 cluster bootstrap), so the intervals carry that dependence; with fewer than ``MIN_BOOTSTRAP_GROUPS`` groups,
 too few for a resample of groups to mean much, it resamples examples, and the result says which it did.
+``ratio_intervals`` does the same for figures that are a sum over examples divided by another (the bits and the
+scored bases of each held-out window).
 """
 
 from __future__ import annotations
@@ -102,6 +105,38 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, *, gro
         ci = np.percentile(draws[name], [tail, 100 - tail]).tolist() if draws[name] else [float("nan")] * 2
         report[name] = {"value": value, "ci95": ci}
     return report
+
+
+def ratio_intervals(numerators: dict[str, np.ndarray], denominators: np.ndarray, *,
+                    groups: np.ndarray | None = None, units: tuple[str, str] = ("group", "example"),
+                    n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> tuple[dict[str, list[float]], dict]:
+    """95% percentile-bootstrap intervals of ratio estimates ``sum(numerator) / sum(denominators)`` over examples.
+
+    Each resample draws whole ``groups`` (one id per example) with replacement when there are at least
+    ``MIN_BOOTSTRAP_GROUPS``, else examples, and divides the numerators' sums by the denominators' sum in it. Every
+    numerator is divided by the same resampled sum, so a paired difference of two ratios is the ratio of the
+    difference of their numerators: pass it as a numerator of its own. Returns ``({name: [low, high]}, {"unit":
+    units[0] (groups) or units[1] (examples), "units": their count})``; resamples whose denominators sum to 0 are
+    not counted (every bound NaN when none is left).
+    """
+    denominators = np.asarray(denominators, dtype=float)
+    names = list(numerators)
+    sums = np.column_stack([denominators] + [np.asarray(numerators[name], dtype=float) for name in names])
+    members = _group_members(groups, denominators.size)
+    if len(members) >= MIN_BOOTSTRAP_GROUPS:
+        sums = np.stack([sums[member].sum(axis=0) for member in members])
+        unit = {"unit": units[0], "units": len(members)}
+    else:
+        unit = {"unit": units[1], "units": int(denominators.size)}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_bootstrap):
+        total = np.bincount(rng.integers(0, len(sums), len(sums)), minlength=len(sums)) @ sums
+        if total[0] > 0:
+            draws.append(total[1:] / total[0])
+    tail = 100 * (1 - CI_LEVEL) / 2
+    bounds = np.percentile(draws, [tail, 100 - tail], axis=0) if draws else np.full((2, len(names)), np.nan)
+    return {name: bounds[:, column].tolist() for column, name in enumerate(names)}, unit
 
 
 def _group_members(groups: np.ndarray | None, n: int) -> list[np.ndarray]:

@@ -1,17 +1,23 @@
 """Held-out evaluation of a masked-LM: bits per base and accuracy, next to the best order-k Markov chain.
 
 Which bases are scored. Each held-out window is span-masked as in training (``genoformer.train.masking``; every
-masked token becomes MASK, the mask drawn from a generator seeded with ``(seed, window index)``, so a window gets
-the same mask whatever the batch size). The scored bases are the *hidden* ones: bases that no unmasked token of
-the window shows.
+masked token becomes MASK), ``passes`` times, each pass a fresh draw: pass 0 from a generator seeded with
+``(seed, window index)`` (what evaluation drew before it had passes, so ``passes=1`` gives the same figures),
+pass ``p`` with ``(seed, window index, p)`` (:func:`pass_generator`), so a window gets the same masks whatever
+the batch size. The scored bases are the *hidden* ones: bases that no unmasked token of the window shows, in
+that pass. Every figure is a mean over the (pass, hidden base) pairs: ``scored_bases`` counts them,
+``distinct_scored_bases`` the bases hidden in at least one pass. One pass hides about ``mask_ratio`` of a
+window's bases; on the bundled workflow's C. diphtheriae test split (256 windows of 64 bases) one pass scores
+2,560 bases, eight score 20,480 pairs over 12,183 distinct bases (74% of the windows' bases), and each pass
+costs one more forward pass over the windows (about 0.5 s per split there on one CPU core).
 
 Bits per base (per-base normalization for k-mers). The model predicts a distribution over k-mers at each masked
 token. A hidden base ``b`` is scored by one token: the masked k-mer that holds ``b`` nearest its centre (for
 stride 1, the k-mer whose central base, offset ``k // 2``, is ``b``). Its predicted distribution, renormalized
 over the 4**k k-mers (special tokens excluded), is marginalized to the base at that offset:
 ``p(b = x) = sum of p(kmer) over k-mers with x at that offset``, and the base costs ``-log2 p(b = true base)``.
-Bits per base is the mean over hidden bases. Every hidden base is scored exactly once, so the figure is in the
-same unit for every k; for k = 1 it is the plain masked-LM cross-entropy in bits. It is a per-base
+Bits per base is the mean over hidden bases. Every hidden base is scored exactly once per pass, so the figure is
+in the same unit for every k; for k = 1 it is the plain masked-LM cross-entropy in bits. It is a per-base
 (pseudo-likelihood) figure, not the joint likelihood of a span.
 
 Masked-token accuracy: the share of masked tokens whose arg-max k-mer is the true one. Base accuracy: the share
@@ -21,17 +27,17 @@ Held-out windows lie side by side (stride = window), whatever ``--window-stride`
 training: overlapping windows would score the same base several times. Adjacent windows share only the
 ``k - stride`` bases that their edge k-mers both hold.
 
-Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen
-on the validation split's sequences, then scored on exactly the hidden bases above in two ways. One-sided, as a
-chain reads: each base from the true bases before it in the same window (hidden ones included, so with spans
-over one base it reads the true bases of its own span). Two-sided: each base given the bases of its window on
-both sides, the hidden run it lies in summed out (``markov.two_sided_bits``). Neither is what the masked LM
-sees: the two-sided chain reads the other hidden runs within its order, and the other pieces of a run over
-``markov.MAX_EXACT_RUN`` bases, as their true bases. That is an edge for the chain: on the bundled
-C. diphtheriae test split (64-token windows, single-base spans, order 6, where 84% of hidden bases have another
-within the order) it scored 1.911 bits/base against 1.921 for the exact conditional given the visible bases
-alone (every hidden base summed out; one-sided 1.958); with k = 8 non-overlapping tokens (runs of 8 scored as
-6 + 2) 1.951 against 1.962.
+Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen on the
+validation split's sequences, then scored on exactly the (pass, hidden base) pairs above in two ways. One-sided, as
+a chain reads: each base from the true bases before it in the same window (hidden ones included, so with spans over
+one base it reads the true bases of its own span). Two-sided: each base given the bases of its window on both sides,
+the hidden run it lies in summed out (``markov.two_sided_bits``; which bases are hidden differs from pass to pass,
+so it is computed per pass). Neither is what the masked LM sees: the two-sided chain reads the other hidden runs
+within its order, and the other pieces of a run over ``markov.MAX_EXACT_RUN`` bases, as their true bases. That is an
+edge for the chain: on the bundled C. diphtheriae test split (64-token windows, single-base spans, order 6, where
+84% of hidden bases have another within the order) it scored 1.911 bits/base (one pass) against 1.921 for the exact
+conditional given the visible bases alone (every hidden base summed out; one-sided 1.958); with k = 8
+non-overlapping tokens (runs of 8 scored as 6 + 2) 1.951 against 1.962.
 
 Novel bases (``genoformer.train.novel``). The splits are position blocks (or whole sequences), so the copies of
 a repeat (rRNA operons, insertion sequences) can sit on both sides, and a model that memorised the training copy
@@ -39,6 +45,22 @@ scores well on the held-out one without generalising. ``evaluate_run`` therefore
 the *novel* hidden bases only: those that no canonical 31-mer (either strand) also found in the train split
 covers, counting only the k-mers wholly inside the window's decoded bases. A split with no novel base reports
 its novel figures as None.
+
+Intervals (:func:`bits_intervals`, ``ci95`` per split). Each figure is a ratio, bits summed over the scored
+pairs divided by their count, and its 95% interval is a percentile bootstrap of that ratio
+(``genoformer.tasks.metrics.ratio_intervals``). Adjacent bases share context, and adjacent windows share a
+region of the genome, so resampling bases (or windows) would make the intervals too narrow: the bootstrap
+resamples whole split intervals (the manifest's ``intervals``: the position blocks, or whole sequences, held out
+together), each window's sums going with the interval it lies in, when the scored windows come from at least
+``MIN_BOOTSTRAP_GROUPS`` of them, else windows (a sample's consensus split into one block per split); the split's
+``bootstrap`` says which (``unit`` "interval" or "window") and how many. The model's and both chains' bits/base
+get intervals, and so do the paired differences ``model_minus_markov`` and ``model_minus_markov_two_sided``: the
+same resamples, each resample's difference, so the shared variation between regions cancels. Only per-window
+sums are kept, so memory grows with the windows, not the bases. Novel-base figures get no interval. On the
+bundled C. diphtheriae test split (54 blocks) the model minus the two-sided chain was +0.061 [0.041, 0.080] with
+eight passes (interval 0.049 wide with one pass, 0.039 with eight), the model minus the one-sided chain +0.007
+[-0.001, +0.014] (0.025 and 0.014 wide): more passes narrow an interval less than their count suggests, since
+much of its width is how the blocks differ, not which bases were hidden.
 """
 
 from __future__ import annotations
@@ -55,6 +77,7 @@ from tqdm import tqdm
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import N_CODE, encode_bases
 from genoformer.model import ReformerConfig, ReformerForMaskedLM, load_pretrained
+from genoformer.tasks.metrics import ratio_intervals
 from genoformer.tokenize.dataset import Manifest, TokenDataset
 from genoformer.tokenize.encode import decode
 from genoformer.tokenize.vocab import N_SPECIAL, KmerVocab
@@ -109,94 +132,127 @@ def shared_with_train(manifest: Manifest, datasets: list[TokenDataset], max_wind
     return kmers_found_in(window_kmers(batches()), iter_split_sequences(manifest, "train"), chunk_bp=batch_bases)
 
 
+def pass_generator(device: torch.device | str, seed: int, window: int, pass_index: int) -> torch.Generator:
+    """The mask generator of window ``window`` (its index in the split) in mask pass ``pass_index``: pass 0 is
+    seeded with ``(seed, window)``, as evaluation was before it had passes, pass ``p >= 1`` with ``(seed, window,
+    p)``. ``mixed_seed`` reads trailing zeros as absent (``(s, w)`` and ``(s, w, 0)`` mix alike), so no pass
+    appends 0; with window indices and passes below 2**32 (one word each) no two (window, pass) pairs share a
+    seed's input."""
+    parts = (seed, window) if pass_index == 0 else (seed, window, pass_index)
+    return seeded_generator(device, *parts)
+
+
+def window_intervals(dataset: TokenDataset, windows: np.ndarray) -> np.ndarray:
+    """For each of ``dataset``'s windows ``windows`` (indices), the index in its manifest's ``intervals`` of the
+    split interval it lies in."""
+    index_of = {entry["name"]: i for i, entry in enumerate(dataset.manifest["contigs"])}
+    intervals = dataset.manifest["intervals"]
+    in_split = np.array([n for n, interval in enumerate(intervals) if interval["split"] == dataset.split])
+    # (sequence, start token) as one sortable key: a sequence's tokens number below 2**40
+    keys = np.array([index_of[intervals[n]["contig"]] << 40 | intervals[n]["start"] for n in in_split],
+                    dtype=np.int64)
+    order = np.argsort(keys)
+    rows = dataset.windows[windows]
+    found = np.searchsorted(keys[order], rows[:, 0] << 40 | rows[:, 1], side="right") - 1
+    return in_split[order][found]
+
+
 @torch.no_grad()
 def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: SpanMasker,
                      device: torch.device | str, *, max_windows: int | None = None, batch_size: int = 8,
-                     seed: int = 0, precision: str = "auto", markov: MarkovModel | None = None,
+                     seed: int = 0, passes: int = 1, precision: str = "auto", markov: MarkovModel | None = None,
                      repeat_kmers: np.ndarray | None = None) -> dict:
-    """Score ``model`` on the hidden bases of ``dataset``'s windows (see the module docstring).
+    """Score ``model`` on the hidden bases of ``dataset``'s windows, each masked ``passes`` times (see the module
+    docstring); every figure is a mean over the (pass, hidden base) pairs.
 
-    Returns ``windows, masked_tokens, scored_bases, bits_per_base, masked_token_accuracy, base_accuracy`` and,
-    with ``markov``, ``markov_bits_per_base`` (its chosen order, one-sided), ``markov_bits_per_base_by_order``
-    and ``markov_two_sided_bits_per_base`` (chosen order, both sides). With ``repeat_kmers`` (sorted canonical
+    Returns ``windows, masked_tokens, scored_bases`` (the pairs), ``distinct_scored_bases`` (bases hidden in at
+    least one pass), ``bits_per_base, masked_token_accuracy, base_accuracy`` and, with ``markov``,
+    ``markov_bits_per_base`` (its chosen order, one-sided), ``markov_bits_per_base_by_order`` and
+    ``markov_two_sided_bits_per_base`` (chosen order, both sides). With ``repeat_kmers`` (sorted canonical
     ``REPEAT_K``-mers found in the train split, :func:`shared_with_train`), also ``novel_bases``,
     ``novel_bits_per_base``, ``novel_base_accuracy`` and, with ``markov``, ``markov_novel_bits_per_base`` and
     ``markov_two_sided_novel_bits_per_base``: the figures over the hidden bases that no such k-mer covers (None
-    where there is none).
+    where there is none). ``ci95`` holds 95% bootstrap intervals of ``bits_per_base`` and, with ``markov``, of both
+    chains' figures and of the paired differences ``model_minus_markov`` (one-sided) and
+    ``model_minus_markov_two_sided``; ``bootstrap`` says what was resampled (:func:`bits_intervals`).
     """
     model.eval()
     device = torch.device(device)
     vocab, stride, k = dataset.vocab, dataset.manifest["stride"], dataset.vocab.k
     chosen = evaluation_windows(dataset, max_windows)
-    totals = {"masked_tokens": 0, "correct_tokens": 0, "scored_bases": 0, "bits": 0.0, "correct_bases": 0,
-              "novel_bases": 0, "novel_bits": 0.0, "novel_correct_bases": 0, "markov_novel_bits": 0.0,
-              "markov_two_sided_novel_bits": 0.0}
+    totals = {"masked_tokens": 0, "correct_tokens": 0, "scored_bases": 0, "distinct_scored_bases": 0, "bits": 0.0,
+              "correct_bases": 0, "novel_bases": 0, "novel_bits": 0.0, "novel_correct_bases": 0,
+              "markov_novel_bits": 0.0, "markov_two_sided_novel_bits": 0.0}
     markov_bits = {order: 0.0 for order in range(markov.max_order + 1)} if markov else {}
     two_sided_bits = 0.0
-    progress = tqdm(total=len(chosen), unit="window", desc=f"evaluate {dataset.split}", disable=None, leave=False)
+    # per scored window, summed over its passes, for the bootstrap: memory grows with windows, not bases
+    per_window = {name: np.zeros(len(chosen)) for name in ("bases", "bits", "markov_bits", "markov_two_sided_bits")}
+    progress = tqdm(total=len(chosen) * passes, unit="window", desc=f"evaluate {dataset.split}", disable=None,
+                    leave=False)
     for first in range(0, len(chosen), batch_size):
         window_ids = chosen[first:first + batch_size]
+        in_batch = slice(first, first + len(window_ids))
         items = [dataset[int(i)] for i in window_ids]
         input_ids = torch.stack([item["input_ids"] for item in items]).to(device)
         attention_mask = torch.stack([item["attention_mask"] for item in items]).to(device)
-        masked = [masker(input_ids[j:j + 1], attention_mask[j:j + 1], seeded_generator(device, seed, int(i)))
-                  for j, i in enumerate(window_ids)]
-        corrupted = torch.cat([m.input_ids for m in masked])
-        is_masked = torch.cat([m.masked for m in masked])
-        with autocast_for(device, precision):
-            hidden_states = model.reformer(corrupted, attention_mask, seed=0)
-        kmer_logits = model.lm_head(hidden_states[is_masked]).float()[:, N_SPECIAL:]
-        labels = input_ids[is_masked] - N_SPECIAL
-        totals["masked_tokens"] += int(labels.numel())
-        totals["correct_tokens"] += int((kmer_logits.argmax(dim=1) == labels).sum())
-
-        hidden = hidden_bases(is_masked, k, stride, present=attention_mask)
-        rows, bases = torch.nonzero(hidden, as_tuple=True)
         last_real = attention_mask.sum(dim=1) - 1  # padding only ever follows the real tokens
-        tokens, offsets = scoring_tokens(bases, k, stride, last_real[rows])
-        # position of each scoring token among the masked tokens (row-major order of torch.nonzero)
-        masked_index = torch.cumsum(is_masked.flatten(), 0).reshape(is_masked.shape) - 1
-        picked = masked_index[rows, tokens]
-        log_probs = base_log_probs(torch.log_softmax(kmer_logits[picked], dim=1), offsets, k)
-        true_kmer = labels[picked]
-        true_base = torch.div(true_kmer, 4 ** (k - 1 - offsets), rounding_mode="floor") % 4
-        base_nats = -log_probs.gather(1, true_base[:, None])[:, 0]
-        correct = log_probs.argmax(dim=1) == true_base
-        totals["bits"] += float(base_nats.sum()) / LN2
-        totals["correct_bases"] += int(correct.sum())
-        totals["scored_bases"] += int(rows.numel())
-
-        if markov is None and repeat_kmers is None:
-            progress.update(len(items))
-            continue
-        codes = [window_codes(input_ids[j], vocab, stride) for j in range(len(items))]
+        if markov or repeat_kmers is not None:
+            codes = [window_codes(input_ids[j], vocab, stride) for j in range(len(items))]
         if repeat_kmers is not None:
             is_novel = ~repeat_bases(np.stack(codes), repeat_kmers)
-            novel = torch.from_numpy(is_novel).to(device)[rows, bases]  # per scored base, in the order of rows
-            totals["novel_bases"] += int(novel.sum())
-            totals["novel_bits"] += float(base_nats[novel].sum()) / LN2
-            totals["novel_correct_bases"] += int(correct[novel].sum())
-        if markov:
-            batch_codes, batch_hidden = [], []  # the batch's windows, one N apart: scored two-sided in one call
-            for j in range(len(items)):
-                at = bases[rows == j].cpu().numpy()
-                context_run = contexts(codes[j], markov.max_order)
-                for order in markov_bits:
-                    window_bits = markov.bits(codes[j], order, context_run)[at]
-                    markov_bits[order] += float(window_bits.sum())
-                    if repeat_kmers is not None and order == markov.order:
-                        totals["markov_novel_bits"] += float(window_bits[is_novel[j, at]].sum())
-                hidden_here = np.zeros(codes[j].size + 1, dtype=bool)
-                hidden_here[at] = True
-                batch_codes.append(np.append(codes[j], N_CODE))  # an N: no context reaches across it
-                batch_hidden.append(hidden_here)
-            batch_hidden = np.concatenate(batch_hidden)
-            two_sided = markov.two_sided_bits(np.concatenate(batch_codes), batch_hidden)
-            two_sided_bits += float(two_sided[batch_hidden].sum())
+        if markov:  # one-sided bits of every base, per window and order: the same in every pass
+            chain_bits = []
+            for window in codes:
+                context_run = contexts(window, markov.max_order)
+                chain_bits.append({order: markov.bits(window, order, context_run) for order in markov_bits})
+        ever_hidden = torch.zeros(len(items), n_window_bases(dataset.window, k, stride), dtype=torch.bool,
+                                  device=device)
+        for pass_index in range(passes):
+            masked = [masker(input_ids[j:j + 1], attention_mask[j:j + 1],
+                             pass_generator(device, seed, int(i), pass_index))
+                      for j, i in enumerate(window_ids)]
+            corrupted = torch.cat([m.input_ids for m in masked])
+            is_masked = torch.cat([m.masked for m in masked])
+            with autocast_for(device, precision):
+                hidden_states = model.reformer(corrupted, attention_mask, seed=0)
+            kmer_logits = model.lm_head(hidden_states[is_masked]).float()[:, N_SPECIAL:]
+            labels = input_ids[is_masked] - N_SPECIAL
+            totals["masked_tokens"] += int(labels.numel())
+            totals["correct_tokens"] += int((kmer_logits.argmax(dim=1) == labels).sum())
+
+            hidden = hidden_bases(is_masked, k, stride, present=attention_mask)
+            ever_hidden |= hidden
+            rows, bases = torch.nonzero(hidden, as_tuple=True)
+            tokens, offsets = scoring_tokens(bases, k, stride, last_real[rows])
+            # position of each scoring token among the masked tokens (row-major order of torch.nonzero)
+            masked_index = torch.cumsum(is_masked.flatten(), 0).reshape(is_masked.shape) - 1
+            picked = masked_index[rows, tokens]
+            log_probs = base_log_probs(torch.log_softmax(kmer_logits[picked], dim=1), offsets, k)
+            true_kmer = labels[picked]
+            true_base = torch.div(true_kmer, 4 ** (k - 1 - offsets), rounding_mode="floor") % 4
+            base_nats = -log_probs.gather(1, true_base[:, None])[:, 0]
+            correct = log_probs.argmax(dim=1) == true_base
+            totals["bits"] += float(base_nats.sum()) / LN2
+            totals["correct_bases"] += int(correct.sum())
+            totals["scored_bases"] += int(rows.numel())
+            per_window["bases"][in_batch] += torch.bincount(rows, minlength=len(items)).cpu().numpy()
+            per_window["bits"][in_batch] += (torch.zeros(len(items), dtype=torch.float64, device=device)
+                                             .index_add_(0, rows, base_nats.double()).cpu().numpy() / LN2)
+
             if repeat_kmers is not None:
-                batch_novel = np.pad(is_novel, ((0, 0), (0, 1))).ravel()  # laid out as batch_codes
-                totals["markov_two_sided_novel_bits"] += float(two_sided[batch_hidden & batch_novel].sum())
-        progress.update(len(items))
+                novel = torch.from_numpy(is_novel).to(device)[rows, bases]  # per scored base, in the order of rows
+                totals["novel_bases"] += int(novel.sum())
+                totals["novel_bits"] += float(base_nats[novel].sum()) / LN2
+                totals["novel_correct_bases"] += int(correct[novel].sum())
+            if markov:
+                two_sided, one_sided_by_window, two_sided_by_window = markov_pass(
+                    markov, codes, chain_bits, hidden.cpu().numpy(), is_novel if repeat_kmers is not None else None,
+                    markov_bits, totals)
+                two_sided_bits += two_sided
+                per_window["markov_bits"][in_batch] += one_sided_by_window
+                per_window["markov_two_sided_bits"][in_batch] += two_sided_by_window
+            progress.update(len(items))
+        totals["distinct_scored_bases"] += int(ever_hidden.sum())
     progress.close()
 
     scored = max(totals["scored_bases"], 1)
@@ -204,6 +260,7 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
         "windows": int(len(chosen)),
         "masked_tokens": totals["masked_tokens"],
         "scored_bases": totals["scored_bases"],
+        "distinct_scored_bases": totals["distinct_scored_bases"],
         "bits_per_base": totals["bits"] / scored,
         "masked_token_accuracy": totals["correct_tokens"] / max(totals["masked_tokens"], 1),
         "base_accuracy": totals["correct_bases"] / scored,
@@ -221,7 +278,53 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
             result["markov_novel_bits_per_base"] = totals["markov_novel_bits"] / novel if novel else None
             result["markov_two_sided_novel_bits_per_base"] = (totals["markov_two_sided_novel_bits"] / novel
                                                               if novel else None)
+    result["ci95"], result["bootstrap"] = bits_intervals(per_window, window_intervals(dataset, chosen),
+                                                         with_markov=markov is not None, seed=seed)
     return result
+
+
+def markov_pass(markov: MarkovModel, codes: list[np.ndarray], chain_bits: list[dict[int, np.ndarray]],
+                hidden: np.ndarray, is_novel: np.ndarray | None, markov_bits: dict[int, float],
+                totals: dict) -> tuple[float, np.ndarray, np.ndarray]:
+    """One mask pass of a batch for the Markov chains. Adds the one-sided bits of the ``hidden`` bases (bool
+    ``[B, bases]``; ``chain_bits``: every base's bits, per window and order) to ``markov_bits`` and, with
+    ``is_novel``, the novel ones of both chains (chosen order) to ``totals``; returns the two-sided bits of the
+    hidden bases, and per window the one-sided (chosen order) and two-sided bits."""
+    one_sided_by_window = np.zeros(len(codes))
+    for j, (window_bits, at) in enumerate(zip(chain_bits, hidden)):
+        for order in markov_bits:
+            markov_bits[order] += float(window_bits[order][at].sum())
+        one_sided_by_window[j] = window_bits[markov.order][at].sum()
+        if is_novel is not None:
+            totals["markov_novel_bits"] += float(window_bits[markov.order][at & is_novel[j]].sum())
+    # the batch's windows, one N apart (no context reaches across it), scored two-sided in one call
+    batch_hidden = np.pad(hidden, ((0, 0), (0, 1))).ravel()
+    two_sided = markov.two_sided_bits(np.concatenate([np.append(window, N_CODE) for window in codes]), batch_hidden)
+    if is_novel is not None:
+        batch_novel = np.pad(is_novel, ((0, 0), (0, 1))).ravel()  # laid out as the batch's codes
+        totals["markov_two_sided_novel_bits"] += float(two_sided[batch_hidden & batch_novel].sum())
+    two_sided_by_window = np.where(batch_hidden, two_sided, 0.0).reshape(len(codes), -1).sum(axis=1)
+    return float(two_sided[batch_hidden].sum()), one_sided_by_window, two_sided_by_window
+
+
+def bits_intervals(per_window: dict[str, np.ndarray], intervals: np.ndarray, *, with_markov: bool,
+                   seed: int) -> tuple[dict[str, list[float]], dict]:
+    """95% intervals of a split's bits/base figures from the per-window sums of :func:`masked_lm_scores` (bits
+    and scored bases over all passes): ``bits_per_base`` and, ``with_markov``, ``markov_bits_per_base``,
+    ``markov_two_sided_bits_per_base``, ``model_minus_markov`` and ``model_minus_markov_two_sided`` (paired: the
+    same resamples). Adjacent bases and windows are not independent, so the bootstrap resamples whole split
+    intervals (``intervals``: each window's; blocks or sequences held out whole) when the windows come from at
+    least ``MIN_BOOTSTRAP_GROUPS`` of them, else windows; the second value says which (``unit`` "interval" or
+    "window") and how many."""
+    numerators = {"bits_per_base": per_window["bits"]}
+    if with_markov:
+        numerators.update({
+            "markov_bits_per_base": per_window["markov_bits"],
+            "markov_two_sided_bits_per_base": per_window["markov_two_sided_bits"],
+            "model_minus_markov": per_window["bits"] - per_window["markov_bits"],
+            "model_minus_markov_two_sided": per_window["bits"] - per_window["markov_two_sided_bits"]})
+    return ratio_intervals(numerators, per_window["bases"], groups=intervals, units=("interval", "window"),
+                           seed=seed)
 
 
 def iter_split_sequences(manifest: Manifest, split: str) -> Iterator[np.ndarray]:
@@ -279,11 +382,12 @@ def load_run_model(checkpoint: str | Path) -> tuple[ReformerForMaskedLM, dict | 
 
 def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[str, ...] = ("val", "test"),
                  window: int | None = None, max_windows: int | None = None, batch_size: int = 8, seed: int = 0,
-                 max_markov_order: int = 10, device: str = "auto", precision: str = "auto") -> dict:
+                 passes: int = 1, max_markov_order: int = 10, device: str = "auto", precision: str = "auto") -> dict:
     """Evaluate a run (or ``step-<N>`` folder) on the token dataset ``data_dir``: per split, the model's bits/base
-    and accuracies next to the Markov baseline on the same bases. Windows are ``window`` tokens (default: the
-    run's training window, else the dataset's), cut inside the split's intervals. The masking follows the run's
-    training config (defaults when the checkpoint has no trainer_state.json)."""
+    and accuracies next to the Markov baseline on the same bases, with 95% intervals. Windows are ``window`` tokens
+    (default: the run's training window, else the dataset's), cut inside the split's intervals, each masked
+    ``passes`` times. The masking follows the run's training config (defaults when the checkpoint has no
+    trainer_state.json)."""
     from genoformer.tasks.encoder import pick_device  # not at the top: that module imports this one
 
     checkpoint, data_dir = Path(checkpoint), Path(data_dir)
@@ -321,7 +425,7 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         "stride": stride,
         "window": window,
         "masking": {"mask_ratio": config.data.mask_ratio, "span_bases": config.data.span_bases,
-                    "span_tokens": masker.span, "seed": seed},
+                    "span_tokens": masker.span, "seed": seed, "passes": passes},
         "markov": {"order": markov.order, "concentration": markov.concentration,
                    "validation_bits_per_base_by_order": {str(o): b for o, b in markov.validation_bits.items()}},
         "repeat_kmer": REPEAT_K,
@@ -333,14 +437,19 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
     repeat_kmers = shared_with_train(manifest, datasets, max_windows)
     for split, dataset in zip(splits, datasets):
         scores = masked_lm_scores(model, dataset, masker, torch_device, max_windows=max_windows,
-                                  batch_size=batch_size, seed=seed, precision=precision, markov=markov,
+                                  batch_size=batch_size, seed=seed, passes=passes, precision=precision, markov=markov,
                                   repeat_kmers=repeat_kmers)
         if scores["scored_bases"] == 0:  # all-N windows (kept by tokenize --max-n-fraction 1): nothing to score
             raise InputError(f"{data_dir}: the {split} split's {scores['windows']} windows hold no base to score "
                              "(all N); tokenize with a lower --max-n-fraction, or a sample's BAM with more coverage")
+        ci = scores["ci95"]
         log.info("%s: model %.4f bits/base, Markov order %d %.4f (one-sided) and %.4f (two-sided) bits/base, on "
-                 "%d hidden bases", split, scores["bits_per_base"], markov.order, scores["markov_bits_per_base"],
-                 scores["markov_two_sided_bits_per_base"], scores["scored_bases"])
+                 "%d hidden bases (%d passes; %d distinct bases); model - two-sided Markov %+.4f [95%% CI %+.4f, "
+                 "%+.4f], resampling %d %ss", split, scores["bits_per_base"], markov.order,
+                 scores["markov_bits_per_base"], scores["markov_two_sided_bits_per_base"], scores["scored_bases"],
+                 passes, scores["distinct_scored_bases"],
+                 scores["bits_per_base"] - scores["markov_two_sided_bits_per_base"],
+                 *ci["model_minus_markov_two_sided"], scores["bootstrap"]["units"], scores["bootstrap"]["unit"])
         log.info("%s, novel bases only (%d of %d, %.1f%%; no %d-mer shared with train): %s", split,
                  scores["novel_bases"], scores["scored_bases"], 100 * scores["novel_bases"] / scores["scored_bases"],
                  REPEAT_K, _novel_text(scores, markov.order))
