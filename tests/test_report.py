@@ -48,18 +48,28 @@ def write_metrics(path, steps=40, eval_every=10):
             handle.write(json.dumps(row) + "\n")
 
 
-def evaluation(model_bits, markov_bits, order=3, two_sided=None, novel=None):
+def evaluation(model_bits, markov_bits, order=3, two_sided=None, novel=None, ci95=None, bootstrap=None):
     """An evaluate JSON as `genoformer.train.evaluate.evaluate_run` writes it (the keys the figure reads);
     without ``two_sided``, as written before the two-sided Markov figure; with ``novel`` = (novel bases, model
-    bits, Markov bits, two-sided Markov bits) the novel-base figures, else as written before them."""
+    bits, Markov bits, two-sided Markov bits) the novel-base figures, else as written before them; with ``ci95``
+    (and ``bootstrap``) the intervals and 4 mask passes over 600 distinct bases, else as written before them."""
     split = {"bits_per_base": model_bits, "markov_bits_per_base": markov_bits, "scored_bases": 1000}
     if two_sided is not None:
         split["markov_two_sided_bits_per_base"] = two_sided
     if novel is not None:
         split.update(zip(("novel_bases", "novel_bits_per_base", "markov_novel_bits_per_base",
                           "markov_two_sided_novel_bits_per_base"), novel))
-    return {"k": 3, "stride": 1, "window": 128, "markov": {"order": order, "concentration": 1.0},
+    masking = {"mask_ratio": 0.15, "span_bases": 1, "span_tokens": 3, "seed": 0}
+    if ci95 is not None:
+        split.update(ci95=ci95, bootstrap=bootstrap or {"unit": "interval", "units": 12}, distinct_scored_bases=600)
+        masking["passes"] = 4
+    return {"k": 3, "stride": 1, "window": 128, "masking": masking, "markov": {"order": order, "concentration": 1.0},
             "splits": {"val": dict(split, bits_per_base=model_bits + 0.01), "test": split}}
+
+
+CI95 = {"bits_per_base": [1.9012, 1.9188], "markov_bits_per_base": [1.9203, 1.9391],
+        "markov_two_sided_bits_per_base": [1.8711, 1.9102], "model_minus_markov": [-0.0281, -0.0114],
+        "model_minus_markov_two_sided": [0.0102, 0.0391]}
 
 
 def test_loss_curves(tmp_path):
@@ -104,6 +114,15 @@ def test_bits_per_base(tmp_path):
     assert_figure(tmp_path / "novel.png")
     assert imread(tmp_path / "novel.png").shape != imread(tmp_path / "bits.png").shape or \
         not np.array_equal(imread(tmp_path / "novel.png"), imread(tmp_path / "bits.png"))
+    # with intervals (error bars) next to a JSON from before them, and one whose interval is undefined (null)
+    (tmp_path / "run.json").write_text(json.dumps(evaluation(1.91, 1.93, two_sided=1.89, ci95=CI95)))
+    (tmp_path / "undefined.json").write_text(json.dumps(evaluation(
+        1.90, 1.92, two_sided=1.88, ci95={**CI95, "bits_per_base": [None, None]})))
+    assert report("bits-per-base", "--eval", f"cdiph={tmp_path / 'run.json'}", f"NA12878={tmp_path / 'sample.json'}",
+                  f"undefined={tmp_path / 'undefined.json'}", "--out", tmp_path / "ci.png") == 0
+    assert_figure(tmp_path / "ci.png")
+    assert not np.array_equal(imread(tmp_path / "ci.png")[:, :, :3].min(axis=2) < 0.85,
+                              imread(tmp_path / "bits.png")[:, :, :3].min(axis=2) < 0.85)
 
 
 def test_bits_per_base_rows_say_how_many_bases_their_difference_rests_on():
@@ -116,16 +135,29 @@ def test_bits_per_base_rows_say_how_many_bases_their_difference_rests_on():
         "cdiph\nΔ -0.020, 1,000 bases"
     older = {"splits": {"test": {"bits_per_base": 1.91, "markov_bits_per_base": 1.93}}, "markov": {"order": 2}}
     assert plots.row_label("old", plots.eval_figures(older, "x.json")) == "old\nΔ -0.020"
+    with_ci = plots.eval_figures(evaluation(1.91, 1.93, ci95=CI95), "x.json")
+    assert plots.row_label("cdiph", with_ci) == "cdiph\nΔ -0.020 [-0.028, -0.011], 1,000 bases"
 
 
 def test_eval_figures_read_the_test_split(tmp_path):
+    before_intervals = {"ci95": {}, "bootstrap": None, "passes": None, "distinct_scored_bases": None}
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4), "x.json") == \
         {"model": 1.91, "markov": 1.93, "markov_two_sided": None, "markov_order": 4, "scored_bases": 1000,
-         "novel_bases": None, "novel_model": None, "novel_markov": None, "novel_markov_two_sided": None}
+         "novel_bases": None, "novel_model": None, "novel_markov": None, "novel_markov_two_sided": None,
+         **before_intervals}
+    with_ci = plots.eval_figures(evaluation(1.91, 1.93, ci95={**CI95, "model_minus_markov": [None, -0.01]}),
+                                 "x.json")
+    assert with_ci["ci95"] == {name: tuple(bounds) for name, bounds in CI95.items() if name != "model_minus_markov"}
+    assert (with_ci["bootstrap"], with_ci["passes"], with_ci["distinct_scored_bases"]) == \
+        ({"unit": "interval", "units": 12}, 4, 600)
+    for bad in ({**CI95, "bits_per_base": [1.9]}, {**CI95, "bits_per_base": ["low", 1.9]}, [1.9, 2.0]):
+        with pytest.raises(plots.InputError, match=r"x.json: not a `genoformer evaluate` result \(its test split"):
+            plots.eval_figures(evaluation(1.91, 1.93, ci95=bad), "x.json")
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4, two_sided=1.88), "x.json")["markov_two_sided"] == 1.88
     assert plots.eval_figures(evaluation(1.91, 1.93, two_sided=1.88, novel=(962, 1.94, 1.95, 1.90)), "x.json") == \
         {"model": 1.91, "markov": 1.93, "markov_two_sided": 1.88, "markov_order": 3, "scored_bases": 1000,
-         "novel_bases": 962, "novel_model": 1.94, "novel_markov": 1.95, "novel_markov_two_sided": 1.90}
+         "novel_bases": 962, "novel_model": 1.94, "novel_markov": 1.95, "novel_markov_two_sided": 1.90,
+         **before_intervals}
     with pytest.raises(plots.InputError, match=r"x.json: not a `genoformer evaluate` result \(its test split is not"):
         plots.eval_figures(evaluation(1.91, 1.93, novel=(962, "many", 1.95, 1.90)), "x.json")
     with pytest.raises(plots.InputError, match="x.json: not a `genoformer evaluate` result"):
@@ -369,9 +401,12 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     page = TableCells(out.read_text())
     assert page.headings == ["Held-out bits per base (test split)", "Supervised tasks"]  # the split eval_figures reads
     [bits] = as_rows(page.tables[0])
-    assert bits == {"sequence": "cdiph", "model bits/base": "1.9100", "Markov bits/base": "1.9300",
-                    "Markov order": "5", "model - Markov": "-0.0200", "two-sided Markov bits/base": "not computed",
-                    "model - two-sided Markov": "—", "novel hidden bases": "not computed",
+    assert bits == {"sequence": "cdiph", "model bits/base [95% CI]": "1.9100 [not computed]",
+                    "Markov bits/base [95% CI]": "1.9300 [not computed]", "Markov order": "5",
+                    "model - Markov [95% CI]": "-0.0200 [not computed]",
+                    "two-sided Markov bits/base [95% CI]": "not computed",
+                    "model - two-sided Markov [95% CI]": "—", "hidden bases scored": "1,000",
+                    "novel hidden bases": "not computed",
                     "model bits/base, novel": "not computed", "Markov bits/base, novel": "not computed",
                     "two-sided Markov bits/base, novel": "not computed"}
     rows = as_rows(page.tables[1])
@@ -484,7 +519,33 @@ def test_summary_shows_the_two_sided_markov_figure_or_says_it_is_missing(tmp_pat
     # it says what the chain reads: the true bases of other hidden runs, not only the visible bases the model reads
     assert "both read other hidden bases as their true bases, which the model never sees" in " ".join(text.split())
     new, old = as_rows(TableCells(text).tables[0])
-    assert (new["sequence"], new["two-sided Markov bits/base"], new["model - two-sided Markov"]) == \
-        ("new", "1.8765", "+0.0335")
-    assert (old["sequence"], old["two-sided Markov bits/base"], old["model - two-sided Markov"]) == \
-        ("old", "not computed", "—")
+    assert (new["sequence"], new["two-sided Markov bits/base [95% CI]"], new["model - two-sided Markov [95% CI]"]) \
+        == ("new", "1.8765 [not computed]", "+0.0335 [not computed]")
+    assert (old["sequence"], old["two-sided Markov bits/base [95% CI]"], old["model - two-sided Markov [95% CI]"]) \
+        == ("old", "not computed", "—")
+
+
+def test_summary_shows_each_figure_with_its_interval_and_what_was_resampled(tmp_path):
+    """An evaluate JSON with intervals shows each figure and each paired difference with its interval, and how
+    many (pass, base) pairs, passes, distinct bases and resampled blocks (or windows) they rest on; a JSON from
+    before intervals renders in the same table, its intervals "not computed"."""
+    (tmp_path / "new.json").write_text(json.dumps(evaluation(1.91, 1.93, two_sided=1.8765, ci95=CI95)))
+    (tmp_path / "few.json").write_text(json.dumps(evaluation(1.91, 1.93, ci95=CI95,
+                                                             bootstrap={"unit": "window", "units": 48})))
+    (tmp_path / "old.json").write_text(json.dumps(evaluation(1.98, 1.95, two_sided=1.90)))
+    assert report("summary", "--eval", f"new={tmp_path / 'new.json'}", f"few={tmp_path / 'few.json'}",
+                  f"old={tmp_path / 'old.json'}", "--out", tmp_path / "summary.html") == 0
+    text = (tmp_path / "summary.html").read_text()
+    assert "each difference is paired, both figures from the same resamples" in " ".join(text.split())
+    new, few, old = as_rows(TableCells(text).tables[0])
+    assert {name: new[name] for name in new if "CI" in name or name == "hidden bases scored"} == {
+        "model bits/base [95% CI]": "1.9100 [1.9012, 1.9188]", "Markov bits/base [95% CI]": "1.9300 [1.9203, 1.9391]",
+        "model - Markov [95% CI]": "-0.0200 [-0.0281, -0.0114]",
+        "two-sided Markov bits/base [95% CI]": "1.8765 [1.8711, 1.9102]",
+        "model - two-sided Markov [95% CI]": "+0.0335 [+0.0102, +0.0391]",
+        "hidden bases scored": "1,000 (4 mask passes over 600 bases); intervals resample 12 held-out blocks or "
+                               "contigs"}
+    assert few["hidden bases scored"] == "1,000 (4 mask passes over 600 bases); intervals resample 48 windows " \
+        "(fewer than 5 held-out blocks or contigs)"
+    assert (old["model - two-sided Markov [95% CI]"], old["hidden bases scored"]) == ("+0.0800 [not computed]",
+                                                                                      "1,000")

@@ -149,7 +149,10 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
     where the JSON has it, else None: evaluate results from before it), and the Markov order; and over novel
     bases only (no 31-mer shared with the train split): their count out of the scored bases and the model's and
     both Markov chains' bits/base, None where the JSON predates them (``novel_bases`` None) or there is no novel
-    base (the bits None).
+    base (the bits None). ``ci95`` maps a figure's JSON name (``bits_per_base``, ``model_minus_markov``, ...) to
+    its 95% interval ``(low, high)``: empty for a JSON from before intervals, without an interval whose bound the
+    JSON has as null (undefined); ``bootstrap`` (what the intervals resampled), ``passes`` (mask passes) and
+    ``distinct_scored_bases`` are None where the JSON predates them.
 
     Reads ``split`` (the test split) only: the figure and the summary label the numbers as test-split numbers,
     and the val split is where the Markov order and smoothing were chosen (its Markov figure is the best of
@@ -169,7 +172,13 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
                 "novel_bases": _number_or_none(scores.get("novel_bases")),
                 "novel_model": _number_or_none(scores.get("novel_bits_per_base")),
                 "novel_markov": _number_or_none(scores.get("markov_novel_bits_per_base")),
-                "novel_markov_two_sided": _number_or_none(scores.get("markov_two_sided_novel_bits_per_base"))}
+                "novel_markov_two_sided": _number_or_none(scores.get("markov_two_sided_novel_bits_per_base")),
+                "ci95": {name: interval for name, interval in
+                         ((name, _interval(bounds)) for name, bounds in (scores.get("ci95") or {}).items())
+                         if None not in interval},
+                "bootstrap": _bootstrap(scores.get("bootstrap")),
+                "passes": _number_or_none((evaluation.get("masking") or {}).get("passes")),
+                "distinct_scored_bases": _number_or_none(scores.get("distinct_scored_bases"))}
     except KeyError as err:
         raise InputError(f"{source}: not a `genoformer evaluate` result (no {err} entry)") from None
     except (AttributeError, IndexError, TypeError, ValueError):
@@ -177,13 +186,36 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
                          "numbers with bits_per_base, markov_bits_per_base)") from None
 
 
+def _interval(bounds) -> tuple[float | None, float | None]:
+    """A ``[low, high]`` of an evaluate JSON as a pair of floats (None kept; a ValueError / TypeError else)."""
+    low, high = bounds
+    return _number_or_none(low), _number_or_none(high)
+
+
+def _bootstrap(bootstrap) -> dict | None:
+    """An evaluate JSON's ``bootstrap`` entry, ``{"unit": str, "units": int}``, checked (None kept)."""
+    if bootstrap is None:
+        return None
+    if not isinstance(bootstrap["unit"], str):
+        raise TypeError("bootstrap unit is not a word")
+    return {"unit": bootstrap["unit"], "units": int(bootstrap["units"])}
+
+
 def row_label(label: str, figures: dict) -> str:
-    """A bits/base row's label: the dataset, the model minus the one-sided Markov chain, and the hidden bases
-    both were scored on (where ``plots.eval_figures`` has their count), so that a difference measured on a few
+    """A bits/base row's label: the dataset, the model minus the one-sided Markov chain with its 95% interval
+    (paired, where the JSON has one), and the hidden bases both were scored on (where ``plots.eval_figures`` has
+    their count; with several mask passes, the (pass, base) pairs), so that a difference measured on a few
     hundred bases does not read like one measured on thousands."""
     scored = figures.get("scored_bases")
     bases = "" if scored is None else f", {scored:,.0f} bases"
-    return f"{label}\nΔ {figures['model'] - figures['markov']:+.3f}{bases}"
+    interval = figures.get("ci95", {}).get("model_minus_markov")
+    ci = "" if interval is None else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    return f"{label}\nΔ {figures['model'] - figures['markov']:+.3f}{ci}{bases}"
+
+
+# the figures drawn with error bars: evaluate JSON name, eval_figures key, colour, shift from the marker's row
+ERROR_BARS = (("bits_per_base", "model", "tab:blue", 0.0), ("markov_bits_per_base", "markov", "tab:gray", -0.12),
+              ("markov_two_sided_bits_per_base", "markov_two_sided", "tab:orange", 0.12))
 
 
 def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
@@ -194,7 +226,9 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     with the difference, model minus the one-sided Markov chain, and the hidden bases scored (``row_label``); the
     two-sided chain (same order, reading both sides of each hidden run, other hidden bases as their true bases) is
     drawn where the evaluation has it, and the figures over novel bases only (no 31-mer shared with the train
-    split) as hollow markers where it has them.
+    split) as hollow markers where it has them. Error bars are the 95% intervals of the model's and the chains'
+    figures where the evaluation has them, each a little above or below its marker so that they do not hide
+    one another.
     """
     if not evaluations:
         raise InputError("bits/base plot: no evaluation given")
@@ -207,7 +241,10 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
                                 for label in labels])
                 for name in ("markov_two_sided", "novel_model", "novel_markov", "novel_markov_two_sided")}
     two_sided = optional["markov_two_sided"]
-    shown = np.concatenate([values[np.isfinite(values)] for values in (model, markov, *optional.values())])
+    bounds = [bound for label in labels for name, *_ in ERROR_BARS
+              for bound in evaluations[label]["ci95"].get(name, ())]
+    shown = np.concatenate([values[np.isfinite(values)] for values in (model, markov, *optional.values())]
+                           + [bounds])
     low, high = shown.min(), max(shown.max(), 2.0)
     pad = max(0.02, 0.15 * (high - low))
     fig, ax = plt.subplots(figsize=(8, 1.0 * len(labels) + 1.6))
@@ -222,7 +259,8 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
                    label="same Markov chain, both sides of the hidden bases")
         for row, t in zip(y, two_sided):
             if np.isfinite(t):
-                ax.annotate(f"{t:.3f}", (t, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
+                ax.annotate(f"{t:.3f}", (t, row), textcoords="offset points", xytext=(0, 14), ha="center",
+                            fontsize=8)  # above its error bar
     for name, marker, colour, label in (
             ("novel_model", "o", "tab:blue", "genoformer, novel bases only (no 31-mer shared with train)"),
             ("novel_markov", "s", "tab:gray", "Markov, left side, novel bases only"),
@@ -230,6 +268,10 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
         if np.isfinite(optional[name]).any():
             ax.scatter(optional[name], y, s=70, marker=marker, facecolors="none", edgecolors=colour, zorder=3,
                        label=label)
+    for name, figure, colour, shift in ERROR_BARS:
+        _error_bars(ax, [(row + shift, evaluations[label][figure], evaluations[label]["ci95"].get(name))
+                         for row, label in zip(y, labels)], colour,
+                    "95% bootstrap intervals" if figure == "model" else None)
     for row, m, b, order in zip(y, model, markov, orders):
         ax.annotate(f"{m:.3f}", (m, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
         ax.annotate(f"{b:.3f} (order {order})", (b, row), textcoords="offset points", xytext=(0, -15),
@@ -241,6 +283,19 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
     _save(fig, out)
+
+
+def _error_bars(ax, bars: list[tuple[float, float | None, tuple[float, float] | None]], colour: str,
+                label: str | None) -> None:
+    """Horizontal 95% error bars ``(y, value, interval)``, with a legend ``label`` where given; those without a
+    value or an interval are not drawn. A bar spans its interval whether or not the value lies inside (a
+    percentile bootstrap interval need not hold the point estimate)."""
+    drawn = [(row, interval) for row, value, interval in bars if value is not None and interval is not None]
+    if drawn:
+        rows, intervals = zip(*drawn)
+        low, high = np.array(intervals).T
+        ax.errorbar((low + high) / 2, rows, xerr=(high - low) / 2, fmt="none", ecolor=colour, elinewidth=1.5,
+                    capsize=3, zorder=2, label=label)
 
 
 METHOD_NAMES = {"probe": "model: linear probe", "finetune": "model: fine-tuned", "kmer": "k-mer baseline"}

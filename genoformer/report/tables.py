@@ -118,19 +118,56 @@ def novel_texts(figures: dict) -> tuple[str, ...]:
     return share, *bits
 
 
+def with_bits_interval(value: float, interval: tuple[float, float] | None, signed: bool = False) -> str:
+    """``"1.9674 [1.9598, 1.9747]"`` (``signed``: ``"+0.0069 [-0.0007, +0.0137]"``); the interval "not computed"
+    for an evaluate JSON from before intervals."""
+    form = "+.4f" if signed else ".4f"
+    if interval is None:
+        return f"{value:{form}} [{NOT_COMPUTED}]"
+    return f"{value:{form}} [{interval[0]:{form}}, {interval[1]:{form}}]"
+
+
+def scored_text(figures: dict) -> str:
+    """The hidden bases an evaluation scored: the (pass, base) pairs, over how many mask passes and distinct
+    bases, and what its intervals resampled (where the evaluate JSON has them)."""
+    scored, passes = figures.get("scored_bases"), figures.get("passes")
+    if scored is None:
+        return NOT_COMPUTED
+    text = f"{scored:,.0f}"
+    if passes is not None and figures.get("distinct_scored_bases") is not None:
+        text += (f" ({passes:.0f} mask pass{'es' if passes != 1 else ''} over "
+                 f"{figures['distinct_scored_bases']:,.0f} bases)")
+    bootstrap = figures.get("bootstrap")
+    if bootstrap is None:
+        return text
+    if bootstrap["unit"] == "interval":
+        return f"{text}; intervals resample {bootstrap['units']:,} held-out blocks or contigs"
+    return (f"{text}; intervals resample {bootstrap['units']:,} {bootstrap['unit']}s (fewer than "
+            f"{MIN_BOOTSTRAP_GROUPS} held-out blocks or contigs)")
+
+
 def bits_rows(evaluations: dict[str, dict]) -> list[dict]:
-    """One row per evaluation (``plots.eval_figures``'s dict); the two-sided Markov and novel-base columns say
-    "not computed" for evaluate results written before them."""
+    """One row per evaluation (``plots.eval_figures``'s dict), each figure with its 95% interval; the two-sided
+    Markov, interval and novel-base cells say "not computed" for evaluate results written before them."""
     rows = []
     for label, figures in evaluations.items():
         two_sided = figures.get("markov_two_sided")
         novel, novel_model, novel_markov, novel_two_sided = novel_texts(figures)
-        rows.append({"sequence": label, "model bits/base": f"{figures['model']:.4f}",
-                     "Markov bits/base": f"{figures['markov']:.4f}", "Markov order": figures["markov_order"],
-                     "model - Markov": f"{figures['model'] - figures['markov']:+.4f}",
-                     "two-sided Markov bits/base": NOT_COMPUTED if two_sided is None else f"{two_sided:.4f}",
-                     "model - two-sided Markov":
-                         "—" if two_sided is None else f"{figures['model'] - two_sided:+.4f}",
+        model, markov = figures["model"], figures["markov"]
+
+        def cell(value: float, name: str, signed: bool = False) -> str:
+            return with_bits_interval(value, figures["ci95"].get(name), signed)
+
+        rows.append({"sequence": label, "model bits/base [95% CI]": cell(model, "bits_per_base"),
+                     "Markov bits/base [95% CI]": cell(markov, "markov_bits_per_base"),
+                     "Markov order": figures["markov_order"],
+                     "model - Markov [95% CI]": cell(model - markov, "model_minus_markov", signed=True),
+                     "two-sided Markov bits/base [95% CI]":
+                         NOT_COMPUTED if two_sided is None else cell(two_sided, "markov_two_sided_bits_per_base"),
+                     "model - two-sided Markov [95% CI]":
+                         "—" if two_sided is None else cell(model - two_sided, "model_minus_markov_two_sided",
+                                                            signed=True),
+                     "hidden bases scored": scored_text(figures),
                      "novel hidden bases": novel, "model bits/base, novel": novel_model,
                      "Markov bits/base, novel": novel_markov, "two-sided Markov bits/base, novel": novel_two_sided})
     return rows
@@ -150,7 +187,12 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
                          "two-sided, from both sides of its run of hidden bases, the run summed out; both read "
                          "other hidden bases as their true bases, which the model never sees. Novel: only the hidden "
                          "bases that no 31-mer (either strand) also found in the training split covers, so repeat "
-                         "copies (rRNA operons, IS elements) the model may have memorised are left out.",
+                         "copies (rRNA operons, IS elements) the model may have memorised are left out. Intervals: "
+                         "95% bootstrap intervals that resample whole held-out blocks or contigs (adjacent bases "
+                         "and windows are not independent; windows where the 'hidden bases scored' column says "
+                         "so); each difference is paired, both figures from the same resamples. With several "
+                         "mask passes every window is masked that many times and a base may be scored once per "
+                         "pass.",
                          pd.DataFrame(bits_rows(evaluations))))
     if tasks:
         rows = [row for task, (metrics, source) in tasks.items() for row in task_rows(task, metrics, source)]
