@@ -62,7 +62,7 @@ def tiny_config(workdir: Path, reference: str = "cdiph", **run) -> str:
         # set: merged key by key into config.yaml's, so every run key it could hold is given here
         "pretrain": {"reference": reference, "config": "tiny-pretrain.yaml",
                      "set": {f"run.{key}": value for key, value in {**TINY_RUN, **run}.items()}},
-        "evaluate": {"max_windows": 16},
+        "evaluate": {"max_windows": 16, "mask_passes": 2},
         "score_variants": {"window": 256, "chunks": 2},
         "coding_variants": {"genes": 6, "per_class": 12, "seed": 0},
         "region_labels": {"length": 100, "per_class": 30},
@@ -120,6 +120,9 @@ def test_default_run_writes_every_result(finished):
         test_split = json.loads((workdir / path).read_text())["splits"]["test"]
         assert 0 < test_split["bits_per_base"] < 3 and 0 < test_split["markov_bits_per_base"] < 3, path
         assert 0 <= test_split["novel_bases"] <= test_split["scored_bases"], path
+        assert test_split["distinct_scored_bases"] < test_split["scored_bases"], path  # 2 mask passes
+        low, high = test_split["ci95"]["model_minus_markov_two_sided"]
+        assert low <= test_split["bits_per_base"] - test_split["markov_two_sided_bits_per_base"] <= high, path
     # the scattered scoring lost and duplicated nothing: the merged VCF has every input record, indexed
     with pysam.VariantFile(str(workdir / "results/annotation/cdiph/coding_variants.vcf.gz")) as source:
         expected = [(r.contig, r.pos, r.ref, r.alts) for r in source]
@@ -656,6 +659,22 @@ def test_region_labels_lie_inside_or_outside_coding_sequence(tmp_path, chloropla
 
 
 @pytest.mark.slow
+def test_both_evaluate_rules_pass_the_configured_mask_passes(tmp_path):
+    """config evaluate.mask_passes reaches `genoformer evaluate` in the reference's and the samples' rules (with
+    max_windows null, no --max-windows); 0 passes stops the run in one line naming the key."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "passes.yaml").write_text("evaluate: {max_windows: null, mask_passes: 3}\n")
+    plan = snakemake(workdir, "--dry-run", "--printshellcmds", "--configfile", "passes.yaml", "--",
+                     "runs/cdiph/eval.json", "results/eval/NA12878.json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    commands = [line for line in plan.stdout.splitlines() if "genoformer evaluate" in line]
+    assert len(commands) == 2 and all(" --mask-passes 3 --out " in line for line in commands), commands
+    assert not any("--max-windows" in line for line in commands)
+    (workdir / "passes.yaml").write_text("evaluate: {mask_passes: 0}\n")
+    assert "config: key evaluate.mask_passes: 0 is less than the minimum of 1" in _one_line_error(
+        _dag_error(workdir, "--configfile", "passes.yaml"))
+
+
 def test_pretrain_gpus_launch_torchrun_and_a_profile_cannot_silently_cap_them(tmp_path):
     """config pretrain.gpus 4: with the machine's GPUs raised to 4 the job runs torchrun with 4 processes; with
     the local profile's 1 GPU Snakemake would cap the job at 1, so the workflow stops and says where to raise it."""

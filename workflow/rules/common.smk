@@ -101,10 +101,12 @@ def class_options(task):
     )
 
 
-def max_windows_option():
-    """`--max-windows N` for `genoformer evaluate` when config evaluate.max_windows is set."""
+def evaluate_options():
+    """`genoformer evaluate`'s options from config evaluate: `--mask-passes P`, and `--max-windows N` when
+    max_windows is set."""
     limit = config["evaluate"]["max_windows"]
-    return "" if limit is None else f"--max-windows {limit}"
+    passes = f"--mask-passes {config['evaluate']['mask_passes']}"
+    return passes if limit is None else f"--max-windows {limit} {passes}"
 
 
 def pretrain_launcher(wildcards, resources):

@@ -11,7 +11,7 @@ rule evaluate:
     params:
         data=lambda w, input: Path(input.manifest).parent,
         run=lambda w, input: Path(input.model).parent,
-        max_windows=max_windows_option(),
+        options=evaluate_options(),
     log:
         "logs/evaluate/{reference}.log",
     benchmark:
@@ -24,7 +24,7 @@ rule evaluate:
         "../envs/genoformer.yaml"
     shell:
         "OMP_NUM_THREADS={threads} genoformer evaluate --checkpoint {params.run} --data {params.data}"
-        " {params.max_windows} --out {output} > {log} 2>&1"
+        " {params.options} --out {output} > {log} 2>&1"
 
 
 rule evaluate_sample:
@@ -36,7 +36,7 @@ rule evaluate_sample:
     params:
         data=lambda w, input: Path(input.manifest).parent,
         run=lambda w, input: Path(input.model).parent,
-        max_windows=max_windows_option(),
+        options=evaluate_options(),
     log:
         "logs/evaluate_sample/{sample}.log",
     benchmark:
@@ -49,4 +49,4 @@ rule evaluate_sample:
         "../envs/genoformer.yaml"
     shell:
         "OMP_NUM_THREADS={threads} genoformer evaluate --checkpoint {params.run} --data {params.data}"
-        " {params.max_windows} --out {output} > {log} 2>&1"
+        " {params.options} --out {output} > {log} 2>&1"
