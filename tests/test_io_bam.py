@@ -277,6 +277,15 @@ def test_contig_length_mismatch(human_q, tmp_path):
         AlignmentFile(human_q / NA12878_BAM, reference)
 
 
+def test_a_reference_contig_the_bam_lacks_has_an_all_n_consensus(human_q, sarscov2, q_consensus, tmp_path):
+    """The NA12878 reads align to q only; on a reference holding q and SARS-CoV-2, the virus has no reads: N."""
+    both = tmp_path / "q_and_virus.fa"
+    both.write_text((human_q / "q.fa").read_text() + (sarscov2 / "NC_045512.2.fasta").read_text())
+    with Reference(both) as reference:
+        assert consensus(human_q / NA12878_BAM, reference, "NC_045512.2", 100, 2100) == "N" * 2000
+        assert consensus(human_q / NA12878_BAM, reference, "q") == q_consensus
+
+
 def test_not_a_bam_missing_and_empty(human_q, tmp_path, q_reference):
     with pytest.raises(InputError, match="not a valid BAM"):
         AlignmentFile(human_q / "q.fa")

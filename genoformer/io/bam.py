@@ -5,7 +5,8 @@ built (atomically), else the error names the index expected. A CRAM needs the re
 against: where its ``@SQ`` lines carry ``M5`` tags, each contig is checked against the reference's MD5 before
 its first read. A file without its BGZF end-of-file marker (cut short by a failed copy) or that breaks while
 reading is an ``InputError`` with htslib's reason, never a partial result. The BAM's contigs (names and
-lengths) must be in the reference. What htslib prints goes to this module's logger (see ``genoformer.io.htslib``).
+lengths) must be in the reference; a reference contig the BAM's header lacks holds no reads (its consensus is
+all N). What htslib prints goes to this module's logger (see ``genoformer.io.htslib``).
 """
 
 from __future__ import annotations
@@ -183,9 +184,12 @@ class AlignmentFile:
     def base_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter = ReadFilter(),
                     min_base_quality: int = 13) -> np.ndarray:
         """Counts per reference position of ``contig[start:end]``, shape (5, end - start): reads showing
-        A, C, G, T (base quality >= ``min_base_quality``) and reads with a deletion there."""
+        A, C, G, T (base quality >= ``min_base_quality``) and reads with a deletion there; all 0 on a contig
+        the header lacks (no read can lie on it)."""
         self._check_md5([contig])
         counts = np.zeros((5, end - start), dtype=np.int64)
+        if contig not in self.contigs:
+            return counts
         with htslib_messages(log, self.path) as messages:
             try:
                 counts[:4] = np.asarray(self._file.count_coverage(
