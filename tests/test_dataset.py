@@ -128,7 +128,7 @@ def reference_windows(tokens, start, end, window, window_stride, pad_tail, max_n
         else:
             break
         position += window_stride
-    return [(s, n) for s, n in found if np.count_nonzero(tokens[s:s + n] == UNK) <= max_n_fraction * n]
+    return [(s, n) for s, n in found if np.count_nonzero(tokens[s:s + n] == UNK) / n <= max_n_fraction]
 
 
 def test_windows_match_the_simple_reference_on_random_tokens(monkeypatch):
@@ -158,6 +158,19 @@ def test_padded_windows_cover_every_token():
             covered[start:start + length] = True
             assert length == window or start + length == 1000  # only the last window is short
         assert covered.all()
+
+
+def test_n_filter_keeps_a_window_whose_n_fraction_equals_the_limit(human_q):
+    """29 N tokens in a window of 100 is a fraction of 0.29, which does not exceed --max-n-fraction 0.29 (though
+    0.29 * 100 is 28.999999999999996 in floating point); 30 do."""
+    vocab = KmerVocab(1)
+    with Reference(human_q / "q.fa") as reference:
+        codes = reference.codes("q", 0, 200)[0]
+    for n_count, kept in [(29, [[0, 100], [100, 100]]), (30, [[100, 100]])]:
+        tokens = encode(codes, vocab)
+        tokens[:n_count] = UNK
+        found = interval_windows(tokens, 0, 200, window=100, window_stride=100, pad_tail=False, max_n_fraction=0.29)
+        assert found.tolist() == kept
 
 
 def test_unk_counts_against_brute_force(monkeypatch):

@@ -268,7 +268,7 @@ def interval_windows(tokens: "np.ndarray | ShardFile", start: int, end: int, *, 
         starts = np.append(starts, overhanging[0])
         lengths = np.append(lengths, end - overhanging[0])
     unk = _unk_counts(tokens, starts, starts + lengths)
-    keep = unk <= max_n_fraction * lengths
+    keep = unk / lengths <= max_n_fraction  # not unk <= fraction * length: 0.29 * 100 is 28.999999999999996
     return np.stack([starts[keep], lengths[keep]], axis=1)
 
 
