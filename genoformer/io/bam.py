@@ -262,9 +262,10 @@ def consensus(path: str | os.PathLike, reference: Reference, contig: str, start:
               min_depth: int = 3, read_filter: ReadFilter = ReadFilter(), min_base_quality: int = 13) -> str:
     """The sample's consensus sequence over ``contig[start:end]`` (0-based half-open; whole contig by default).
 
-    Per reference position: the majority base among reads passing ``read_filter`` with base quality
-    >= ``min_base_quality``, where depth >= ``min_depth``; N where coverage is lower, where two bases tie,
-    or where most reads carry a deletion. Reference coordinates are kept: insertions are dropped and deleted
+    Per reference position: the base seen most often among reads passing ``read_filter`` (bases of quality
+    >= ``min_base_quality``), where depth (those bases plus the reads' deletions) >= ``min_depth``; N where depth
+    is lower, where two bases tie for the most, or where deletions are at least as many as the most common base
+    (``call_consensus``). Reference coordinates are kept: insertions are dropped and deleted
     positions written as N, so the result aligns base for base with the reference (length end - start).
     Overlapping mates both count.
     """
