@@ -1,5 +1,6 @@
 """genoformer.io.bam on the bundled real reads (NA12878 on human q, SARS-CoV-2) and broken copies of them."""
 
+import gzip
 import shutil
 import subprocess
 import sys
@@ -226,6 +227,24 @@ def test_truncated_bam_is_an_error(human_q, q_reference, tmp_path, keep_eof_mark
         with pytest.raises(InputError) as err:
             run()
         assert str(bam) in one_line(err) and "truncated" in one_line(err)
+
+
+def test_cram_cut_between_containers_is_an_error(human_q, q_reference, tmp_path):
+    """The real reads as a CRAM of 100-read slices, cut where a container starts (its .crai still there):
+    htslib reads the containers before the cut without complaint, so without the check the consensus would
+    silently lose the reads after it."""
+    cram = tmp_path / "small.cram"
+    pysam.view("-C", "-T", str(human_q / "q.fa"), "--output-fmt-option", "seqs_per_slice=100", "-o", str(cram),
+               str(human_q / NA12878_BAM), catch_stdout=False)
+    pysam.index(str(cram))
+    with gzip.open(f"{cram}.crai", "rt") as index:
+        containers = sorted({int(line.split("\t")[3]) for line in index})
+    cut = tmp_path / "cut.cram"
+    cut.write_bytes(cram.read_bytes()[:containers[len(containers) // 2]])
+    shutil.copy(f"{cram}.crai", f"{cut}.crai")
+    with pytest.raises(InputError) as err:
+        consensus(cut, q_reference, "q")
+    assert one_line(err) == f"{cut}: file is truncated (no CRAM end-of-file container); copy or create it again"
 
 
 def test_cram_against_a_changed_reference_is_an_md5_mismatch(human_q, q_reference, tmp_path):

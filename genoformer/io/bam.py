@@ -3,10 +3,10 @@
 An index (``.bai``/``.csi`` or ``.crai``) is required; when it is missing and the folder is writable it is
 built (atomically), else the error names the index expected. A CRAM needs the reference it was compressed
 against: where its ``@SQ`` lines carry ``M5`` tags, each contig is checked against the reference's MD5 before
-its first read. A file without its BGZF end-of-file marker (cut short by a failed copy) or that breaks while
-reading is an ``InputError`` with htslib's reason, never a partial result. The BAM's contigs (names and
-lengths) must be in the reference; a reference contig the BAM's header lacks holds no reads (its consensus is
-all N). What htslib prints goes to this module's logger (see ``genoformer.io.htslib``).
+its first read. A file without its end-of-file marker (BGZF block, or CRAM container: cut short by a failed
+copy) or that breaks while reading is an ``InputError`` with htslib's reason, never a partial result. The BAM's
+contigs (names and lengths) must be in the reference; a reference contig the BAM's header lacks holds no reads
+(its consensus is all N). What htslib prints goes to this module's logger (see ``genoformer.io.htslib``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ _CONSUMES_REFERENCE = (0, 2, 3, 7, 8)  # M D N = X
 CONSENSUS_CHUNK = 1_000_000
 MD5_CHUNK = 1 << 22
 
+# The container every CRAM ends with, by major version (CRAM specification, section 9): its absence means truncation
+# (htslib only warns, and reads the containers before a cut as the whole file). Like htslib, byte 8 is compared
+# masked with 0x0F (early writers differ there).
+_CRAM_EOF = {2: bytes.fromhex("0b000000ffffffff0fe0454f460000000001000001000606010001000100"),
+             3: bytes.fromhex("0f000000ffffffff0fe0454f4600000000010005bdd94f0001000606010001000100ee63014b")}
 # htslib's message for a BGZF block that the file ends inside of
 _SHORT_BLOCK = re.compile(r"expected (\d+) bytes; hread returned (\d+)")
 # reference file, its size and mtime, contig -> MD5 of the upper-cased sequence: a consensus per region hashes
@@ -73,6 +78,9 @@ class AlignmentFile:
         if self.path.stat().st_size == 0:
             raise InputError(f"{self.path}: alignment file is empty")
         self.is_cram = _magic(self.path) == b"CRAM"
+        if self.is_cram and not _has_cram_eof(self.path):
+            raise InputError(f"{self.path}: file is truncated (no CRAM end-of-file container); copy or create it "
+                             "again")
         if self.is_cram and reference is None:
             raise InputError(f"{self.path}: a CRAM can only be decoded with the reference FASTA it was made "
                              "against; pass the reference")
@@ -242,6 +250,20 @@ def _contig_md5(reference: Reference, contig: str) -> str:
 def _magic(path: Path) -> bytes:
     with open(path, "rb") as handle:
         return handle.read(4)
+
+
+def _has_cram_eof(path: Path) -> bool:
+    """True when the CRAM ends with its version's end-of-file container (or is of a version without a known one)."""
+    with open(path, "rb") as handle:
+        version = handle.read(6)[4:5]
+        eof = _CRAM_EOF.get(version[0]) if version else None
+        if eof is None:
+            return bool(version)
+        handle.seek(max(0, path.stat().st_size - len(eof)))
+        tail = bytearray(handle.read())
+    if len(tail) == len(eof):
+        tail[8] &= 0x0F
+    return tail == eof
 
 
 def call_consensus(counts: np.ndarray, min_depth: int) -> np.ndarray:
