@@ -459,6 +459,25 @@ def test_resume_on_other_data_exits_2_naming_both(chloroplast_tokens, chloroplas
     assert not (run / "checkpoints" / "step-2").exists()
 
 
+def test_resume_on_the_same_genome_split_otherwise_exits_2(chloroplast_tokens, chloroplast_fasta, tiny_config,
+                                                           tmp_path, capsys):
+    """The same genome, k and window tokenized with other split options (what a changed workflow config
+    tokenize.extra does): the finished run's weights were trained on blocks that are now held out, so resuming,
+    which would hand them on as final, is refused instead of scoring the model on its own training sequence."""
+    run = tmp_path / "run"
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
+                 "--out", str(run), "--set", "run.steps=1"]) == 0
+    resplit = tmp_path / "cp_k1_block2"
+    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "256",
+                 "--block", "2", "--out", str(resplit)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(resplit), "--out", str(run), "--resume"]) == 2
+    line = one_line_error(capsys, "pretrain")
+    assert f"{resplit}: train/val/test split differs from the one {run / 'checkpoints' / 'step-1'} was trained " \
+        f"on ({chloroplast_tokens})" in line and "start a new run" in line
+    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--out", str(run), "--resume"]) == 0
+
+
 def test_a_new_run_never_writes_into_a_folder_of_the_users_own(chloroplast_tokens, tiny_config, tmp_path, capsys):
     """A mistyped --out naming a folder of the user's: refused before training, nothing written there; a run's
     own folder whose top-level files snakemake deleted before a rerun (no checkpoint yet) is its own."""

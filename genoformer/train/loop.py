@@ -29,6 +29,7 @@ tests/test_pretrain.py counts the waits.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -199,9 +200,17 @@ def pretrain(data_dir: str | Path, out: str | Path, config: PretrainConfig, *, r
         distributed.teardown(dist)
 
 
+def split_sha256(manifest: dict) -> str:
+    """sha256 of a token dataset's train/val/test assignment: each interval's sequence, bounds and split."""
+    assigned = [[iv["contig"], iv["start"], iv["end"], iv["split"]] for iv in manifest["intervals"]]
+    return hashlib.sha256(json.dumps(assigned).encode()).hexdigest()
+
+
 def check_same_data(saved: dict, data_info: dict, source: str) -> None:
     """Raise MismatchError when a resumed run would train on other data than the checkpoint ``source`` was:
-    another source genome (sha256 of the FASTA) or another window length."""
+    another source genome (sha256 of the FASTA), another window length, or the same genome split otherwise into
+    train/val/test (other tokenize --block, --split-by or --split-fractions: the weights have read sequence that
+    is now held out)."""
     trained_on, sha, saved_sha = saved.get("path"), data_info["source_sha256"], saved.get("source_sha256")
     if saved_sha is not None and sha != saved_sha:
         raise MismatchError(f"{data_info['path']}: --resume on another dataset than {source} was trained on "
@@ -210,6 +219,9 @@ def check_same_data(saved: dict, data_info: dict, source: str) -> None:
     if saved.get("window", data_info["window"]) != data_info["window"]:
         raise MismatchError(f"{data_info['path']}: windows of {data_info['window']} tokens, but {source} was "
                             f"trained on windows of {saved['window']} from {trained_on}")
+    if saved.get("split_sha256", data_info["split_sha256"]) != data_info["split_sha256"]:
+        raise MismatchError(f"{data_info['path']}: train/val/test split differs from the one {source} was trained "
+                            f"on ({trained_on}); resume with --data {trained_on}, or start a new run")
 
 
 def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist: distributed.Distributed) -> Path:
@@ -221,7 +233,8 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
     masker = masker_for(config.data, vocab, stride)
     eval_masker = masker_for(config.data, vocab, stride, evaluation=True)
     data_info = {"path": str(data_dir), "k": vocab.k, "stride": stride, "window": train_set.window,
-                 "source_sha256": train_set.manifest["source"].get("sha256")}
+                 "source_sha256": train_set.manifest["source"].get("sha256"),
+                 "split_sha256": split_sha256(train_set.manifest)}
 
     if resume:
         step_dir, model, optimizer_state, state = load_latest_checkpoint(out, dist.device)

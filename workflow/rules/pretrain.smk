@@ -1,8 +1,9 @@
 # Masked-LM pretraining of the Reformer on the tokenized reference.
 # A killed job resumes: snakemake deletes the job's declared outputs (the top-level weights) before it reruns
 # it, but not runs/<name>/checkpoints/ nor metrics.jsonl, and the job passes --resume whenever a checkpoint is
-# there. `genoformer pretrain --resume` refuses checkpoints made with another config: after changing the
-# pretraining config, delete runs/<name>/ (the workflow never throws checkpoints away itself).
+# there. `genoformer pretrain --resume` refuses checkpoints made with another config or on other tokens (genome,
+# window, train/val/test split): after changing the pretraining config or config tokenize, delete runs/<name>/
+# (the workflow never throws checkpoints away itself).
 # With config pretrain.gpus > 1 (or `set-resources: pretrain: gpu: N` in a profile) pretraining runs as
 # `torchrun --standalone --nproc_per_node N` (one DDP process per GPU, NCCL).
 
