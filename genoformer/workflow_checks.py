@@ -51,6 +51,9 @@ def read_samples(path: str | Path) -> list[dict]:
     if unknown:
         raise ConfigError(f"{path}: line {header_line}: unknown column(s) {', '.join(unknown)}; "
                           f"the columns are {', '.join(SAMPLE_COLUMNS)}")
+    twice = sorted({name for name in columns if columns.count(name) > 1})
+    if twice:
+        raise ConfigError(f"{path}: line {header_line}: column {', '.join(twice)} is given twice")
     rows, first_line = [], {}
     for number, line in body:
         cells = next(csv.reader([line.rstrip("\r\n")], delimiter="\t"))
@@ -123,10 +126,15 @@ def vcf_contigs(path: str | Path) -> set[str]:
 
 
 def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> None:
-    """Raise ``MismatchError`` listing the contigs of ``vcf`` that ``fasta`` does not have."""
+    """Raise ``MismatchError`` listing the contigs of ``vcf`` that ``fasta`` does not have, and ``InputError``
+    naming ``where`` when ``vcf`` cannot be read."""
     with Reference(fasta) as reference:
         known = reference.contigs
-    missing = sorted(vcf_contigs(vcf) - set(known))
+    try:
+        contigs = vcf_contigs(vcf)
+    except GenoformerError as err:
+        raise type(err)(f"{where}: {err}") from None
+    missing = sorted(contigs - set(known))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise MismatchError(f"{where}: VCF {vcf} has contig(s) {shown} not in reference {fasta} "
@@ -266,7 +274,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
             if key in row:
                 _require_file(row[key], f"{where}: {key}")
         if "vcf" in row:
-            check_vcf_on_reference(row["vcf"], references[row["reference"]]["fasta"], where)
+            check_vcf_on_reference(row["vcf"], references[row["reference"]]["fasta"], f"{where}: vcf")
         if "bam" in row:
             check_bam_on_reference(row["bam"], references[row["reference"]]["fasta"], f"{where}: bam")
     for task, entry in config.get("region_tasks", {}).items():
@@ -279,5 +287,5 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
         where = f"config key variant_tasks.{task}"
         _require_reference(entry["reference"], references, where)
         _require_file(entry["vcf"], f"{where}.vcf")
-        check_vcf_on_reference(entry["vcf"], references[entry["reference"]]["fasta"], where)
+        check_vcf_on_reference(entry["vcf"], references[entry["reference"]]["fasta"], f"{where}.vcf")
         check_variant_labels(entry, where)

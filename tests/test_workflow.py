@@ -486,6 +486,27 @@ def test_pre_job_checks_read_inputs_as_their_jobs_will_and_write_nothing(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["named.bed", "reads.bam"]
 
 
+def test_a_sample_table_column_given_twice_is_refused(tmp_path):
+    """The bundled table with its vcf column headed bam too: the second bam column would silently replace the
+    first (the VCF read as the sample's reads); refused naming the header line and the column."""
+    table = tmp_path / "samples.tsv"
+    table.write_text((ROOT / "config/samples.tsv").read_text().replace("bam\tvcf", "bam\tbam"))
+    with pytest.raises(ConfigError, match=f"^{table}: line 1: column bam is given twice"):
+        workflow_checks.read_samples(table)
+
+
+def test_an_unreadable_sample_vcf_is_named_with_its_table_line(monkeypatch):
+    """The bundled sample's BAM given as its VCF: the one-line error names the table line and the sample, as the
+    other checks of a sample row do, not the file alone."""
+    monkeypatch.chdir(ROOT)  # the bundled config's paths are relative to the repository
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    bam = "resources/human_chr22_q/NA12878.chr22.tiny.bam"
+    rows = [{"sample": "NA12878", "reference": "human_q", "vcf": bam, "line": 2}]
+    with pytest.raises(InputError, match=re.escape(f"samples.tsv: line 2 (sample NA12878): vcf: {bam}: not a "
+                                                   "readable VCF/BCF")):
+        workflow_checks.check_inputs(config, rows, "samples.tsv")
+
+
 @pytest.mark.slow
 def test_sample_named_like_a_reference_stops_before_any_job(tmp_path):
     workdir = copy_workflow(tmp_path)
