@@ -696,6 +696,21 @@ def test_both_evaluate_rules_pass_the_configured_mask_passes(tmp_path):
         _dag_error(workdir, "--configfile", "passes.yaml"))
 
 
+def test_the_slurm_profile_gives_every_job_that_runs_the_model_a_gpu():
+    """Every rule that reads the pretrained weights and runs on the cluster (report figures run locally) asks the
+    Slurm profile for a GPU: a sample's held-out evaluation is the same forward pass as the reference's."""
+    rules = {}
+    for path in sorted((ROOT / "workflow/rules").glob("*.smk")):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), flags=re.M):
+            rules[name] = body
+    uses_model = {name for name, body in rules.items() if "run_files(" in body and not name.startswith("report_")}
+    assert {"evaluate", "evaluate_sample", "score_variants", "classify_variants", "classify_regions"} <= uses_model
+    profile = yaml.safe_load((ROOT / "config/profiles/slurm/config.yaml").read_text())
+    without_gpu = sorted(name for name in uses_model if profile["set-resources"].get(name, {}).get("gpu", 0) < 1)
+    assert without_gpu == [], without_gpu
+    assert uses_model == {name for name, res in profile["set-resources"].items() if "gpu" in res}
+
+
 def test_pretrain_gpus_launch_torchrun_and_a_profile_cannot_silently_cap_them(tmp_path):
     """config pretrain.gpus 4: with the machine's GPUs raised to 4 the job runs torchrun with 4 processes; with
     the local profile's 1 GPU Snakemake would cap the job at 1, so the workflow stops and says where to raise it."""
