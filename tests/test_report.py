@@ -194,6 +194,22 @@ def test_benchmark_times(tmp_path):
     assert_figure(tmp_path / "bench.png")
 
 
+def test_benchmark_memory_of_a_job_snakemake_did_not_sample_is_not_shown(tmp_path):
+    """The bundled run's tokenize_reference benchmark: 0.47 s, so Snakemake's only sample (cpu_time 0) caught the
+    shell starting, 2.96 MB, not the tokenizer; the figure says the memory was not sampled instead of "3 MB peak".
+    Rules with a sampled job show their largest peak."""
+    short = tmp_path / "benchmarks" / "tokenize_reference" / "cdiph.tsv"
+    short.parent.mkdir(parents=True)
+    short.write_text(BENCHMARK_HEADER + "0.47\t0:00:00\t2.96\t4.26\t0.09\t0.60\t0.00\t0.00\t0.00\t0.00\n")
+    sampled = tmp_path / "benchmarks" / "pretrain" / "cdiph.tsv"
+    sampled.parent.mkdir(parents=True)
+    sampled.write_text(BENCHMARK_HEADER + "124.29\t0:02:04\t527.42\t900\t400\t450\t1\t2\t180\t220.5\n")
+    table = plots.read_benchmarks([short, sampled]).set_index("rule")
+    assert pd.isna(table.loc["tokenize_reference", "max_rss"]) and table.loc["pretrain", "max_rss"] == 527.42
+    assert plots.benchmark_label(0.47, 1, None) == "0.5 s, 1 job, memory not sampled"
+    assert plots.benchmark_label(124.29, 1, 527.42) == "124.3 s, 1 job, 527 MB peak"
+
+
 @pytest.fixture(scope="module")
 def scored_coding_vcf(tmp_path_factory, chloroplast_fasta, resources):
     """Real coding SNVs of the bundled chloroplast (two genes) written as score-variants writes them: the input

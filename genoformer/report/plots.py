@@ -436,7 +436,9 @@ def score_track(table: pd.DataFrame, score: str, out: str | Path, by: str | None
 def read_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
     """Snakemake benchmark TSVs as one table: rule (the folder above the file), job (file stem), s, max_rss.
 
-    The workflow writes each rule's benchmarks to ``.../benchmarks/<rule>/<job>.tsv``.
+    The workflow writes each rule's benchmarks to ``.../benchmarks/<rule>/<job>.tsv``. ``max_rss`` is missing where
+    Snakemake took no sample of the job at work: NA, or a ``cpu_time`` of 0 (a job shorter than its half-second
+    sampling, whose one sample caught the shell starting it, a few MB).
     """
     rows = []
     for path in paths:
@@ -444,6 +446,8 @@ def read_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
         path = Path(path)
         for line, row in zip(range(2, len(table) + 2), table.itertuples(index=False)):
             max_rss = pd.to_numeric(row.max_rss, errors="coerce")
+            if pd.to_numeric(getattr(row, "cpu_time", None), errors="coerce") == 0:
+                max_rss = math.nan
             seconds = pd.to_numeric(row.s, errors="coerce")
             if not math.isfinite(seconds):
                 raise InputError(f"{path}: line {line}: column s is {row.s!r}, not a number of seconds")
@@ -454,14 +458,19 @@ def read_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def benchmark_label(seconds: float, jobs: int, max_rss: float | None) -> str:
+    """A rule's bar label: its summed wall time, its job count and its largest sampled peak memory (MB)."""
+    memory = "memory not sampled" if max_rss is None or pd.isna(max_rss) else f"{max_rss:.0f} MB peak"
+    return f"{seconds:.1f} s, {jobs} job{'s' if jobs > 1 else ''}, {memory}"
+
+
 def benchmark_times(benchmarks: pd.DataFrame, out: str | Path) -> None:
     """Horizontal bars: wall time per rule (summed over its jobs), labelled with jobs and peak memory."""
     per_rule = benchmarks.groupby("rule").agg(s=("s", "sum"), jobs=("job", "count"), max_rss=("max_rss", "max"))
     per_rule = per_rule.sort_values("s")
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(per_rule) + 1.5))
     bars = ax.barh(per_rule.index, per_rule["s"], color="tab:green")
-    labels = [f"{s:.1f} s, {jobs} job{'s' if jobs > 1 else ''}"
-              + ("" if pd.isna(rss) else f", {rss:.0f} MB peak")
+    labels = [benchmark_label(s, jobs, rss)
               for s, jobs, rss in zip(per_rule["s"], per_rule["jobs"], per_rule["max_rss"])]
     ax.bar_label(bars, labels=labels, fontsize=8, padding=3)
     ax.set(xlabel="wall time (s, summed over the rule's jobs)", title="Time per rule (Snakemake benchmarks)",
