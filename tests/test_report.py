@@ -454,6 +454,23 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     assert rows[4]["AUROC [95% CI]"].startswith(f"{zero_shot:.3f} [")
 
 
+def test_summary_says_when_fine_tuning_kept_its_start(tmp_path):
+    """The bundled run's region task: fine-tuning kept epoch 0 (validation loss 0.4167 at the start, 0.4177 after
+    epoch 1), so its row is the probe-initialized head on the window mean, no weight fine-tuned; the row says so
+    instead of "fine-tuned". A kept epoch 1 is named; a metrics.json without the selection keeps the plain name."""
+    from genoformer.report.tables import task_rows
+
+    regions = classifier_metrics({"probe": 1.0, "finetune": 1.5, "kmer": 2.0}, ["coding", "intergenic"])
+    regions["finetune_selection"] = {"validation_examples": 42, "validation_loss": [0.4167, 0.4177], "epoch_kept": 0}
+    methods = [row["method"] for row in task_rows("cdiph_genes", regions, "metrics.json")]
+    assert methods[1] == "model: fine-tuning kept its start (the probe head on the window mean; no epoch lowered " \
+        "the validation loss)"
+    regions["finetune_selection"].update(validation_loss=[0.4167, 0.39], epoch_kept=1)
+    assert task_rows("cdiph_genes", regions, "metrics.json")[1]["method"] == "model: fine-tuned (epoch 1 kept)"
+    del regions["finetune_selection"]
+    assert task_rows("cdiph_genes", regions, "metrics.json")[1]["method"] == "model: fine-tuned"
+
+
 def test_summary_shows_the_novel_base_figures_beside_the_others(tmp_path):
     """An evaluate JSON with novel-base figures shows them next to the figures over all hidden bases; one whose
     split has no novel base says so, and one from before them says "not computed" in the same table."""

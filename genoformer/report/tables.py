@@ -75,6 +75,17 @@ def bootstrap_text(bootstrap: dict | None) -> str:
     return ""
 
 
+def finetune_text(selection: dict | None) -> str:
+    """The fine-tuned method's name, with the epoch ``classify-regions`` kept (its metrics.json
+    ``finetune_selection``): epoch 0 is the start, the probe-initialized head before any weight changed."""
+    if not isinstance(selection, dict) or "epoch_kept" not in selection:
+        return METHODS["finetune"][0]
+    if selection["epoch_kept"] == 0:
+        return ("model: fine-tuning kept its start (the probe head on the window mean; no epoch lowered the "
+                "validation loss)")
+    return f"{METHODS['finetune'][0]} (epoch {selection['epoch_kept']} kept)"
+
+
 def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
     """One row per method of a ``classify-regions`` / ``classify-variants`` metrics.json (its held-out test set):
     the model-based methods first, then the baselines."""
@@ -93,7 +104,8 @@ def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
         method = test[name]
         per_class = method.get("n_per_class") or []
         counts = ", ".join(f"{label} {count}" for label, count in zip(classes or [], per_class)) or str(method["n"])
-        rows.append({"task": task, "method": METHODS[name][0], "uses the model": "no" if METHODS[name][1] else "yes",
+        label = finetune_text(metrics.get("finetune_selection")) if name == "finetune" else METHODS[name][0]
+        rows.append({"task": task, "method": label, "uses the model": "no" if METHODS[name][1] else "yes",
                      "held-out examples": counts,
                      "held out": held_out + (bootstrap_text(method.get("bootstrap")) if held_out != "—" else ""),
                      "AUROC [95% CI]": with_interval(method.get("auroc")),
