@@ -72,12 +72,16 @@ def read_samples(path: str | Path) -> list[dict]:
 
 def check_schema(instance, schema_path: str | Path, where: str) -> None:
     """Raise ``ConfigError`` naming the first violation of the JSON schema at ``schema_path`` in one line:
-    ``where`` (the config, or a line of a table), the key, and the problem (instead of a schema dump)."""
+    ``where`` (the config, or a line of a table), the key, and the problem (instead of a schema dump). An
+    ``integer`` is a YAML integer: JSON Schema also takes 2.0, which the rules would pass on as "2.0"."""
     import jsonschema  # snakemake's dependency: this runs inside the workflow
     import yaml
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    base = jsonschema.validators.validator_for(schema)
+    strict = base.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = jsonschema.validators.extend(base, type_checker=strict)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         key = ".".join(str(part) for part in error.absolute_path)

@@ -321,6 +321,20 @@ def test_unknown_config_key_is_named(tmp_path):
         _dag_error(workdir))
 
 
+@pytest.mark.parametrize("key, value", [("score_variants", {"window": 512, "chunks": 2.0}),
+                                        ("tokenize", {"k": 1, "stride": 1, "window": 512.0})])
+def test_a_whole_number_written_as_a_float_is_not_an_integer(key, value):
+    """JSON Schema counts 2.0 as an integer; the workflow does not (range(2.0) raised a TypeError traceback while
+    the DAG was built, `--window 512.0` failed the tokenize job): one line naming the key."""
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    workflow_checks.check_schema(config, ROOT / "workflow/schemas/config.schema.yaml", "config")
+    config[key] = value
+    number = next(v for v in value.values() if isinstance(v, float))
+    field = next(k for k, v in value.items() if isinstance(v, float))
+    with pytest.raises(ConfigError, match=re.escape(f"config: key {key}.{field}: {number} is not of type 'integer'")):
+        workflow_checks.check_schema(config, ROOT / "workflow/schemas/config.schema.yaml", "config")
+
+
 @pytest.mark.slow
 def test_a_copied_config_replaces_the_bundled_one_only_with_replace_workflow_config(tmp_path):
     """README "Your own data": a copy of config.yaml naming only the chloroplast, run with --configfile, keeps the
