@@ -474,7 +474,7 @@ def test_resume_on_the_same_genome_split_otherwise_exits_2(chloroplast_tokens, c
     assert main(["pretrain", "--data", str(resplit), "--out", str(run), "--resume"]) == 2
     line = one_line_error(capsys, "pretrain")
     assert f"{resplit}: train/val/test split differs from the one {run / 'checkpoints' / 'step-1'} was trained " \
-        f"on ({chloroplast_tokens})" in line and "start a new run" in line
+        f"on ({chloroplast_tokens}), so its weights have read sequence now held out; start a new run" in line
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--out", str(run), "--resume"]) == 0
 
 

@@ -221,7 +221,8 @@ def check_same_data(saved: dict, data_info: dict, source: str) -> None:
                             f"trained on windows of {saved['window']} from {trained_on}")
     if saved.get("split_sha256", data_info["split_sha256"]) != data_info["split_sha256"]:
         raise MismatchError(f"{data_info['path']}: train/val/test split differs from the one {source} was trained "
-                            f"on ({trained_on}); resume with --data {trained_on}, or start a new run")
+                            f"on ({trained_on}), so its weights have read sequence now held out; start a new run "
+                            "(another --out, or delete the run folder first)")
 
 
 def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist: distributed.Distributed) -> Path:
