@@ -424,6 +424,9 @@ def test_inputs_that_would_fail_their_jobs_stop_the_run_before_any_job(tmp_path)
                         "label_field: CLNSIG}}\n")
     assert "config key variant_tasks.mine.label_field: INFO field 'CLNSIG' is not declared in " \
         "resources/human_chr22_q/q.vcf.gz" in _one_line_error(_dag_error(workdir, "--configfile", override.name))
+    # a cluster job's snakemake (mode remote) parses the workflow only to run its one rule: it reads no input again
+    remote = snakemake(workdir, "--dry-run", "--configfile", override.name, "--mode", "remote")
+    assert remote.returncode == 0 and "Job stats" in remote.stdout
     override.write_text("variant_tasks: {mine: {reference: human_q, vcf: resources/human_chr22_q/q.vcf.gz, "
                         "label_field: TYPE, positive: [snp], negative: [deletion]}}\n")
     assert _one_line_error(_dag_error(workdir, "--configfile", override.name)) == "genoformer workflow: error: " \

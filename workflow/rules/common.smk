@@ -13,6 +13,8 @@ from snakemake.exceptions import WorkflowError
 os.environ.setdefault("GENOFORMER_ROOT", str(Path(workflow.current_basedir).parents[1]))  # workflow/rules/..
 
 # A bad input stops the run here, before any job, with one line naming the file, the record and the problem.
+# The inputs are read (a labelled VCF whole) by the main snakemake process only: each cluster job parses this
+# file again to run its rule, and would otherwise read them all again.
 try:
     SAMPLES = workflow_checks.read_samples(config["samples"])
     for row in SAMPLES:
@@ -21,7 +23,8 @@ try:
             Path(workflow.current_basedir).parent / "schemas/samples.schema.yaml",
             f"{config['samples']}: line {row['line']}",
         )
-    workflow_checks.check_inputs(config, SAMPLES, config["samples"])
+    if workflow.is_main_process:
+        workflow_checks.check_inputs(config, SAMPLES, config["samples"])
     VCF_INDEX = workflow_checks.vcf_index_kind(config)  # tbi, or csi where a contig is over 512 Mbp
 except GenoformerError as err:
     sys.exit(f"genoformer workflow: error: {err}")
