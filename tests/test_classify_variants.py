@@ -85,6 +85,18 @@ def test_missing_labels_are_left_out_and_unreadable_ones_refused(chloroplast, tm
         read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast, strict_info=("BIN",))
 
 
+def test_a_missing_string_label_is_left_out_not_a_class(chloroplast, tmp_path, caplog):
+    """pysam reads a missing String value (CLS=.) as the text '.', not None: it is left out with the warning
+    like a missing number, not made a class ('.' would be negative under --positive alone)."""
+    infos = ["CLS=stop", "CLS=syn", "CLS=.", "CLS=stop", "CLS=syn", "CLS=."]
+    variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
+    with caplog.at_level("WARNING"):
+        labels = variant_labels(variants, "CLS", ["stop"])
+    assert labels.indices.tolist() == [0, 1, 3, 4] and labels.labels.tolist() == [1, 0, 1, 0]
+    assert labels.unlabelled == 2
+    assert f"l.vcf record 3 ({CONTIG}:1021): INFO CLS has no value ('.'); 2 such" in caplog.text
+
+
 def test_named_label_values_must_occur(chloroplast, tmp_path):
     """A class value named that no variant has (a typo, another spelling) is an error listing the values there
     are, even when the class has other variants; so is a field no variant has a value in."""

@@ -55,9 +55,14 @@ def _named_class(value: str | None, positive: set[str], negative: set[str]) -> i
     return None
 
 
+def _missing(item) -> bool:
+    """Whether one INFO item is VCF's missing value '.': pysam gives None for a number, the text '.' for a String."""
+    return item is None or item == "."
+
+
 def _has_value(value) -> bool:
-    """False for a missing INFO value (None, or a tuple of Nones), as pysam gives '.'."""
-    return value is not None and not (isinstance(value, tuple) and all(item is None for item in value))
+    """False for a missing INFO value ('.', or a list of nothing but '.')."""
+    return not (_missing(value) or (isinstance(value, tuple) and all(_missing(item) for item in value)))
 
 
 def _shown(values: list[str]) -> str:
