@@ -113,6 +113,19 @@ def test_named_label_values_must_occur(chloroplast, tmp_path):
                        "BIN")
 
 
+def test_a_value_that_differs_from_a_named_one_only_in_case_or_spaces_is_an_error(chloroplast, tmp_path):
+    """'Stop' next to the named 'stop' is a spelling of that class, not another value: under --positive alone it
+    would silently join the negative class, with both classes named it would be dropped."""
+    infos = ["CLS=stop", "CLS=syn", "CLS=Stop", "CLS=stop", "CLS=syn", "CLS=mis"]
+    variants = read_variants(labelled_vcf(tmp_path / "l.vcf", chloroplast, infos), chloroplast)
+    for negative in (None, ["syn"]):
+        with pytest.raises(ConfigError) as err:
+            variant_labels(variants, "CLS", ["stop"], negative)
+        assert str(err.value) == f"{tmp_path / 'l.vcf'}: INFO field 'CLS' has the value 'Stop', which differs from " \
+            "the positive label value 'stop' only in case or spaces; name it too, or correct the file"
+    assert variant_labels(variants, "CLS", ["stop", "Stop"]).labels.tolist() == [1, 0, 1, 1, 0, 0]
+
+
 def test_one_variant_with_both_labels_is_an_error_naming_both_records(chloroplast, tmp_path):
     vcf = labelled_vcf(tmp_path / "l.vcf", chloroplast, ["BIN=1", "BIN=0", "BIN=1", "BIN=0"])
     lines = vcf.read_text().splitlines()

@@ -1,8 +1,9 @@
 """Class labels of variants from one INFO field, for ``classify-variants`` and the workflow's DAG-time check.
 
-``positive``/``negative`` name the values of each class (other values are left out and counted); without them
-the field must hold 0/1 (or be a Flag: present = 1). A named value that no variant has, a field no variant has
-a value in, and a class of fewer than 2 variants are errors. Only numpy is imported: the workflow reads labels
+``positive``/``negative`` name the values of each class (values in neither are left out and counted; with one
+class named, the other is every other value); without them the field must hold 0/1 (or be a Flag: present = 1).
+A missing value ('.') leaves its variant out. A named value that no variant has, a value that differs from a named
+one only in case or spaces, a field no variant has a value in, and a class of fewer than 2 variants are errors. Only numpy is imported: the workflow reads labels
 while it builds its DAG (:func:`genoformer.workflow_checks.check_variant_labels`), before any job runs.
 """
 
@@ -77,13 +78,28 @@ def label_values(infos: Iterable[dict], field: str, flag: bool) -> list[str | No
     return [_value_text(info[field]) if _has_value(info.get(field)) else None for info in infos]
 
 
+def _spelling(value: str) -> str:
+    return value.strip().casefold()
+
+
+def _check_no_near_miss(found: list[str], named: set[str], side: str, field: str, path) -> None:
+    """ConfigError for a value of ``found`` not in ``named`` that equals one of them but for case and spaces."""
+    spellings = {_spelling(value): value for value in sorted(named)}
+    for value in found:
+        if value not in named and _spelling(value) in spellings:
+            raise ConfigError(f"{path}: INFO field '{field}' has the value {value!r}, which differs from the {side} "
+                              f"label value {spellings[_spelling(value)]!r} only in case or spaces; name it too, "
+                              "or correct the file")
+
+
 def class_labels(values: list[str | None], field: str, positive: list[str] | None, negative: list[str] | None,
                  path) -> tuple[list[int | None], list[str]]:
     """The class (1, 0 or None: unlabelled) of each label text of :func:`label_values`, and the class names.
 
     Raises ``InputError`` when no variant of ``path`` has a value in ``field`` or a class has fewer than 2
     variants, and ``ConfigError`` for a value named as both classes, a named value no variant has (naming the
-    values there are), or values other than 0/1 when no class is named.
+    values there are), a value that differs from a named one only in case or surrounding spaces (``Stop`` next to
+    ``stop``), or values other than 0/1 when no class is named.
     """
     found = sorted({value for value in values if value is not None})
     if not found:
@@ -97,6 +113,7 @@ def class_labels(values: list[str | None], field: str, positive: list[str] | Non
             if absent:
                 raise ConfigError(f"{path}: no variant has the {side} label value(s) {', '.join(absent)} in INFO "
                                   f"field '{field}' (its values: {_shown(found)})")
+            _check_no_near_miss(found, named, side, field, path)
         labels = [_named_class(value, positive, negative) for value in values]
         classes = ["|".join(sorted(negative)) or "other", "|".join(sorted(positive)) or "other"]
     else:
