@@ -97,6 +97,19 @@ def test_minus_strand_gene_reads_complement(chloroplast, resources):
     assert {s.consequence for s in start if s.cds_pos == 2} == {"start_lost"}
 
 
+def test_a_start_codon_is_methionine_whatever_it_is(resources):
+    """C. diphtheriae genes starting with GTG or TTG: the AA field reads their start codon as Met (as the
+    consequence classes do), not as Val/Leu, and a start_retained SNV keeps Met."""
+    with Reference(resources / "cdiph" / "NZ_LN831026.1.fa.gz") as reference:
+        snvs = coding_snvs(reference, resources / CDIPH_GFF, n_genes=30, seed=0)
+    start = [s for s in snvs if s.cds_pos <= 3]
+    assert {s.codon_ref for s in start} >= {"ATG", "GTG", "TTG"}
+    assert {s.aa_ref for s in start} == {"M"}
+    assert all((s.aa_alt == "M") == (s.consequence == "start_retained") for s in start)
+    gtg_to_gcg = next(s for s in start if s.codon_ref == "GTG" and s.codon_alt == "GCG")
+    assert (gtg_to_gcg.consequence, gtg_to_gcg.aa_alt) == ("start_lost", "A")
+
+
 def test_overlapping_genes_are_left_out(resources):
     with Reference(resources / "cdiph" / "NZ_LN831026.1.fa.gz") as reference:
         snvs = coding_snvs(reference, resources / CDIPH_GFF, n_genes=40, seed=3)

@@ -175,6 +175,12 @@ def codon_consequence(codon_ref: str, codon_alt: str, codon_index: int, n_codons
     return "synonymous" if same else "missense"
 
 
+def amino_acid(codon: str, starts: bool, table: int) -> str:
+    """One-letter amino acid of ``codon`` under codon table ``table`` (``*``: stop); ``M`` when it ``starts`` the
+    protein, whatever start codon it is (GTG, TTG ...)."""
+    return "M" if starts else CodonTable.unambiguous_dna_by_id[table].forward_table.get(codon, "*")
+
+
 def _multiply_covered(cds_list: list[CodingSequence], lengths: dict[str, int]) -> dict[str, np.ndarray]:
     coverage = {contig: np.zeros(length, dtype=np.uint8) for contig, length in lengths.items()}
     for cds in cds_list:
@@ -221,7 +227,6 @@ def _snvs_of(cds: CodingSequence, reference, overlapped: np.ndarray, table: int)
     sequence = cds.sequence(reference)
     positions = cds.positions()
     n_codons = len(sequence) // 3
-    codons = CodonTable.unambiguous_dna_by_id[table].forward_table
     snvs = []
     for offset, genome_pos in enumerate(positions):
         if overlapped[genome_pos]:
@@ -234,11 +239,12 @@ def _snvs_of(cds: CodingSequence, reference, overlapped: np.ndarray, table: int)
             codon_alt = codon_ref[:phase] + base + codon_ref[phase + 1:]
             forward = (sequence[offset], base) if cds.strand == "+" else \
                 (sequence[offset].translate(COMPLEMENT), base.translate(COMPLEMENT))
+            consequence = codon_consequence(codon_ref, codon_alt, codon_index, n_codons, table)
             snvs.append(CodingSnv(
                 contig=cds.contig, pos=int(genome_pos) + 1, ref=forward[0], alt=forward[1], gene=cds.name,
-                strand=cds.strand, consequence=codon_consequence(codon_ref, codon_alt, codon_index, n_codons, table),
-                cds_pos=offset + 1, codon_ref=codon_ref, codon_alt=codon_alt,
-                aa_ref=codons.get(codon_ref, "*"), aa_alt=codons.get(codon_alt, "*"),
+                strand=cds.strand, consequence=consequence, cds_pos=offset + 1, codon_ref=codon_ref,
+                codon_alt=codon_alt, aa_ref=amino_acid(codon_ref, codon_index == 0, table),
+                aa_alt=amino_acid(codon_alt, consequence == "start_retained", table),
             ))
     return snvs
 
@@ -249,7 +255,8 @@ CODING_INFO = (
     InfoField("STRAND", "1", "String", "Strand of the coding sequence"),
     InfoField("CDS_POS", "1", "Integer", "1-based position in the spliced coding sequence"),
     InfoField("CODON", "1", "String", "Reference and alternate codon on the coding strand, REF>ALT"),
-    InfoField("AA", "1", "String", "Reference and alternate amino acid (one letter, * = stop), REF>ALT"),
+    InfoField("AA", "1", "String", "Reference and alternate amino acid (one letter, * = stop, a start codon M), "
+              "REF>ALT"),
 )
 
 
