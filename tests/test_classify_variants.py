@@ -15,12 +15,12 @@ from genoformer.cli import main
 from genoformer.errors import ConfigError, InputError
 from genoformer.io.fasta import Reference
 from genoformer.io.vcf import Variant, read_variants
-from genoformer.tasks.baselines import composition_llr, genome_composition
+from genoformer.tasks.baselines import composition_llr, genome_composition, markov_llr
 from genoformer.tasks.coding import coding_snvs, write_coding_vcf
 from genoformer.tasks.linear import LinearModel
 from genoformer.tasks.variant_classes import context_features, model_features, variant_contexts
 from genoformer.tasks.variant_labels import variant_labels
-from genoformer.train.markov import count, interpolate
+from genoformer.train.markov import MarkovModel, count, interpolate
 from tiny_pretrained import CDIPH, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 CONTIG = "NC_000932.1"
@@ -294,3 +294,32 @@ def test_composition_llr_is_the_log_ratio_of_genome_base_frequencies(chloroplast
     expected = [math.log(frequency[v.alt]) - sum(math.log(frequency[b]) for b in v.ref) for v in variants[:4]]
     expected.append(-sum(math.log(frequency[b]) for b in deletion[1:]))
     np.testing.assert_allclose(composition_llr(variants, chloroplast), expected, rtol=1e-12)
+
+
+def test_markov_llr_sums_the_chain_over_the_allele_and_the_bases_after_it(chloroplast):
+    """An order-2 chain of the chloroplast: log P(ALT) - log P(REF) of the allele and the 2 bases after it, each
+    base given the 2 before it, computed base by base, for an SNV, a deletion and an insertion; NaN where the
+    2 bases before or after run past the contig."""
+    length = chloroplast.contigs[CONTIG]
+    sequence = chloroplast.fetch(CONTIG, 0, length).upper()
+    tables = interpolate(count([chloroplast.codes(CONTIG)[0]], 2), 2, 2.0)
+    markov = MarkovModel(order=2, concentration=2.0, tables=tables)
+    code = {base: i for i, base in enumerate("ACGT")}
+
+    def log_p(bases):  # natural log of bases[2:], each given the two before it
+        return sum(tables[2][4 * code[bases[i - 2]] + code[bases[i - 1]], code[bases[i]]]
+                   for i in range(2, len(bases))) * math.log(2)
+
+    def variant(pos, ref, alt):
+        return Variant(CONTIG, pos, ref, alt, None, None, (), {}, 1)
+
+    snv = variant(1001, sequence[1000], "A" if sequence[1000] != "A" else "C")
+    deletion = variant(5000, sequence[4999:5002], sequence[4999])
+    insertion = variant(7000, sequence[6999], sequence[6999] + "GT")
+    expected = [log_p(sequence[v.pos - 3:v.pos - 1] + v.alt + sequence[v.pos - 1 + len(v.ref):v.pos + len(v.ref) + 1])
+                - log_p(sequence[v.pos - 3:v.pos + len(v.ref) + 1]) for v in (snv, deletion, insertion)]
+    near_ends = [variant(2, sequence[1], "A" if sequence[1] != "A" else "C"),
+                 variant(length - 1, sequence[-2], "A" if sequence[-2] != "A" else "C")]
+    scores = markov_llr([snv, deletion, insertion, *near_ends], chloroplast, markov, 2)
+    np.testing.assert_allclose(scores[:3], expected, rtol=1e-12)
+    assert np.isnan(scores[3:]).all()

@@ -52,7 +52,8 @@ def variant_context_features(ref_context: np.ndarray, alt_context: np.ndarray, k
 def markov_llr(variants, reference, markov, order: int) -> np.ndarray:
     """Zero-shot log-likelihood ratio (nats) of each variant under an order-``order`` Markov chain
     (:class:`genoformer.train.markov.MarkovModel`): log P(ALT) - log P(REF) over the allele and the ``order`` bases
-    after it, each base predicted from the ``order`` bases before it. The model-free counterpart of GF_LLR."""
+    after it, each base predicted from the ``order`` bases before it. The model-free counterpart of GF_LLR. NaN
+    where the ``order`` bases before or after the allele run past the contig, or an N is among the bases scored."""
     scores = np.full(len(variants), np.nan)
     for index, variant in enumerate(variants):
         start = variant.pos - 1 - order
