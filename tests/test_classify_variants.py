@@ -113,6 +113,24 @@ def test_named_label_values_must_occur(chloroplast, tmp_path):
                        "BIN")
 
 
+def test_a_multi_allelic_record_labels_each_alt_by_its_own_number_a_value(chloroplast, tmp_path):
+    """CLS declared Number=A: each ALT of a record gets its own value, and an ALT whose value is '.' is left out."""
+    vcf = labelled_vcf(tmp_path / "l.vcf", chloroplast, ["CLS=stop", "CLS=syn", "CLS=stop", "CLS=syn"])
+    text = vcf.read_text().replace("ID=CLS,Number=1", "ID=CLS,Number=A")
+    lines = text.splitlines()
+    fields = lines[-1].split("\t")
+    second = next(base for base in "ACGT" if base not in (fields[3], fields[4]))
+    lines[-1] = "\t".join(fields[:4] + [f"{fields[4]},{second}"] + fields[5:7] + ["CLS=syn,."])
+    fields = lines[-2].split("\t")
+    second = next(base for base in "ACGT" if base not in (fields[3], fields[4]))
+    lines[-2] = "\t".join(fields[:4] + [f"{fields[4]},{second}"] + fields[5:7] + ["CLS=stop,syn"])
+    vcf.write_text("\n".join(lines) + "\n")
+    variants = read_variants(vcf, chloroplast)
+    labels = variant_labels(variants, "CLS", ["stop"])
+    assert [v.record for v in variants.variants] == [1, 2, 3, 3, 4, 4]
+    assert labels.indices.tolist() == [0, 1, 2, 3, 4] and labels.labels.tolist() == [1, 0, 1, 0, 0]
+
+
 def test_a_value_that_differs_from_a_named_one_only_in_case_or_spaces_is_an_error(chloroplast, tmp_path):
     """'Stop' next to the named 'stop' is a spelling of that class, not another value: under --positive alone it
     would silently join the negative class, with both classes named it would be dropped."""
