@@ -95,6 +95,26 @@ def test_bad_config_file_values_name_file_and_key(tmp_path):
         load_config(None, ["steps=3"])
 
 
+@pytest.mark.parametrize("text, named", [
+    ("run:\n  seed: -1\n", "run.seed must be in [0, 2**64), got -1"),
+    ("run:\n  seed: 18446744073709551616\n", "run.seed must be in [0, 2**64), got 18446744073709551616"),
+    ("data:\n  mask_ratio: 1.5\n", "data.mask_ratio must be in (0, 1), got 1.5"),
+    ("data:\n  span_bases: 0\n", "data.span_bases must be >= 1, got 0"),
+    ("data:\n  p_mask: 0.95\n  p_random: 0.1\n", "data.p_mask + data.p_random must be within [0, 1]"),
+    ("model:\n  dim: -4\n", "model config: 'dim' must be at least 1, got -4"),
+    ("model:\n  dropout: 1.5\n", "model config: 'dropout' must be in [0, 1), got 1.5"),
+])
+def test_out_of_range_values_name_the_config_file_and_key(tmp_path, text, named):
+    """Masking and model values are checked where the config is read, so the error names its file (not only the
+    key, found later while the data loads), and a seed torch or numpy refuses is a config error, not a traceback."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and named in message, message
+
+
 @pytest.mark.parametrize("name", ["default", "gpu"])
 def test_bundled_configs_load(name):
     config = load_config(Path(__file__).resolve().parents[1] / "config" / "pretrain" / f"{name}.yaml")

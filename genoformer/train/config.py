@@ -141,8 +141,27 @@ class PretrainConfig:
             raise ConfigError(f"{source}: optim.betas must be two numbers in [0, 1), got {self.optim.betas}")
         if self.optim.warmup_steps < 0 or not 0 <= self.optim.min_lr_ratio <= 1:
             raise ConfigError(f"{source}: optim.warmup_steps must be >= 0 and optim.min_lr_ratio in [0, 1]")
+        if not 0 <= self.run.seed < 2**64:  # what torch.manual_seed and numpy's seeding accept
+            raise ConfigError(f"{source}: run.seed must be in [0, 2**64), got {self.run.seed}")
+        self._validate_masking(source)
         if "vocab_size" in self.model:
             raise ConfigError(f"{source}: model.vocab_size is taken from the token dataset; remove it")
+        from genoformer.model import ReformerConfig
+
+        # the model section's own checks, here so that they name the file; vocab_size comes from the token dataset
+        # when the model is built (a stand-in larger than any vocabulary until then)
+        ReformerConfig.from_dict({**self.model, "vocab_size": 2**62}, source)
+
+    def _validate_masking(self, source: str) -> None:
+        """The span-masking values on their own (whether the ratio fits a window depends on the data's k)."""
+        data = self.data
+        if not 0 < data.mask_ratio < 1:
+            raise ConfigError(f"{source}: data.mask_ratio must be in (0, 1), got {data.mask_ratio}")
+        if data.span_bases < 1:
+            raise ConfigError(f"{source}: data.span_bases must be >= 1, got {data.span_bases}")
+        if not (data.p_mask >= 0 and data.p_random >= 0 and data.p_mask + data.p_random <= 1):
+            raise ConfigError(f"{source}: data.p_mask + data.p_random must be within [0, 1], got {data.p_mask} + "
+                              f"{data.p_random}")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainConfig:
