@@ -70,7 +70,9 @@ def test_rng_state_round_trip():
 
 
 def save(run, model, optimizer, step, keep=2):
-    return save_checkpoint(run, model, optimizer, VOCAB, {"step": step, "note": "test"}, keep=keep)
+    state = {"step": step, "position": {"epoch": 0, "offset": step}, "rng": [rng_state()], "config": {},
+             "data": {}, "note": "test"}
+    return save_checkpoint(run, model, optimizer, VOCAB, state, keep=keep)
 
 
 def test_save_keeps_last_k_and_refreshes_run_weights(tmp_path):
@@ -114,6 +116,31 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog):
     (tmp_path / "checkpoints" / "step-5" / "optimizer.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(InputError, match="every checkpoint is damaged"):
         load_latest_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["vocab.json missing", "vocab.json cut", "trainer state without rng"])
+def test_a_checkpoint_missing_its_vocabulary_or_state_keys_is_damaged(tmp_path, damage):
+    """Every file and trainer-state entry a resume needs is checked on load: a checkpoint without them is skipped
+    (falling back to the one before), not accepted and then failing at its use with a KeyError traceback or a
+    missing-file error."""
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    train_steps(model, optimizer, 1)
+    save(tmp_path, model, optimizer, 5)
+    train_steps(model, optimizer, 1)
+    newest = save(tmp_path, model, optimizer, 10)
+    if damage == "vocab.json missing":
+        (newest / "vocab.json").unlink()
+    elif damage == "vocab.json cut":
+        (newest / "vocab.json").write_text('{"k": 2,')
+    else:
+        state = json.loads((newest / "trainer_state.json").read_text())
+        del state["rng"]
+        (newest / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(InputError, match="step-10"):
+        load_checkpoint(newest)
+    step_dir, _, _, state = load_latest_checkpoint(tmp_path)
+    assert step_dir.name == "step-5" and state["step"] == 5
 
 
 def test_no_checkpoint_is_a_missing_file_error(tmp_path):

@@ -39,6 +39,7 @@ CHECKPOINTS = "checkpoints"
 LATEST_FILES = ("config.json", "model.safetensors", "vocab.json", "trainer_state.json")  # copied to RUN/
 STEP_DIR = re.compile(r"step-(\d+)")
 RUN_MARKER = "trainer_state.json"  # a run folder, and each checkpoint folder, holds it
+TRAINER_STATE_KEYS = ("step", "position", "rng", "config", "data")  # what a resume reads from trainer_state.json
 # What a damaged checkpoint raises while it is read back (besides genoformer's own errors).
 DAMAGED = (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError)
 
@@ -144,7 +145,8 @@ def set_aside_newer(run_dir: str | Path, step_dir: str | Path) -> None:
 def load_checkpoint(step_dir: str | Path, device: torch.device | str = "cpu"
                     ) -> tuple[ReformerForMaskedLM, dict, dict]:
     """Read one ``step-<N>`` folder: the model (on ``device``), the optimizer state dict and the trainer state.
-    Raises InputError when a file is missing or damaged."""
+    Raises InputError when a file is missing or damaged (also ``vocab.json``, which a resume publishes, and a
+    trainer state without an entry a resume reads)."""
     step_dir = Path(step_dir)
     try:
         model = load_pretrained(step_dir, ReformerForMaskedLM).to(device)
@@ -154,6 +156,11 @@ def load_checkpoint(step_dir: str | Path, device: torch.device | str = "cpu"
         trainer_state = json.loads((step_dir / "trainer_state.json").read_text())
         if trainer_state.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{step_dir}/trainer_state.json: unknown format_version")
+        missing = [key for key in TRAINER_STATE_KEYS if key not in trainer_state]
+        if missing:
+            raise InputError(f"{step_dir}/trainer_state.json: no '{missing[0]}' entry")
+        if not isinstance(json.loads((step_dir / "vocab.json").read_text()), dict):  # published with the weights
+            raise InputError(f"{step_dir}/vocab.json: not a vocabulary")
     except DAMAGED as err:
         raise InputError(f"{step_dir}: damaged checkpoint: {' '.join(str(err).split())}") from err
     return model, optimizer_state, trainer_state
