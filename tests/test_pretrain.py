@@ -480,21 +480,21 @@ def test_resume_on_other_data_exits_2_naming_both(chloroplast_tokens, chloroplas
 
 
 def test_resume_on_the_same_genome_split_otherwise_exits_2(chloroplast_tokens, chloroplast_fasta, tiny_config,
-                                                           tmp_path, capsys):
-    """The same genome, k and window tokenized with other split options (what a changed workflow config
-    tokenize.extra does): the finished run's weights were trained on blocks that are now held out, so resuming,
-    which would hand them on as final, is refused instead of scoring the model on its own training sequence."""
+                                                         tmp_path, capsys):
+    """The same genome, k and window, tokenized with longer blocks: other train and validation windows (some the
+    model trained on are now held out). Resuming there would silently change the data order and leak training
+    windows into the validation bits/base; it is refused, naming both datasets."""
     run = tmp_path / "run"
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
                  "--out", str(run), "--set", "run.steps=1"]) == 0
-    resplit = tmp_path / "cp_k1_block2"
+    other = tmp_path / "cp_k1_block8"
     assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "256",
-                 "--block", "2", "--out", str(resplit)]) == 0
+                 "--block", "8", "--out", str(other)]) == 0
     capsys.readouterr()
-    assert main(["pretrain", "--data", str(resplit), "--out", str(run), "--resume"]) == 2
+    assert main(["pretrain", "--data", str(other), "--out", str(run), "--resume", "--set", "run.steps=1"]) == 2
     line = one_line_error(capsys, "pretrain")
-    assert f"{resplit}: train/val/test split differs from the one {run / 'checkpoints' / 'step-1'} was trained " \
-        f"on ({chloroplast_tokens}), so its weights have read sequence now held out; start a new run" in line
+    assert line.startswith(f"genoformer pretrain: error: {other}: ") and str(chloroplast_tokens) in line
+    assert "train or validation windows" in line and "start a new run" in line
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--out", str(run), "--resume"]) == 0
 
 

@@ -200,17 +200,21 @@ def pretrain(data_dir: str | Path, out: str | Path, config: PretrainConfig, *, r
         distributed.teardown(dist)
 
 
-def split_sha256(manifest: dict) -> str:
-    """sha256 of a token dataset's train/val/test assignment: each interval's sequence, bounds and split."""
-    assigned = [[iv["contig"], iv["start"], iv["end"], iv["split"]] for iv in manifest["intervals"]]
-    return hashlib.sha256(json.dumps(assigned).encode()).hexdigest()
+def windows_digest(*datasets: TokenDataset) -> str:
+    """sha256 of the datasets' window tables (sequence, start token, length): the windows a run reads."""
+    digest = hashlib.sha256()
+    for dataset in datasets:
+        table = np.ascontiguousarray(dataset.windows, dtype=np.int64)
+        digest.update(f"{table.shape}".encode())
+        digest.update(table.tobytes())
+    return digest.hexdigest()
 
 
 def check_same_data(saved: dict, data_info: dict, source: str) -> None:
     """Raise MismatchError when a resumed run would train on other data than the checkpoint ``source`` was:
-    another source genome (sha256 of the FASTA), another window length, or the same genome split otherwise into
-    train/val/test (other tokenize --block, --split-by or --split-fractions: the weights have read sequence that
-    is now held out)."""
+    another source genome (sha256 of the FASTA), another window length, or other train or validation windows
+    (the same genome tokenized with other split or window options: other data order, and windows trained on
+    now held out)."""
     trained_on, sha, saved_sha = saved.get("path"), data_info["source_sha256"], saved.get("source_sha256")
     if saved_sha is not None and sha != saved_sha:
         raise MismatchError(f"{data_info['path']}: --resume on another dataset than {source} was trained on "
@@ -219,10 +223,12 @@ def check_same_data(saved: dict, data_info: dict, source: str) -> None:
     if saved.get("window", data_info["window"]) != data_info["window"]:
         raise MismatchError(f"{data_info['path']}: windows of {data_info['window']} tokens, but {source} was "
                             f"trained on windows of {saved['window']} from {trained_on}")
-    if saved.get("split_sha256", data_info["split_sha256"]) != data_info["split_sha256"]:
-        raise MismatchError(f"{data_info['path']}: train/val/test split differs from the one {source} was trained "
-                            f"on ({trained_on}), so its weights have read sequence now held out; start a new run "
-                            "(another --out, or delete the run folder first)")
+    saved_windows = saved.get("windows_sha256")  # absent in checkpoints of earlier versions
+    if saved_windows is not None and saved_windows != data_info["windows_sha256"]:
+        raise MismatchError(f"{data_info['path']}: other train or validation windows than {source} was trained on "
+                            f"({trained_on}), from the same genome (tokenized with other --block, --window-stride, "
+                            "--max-n-fraction or split options?): its weights may have read sequence now held out; "
+                            "start a new run (another --out, or delete the run folder first)")
 
 
 def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist: distributed.Distributed) -> Path:
@@ -235,7 +241,7 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
     eval_masker = masker_for(config.data, vocab, stride, evaluation=True)
     data_info = {"path": str(data_dir), "k": vocab.k, "stride": stride, "window": train_set.window,
                  "source_sha256": train_set.manifest["source"].get("sha256"),
-                 "split_sha256": split_sha256(train_set.manifest)}
+                 "windows_sha256": windows_digest(train_set, val_set)}
 
     if resume:
         step_dir, model, optimizer_state, state = load_latest_checkpoint(out, dist.device)
