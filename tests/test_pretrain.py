@@ -498,6 +498,31 @@ def test_resume_on_the_same_genome_split_otherwise_exits_2(chloroplast_tokens, c
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--out", str(run), "--resume"]) == 0
 
 
+def test_a_finished_run_resumed_keeps_only_its_last_checkpoints(chloroplast_tokens, tiny_config, tmp_path,
+                                                                 monkeypatch):
+    """A run killed after its final checkpoint was written but before the older ones were pruned: the resume
+    (what the workflow's rerun does) finds the run finished, and prunes to run.keep_checkpoints."""
+    import genoformer.train.checkpoint as checkpoint
+
+    publish = checkpoint.publish
+
+    def publish_then_die(run_dir, step_dir):
+        publish(run_dir, step_dir)
+        if step_dir.name == "step-4":
+            raise SystemExit("killed before pruning")
+
+    base = ["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out",
+            str(tmp_path / "run"), "--set", "run.steps=4", "--set", "run.checkpoint_every=2",
+            "--set", "run.keep_checkpoints=1"]
+    monkeypatch.setattr(checkpoint, "publish", publish_then_die)
+    with pytest.raises(SystemExit, match="killed before pruning"):
+        main(base)
+    monkeypatch.undo()
+    assert [p.name for p in step_dirs(tmp_path / "run")] == ["step-2", "step-4"]
+    assert main(base + ["--resume"]) == 0
+    assert [p.name for p in step_dirs(tmp_path / "run")] == ["step-4"]
+
+
 def test_a_new_run_never_writes_into_a_folder_of_the_users_own(chloroplast_tokens, tiny_config, tmp_path, capsys):
     """A mistyped --out naming a folder of the user's: refused before training, nothing written there; a run's
     own folder whose top-level files snakemake deleted before a rerun (no checkpoint yet) is its own."""

@@ -116,10 +116,15 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
         save_file(tensors, tmp / "optimizer.safetensors", metadata=metadata)
         write_json(tmp / "trainer_state.json", {"format_version": FORMAT_VERSION, **trainer_state})
     publish(run_dir, final)
-    for old in step_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old)
+    prune(run_dir, keep)
     log.info("saved checkpoint %s", final)
     return final
+
+
+def prune(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints of a run."""
+    for old in step_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old)
 
 
 def publish(run_dir: str | Path, step_dir: str | Path) -> None:

@@ -52,6 +52,7 @@ from genoformer.train.checkpoint import (
     LATEST_FILES,
     RUN_MARKER,
     load_latest_checkpoint,
+    prune,
     publish,
     rng_state,
     save_checkpoint,
@@ -268,8 +269,9 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
             claim(out, RUN_MARKER, RUN_ENTRIES)
             set_aside_newer(out, step_dir)
         if start_step >= run.steps:  # nothing left to train; the run's top-level files may have been deleted
-            if dist.is_main:
+            if dist.is_main:  # a run killed while saving its last checkpoint may not have pruned the older ones
                 publish(out, step_dir)
+                prune(out, run.keep_checkpoints)
             log.info("the run had finished (step %d of %d): %s holds its final weights", start_step, run.steps, out)
             distributed.barrier(dist)
             return out
