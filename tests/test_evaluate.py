@@ -141,7 +141,8 @@ def reference_scores(model, dataset, masker, seed, markov, train_kmers=frozenset
                 markov_novel_bits += markov_window[base]
                 novel_here[base] = True
                 novel += 1
-        two_sided = markov.two_sided_bits(true, hidden)
+        two_sided, approximate = markov.two_sided_bits(true, hidden)
+        assert not approximate.any()
         two_sided_bits += two_sided[hidden].sum()
         two_sided_novel_bits += two_sided[novel_here].sum()
         ever_hidden[index] = ever_hidden.get(index, hidden) | hidden
@@ -189,13 +190,33 @@ def test_scores_match_plain_loops(tokens, name, span_bases, passes):
     assert fast["markov_bits_per_base_by_order"][str(markov.order)] == fast["markov_bits_per_base"]
     assert fast["distinct_scored_bases"] == slow["distinct_scored_bases"]
     assert (fast["distinct_scored_bases"] < fast["scored_bases"]) == (passes > 1)
+    assert fast["markov_two_sided_approximate_bases"] == 0
     plain = masked_lm_scores(model, dataset, masker, "cpu", batch_size=2, seed=7, passes=passes, markov=markov)
-    assert plain == {key: value for key, value in fast.items() if "novel" not in key}
+    without_novel = {key: value for key, value in fast.items() if "novel" not in key}
+    without_novel["ci95"] = {name: value for name, value in fast["ci95"].items() if "novel" not in name}
+    assert plain == without_novel
+    assert set(fast["ci95"]) == CI95_NAMES | NOVEL_CI95_NAMES
     for name, (low, high) in fast["ci95"].items():  # 3 windows: resampled one by one
-        point = fast[name] if name in fast else fast["bits_per_base"] - fast[name.replace("model_minus_", "") +
-                                                                             "_bits_per_base"]
-        assert low <= point <= high, name
+        assert low <= point_estimate(fast, name) <= high, name
     assert fast["bootstrap"] == {"unit": "window", "units": 3}
+
+
+DIFFERENCES = {"model_minus_markov": ("bits_per_base", "markov_bits_per_base"),
+               "model_minus_markov_two_sided": ("bits_per_base", "markov_two_sided_bits_per_base"),
+               "novel_model_minus_markov": ("novel_bits_per_base", "markov_novel_bits_per_base"),
+               "novel_model_minus_markov_two_sided": ("novel_bits_per_base", "markov_two_sided_novel_bits_per_base")}
+CI95_NAMES = {"bits_per_base", "markov_bits_per_base", "markov_two_sided_bits_per_base", "model_minus_markov",
+              "model_minus_markov_two_sided"}
+NOVEL_CI95_NAMES = {"novel_bits_per_base", "markov_novel_bits_per_base", "markov_two_sided_novel_bits_per_base",
+                    "novel_model_minus_markov", "novel_model_minus_markov_two_sided"}
+
+
+def point_estimate(scores, name):
+    """The figure that the interval ``scores["ci95"][name]`` bounds (a difference: model minus chain)."""
+    if name in DIFFERENCES:
+        model, chain = DIFFERENCES[name]
+        return scores[model] - scores[chain]
+    return scores[name]
 
 
 def assert_same_scores(fast, slow):
@@ -251,8 +272,8 @@ def test_evaluate_cli_writes_model_and_markov_side_by_side(run, tokens, tmp_path
         assert 1.0 < scores["markov_two_sided_bits_per_base"] < 2.1
         assert 0.0 <= scores["masked_token_accuracy"] <= 1.0
         assert scores["distinct_scored_bases"] < scores["scored_bases"]
-        assert set(scores["ci95"]) == {"bits_per_base", "markov_bits_per_base", "markov_two_sided_bits_per_base",
-                                       "model_minus_markov", "model_minus_markov_two_sided"}
+        assert set(scores["ci95"]) == CI95_NAMES | NOVEL_CI95_NAMES and scores["novel_bases"] > 0
+        assert scores["markov_two_sided_approximate_bases"] == 0
         low, high = scores["ci95"]["model_minus_markov_two_sided"]
         assert low < scores["bits_per_base"] - scores["markov_two_sided_bits_per_base"] < high
     # a step-N folder is a checkpoint too, with the same weights here (the last step)
@@ -351,7 +372,11 @@ def test_copies_of_train_sequence_are_not_novel(run, chloroplast_fasta, tmp_path
     assert val["novel_bases"] == val["scored_bases"]
     assert val["novel_bits_per_base"] == pytest.approx(val["bits_per_base"])
     assert val["markov_novel_bits_per_base"] == pytest.approx(val["markov_bits_per_base"])
+    for name in NOVEL_CI95_NAMES:  # every base novel: the same sums over the same resamples
+        overall = name.replace("novel_", "", 1) if name.startswith("novel_") else name.replace("_novel", "")
+        assert val["ci95"][name] == pytest.approx(val["ci95"][overall], rel=1e-9), name
     assert 0 < test["novel_bases"] < test["scored_bases"]
+    assert test["ci95"]["novel_bits_per_base"] != test["ci95"]["bits_per_base"]
 
 
 def test_a_split_without_novel_bases_reports_none(run, tokens, tmp_path):
@@ -362,6 +387,7 @@ def test_a_split_without_novel_bases_reports_none(run, tokens, tmp_path):
     train = json.loads(out.read_text())["splits"]["train"]
     assert train["novel_bases"] == 0 < train["scored_bases"]
     assert train["novel_bits_per_base"] is None and train["markov_novel_bits_per_base"] is None
+    assert set(train["ci95"]) == CI95_NAMES  # no novel base: no novel interval
     assert train["novel_base_accuracy"] is None
 
 
@@ -585,6 +611,37 @@ def test_bits_intervals_resample_blocks_and_pair_the_difference():
         point = (per_window["bits"].sum() - per_window[markov_sums].sum()) / bases.sum()
         assert intervals[name][0] < point < intervals[name][1]
         assert np.diff(intervals[name])[0] < np.diff(intervals["bits_per_base"])[0]
+
+
+def test_novel_intervals_divide_by_the_novel_bases_over_the_same_resamples():
+    """The novel figures' intervals: the novel bits over the novel bases (not all scored bases) in each resample,
+    the resamples those of the other figures, the differences paired; a window may have no novel base."""
+    rng = np.random.default_rng(6)
+    bases = rng.integers(5, 20, 40).astype(float)
+    novel = np.floor(bases * rng.uniform(0, 1, 40))
+    novel[:5] = 0
+    per_window = {"bases": bases, "novel_bases": novel}
+    for name, level in (("bits", 1.95), ("markov_bits", 1.96), ("markov_two_sided_bits", 1.92)):
+        per_window[name] = bases * rng.normal(level, 0.03, 40)
+        per_window[name.replace("bits", "novel_bits")] = novel * rng.normal(level + 0.01, 0.03, 40)
+    groups = np.repeat(np.arange(8), 5)
+    intervals, _ = bits_intervals(per_window, groups, with_markov=True, with_novel=True, seed=2)
+    assert set(intervals) == CI95_NAMES | NOVEL_CI95_NAMES
+    plain, draws = plain_percentile_intervals(
+        {"novel_bits_per_base": per_window["novel_bits"], "markov_novel_bits_per_base": per_window["markov_novel_bits"],
+         "markov_two_sided_novel_bits_per_base": per_window["markov_two_sided_novel_bits"]}, novel, list(groups),
+        seed=2)
+    for name in plain:
+        assert intervals[name] == pytest.approx(plain[name], rel=1e-12)
+    tail = 100 * (1 - CI_LEVEL) / 2
+    for name, (model, chain) in DIFFERENCES.items():
+        if name.startswith("novel_"):
+            differences = np.subtract(draws[model], draws[chain])
+            assert intervals[name] == pytest.approx(np.percentile(differences, [tail, 100 - tail]), abs=1e-12)
+    assert intervals["bits_per_base"] != pytest.approx(intervals["novel_bits_per_base"])
+    without, _ = bits_intervals({**per_window, "novel_bases": np.zeros(40)}, groups, with_markov=True,
+                                with_novel=True, seed=2)
+    assert set(without) == CI95_NAMES and without["bits_per_base"] == intervals["bits_per_base"]
 
 
 def test_too_few_blocks_resample_windows():

@@ -1,4 +1,5 @@
-"""Markov baseline: vectorized counts and interpolated scoring match plain loops; order selection is sane."""
+"""Markov baseline: vectorized counts and interpolated scoring match plain loops; order selection is sane; the
+two-sided scores equal enumeration of every hidden base's fills."""
 
 import itertools
 import math
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from genoformer.io.fasta import Reference
-from genoformer.train.markov import MarkovModel, count, hidden_runs, interpolate, score, two_sided_bits
+from genoformer.train.markov import (MAX_EXACT_RUN, MarkovModel, approximate_two_sided_bits, count, hidden_runs,
+                                     interpolate, score, two_sided_bits)
 
 
 def random_codes(rng, n, n_fraction=0.02):
@@ -117,8 +119,9 @@ def test_order_selection_on_real_genome(chloroplast_codes):
     assert np.allclose(model.bits(test, order=3), score(test, model.tables[:4]), equal_nan=True)
 
 
-def brute_force_two_sided(codes, hidden, tables):
-    """Each hidden run's fills enumerated one by one, each scored as a whole sequence with `score`."""
+def brute_force_runs(codes, hidden, tables):
+    """Each hidden run's fills enumerated one by one, each scored as a whole sequence with `score`, the other
+    hidden bases at their true bases."""
     bits = np.full(codes.size, np.nan)
     for start, end in hidden_runs(hidden & (codes < 4)):
         joint = {}
@@ -133,20 +136,97 @@ def brute_force_two_sided(codes, hidden, tables):
     return bits
 
 
-@pytest.mark.parametrize("order", [0, 1, 3])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_two_sided_bits_match_enumerated_whole_sequences(order, seed):
-    rng = np.random.default_rng(seed)
-    tables = interpolate(count([random_codes(rng, 3000)], order), order, 2.0)
-    codes = random_codes(rng, 200, n_fraction=0.05)
-    hidden = rng.random(codes.size) < 0.2
-    hidden[50:54] = True  # a run of 4
-    hidden[0] = hidden[-1] = True  # runs at both ends
-    expected = brute_force_two_sided(codes, hidden, tables)
-    got = two_sided_bits(codes, hidden, tables)
+def brute_force_joint(codes, hidden, tables):
+    """All hidden bases filled jointly (4**h fills of the whole sequence, each scored with `score`), each hidden
+    base's marginal summed over the fills that hold its true base."""
+    at = np.flatnonzero(hidden & (codes < 4))
+    joint = {}
+    for fill in itertools.product(range(4), repeat=at.size):
+        filled = codes.copy()
+        filled[at] = fill
+        joint[fill] = 2.0 ** -np.nansum(score(filled, tables))
+    total = sum(joint.values())
+    bits = np.full(codes.size, np.nan)
+    for j, position in enumerate(at):
+        bits[position] = -math.log2(sum(p for fill, p in joint.items() if fill[j] == codes[position]) / total)
+    return bits
+
+
+def random_chain(rng, order):
+    return interpolate(count([random_codes(rng, 3000)], order), order, 2.0)
+
+
+HIDDEN_CASES = {  # hidden positions, N positions (24 bases; at most 7 hidden: 4**7 fills to enumerate), and the
+    # lowest order at which two runs share a factor, so that reading one as its true bases changes the other
+    "sequence start and Ns": ([0, 1, 7, 9, 14, 16, 8], [8, 15], None),  # an N is never hidden
+    "run longer than the order": ([3, 4, 5, 6, 7, 8, 11], [20], 3),
+    "runs side by side": ([4, 5, 6, 8, 9, 23], [], 2),  # 4-6 and 8-9 share the factors of 8 on
+}
+
+
+@pytest.mark.parametrize("case", HIDDEN_CASES)
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 4])
+def test_two_sided_bits_sum_every_hidden_base_out_jointly(case, order):
+    """Against all 4**h fills of the whole sequence (each scored with `score`) on random chains and sequences."""
+    rng = np.random.default_rng(order)
+    tables = random_chain(rng, order)
+    at, n_at, coupled_from = HIDDEN_CASES[case]
+    codes = random_codes(rng, 24, n_fraction=0.0)
+    codes[n_at] = 4
+    hidden = np.isin(np.arange(24), at)
+    if np.count_nonzero(hidden & (codes < 4)) < 7:
+        hidden[rng.integers(0, 24)] = True  # one more at random
+    expected = brute_force_joint(codes, hidden, tables)
+    got, approximate = two_sided_bits(codes, hidden, tables)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
-    assert not np.isnan(got[hidden & (codes < 4)]).any()
+    assert not approximate.any()
+    runs = approximate_two_sided_bits(codes, hidden, tables)
+    if coupled_from is not None and order >= coupled_from:  # reading the other run as true bases is not the same
+        assert not np.allclose(got, runs, equal_nan=True)
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_sided_bits_equal_the_run_approximation_where_it_is_exact(order, seed):
+    """Hidden runs of at most MAX_EXACT_RUN bases more than ``order`` apart share no factor: summing each out on
+    its own (approximate_two_sided_bits, checked against enumerated runs) is then exact."""
+    rng = np.random.default_rng(seed)
+    tables = random_chain(rng, order)
+    codes = random_codes(rng, 300, n_fraction=0.03)
+    hidden = np.zeros(codes.size, dtype=bool)
+    position = 0
+    while position < codes.size:
+        length = int(rng.integers(1, MAX_EXACT_RUN + 1))
+        hidden[position:position + length] = True
+        position += length + order + 1 + int(rng.integers(0, 4))
+    runs = approximate_two_sided_bits(codes, hidden, tables)
+    np.testing.assert_allclose(runs, brute_force_runs(codes, hidden, tables), rtol=1e-9, atol=1e-12)
+    got, approximate = two_sided_bits(codes, hidden, tables)
+    np.testing.assert_allclose(got, runs, rtol=1e-9, atol=1e-12)
+    assert not approximate.any() and not np.isnan(got[hidden & (codes < 4)]).any()
+
+
+def test_clusters_over_the_cap_fall_back_and_are_counted(monkeypatch):
+    """A cluster whose forward-backward would take over MAX_TRANSITIONS transitions is scored by the run
+    approximation, and only its bases are marked; the other clusters stay exact."""
+    rng = np.random.default_rng(4)
+    tables = random_chain(rng, 3)
+    codes = random_codes(rng, 60, n_fraction=0.0)
+    hidden = np.zeros(codes.size, dtype=bool)
+    hidden[[3, 5]] = True  # a small cluster: 4 + 16 + 16 + 16 + 4 transitions
+    hidden[20:28] = True  # a run of 8: far more
+    monkeypatch.setattr("genoformer.train.markov.MAX_TRANSITIONS", 100)
+    got, approximate = two_sided_bits(codes, hidden, tables)
+    assert np.flatnonzero(approximate).tolist() == list(range(20, 28))
+    np.testing.assert_allclose(got[20:28], approximate_two_sided_bits(codes, hidden, tables)[20:28], rtol=1e-12)
+    np.testing.assert_allclose(got[[3, 5]], brute_force_joint(codes, np.isin(np.arange(60), [3, 5]), tables)[[3, 5]],
+                               rtol=1e-9)
+    monkeypatch.setattr("genoformer.train.markov.MAX_TRANSITIONS", 1 << 21)
+    exact, approximate = two_sided_bits(codes, hidden, tables)
+    assert not approximate.any() and not np.allclose(exact[20:28], got[20:28])
+    nothing, approximate = two_sided_bits(codes, np.zeros(60, dtype=bool), tables)
+    assert np.isnan(nothing).all() and not approximate.any()
 
 
 def test_long_runs_are_scored_in_pieces():
@@ -158,35 +238,64 @@ def test_two_sided_order_0_is_one_sided(chloroplast_codes):
     model = MarkovModel.select([chloroplast_codes[:100_000]], [chloroplast_codes[100_000:120_000]], max_order=0)
     codes = chloroplast_codes[130_000:131_000]
     hidden = np.random.default_rng(0).random(codes.size) < 0.15
-    np.testing.assert_allclose(model.two_sided_bits(codes, hidden)[hidden], model.bits(codes)[hidden])
+    np.testing.assert_allclose(model.two_sided_bits(codes, hidden)[0][hidden], model.bits(codes)[hidden])
 
 
 def test_both_sides_tell_more_than_the_left_on_a_real_genome(chloroplast_codes):
-    """On held-out chloroplast sequence, the chosen chain given both sides of a single hidden base costs fewer
-    bits than given the left side alone."""
+    """On held-out chloroplast sequence, the chosen chain given both sides of a hidden base costs fewer bits than
+    given the left side alone; with 15% of the bases hidden, given the true bases of the other hidden ones (the
+    run approximation) fewer still: they tell it what a masked LM is not shown."""
     model = MarkovModel.select([chloroplast_codes[:100_000]], [chloroplast_codes[100_000:120_000]], max_order=6)
     codes = chloroplast_codes[120_000:150_000]
-    hidden = np.zeros(codes.size, dtype=bool)
-    hidden[::10] = True
-    two_sided = np.nanmean(model.two_sided_bits(codes, hidden)[hidden])
-    one_sided = np.nanmean(model.bits(codes)[hidden])
-    assert model.order >= 2 and two_sided < one_sided - 0.02, (two_sided, one_sided)
+    assert model.order >= 2
+    every_tenth = np.arange(codes.size) % 10 == 0
+    random = np.random.default_rng(1).random(codes.size) < 0.15
+    for hidden, gain in ((every_tenth, 0.02), (random, 0.01)):
+        two_sided, approximate = model.two_sided_bits(codes, hidden)
+        two_sided = np.nanmean(two_sided[hidden])
+        one_sided = np.nanmean(model.bits(codes)[hidden])
+        assert two_sided < one_sided - gain and not approximate.any(), (two_sided, one_sided)
+    reading_truth = np.nanmean(approximate_two_sided_bits(codes, random, model.tables[:model.order + 1])[random])
+    assert reading_truth < two_sided, (reading_truth, two_sided)
 
 
-def test_two_sided_memory_stays_bounded_with_many_runs():
-    """Runs are enumerated a bounded number at a time: 2,000 hidden runs of 6 bases (a batch of long windows with
-    long spans) take no more memory than a few hundred, and each scores as it does alone."""
+def test_two_sided_memory_stays_bounded_with_many_clusters():
+    """Clusters are summed out about MAX_TRANSITIONS transitions at a time: 20,000 hidden runs of 6 bases (a
+    batch of long windows with long spans; 19M transitions) take no more memory than a few batches of them, and
+    each scores as it does alone."""
     rng = np.random.default_rng(0)
-    tables = interpolate(count([random_codes(rng, 20_000)], 3), 3, 2.0)
+    tables = random_chain(rng, 3)
+    codes = random_codes(rng, 20_000 * 13, n_fraction=0.0)
+    hidden = (np.arange(codes.size) % 13) < 6
+    tracemalloc.start()
+    try:
+        bits, approximate = two_sided_bits(codes, hidden, tables)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB"
+    assert not approximate.any()
+    alone = np.zeros(codes.size, dtype=bool)
+    alone[130_000:130_006] = True  # the 10,001st run, from a later batch of clusters
+    np.testing.assert_allclose(bits[130_000:130_006], two_sided_bits(codes, alone, tables)[0][130_000:130_006],
+                               rtol=1e-12)
+
+
+def test_approximate_memory_stays_bounded_with_many_runs():
+    """Runs are enumerated a bounded number at a time: 2,000 hidden runs of 6 bases take no more memory than a
+    few hundred, and each scores as it does alone."""
+    rng = np.random.default_rng(0)
+    tables = random_chain(rng, 3)
     codes = random_codes(rng, 2_000 * 13, n_fraction=0.0)
     hidden = (np.arange(codes.size) % 13) < 6
     tracemalloc.start()
     try:
-        bits = two_sided_bits(codes, hidden, tables)
+        bits = approximate_two_sided_bits(codes, hidden, tables)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB"
     alone = np.zeros(codes.size, dtype=bool)
     alone[13_000:13_006] = True  # the 1,001st run, from the second batch of runs
-    np.testing.assert_allclose(bits[13_000:13_006], two_sided_bits(codes, alone, tables)[13_000:13_006], rtol=1e-12)
+    np.testing.assert_allclose(bits[13_000:13_006], approximate_two_sided_bits(codes, alone, tables)[13_000:13_006],
+                               rtol=1e-12)

@@ -140,7 +140,8 @@ def test_bits_per_base_rows_say_how_many_bases_their_difference_rests_on():
 
 
 def test_eval_figures_read_the_test_split(tmp_path):
-    before_intervals = {"ci95": {}, "bootstrap": None, "passes": None, "distinct_scored_bases": None}
+    before_intervals = {"ci95": {}, "bootstrap": None, "passes": None, "distinct_scored_bases": None,
+                        "markov_two_sided_approximate_bases": None}
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4), "x.json") == \
         {"model": 1.91, "markov": 1.93, "markov_two_sided": None, "markov_order": 4, "scored_bases": 1000,
          "novel_bases": None, "novel_model": None, "novel_markov": None, "novel_markov_two_sided": None,
@@ -423,8 +424,11 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
                     "two-sided Markov bits/base [95% CI]": "not computed",
                     "model - two-sided Markov [95% CI]": "—", "hidden bases scored": "1,000",
                     "novel hidden bases": "not computed",
-                    "model bits/base, novel": "not computed", "Markov bits/base, novel": "not computed",
-                    "two-sided Markov bits/base, novel": "not computed"}
+                    "model bits/base, novel [95% CI]": "not computed",
+                    "Markov bits/base, novel [95% CI]": "not computed",
+                    "two-sided Markov bits/base, novel [95% CI]": "not computed",
+                    "model - Markov, novel [95% CI]": "not computed",
+                    "model - two-sided Markov, novel [95% CI]": "not computed"}
     rows = as_rows(page.tables[1])
     assert [(r["task"], r["uses the model"]) for r in rows] == [
         ("cdiph_genes", "yes"), ("cdiph_genes", "yes"), ("cdiph_genes", "no"),
@@ -483,11 +487,45 @@ def test_summary_shows_the_novel_base_figures_beside_the_others(tmp_path):
     assert report("summary", "--eval", f"cdiph={tmp_path / 'run.json'}", f"copies={tmp_path / 'none.json'}",
                   f"old={tmp_path / 'old.json'}", "--out", out) == 0
     page = TableCells(out.read_text())
-    novel = [(row["novel hidden bases"], row["model bits/base, novel"], row["Markov bits/base, novel"],
-              row["two-sided Markov bits/base, novel"]) for row in as_rows(page.tables[0])]
-    assert novel == [("962 of 1,000 (96.2%)", "1.9412", "1.9533", "1.9021"), ("0 of 1,000 (0.0%)", "—", "—", "—"),
-                     ("not computed",) * 4]
+    novel = [(row["novel hidden bases"], row["model bits/base, novel [95% CI]"],
+              row["Markov bits/base, novel [95% CI]"], row["two-sided Markov bits/base, novel [95% CI]"],
+              row["model - Markov, novel [95% CI]"], row["model - two-sided Markov, novel [95% CI]"])
+             for row in as_rows(page.tables[0])]
+    assert novel == [("962 of 1,000 (96.2%)", "1.9412 [not computed]", "1.9533 [not computed]",
+                      "1.9021 [not computed]", "-0.0121 [not computed]", "+0.0391 [not computed]"),
+                     ("0 of 1,000 (0.0%)", "—", "—", "—", "—", "—"), ("not computed",) * 6]
     assert "Novel: only the hidden bases that no 31-mer" in out.read_text()
+
+
+def test_summary_shows_the_novel_base_intervals_and_approximated_bases(tmp_path):
+    """An evaluate JSON with novel-base intervals shows each novel figure and paired novel difference with its
+    interval, and says for how many bases the two-sided chain read the other hidden bases (none: nothing said)."""
+    novel_ci95 = {"novel_bits_per_base": [1.9301, 1.9512], "markov_novel_bits_per_base": [1.9433, 1.9630],
+                  "markov_two_sided_novel_bits_per_base": [1.8904, 1.9155],
+                  "novel_model_minus_markov": [-0.0199, -0.0043],
+                  "novel_model_minus_markov_two_sided": [0.0302, 0.0488]}
+    run = evaluation(1.91, 1.93, two_sided=1.89, novel=(962, 1.9412, 1.9533, 1.9021), ci95={**CI95, **novel_ci95})
+    run["splits"]["test"]["markov_two_sided_approximate_bases"] = 0
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    run["splits"]["test"]["markov_two_sided_approximate_bases"] = 37
+    (tmp_path / "approximate.json").write_text(json.dumps(run))
+    out = tmp_path / "summary.html"
+    assert report("summary", "--eval", f"run={tmp_path / 'run.json'}",
+                  f"approximate={tmp_path / 'approximate.json'}", "--out", out) == 0
+    exact, approximate = as_rows(TableCells(out.read_text()).tables[0])
+    assert {name: exact[name] for name in exact if "novel" in name} == {
+        "novel hidden bases": "962 of 1,000 (96.2%)", "model bits/base, novel [95% CI]": "1.9412 [1.9301, 1.9512]",
+        "Markov bits/base, novel [95% CI]": "1.9533 [1.9433, 1.9630]",
+        "two-sided Markov bits/base, novel [95% CI]": "1.9021 [1.8904, 1.9155]",
+        "model - Markov, novel [95% CI]": "-0.0121 [-0.0199, -0.0043]",
+        "model - two-sided Markov, novel [95% CI]": "+0.0391 [+0.0302, +0.0488]"}
+    assert "the two-sided chain" not in exact["hidden bases scored"]
+    assert approximate["hidden bases scored"] == (
+        "1,000 (4 mask passes over 600 bases); the two-sided chain read the other hidden bases as their true bases "
+        "for 37 (clusters too big to sum out); intervals resample 12 held-out blocks or contigs")
+    (tmp_path / "novel.png").unlink(missing_ok=True)
+    assert report("bits-per-base", "--eval", f"run={tmp_path / 'run.json'}", "--out", tmp_path / "novel.png") == 0
+    assert_figure(tmp_path / "novel.png")
 
 
 def test_the_held_out_column_says_whether_repeat_copies_were_left_out_or_kept():
@@ -549,8 +587,10 @@ def test_summary_shows_the_two_sided_markov_figure_or_says_it_is_missing(tmp_pat
     assert report("summary", "--eval", f"new={tmp_path / 'new.json'}", f"old={tmp_path / 'old.json'}",
                   "--out", tmp_path / "summary.html") == 0
     text = (tmp_path / "summary.html").read_text()
-    # it says what the chain reads: the true bases of other hidden runs, not only the visible bases the model reads
-    assert "both read other hidden bases as their true bases, which the model never sees" in " ".join(text.split())
+    # it says what each chain reads: the one-sided the true bases of hidden ones, the two-sided what the model reads
+    assert ("(other hidden bases read as their true bases, which the model never sees), and two-sided, from the "
+            "visible bases on both sides, every hidden base summed out, as the model sees them") in \
+        " ".join(text.split())
     new, old = as_rows(TableCells(text).tables[0])
     assert (new["sequence"], new["two-sided Markov bits/base [95% CI]"], new["model - two-sided Markov [95% CI]"]) \
         == ("new", "1.8765 [not computed]", "+0.0335 [not computed]")
@@ -571,7 +611,8 @@ def test_summary_shows_each_figure_with_its_interval_and_what_was_resampled(tmp_
     text = (tmp_path / "summary.html").read_text()
     assert "each difference is paired, both figures from the same resamples" in " ".join(text.split())
     new, few, old = as_rows(TableCells(text).tables[0])
-    assert {name: new[name] for name in new if "CI" in name or name == "hidden bases scored"} == {
+    shown = [name for name in new if "CI" in name and "novel" not in name or name == "hidden bases scored"]
+    assert {name: new[name] for name in shown} == {
         "model bits/base [95% CI]": "1.9100 [1.9012, 1.9188]", "Markov bits/base [95% CI]": "1.9300 [1.9203, 1.9391]",
         "model - Markov [95% CI]": "-0.0200 [-0.0281, -0.0114]",
         "two-sided Markov bits/base [95% CI]": "1.8765 [1.8711, 1.9102]",

@@ -152,7 +152,9 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
     base (the bits None). ``ci95`` maps a figure's JSON name (``bits_per_base``, ``model_minus_markov``, ...) to
     its 95% interval ``(low, high)``: empty for a JSON from before intervals, without an interval whose bound the
     JSON has as null (undefined); ``bootstrap`` (what the intervals resampled), ``passes`` (mask passes) and
-    ``distinct_scored_bases`` are None where the JSON predates them.
+    ``distinct_scored_bases`` are None where the JSON predates them, and so is
+    ``markov_two_sided_approximate_bases`` (the hidden bases of clusters too big for the two-sided chain to sum
+    out exactly, scored given the true bases of the other hidden ones).
 
     Reads ``split`` (the test split) only: the figure and the summary label the numbers as test-split numbers,
     and the val split is where the Markov order and smoothing were chosen (its Markov figure is the best of
@@ -178,7 +180,9 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
                          if None not in interval},
                 "bootstrap": _bootstrap(scores.get("bootstrap")),
                 "passes": _number_or_none((evaluation.get("masking") or {}).get("passes")),
-                "distinct_scored_bases": _number_or_none(scores.get("distinct_scored_bases"))}
+                "distinct_scored_bases": _number_or_none(scores.get("distinct_scored_bases")),
+                "markov_two_sided_approximate_bases": _number_or_none(
+                    scores.get("markov_two_sided_approximate_bases"))}
     except KeyError as err:
         raise InputError(f"{source}: not a `genoformer evaluate` result (no {err} entry)") from None
     except (AttributeError, IndexError, TypeError, ValueError):
@@ -213,9 +217,13 @@ def row_label(label: str, figures: dict) -> str:
     return f"{label}\nΔ {figures['model'] - figures['markov']:+.3f}{ci}{bases}"
 
 
-# the figures drawn with error bars: evaluate JSON name, eval_figures key, colour, shift from the marker's row
+# the figures drawn with error bars: evaluate JSON name, eval_figures key, colour, shift from the marker's row;
+# the novel-base figures' bars are dashed
 ERROR_BARS = (("bits_per_base", "model", "tab:blue", 0.0), ("markov_bits_per_base", "markov", "tab:gray", -0.12),
               ("markov_two_sided_bits_per_base", "markov_two_sided", "tab:orange", 0.12))
+NOVEL_ERROR_BARS = (("novel_bits_per_base", "novel_model", "tab:blue", 0.06),
+                    ("markov_novel_bits_per_base", "novel_markov", "tab:gray", -0.06),
+                    ("markov_two_sided_novel_bits_per_base", "novel_markov_two_sided", "tab:orange", 0.18))
 
 
 def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
@@ -224,11 +232,11 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     ``evaluations`` maps a dataset label to ``plots.eval_figures``'s dict. DNA sits close to 2 bits/base (a
     uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values and each row is labelled
     with the difference, model minus the one-sided Markov chain, and the hidden bases scored (``row_label``); the
-    two-sided chain (same order, reading both sides of each hidden run, other hidden bases as their true bases) is
-    drawn where the evaluation has it, and the figures over novel bases only (no 31-mer shared with the train
-    split) as hollow markers where it has them. Error bars are the 95% intervals of the model's and the chains'
-    figures where the evaluation has them, each a little above or below its marker so that they do not hide
-    one another.
+    two-sided chain (same order, given the visible bases on both sides, every hidden base summed out) is drawn
+    where the evaluation has it, and the figures over novel bases only (no 31-mer shared with the train split) as
+    hollow markers where it has them. Error bars are the 95% intervals of the model's and the chains' figures
+    where the evaluation has them (dashed for the novel-base figures), each a little above or below its marker
+    so that they do not hide one another.
     """
     if not evaluations:
         raise InputError("bits/base plot: no evaluation given")
@@ -241,7 +249,7 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
                                 for label in labels])
                 for name in ("markov_two_sided", "novel_model", "novel_markov", "novel_markov_two_sided")}
     two_sided = optional["markov_two_sided"]
-    bounds = [bound for label in labels for name, *_ in ERROR_BARS
+    bounds = [bound for label in labels for name, *_ in ERROR_BARS + NOVEL_ERROR_BARS
               for bound in evaluations[label]["ci95"].get(name, ())]
     shown = np.concatenate([values[np.isfinite(values)] for values in (model, markov, *optional.values())]
                            + [bounds])
@@ -268,10 +276,11 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
         if np.isfinite(optional[name]).any():
             ax.scatter(optional[name], y, s=70, marker=marker, facecolors="none", edgecolors=colour, zorder=3,
                        label=label)
-    for name, figure, colour, shift in ERROR_BARS:
+    for name, figure, colour, shift in ERROR_BARS + NOVEL_ERROR_BARS:
         _error_bars(ax, [(row + shift, evaluations[label][figure], evaluations[label]["ci95"].get(name))
                          for row, label in zip(y, labels)], colour,
-                    "95% bootstrap intervals" if figure == "model" else None)
+                    {"model": "95% bootstrap intervals", "novel_model": "95% intervals, novel bases only"}.get(figure),
+                    "--" if figure.startswith("novel_") else "-")
     for row, m, b, order in zip(y, model, markov, orders):
         ax.annotate(f"{m:.3f}", (m, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
         ax.annotate(f"{b:.3f} (order {order})", (b, row), textcoords="offset points", xytext=(0, -15),
@@ -286,16 +295,17 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
 
 
 def _error_bars(ax, bars: list[tuple[float, float | None, tuple[float, float] | None]], colour: str,
-                label: str | None) -> None:
-    """Horizontal 95% error bars ``(y, value, interval)``, with a legend ``label`` where given; those without a
-    value or an interval are not drawn. A bar spans its interval whether or not the value lies inside (a
-    percentile bootstrap interval need not hold the point estimate)."""
+                label: str | None, linestyle: str) -> None:
+    """Horizontal 95% error bars ``(y, value, interval)`` drawn ``linestyle``, with a legend ``label`` where
+    given; those without a value or an interval are not drawn. A bar spans its interval whether or not the value
+    lies inside (a percentile bootstrap interval need not hold the point estimate)."""
     drawn = [(row, interval) for row, value, interval in bars if value is not None and interval is not None]
     if drawn:
         rows, intervals = zip(*drawn)
         low, high = np.array(intervals).T
-        ax.errorbar((low + high) / 2, rows, xerr=(high - low) / 2, fmt="none", ecolor=colour, elinewidth=1.5,
-                    capsize=3, zorder=2, label=label)
+        bars = ax.errorbar((low + high) / 2, rows, xerr=(high - low) / 2, fmt="none", ecolor=colour,
+                           elinewidth=1.5, capsize=3, zorder=2, label=label)
+        bars.lines[2][0].set_linestyle(linestyle)
 
 
 METHOD_NAMES = {"probe": "model: linear probe", "finetune": "model: fine-tuned", "kmer": "k-mer baseline"}

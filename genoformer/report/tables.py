@@ -115,19 +115,30 @@ def task_rows(task: str, metrics: dict, source: str | Path) -> list[dict]:
 
 
 NOT_COMPUTED = "not computed"
-NOVEL_FIGURES = ("novel_model", "novel_markov", "novel_markov_two_sided")
+# the novel-base figures: plots.eval_figures key, and the evaluate JSON name of its 95% interval
+NOVEL_FIGURES = (("novel_model", "novel_bits_per_base"), ("novel_markov", "markov_novel_bits_per_base"),
+                 ("novel_markov_two_sided", "markov_two_sided_novel_bits_per_base"))
+# the paired novel-base differences: the chain's eval_figures key, and the evaluate JSON name of the interval
+NOVEL_DIFFERENCES = (("novel_markov", "novel_model_minus_markov"),
+                     ("novel_markov_two_sided", "novel_model_minus_markov_two_sided"))
 
 
 def novel_texts(figures: dict) -> tuple[str, ...]:
-    """The novel hidden bases (count, share of the scored ones), and the model's and the Markov chains' (one-
-    and two-sided) bits/base over them, as table cells: "not computed" for an evaluate JSON from before novel
-    bases were counted, "—" for the bits where no hidden base is novel."""
+    """The novel hidden bases (count, share of the scored ones), the model's and the Markov chains' (one- and
+    two-sided) bits/base over them and the model minus each chain, each with its 95% interval, as table cells:
+    "not computed" for an evaluate JSON from before novel bases were counted (the interval alone for one from
+    before their intervals), "—" for the bits where no hidden base is novel."""
     novel, scored = figures.get("novel_bases"), figures.get("scored_bases")
     if novel is None:
-        return (NOT_COMPUTED,) * (1 + len(NOVEL_FIGURES))
+        return (NOT_COMPUTED,) * (1 + len(NOVEL_FIGURES) + len(NOVEL_DIFFERENCES))
     share = f"{novel:,.0f} of {scored:,.0f} ({novel / scored:.1%})" if scored else f"{novel:,.0f}"
-    bits = ["—" if figures.get(name) is None else f"{figures[name]:.4f}" for name in NOVEL_FIGURES]
-    return share, *bits
+    model = figures.get("novel_model")
+    bits = ["—" if figures.get(name) is None else with_bits_interval(figures[name], figures["ci95"].get(interval))
+            for name, interval in NOVEL_FIGURES]
+    differences = ["—" if model is None or figures.get(chain) is None else
+                   with_bits_interval(model - figures[chain], figures["ci95"].get(interval), signed=True)
+                   for chain, interval in NOVEL_DIFFERENCES]
+    return share, *bits, *differences
 
 
 def with_bits_interval(value: float, interval: tuple[float, float] | None, signed: bool = False) -> str:
@@ -149,6 +160,10 @@ def scored_text(figures: dict) -> str:
     if passes is not None and figures.get("distinct_scored_bases") is not None:
         text += (f" ({passes:.0f} mask pass{'es' if passes != 1 else ''} over "
                  f"{figures['distinct_scored_bases']:,.0f} bases)")
+    approximate = figures.get("markov_two_sided_approximate_bases")
+    if approximate:
+        text += (f"; the two-sided chain read the other hidden bases as their true bases for {approximate:,.0f} "
+                 "(clusters too big to sum out)")
     bootstrap = figures.get("bootstrap")
     if bootstrap is None:
         return text
@@ -164,7 +179,8 @@ def bits_rows(evaluations: dict[str, dict]) -> list[dict]:
     rows = []
     for label, figures in evaluations.items():
         two_sided = figures.get("markov_two_sided")
-        novel, novel_model, novel_markov, novel_two_sided = novel_texts(figures)
+        novel, novel_model, novel_markov, novel_two_sided, novel_minus_markov, novel_minus_two_sided = \
+            novel_texts(figures)
         model, markov = figures["model"], figures["markov"]
 
         def cell(value: float, name: str, signed: bool = False) -> str:
@@ -180,8 +196,11 @@ def bits_rows(evaluations: dict[str, dict]) -> list[dict]:
                          "—" if two_sided is None else cell(model - two_sided, "model_minus_markov_two_sided",
                                                             signed=True),
                      "hidden bases scored": scored_text(figures),
-                     "novel hidden bases": novel, "model bits/base, novel": novel_model,
-                     "Markov bits/base, novel": novel_markov, "two-sided Markov bits/base, novel": novel_two_sided})
+                     "novel hidden bases": novel, "model bits/base, novel [95% CI]": novel_model,
+                     "Markov bits/base, novel [95% CI]": novel_markov,
+                     "two-sided Markov bits/base, novel [95% CI]": novel_two_sided,
+                     "model - Markov, novel [95% CI]": novel_minus_markov,
+                     "model - two-sided Markov, novel [95% CI]": novel_minus_two_sided})
     return rows
 
 
@@ -195,9 +214,10 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
         sections.append(("Held-out bits per base (test split)", "Masked-LM cross-entropy on the test split, in "
                          "bits per hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the "
                          "Markov model fit on the training split (its order chosen on the validation split) and "
-                         "scored on the same bases: one-sided, each base from the true bases before it, and "
-                         "two-sided, from both sides of its run of hidden bases, the run summed out; both read "
-                         "other hidden bases as their true bases, which the model never sees. Novel: only the hidden "
+                         "scored on the same bases: one-sided, each base from the true bases before it (other "
+                         "hidden bases read as their true bases, which the model never sees), and two-sided, from "
+                         "the visible bases on both sides, every hidden base summed out, as the model sees them. "
+                         "Novel: only the hidden "
                          "bases that no 31-mer (either strand) also found in the training split covers, so repeat "
                          "copies (rRNA operons, IS elements) the model may have memorised are left out. Intervals: "
                          "95% bootstrap intervals that resample whole held-out blocks or contigs (adjacent bases "

@@ -30,14 +30,16 @@ training: overlapping windows would score the same base several times. Adjacent 
 Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen on the
 validation split's sequences, then scored on exactly the (pass, hidden base) pairs above in two ways. One-sided, as
 a chain reads: each base from the true bases before it in the same window (hidden ones included, so with spans over
-one base it reads the true bases of its own span). Two-sided: each base given the bases of its window on both sides,
-the hidden run it lies in summed out (``markov.two_sided_bits``; which bases are hidden differs from pass to pass,
-so it is computed per pass). Neither is what the masked LM sees: the two-sided chain reads the other hidden runs
-within its order, and the other pieces of a run over ``markov.MAX_EXACT_RUN`` bases, as their true bases. That is an
-edge for the chain: on the bundled C. diphtheriae test split (64-token windows, single-base spans, order 6, where
-84% of hidden bases have another within the order) it scored 1.911 bits/base (one pass) against 1.921 for the exact
-conditional given the visible bases alone (every hidden base summed out; one-sided 1.958); with k = 8
-non-overlapping tokens (runs of 8 scored as 6 + 2) 1.951 against 1.962.
+one base it reads the true bases of its own span): not what the masked LM sees. Two-sided: each base given exactly
+what the masked LM sees, the visible bases of its window on both sides, every hidden base of the window summed out
+jointly (``markov.two_sided_bits``, a forward-backward pass over each cluster of hidden bases within the chain's
+order; which bases are hidden differs from pass to pass, and a batch's passes are scored in one call, each (pass,
+window) one N after the other). A cluster too big to sum out (``markov.MAX_TRANSITIONS``: a run of over 38 hidden
+bases at order 7, 15 at order 8, 9 or 10 at orders 9 to 12) is scored given the true bases of its other hidden runs
+instead, and ``markov_two_sided_approximate_bases`` counts its (pass, base) pairs (0 on the bundled workflow). On
+the bundled C. diphtheriae test split (64-token windows, single-base spans, order 6, eight passes) the two-sided
+chain scores 1.921 bits/base; reading the other hidden bases within its order as their true bases, as it did before,
+gave 1.906 (one-sided 1.960).
 
 Novel bases (``genoformer.train.novel``). The splits are position blocks (or whole sequences), so the copies of
 a repeat (rRNA operons, insertion sequences) can sit on both sides, and a model that memorised the training copy
@@ -56,11 +58,14 @@ together), each window's sums going with the interval it lies in, when the score
 ``bootstrap`` says which (``unit`` "interval" or "window") and how many. The model's and both chains' bits/base
 get intervals, and so do the paired differences ``model_minus_markov`` and ``model_minus_markov_two_sided``: the
 same resamples, each resample's difference, so the shared variation between regions cancels. Only per-window
-sums are kept, so memory grows with the windows, not the bases. Novel-base figures get no interval. On the
-bundled C. diphtheriae test split (54 blocks) the model minus the two-sided chain was +0.061 [0.041, 0.080] with
-eight passes (interval 0.049 wide with one pass, 0.039 with eight), the model minus the one-sided chain +0.007
-[-0.001, +0.014] (0.025 and 0.014 wide): more passes narrow an interval less than their count suggests, since
-much of its width is how the blocks differ, not which bases were hidden.
+sums are kept, so memory grows with the windows, not the bases. The novel-base figures and their paired
+differences (``novel_model_minus_markov``, ``novel_model_minus_markov_two_sided``) get intervals from the same
+resamples, each divided by the resampled novel bases. On the bundled C. diphtheriae test split (54 blocks, eight
+passes) the model minus the two-sided chain is +0.046 [+0.033, +0.058] (+0.061 [+0.041, +0.080] when the chain
+read the other hidden bases), the model minus the one-sided chain +0.007 [-0.001, +0.014] (0.025 wide with one
+pass, 0.014 with eight): more passes narrow an interval less than their count suggests, since much of its width
+is how the blocks differ, not which bases were hidden. Over the novel bases alone (96.7% of them) the model minus
+the two-sided chain is +0.050 [+0.038, +0.061].
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ from genoformer.tokenize.encode import decode
 from genoformer.tokenize.vocab import N_SPECIAL, KmerVocab
 from genoformer.train.config import PretrainConfig
 from genoformer.train.distributed import autocast_for
-from genoformer.train.markov import MarkovModel, contexts
+from genoformer.train.markov import MAX_TRANSITIONS, MarkovModel, contexts
 from genoformer.train.masking import (SpanMasker, hidden_bases, masker_for, n_window_bases, scoring_tokens,
                                       seeded_generator)
 from genoformer.train.novel import CHUNK_BP, REPEAT_K, kmers_found_in, repeat_bases, window_kmers
@@ -91,6 +96,9 @@ from genoformer.train.novel import CHUNK_BP, REPEAT_K, kmers_found_in, repeat_ba
 log = logging.getLogger(__name__)
 
 LN2 = float(np.log(2.0))
+# the per-window sums over all passes that masked_lm_scores keeps for its intervals
+PER_WINDOW = ("bases", "bits", "markov_bits", "markov_two_sided_bits", "novel_bases", "novel_bits",
+              "markov_novel_bits", "markov_two_sided_novel_bits")
 
 
 def base_log_probs(kmer_log_probs: torch.Tensor, offsets: torch.Tensor, k: int) -> torch.Tensor:
@@ -172,21 +180,21 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
     ``REPEAT_K``-mers found in the train split, :func:`shared_with_train`), also ``novel_bases``,
     ``novel_bits_per_base``, ``novel_base_accuracy`` and, with ``markov``, ``markov_novel_bits_per_base`` and
     ``markov_two_sided_novel_bits_per_base``: the figures over the hidden bases that no such k-mer covers (None
-    where there is none). ``ci95`` holds 95% bootstrap intervals of ``bits_per_base`` and, with ``markov``, of both
-    chains' figures and of the paired differences ``model_minus_markov`` (one-sided) and
-    ``model_minus_markov_two_sided``; ``bootstrap`` says what was resampled (:func:`bits_intervals`).
+    where there is none). With ``markov``, ``markov_two_sided_approximate_bases`` counts the pairs that the
+    two-sided chain could not sum out exactly (see the module docstring). ``ci95`` holds 95% bootstrap intervals
+    of ``bits_per_base`` and, with ``markov``, of both chains' figures and of the paired differences
+    ``model_minus_markov`` (one-sided) and ``model_minus_markov_two_sided``; with ``repeat_kmers`` and a novel
+    base, of the novel figures too; ``bootstrap`` says what was resampled (:func:`bits_intervals`).
     """
     model.eval()
     device = torch.device(device)
     vocab, stride, k = dataset.vocab, dataset.manifest["stride"], dataset.vocab.k
     chosen = evaluation_windows(dataset, max_windows)
     totals = {"masked_tokens": 0, "correct_tokens": 0, "scored_bases": 0, "distinct_scored_bases": 0, "bits": 0.0,
-              "correct_bases": 0, "novel_bases": 0, "novel_bits": 0.0, "novel_correct_bases": 0,
-              "markov_novel_bits": 0.0, "markov_two_sided_novel_bits": 0.0}
+              "correct_bases": 0, "novel_correct_bases": 0, "markov_two_sided_approximate_bases": 0}
     markov_bits = {order: 0.0 for order in range(markov.max_order + 1)} if markov else {}
-    two_sided_bits = 0.0
     # per scored window, summed over its passes, for the bootstrap: memory grows with windows, not bases
-    per_window = {name: np.zeros(len(chosen)) for name in ("bases", "bits", "markov_bits", "markov_two_sided_bits")}
+    per_window = {name: np.zeros(len(chosen)) for name in PER_WINDOW}
     progress = tqdm(total=len(chosen) * passes, unit="window", desc=f"evaluate {dataset.split}", disable=None,
                     leave=False)
     for first in range(0, len(chosen), batch_size):
@@ -207,6 +215,7 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
                 chain_bits.append({order: markov.bits(window, order, context_run) for order in markov_bits})
         ever_hidden = torch.zeros(len(items), n_window_bases(dataset.window, k, stride), dtype=torch.bool,
                                   device=device)
+        hidden_by_pass = []
         for pass_index in range(passes):
             masked = [masker(input_ids[j:j + 1], attention_mask[j:j + 1],
                              pass_generator(device, seed, int(i), pass_index))
@@ -241,17 +250,20 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
 
             if repeat_kmers is not None:
                 novel = torch.from_numpy(is_novel).to(device)[rows, bases]  # per scored base, in the order of rows
-                totals["novel_bases"] += int(novel.sum())
-                totals["novel_bits"] += float(base_nats[novel].sum()) / LN2
+                per_window["novel_bases"][in_batch] += torch.bincount(rows[novel], minlength=len(items)).cpu().numpy()
+                per_window["novel_bits"][in_batch] += (
+                    torch.zeros(len(items), dtype=torch.float64, device=device)
+                    .index_add_(0, rows[novel], base_nats[novel].double()).cpu().numpy() / LN2)
                 totals["novel_correct_bases"] += int(correct[novel].sum())
             if markov:
-                two_sided, one_sided_by_window, two_sided_by_window = markov_pass(
-                    markov, codes, chain_bits, hidden.cpu().numpy(), is_novel if repeat_kmers is not None else None,
-                    markov_bits, totals)
-                two_sided_bits += two_sided
-                per_window["markov_bits"][in_batch] += one_sided_by_window
-                per_window["markov_two_sided_bits"][in_batch] += two_sided_by_window
+                hidden_by_pass.append(hidden.cpu().numpy())
+                markov_pass(markov, chain_bits, hidden_by_pass[-1], is_novel if repeat_kmers is not None else None,
+                            markov_bits, per_window, in_batch)
             progress.update(len(items))
+        if markov:  # every pass of the batch at once: fewer, larger calls
+            totals["markov_two_sided_approximate_bases"] += markov_two_sided(
+                markov, codes, np.stack(hidden_by_pass), is_novel if repeat_kmers is not None else None,
+                per_window, in_batch)
         totals["distinct_scored_bases"] += int(ever_hidden.sum())
     progress.close()
 
@@ -268,63 +280,85 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
     if markov:
         result["markov_bits_per_base"] = markov_bits[markov.order] / scored
         result["markov_bits_per_base_by_order"] = {str(o): bits / scored for o, bits in markov_bits.items()}
-        result["markov_two_sided_bits_per_base"] = two_sided_bits / scored
+        result["markov_two_sided_bits_per_base"] = per_window["markov_two_sided_bits"].sum() / scored
+        result["markov_two_sided_approximate_bases"] = totals["markov_two_sided_approximate_bases"]
     if repeat_kmers is not None:
-        novel = totals["novel_bases"]
+        novel = int(per_window["novel_bases"].sum())
         result["novel_bases"] = novel
-        result["novel_bits_per_base"] = totals["novel_bits"] / novel if novel else None
+        result["novel_bits_per_base"] = per_window["novel_bits"].sum() / novel if novel else None
         result["novel_base_accuracy"] = totals["novel_correct_bases"] / novel if novel else None
         if markov:
-            result["markov_novel_bits_per_base"] = totals["markov_novel_bits"] / novel if novel else None
-            result["markov_two_sided_novel_bits_per_base"] = (totals["markov_two_sided_novel_bits"] / novel
-                                                              if novel else None)
+            for name in ("markov_novel_bits", "markov_two_sided_novel_bits"):
+                result[f"{name}_per_base"] = per_window[name].sum() / novel if novel else None
     result["ci95"], result["bootstrap"] = bits_intervals(per_window, window_intervals(dataset, chosen),
-                                                         with_markov=markov is not None, seed=seed)
+                                                         with_markov=markov is not None,
+                                                         with_novel=repeat_kmers is not None, seed=seed)
     return result
 
 
-def markov_pass(markov: MarkovModel, codes: list[np.ndarray], chain_bits: list[dict[int, np.ndarray]],
-                hidden: np.ndarray, is_novel: np.ndarray | None, markov_bits: dict[int, float],
-                totals: dict) -> tuple[float, np.ndarray, np.ndarray]:
-    """One mask pass of a batch for the Markov chains. Adds the one-sided bits of the ``hidden`` bases (bool
-    ``[B, bases]``; ``chain_bits``: every base's bits, per window and order) to ``markov_bits`` and, with
-    ``is_novel``, the novel ones of both chains (chosen order) to ``totals``; returns the two-sided bits of the
-    hidden bases, and per window the one-sided (chosen order) and two-sided bits."""
-    one_sided_by_window = np.zeros(len(codes))
+def markov_pass(markov: MarkovModel, chain_bits: list[dict[int, np.ndarray]], hidden: np.ndarray,
+                is_novel: np.ndarray | None, markov_bits: dict[int, float], per_window: dict[str, np.ndarray],
+                in_batch: slice) -> None:
+    """One mask pass of a batch for the one-sided Markov chain. Adds the bits of the ``hidden`` bases (bool
+    ``[B, bases]``; ``chain_bits``: every base's bits, per window and order) to ``markov_bits``, and those of the
+    chosen order to the batch's windows (``in_batch``) in ``per_window``, the novel ones too with ``is_novel``."""
     for j, (window_bits, at) in enumerate(zip(chain_bits, hidden)):
         for order in markov_bits:
             markov_bits[order] += float(window_bits[order][at].sum())
-        one_sided_by_window[j] = window_bits[markov.order][at].sum()
+        per_window["markov_bits"][in_batch.start + j] += window_bits[markov.order][at].sum()
         if is_novel is not None:
-            totals["markov_novel_bits"] += float(window_bits[markov.order][at & is_novel[j]].sum())
-    # the batch's windows, one N apart (no context reaches across it), scored two-sided in one call
-    batch_hidden = np.pad(hidden, ((0, 0), (0, 1))).ravel()
-    two_sided = markov.two_sided_bits(np.concatenate([np.append(window, N_CODE) for window in codes]), batch_hidden)
+            per_window["markov_novel_bits"][in_batch.start + j] += window_bits[markov.order][at & is_novel[j]].sum()
+
+
+def markov_two_sided(markov: MarkovModel, codes: list[np.ndarray], hidden: np.ndarray, is_novel: np.ndarray | None,
+                     per_window: dict[str, np.ndarray], in_batch: slice) -> int:
+    """Every mask pass of a batch for the two-sided Markov chain: adds the bits of the ``hidden`` bases (bool
+    ``[passes, B, bases]``), each given its window's visible bases in that pass, to the batch's windows
+    (``in_batch``) in ``per_window``, the novel ones too with ``is_novel`` (``[B, bases]``); returns how many
+    of them :func:`markov.two_sided_bits` scored by its approximation."""
+    # each (pass, window) one N after the other (no context reaches across it), scored in one call
+    batch_hidden = np.pad(hidden, ((0, 0), (0, 0), (0, 1))).ravel()
+    batch_codes = np.tile(np.concatenate([np.append(window, N_CODE) for window in codes]), hidden.shape[0])
+    two_sided, approximate = markov.two_sided_bits(batch_codes, batch_hidden)
+    by_window = np.where(batch_hidden, two_sided, 0.0).reshape(hidden.shape[0], len(codes), -1)
+    per_window["markov_two_sided_bits"][in_batch] += by_window.sum(axis=(0, 2))
     if is_novel is not None:
-        batch_novel = np.pad(is_novel, ((0, 0), (0, 1))).ravel()  # laid out as the batch's codes
-        totals["markov_two_sided_novel_bits"] += float(two_sided[batch_hidden & batch_novel].sum())
-    two_sided_by_window = np.where(batch_hidden, two_sided, 0.0).reshape(len(codes), -1).sum(axis=1)
-    return float(two_sided[batch_hidden].sum()), one_sided_by_window, two_sided_by_window
+        novel = np.pad(is_novel, ((0, 0), (0, 1)))  # laid out as a pass of the batch's codes
+        per_window["markov_two_sided_novel_bits"][in_batch] += np.where(novel, by_window, 0.0).sum(axis=(0, 2))
+    return int(approximate.sum())
 
 
 def bits_intervals(per_window: dict[str, np.ndarray], intervals: np.ndarray, *, with_markov: bool,
-                   seed: int) -> tuple[dict[str, list[float]], dict]:
+                   with_novel: bool = False, seed: int) -> tuple[dict[str, list[float]], dict]:
     """95% intervals of a split's bits/base figures from the per-window sums of :func:`masked_lm_scores` (bits
     and scored bases over all passes): ``bits_per_base`` and, ``with_markov``, ``markov_bits_per_base``,
     ``markov_two_sided_bits_per_base``, ``model_minus_markov`` and ``model_minus_markov_two_sided`` (paired: the
-    same resamples). Adjacent bases and windows are not independent, so the bootstrap resamples whole split
-    intervals (``intervals``: each window's; blocks or sequences held out whole) when the windows come from at
-    least ``MIN_BOOTSTRAP_GROUPS`` of them, else windows; the second value says which (``unit`` "interval" or
-    "window") and how many."""
-    numerators = {"bits_per_base": per_window["bits"]}
+    same resamples). ``with_novel``, the same figures over the novel bases (``novel_bits_per_base``,
+    ``markov_novel_bits_per_base``, ``markov_two_sided_novel_bits_per_base``, ``novel_model_minus_markov``,
+    ``novel_model_minus_markov_two_sided``; none where no base is novel), from the same resamples. Adjacent bases
+    and windows are not independent, so the bootstrap resamples whole split intervals (``intervals``: each
+    window's; blocks or sequences held out whole) when the windows come from at least ``MIN_BOOTSTRAP_GROUPS`` of
+    them, else windows; the second value says which (``unit`` "interval" or "window") and how many."""
+    ci95, unit = ratio_intervals(_figures(per_window, "", with_markov), per_window["bases"], groups=intervals,
+                                 units=("interval", "window"), seed=seed)
+    if with_novel and per_window["novel_bases"].sum() > 0:  # the same seed and groups: the same resamples
+        ci95.update(ratio_intervals(_figures(per_window, "novel_", with_markov), per_window["novel_bases"],
+                                    groups=intervals, units=("interval", "window"), seed=seed)[0])
+    return ci95, unit
+
+
+def _figures(per_window: dict[str, np.ndarray], novel: str, with_markov: bool) -> dict[str, np.ndarray]:
+    """The numerators of :func:`bits_intervals` (``novel``: "" for all scored bases, "novel_" for the novel
+    ones), by figure name."""
+    bits = per_window[f"{novel}bits"]
+    figures = {f"{novel}bits_per_base": bits}
     if with_markov:
-        numerators.update({
-            "markov_bits_per_base": per_window["markov_bits"],
-            "markov_two_sided_bits_per_base": per_window["markov_two_sided_bits"],
-            "model_minus_markov": per_window["bits"] - per_window["markov_bits"],
-            "model_minus_markov_two_sided": per_window["bits"] - per_window["markov_two_sided_bits"]})
-    return ratio_intervals(numerators, per_window["bases"], groups=intervals, units=("interval", "window"),
-                           seed=seed)
+        one_sided, two_sided = per_window[f"markov_{novel}bits"], per_window[f"markov_two_sided_{novel}bits"]
+        figures.update({f"markov_{novel}bits_per_base": one_sided,
+                        f"markov_two_sided_{novel}bits_per_base": two_sided,
+                        f"{novel}model_minus_markov": bits - one_sided,
+                        f"{novel}model_minus_markov_two_sided": bits - two_sided})
+    return figures
 
 
 def iter_split_sequences(manifest: Manifest, split: str) -> Iterator[np.ndarray]:
@@ -450,6 +484,10 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
                  passes, scores["distinct_scored_bases"],
                  scores["bits_per_base"] - scores["markov_two_sided_bits_per_base"],
                  *ci["model_minus_markov_two_sided"], scores["bootstrap"]["units"], scores["bootstrap"]["unit"])
+        if scores["markov_two_sided_approximate_bases"]:
+            log.warning("%s: the two-sided Markov chain read the other hidden bases as their true bases for %d of the "
+                        "%d hidden bases (clusters over %d transitions; see markov.two_sided_bits)", split,
+                        scores["markov_two_sided_approximate_bases"], scores["scored_bases"], MAX_TRANSITIONS)
         log.info("%s, novel bases only (%d of %d, %.1f%%; no %d-mer shared with train): %s", split,
                  scores["novel_bases"], scores["scored_bases"], 100 * scores["novel_bases"] / scores["scored_bases"],
                  REPEAT_K, _novel_text(scores, markov.order))

@@ -13,13 +13,23 @@ training sequences and picks the order (0..max_order) and the concentration with
 validation sequences.
 
 The same fitted chain also scores a hidden base from *both* sides (:func:`two_sided_bits`): the chain's exact
-conditional of the base given every other base of its sequence, its own hidden run summed out. Other hidden
-bases are read as their true bases, which a masked LM never sees (summing them all out at once would take a
-forward-backward pass over the 4**k contexts). A run of hidden bases ``[s, e)`` changes only the factors
-``P(x_i | context)`` of positions ``s .. e + k - 1``, so the conditional of each fill of the run is the product
-of those factors, normalized over all ``4**L`` fills, and a base's probability is the sum over the fills that
-hold it. Runs longer than ``MAX_EXACT_RUN`` bases are scored in pieces of that length, each given the true
-bases of the other pieces.
+conditional ``P(x_h | every visible base of the sequence)``, every hidden base summed out jointly, which is what a
+masked LM sees. The chain is a product of factors ``P(x_i | context_i)``, and two hidden bases share a factor only
+when they lie within ``order`` of each other with no N between, so the hidden bases split into independent
+clusters (:func:`hidden_clusters`): hidden bases less than ``order + 1`` apart chained together, spanning from the
+first to ``order`` positions past the last (the factors they enter; an N or the sequence's end cuts it). Each
+cluster is summed out by a forward-backward pass over its positions, the state at a position being the fill of
+the hidden bases among the ``order`` positions before it (4**u states for u of them), which gives each hidden
+base's posterior marginal exactly, for runs of any length. Its cost (time, and memory: the messages are kept for the
+backward pass) is the number of transitions, states x 4 at a hidden position: at most 4**(order + 1) per position,
+set by the hidden bases within the order. A cluster over ``MAX_TRANSITIONS`` (the longest run of hidden bases
+summed out exactly is 133 bases at order 6, 38 at order 7, 15 at order 8, 10 at order 9, 9 at orders 10 to 12)
+is scored by
+:func:`approximate_two_sided_bits` instead, and ``two_sided_bits`` says which bases were: each run of hidden
+bases ``[s, e)`` summed out on its own given the true bases of every other (a run changes only the factors of
+positions ``s .. e + k - 1``, so its fills' conditional is the product of those, normalized over all ``4**L``
+fills), runs over ``MAX_EXACT_RUN`` bases scored in pieces of that length. It is exact where no two runs lie within
+the order and no run is cut, and otherwise reads hidden bases the masked LM never sees.
 """
 
 from __future__ import annotations
@@ -35,8 +45,9 @@ log = logging.getLogger(__name__)
 N_CODE = 4
 CHUNK_BASES = 1 << 22
 CONCENTRATIONS = (0.5, 2.0, 8.0, 32.0)
-MAX_EXACT_RUN = 6  # hidden bases enumerated jointly by two_sided_bits: 4**6 = 4096 fills
-FILL_ROWS = 1 << 18  # runs x fills enumerated at once by two_sided_bits (order 10, runs of 6: under 20 MiB)
+MAX_TRANSITIONS = 1 << 21  # forward-backward transitions of a cluster summed out exactly (17 bytes each, kept)
+MAX_EXACT_RUN = 6  # hidden bases enumerated jointly by approximate_two_sided_bits: 4**6 = 4096 fills
+FILL_ROWS = 1 << 18  # runs x fills enumerated at once by approximate_two_sided_bits (order 10, runs of 6: < 20 MiB)
 
 
 def valid_run(codes: np.ndarray) -> np.ndarray:
@@ -119,11 +130,136 @@ def hidden_runs(hidden: np.ndarray, max_run: int = MAX_EXACT_RUN) -> list[tuple[
             for start in range(start, end, max_run)]
 
 
-def two_sided_bits(codes: np.ndarray, hidden: np.ndarray, tables: list[np.ndarray],
-                   max_run: int = MAX_EXACT_RUN) -> np.ndarray:
-    """Bits (-log2 p) of each ``hidden`` base of ``codes`` given every other base of ``codes`` (both sides)
-    under the chain ``tables`` (see the module docstring); NaN where not hidden or N. N bases are never hidden
-    (they are visible, and break contexts as in :func:`score`)."""
+def hidden_clusters(codes: np.ndarray, hidden: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, end)`` arrays of the clusters of :func:`two_sided_bits`: hidden positions less than ``order + 1``
+    apart with no N between them chained together, from the first one to ``order`` positions past the last one
+    (cut at the next N or the end of ``codes``): every factor of the chain that a cluster's hidden bases enter."""
+    positions = np.flatnonzero(hidden)
+    gaps = np.diff(positions)
+    joined = np.zeros(positions.size, dtype=bool)
+    joined[1:] = (gaps <= order) & (valid_run(codes)[positions[1:]] >= gaps)
+    index = np.arange(codes.size)
+    next_n = np.minimum.accumulate(np.where(codes >= N_CODE, index, codes.size)[::-1])[::-1]
+    is_last = np.ones(positions.size, dtype=bool)
+    is_last[:-1] = ~joined[1:]
+    return positions[~joined], np.minimum(positions[is_last] + order + 1, next_n[positions[is_last]])
+
+
+def two_sided_bits(codes: np.ndarray, hidden: np.ndarray, tables: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Bits (-log2 p) of each ``hidden`` base of ``codes`` given the visible bases of ``codes`` (both sides; every
+    hidden base summed out) under the chain ``tables`` (see the module docstring); NaN where not hidden or N. N
+    bases are never hidden (they are visible, and break contexts as in :func:`score`). Also returns where the
+    bases of clusters over ``MAX_TRANSITIONS`` were scored by :func:`approximate_two_sided_bits` instead (bool)."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    hidden = np.asarray(hidden, dtype=bool) & (codes < N_CODE)
+    order = len(tables) - 1
+    bits = np.full(codes.size, np.nan)
+    starts, ends = hidden_clusters(codes, hidden, order)
+    lengths = ends - starts
+    # every cluster position, and the forward-backward transitions it takes: 4**u states (u hidden bases among
+    # the `order` positions before it), times 4 where it is hidden itself
+    first = np.cumsum(lengths) - lengths
+    at = np.repeat(starts, lengths) + np.arange(lengths.sum()) - np.repeat(first, lengths)
+    hidden_before = np.concatenate([[0], np.cumsum(hidden)])
+    states = hidden_before[at] - hidden_before[np.maximum(at - order, np.repeat(starts, lengths))]
+    cost = np.add.reduceat(4 ** states * np.where(hidden[at], 4, 1), first) if at.size else np.zeros(0, np.int64)
+    approximate = np.zeros(codes.size, dtype=bool)
+    too_big = np.repeat(cost > MAX_TRANSITIONS, lengths)
+    approximate[at[too_big]] = hidden[at[too_big]]
+    if approximate.any():
+        bits[approximate] = approximate_two_sided_bits(codes, approximate, tables)[approximate]
+    exact = cost <= MAX_TRANSITIONS
+    starts, lengths, cost = starts[exact], lengths[exact], cost[exact]
+    context, run = contexts(codes, order)
+    batch = np.cumsum(cost) // MAX_TRANSITIONS  # clusters run together: about MAX_TRANSITIONS at a time
+    for number in np.unique(batch):
+        _forward_backward(codes, hidden, tables, starts[batch == number], lengths[batch == number], context,
+                          np.minimum(run, order), bits)
+    return bits, approximate
+
+
+def _forward_backward(codes: np.ndarray, hidden: np.ndarray, tables: list[np.ndarray], starts: np.ndarray,
+                      lengths: np.ndarray, context: np.ndarray, run: np.ndarray, bits: np.ndarray) -> None:
+    """:func:`two_sided_bits` of the clusters ``[start, start + length)``, written into ``bits``; ``context`` and
+    ``run``: :func:`contexts` of ``codes`` at the chain's order.
+
+    All clusters step through their positions together (step t: position start + t), longest first, so the
+    clusters still running are always the first ones. A cluster's state is the fill of the hidden positions among
+    the ``order`` positions before the current one (its ``u`` most recent first, ``slots``), held as 4**u
+    messages laid end to end over the running clusters. Each state goes to the next one through the base at the
+    position (4 fills where it is hidden, else its true base) with that position's factor; messages are rescaled
+    per cluster and step (they only matter up to a constant). A hidden base's marginal is the sum, per fill, of
+    forward message x factor x backward message over its step's transitions."""
+    order = len(tables) - 1
+    by_length = np.argsort(-lengths, kind="stable")
+    starts, lengths = starts[by_length], lengths[by_length]
+    slots = np.zeros((starts.size, max(order, 1)), dtype=np.int64)  # positions of the state's hidden bases
+    held = np.zeros(starts.size, dtype=np.int64)  # u per cluster
+    forward = np.ones(starts.size)  # before the first position: one state per cluster, nothing hidden yet
+    steps = []
+    for step in range(int(lengths.max(initial=0))):
+        running = int(np.count_nonzero(lengths > step))
+        position = starts[:running] + step
+        u = held[:running]
+        cluster = np.repeat(np.arange(running, dtype=np.int32), 4 ** u)  # per state
+        state = np.arange(cluster.size) - (np.cumsum(4 ** u) - 4 ** u)[cluster]
+        # the context number of each state: the visible bases' digits, the held hidden bases' digits from the state
+        in_state = np.arange(slots.shape[1]) < u[:, None]
+        weight = np.where(in_state, 4 ** np.where(in_state, position[:, None] - 1 - slots[:running], 0), 0)
+        state_context = (context[position] - (codes[slots[:running]] * weight).sum(axis=1))[cluster]
+        for digit in range(int(u.max(initial=0))):
+            state_context += (state >> 2 * digit) % 4 * weight[cluster, digit]
+        is_hidden = hidden[position]
+        fills = np.where(is_hidden, 4, 1)[cluster]
+        source = np.repeat(np.arange(cluster.size, dtype=np.int32), fills)  # per transition
+        owner = cluster[source]
+        base = np.where(is_hidden[owner], np.arange(source.size) - np.repeat(np.cumsum(fills) - fills, fills),
+                        codes[position][owner]).astype(np.int8)
+        log_factor = np.empty(source.size)
+        q = run[position][owner]
+        for q_value in np.unique(q):
+            rows = q == q_value
+            log_factor[rows] = tables[q_value][state_context[source[rows]], base[rows]]
+        factor = np.exp2(log_factor)
+        # the next state: the oldest hidden base leaves once `order` positions back, this one joins if hidden
+        leaves = (u > 0) & (slots[np.arange(running), np.maximum(u - 1, 0)] == position - order)
+        kept = (state[source] % 4 ** (u - leaves)[owner]) * np.where(is_hidden, 4, 1)[owner]
+        held[:running] = u - leaves + is_hidden
+        next_size = 4 ** held[:running]
+        target = ((np.cumsum(next_size) - next_size)[owner] + kept + np.where(is_hidden[owner], base, 0)
+                  ).astype(np.int32)
+        joining = np.flatnonzero(is_hidden)
+        slots[joining, 1:] = slots[joining, :-1]
+        slots[joining, 0] = position[joining]
+        steps.append((position, is_hidden, cluster, source, base, factor, target, next_size.sum(),
+                      forward[:cluster.size]))
+        forward = _per_cluster_rescaled(np.bincount(target, forward[source] * factor, minlength=next_size.sum()),
+                                        np.repeat(np.arange(running), next_size))
+    backward = np.ones(0)
+    for position, is_hidden, cluster, source, base, factor, target, size, forward in reversed(steps):
+        after = np.ones(size)  # past a cluster's last position nothing is left to sum out
+        after[:backward.size] = backward
+        through = factor * after[target]
+        owner = cluster[source]
+        scored = is_hidden[owner]
+        marginal = np.bincount(owner[scored] * 4 + base[scored], (forward[source] * through)[scored],
+                               minlength=4 * position.size).reshape(-1, 4)
+        true = codes[position[is_hidden]]
+        rows = np.flatnonzero(is_hidden)
+        bits[position[is_hidden]] = -np.log2(marginal[rows, true] / marginal[rows].sum(axis=1))
+        backward = _per_cluster_rescaled(np.bincount(source, through, minlength=cluster.size), cluster)
+
+
+def _per_cluster_rescaled(messages: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """``messages`` divided by their sum per ``cluster`` (each message's cluster)."""
+    return messages / np.bincount(cluster, messages)[cluster]
+
+
+def approximate_two_sided_bits(codes: np.ndarray, hidden: np.ndarray, tables: list[np.ndarray],
+                               max_run: int = MAX_EXACT_RUN) -> np.ndarray:
+    """Bits (-log2 p) of each ``hidden`` base of ``codes`` given every other base of ``codes``, the other hidden
+    ones read as their true bases, and its own run (or piece of ``max_run`` bases) summed out (see the module
+    docstring): :func:`two_sided_bits` for the clusters too big to sum out jointly; NaN where not hidden or N."""
     codes = np.asarray(codes, dtype=np.uint8)
     hidden = np.asarray(hidden, dtype=bool) & (codes < N_CODE)
     order = len(tables) - 1
@@ -141,7 +277,8 @@ def two_sided_bits(codes: np.ndarray, hidden: np.ndarray, tables: list[np.ndarra
 
 def _score_runs(codes: np.ndarray, starts: np.ndarray, length: int, tables: list[np.ndarray],
                 run_length: np.ndarray, bits: np.ndarray) -> None:
-    """:func:`two_sided_bits` for the hidden runs ``[s, s + length)`` at ``starts``, written into ``bits``."""
+    """:func:`approximate_two_sided_bits` for the hidden runs ``[s, s + length)`` at ``starts``, written into
+    ``bits``."""
     order = len(tables) - 1
     fills = (np.arange(4 ** length)[:, None] // 4 ** np.arange(length)[::-1]) % 4  # [F, L], first base slowest
     span = np.arange(-order, length + order)  # the run, its contexts and the positions it is context of
@@ -193,9 +330,9 @@ class MarkovModel:
         order = self.order if order is None else order
         return score(codes, self.tables[:order + 1], context_run)
 
-    def two_sided_bits(self, codes: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    def two_sided_bits(self, codes: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """-log2 p of each ``hidden`` base given the visible bases on both sides, under the chosen order (NaN
-        elsewhere); see :func:`two_sided_bits`."""
+        elsewhere), and where that was approximated; see :func:`two_sided_bits`."""
         return two_sided_bits(codes, hidden, self.tables[:self.order + 1])
 
     @classmethod
