@@ -65,7 +65,7 @@ passes) the model minus the two-sided chain is +0.046 [+0.033, +0.058] (+0.061 [
 read the other hidden bases), the model minus the one-sided chain +0.007 [-0.001, +0.014] (0.025 wide with one
 pass, 0.014 with eight): more passes narrow an interval less than their count suggests, since much of its width
 is how the blocks differ, not which bases were hidden. Over the novel bases alone (96.7% of them) the model minus
-the two-sided chain is +0.050 [+0.038, +0.061].
+the two-sided chain is +0.050 [+0.037, +0.060].
 """
 
 from __future__ import annotations
