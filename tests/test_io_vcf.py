@@ -12,8 +12,9 @@ import pytest
 
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
-from genoformer.io.vcf import is_symbolic, read_variants
+from genoformer.io.vcf import alt_info, is_symbolic, read_variants
 from genoformer.io.vcf_text import _keys, _valid_line
+from genoformer.tasks.variant_labels import variant_labels
 from genoformer.vcf_shards import merge_vcfs
 
 
@@ -301,6 +302,15 @@ def test_info_field_declared_per_genotype_is_left_out_with_one_warning(q_referen
     assert [r.getMessage() for r in caplog.records if "Number=G" in r.getMessage()] == [
         f"{path}: INFO GLI declared Number=G (a value per genotype), which pysam reads in FORMAT only: not carried "
         "over to the outputs"]
+    # as a label field (the workflow's DAG-time check, classify-variants): one line, not a traceback or "no value"
+    with pytest.raises(InputError) as err:
+        alt_info(path, ("GLI",))
+    assert one_line(err) == f"{path}: INFO field 'GLI' is declared Number=G (a value per genotype), which pysam " \
+        "reads in FORMAT only"
+    with pytest.raises(InputError) as err:
+        variant_labels(read_variants(path, q_reference), "GLI")
+    assert one_line(err) == f"{path}: INFO field 'GLI' is declared Number=G (a value per genotype), which pysam " \
+        "reads in FORMAT only: it cannot hold a variant's label"
 
 
 def test_bundled_giab_header_declaring_alleles_an_integer_is_warned_about(human_q, q_reference, caplog):

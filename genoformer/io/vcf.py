@@ -186,10 +186,14 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
 def alt_info(path: str | os.PathLike, keys: tuple[str, ...]) -> tuple[pysam.VariantHeader, list[dict]]:
     """The header of a VCF/BCF and the INFO ``keys`` of each of its plain ALTs, as :func:`read_variants` gives
     them (per-allele values cut to the ALT) but without the reference: for a quick look at a few fields (a value
-    of them that htslib would misread is an error)."""
+    of them that htslib would misread is an error, and so is one declared ``Number=G``)."""
     path = Path(path)
     vcf = open_vcf(path)
     try:
+        per_genotype = [key for key in keys if key in vcf.header.info and vcf.header.info[key].number == "G"]
+        if per_genotype:  # pysam raises ValueError reading such a field in INFO
+            raise InputError(f"{path}: INFO field '{per_genotype[0]}' is declared Number=G (a value per genotype), "
+                             "which pysam reads in FORMAT only")
         return vcf.header, [_split_info(record, vcf.header, alt_index, keys) for _, record in _records(vcf, path, keys)
                             for alt_index, alt in enumerate(record.alts or ()) if not is_symbolic(alt)]
     finally:

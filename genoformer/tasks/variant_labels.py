@@ -152,6 +152,9 @@ def variant_labels(variant_set, field: str, positive: list[str] | None = None,
         declared = ", ".join(header.info) or "none"
         raise InputError(f"{variant_set.path}: INFO field '{field}' is not declared in the header "
                          f"(declared: {declared})")
+    if header.info[field].number == "G":  # read_variants leaves such a field out: no variant would have a value
+        raise InputError(f"{variant_set.path}: INFO field '{field}' is declared Number=G (a value per genotype), "
+                         "which pysam reads in FORMAT only: it cannot hold a variant's label")
     flag = header.info[field].type == "Flag"
     values = label_values((v.info for v in variant_set.variants), field, flag)
     empty = [v for v in variant_set.variants if not flag and field in v.info and not _has_value(v.info[field])]
