@@ -123,6 +123,7 @@ def choose_C(features: np.ndarray, labels: np.ndarray, folds: list) -> float:
 
 
 def _mean_held_out_log_loss(features, labels, folds, C: float) -> float:
+    """Held-out log-loss of a fit with ``C``, averaged over ``folds`` ((train, test) index pairs)."""
     return float(np.mean([_held_out_log_loss(features, labels, train, test, C) for train, test in folds]))
 
 

@@ -3,8 +3,9 @@
 ``positive``/``negative`` name the values of each class (values in neither are left out and counted; with one
 class named, the other is every other value); without them the field must hold 0/1 (or be a Flag: present = 1).
 A missing value ('.') leaves its variant out. A named value that no variant has, a value that differs from a named
-one only in case or spaces, a field no variant has a value in, and a class of fewer than 2 variants are errors. Only numpy is imported: the workflow reads labels
-while it builds its DAG (:func:`genoformer.workflow_checks.check_variant_labels`), before any job runs.
+one only in case or spaces, a field no variant has a value in, a field declared ``Number=G`` and a class of fewer
+than 2 variants are errors. Only numpy is imported: the workflow reads labels while it builds its DAG
+(:func:`genoformer.workflow_checks.check_variant_labels`), before any job runs.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def label_values(infos: Iterable[dict], field: str, flag: bool) -> list[str | No
 
 
 def _spelling(value: str) -> str:
+    """A label value as :func:`_check_no_near_miss` compares it: case and surrounding spaces ignored."""
     return value.strip().casefold()
 
 
