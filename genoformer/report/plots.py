@@ -217,80 +217,75 @@ def row_label(label: str, figures: dict) -> str:
     return f"{label}\nΔ {figures['model'] - figures['markov']:+.3f}{ci}{bases}"
 
 
-# the figures drawn with error bars: evaluate JSON name, eval_figures key, colour, shift from the marker's row;
-# the novel-base figures' bars are dashed
-ERROR_BARS = (("bits_per_base", "model", "tab:blue", 0.0), ("markov_bits_per_base", "markov", "tab:gray", -0.12),
-              ("markov_two_sided_bits_per_base", "markov_two_sided", "tab:orange", 0.12))
-NOVEL_ERROR_BARS = (("novel_bits_per_base", "novel_model", "tab:blue", 0.06),
-                    ("markov_novel_bits_per_base", "novel_markov", "tab:gray", -0.06),
-                    ("markov_two_sided_novel_bits_per_base", "novel_markov_two_sided", "tab:orange", 0.18))
+# one sub-row per figure of a dataset, top to bottom: eval_figures key, its novel-base key, the evaluate JSON's
+# names of their 95% intervals, marker, colour, legend labels (all bases, novel bases)
+FIGURE_ROWS = (
+    ("model", "novel_model", "bits_per_base", "novel_bits_per_base", "o", "tab:blue",
+     "genoformer (Reformer, masked LM)", "genoformer, novel bases only (no 31-mer shared with train)"),
+    ("markov", "novel_markov", "markov_bits_per_base", "markov_novel_bits_per_base", "s", "tab:gray",
+     "Markov chain, left side (order chosen on val)", "Markov, left side, novel bases only"),
+    ("markov_two_sided", "novel_markov_two_sided", "markov_two_sided_bits_per_base",
+     "markov_two_sided_novel_bits_per_base", "^", "tab:orange",
+     "same Markov chain, both sides (hidden bases summed out)", "Markov, both sides, novel bases only"),
+)
+SUB_ROW = 0.3  # between the sub-rows of a dataset (its rows are 1.2 apart)
+NOVEL_SHIFT = -0.11  # a novel-base figure, just below its all-bases figure
 
 
 def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
-    """Dot plot: the model's held-out bits/base next to the Markov baseline's, one row per dataset.
+    """Forest plot: the model's held-out bits/base next to the Markov baseline's, one block of rows per dataset.
 
-    ``evaluations`` maps a dataset label to ``plots.eval_figures``'s dict. DNA sits close to 2 bits/base (a
-    uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values and each row is labelled
-    with the difference, model minus the one-sided Markov chain, and the hidden bases scored (``row_label``); the
-    two-sided chain (same order, given the visible bases on both sides, every hidden base summed out) is drawn
-    where the evaluation has it, and the figures over novel bases only (no 31-mer shared with the train split) as
-    hollow markers where it has them. Error bars are the 95% intervals of the model's and the chains' figures
-    where the evaluation has them (dashed for the novel-base figures), each a little above or below its marker
-    so that they do not hide one another.
+    ``evaluations`` maps a dataset label to ``plots.eval_figures``'s dict. Each dataset gets a sub-row per figure
+    (the model, the one-sided chain, and the two-sided chain: same order, given the visible bases on both sides,
+    every hidden base summed out, where the evaluation has it), each with its value written at the right and its
+    95% interval as an error bar where the evaluation has one; just below each, hollow, the same figure over novel
+    bases only (no 31-mer shared with the train split), its interval dashed. DNA sits close to 2 bits/base (a
+    uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values, and each dataset is
+    labelled with the difference, model minus the one-sided chain, and the hidden bases scored (``row_label``).
     """
     if not evaluations:
         raise InputError("bits/base plot: no evaluation given")
     labels = list(evaluations)
-    y = np.arange(len(labels))[::-1]
-    model = np.array([evaluations[label]["model"] for label in labels])
-    markov = np.array([evaluations[label]["markov"] for label in labels])
-    # figures an evaluation may lack (written before them, or no novel base): NaN, not drawn
-    optional = {name: np.array([np.nan if evaluations[label].get(name) is None else evaluations[label][name]
-                                for label in labels])
-                for name in ("markov_two_sided", "novel_model", "novel_markov", "novel_markov_two_sided")}
-    two_sided = optional["markov_two_sided"]
-    bounds = [bound for label in labels for name, *_ in ERROR_BARS + NOVEL_ERROR_BARS
-              for bound in evaluations[label]["ci95"].get(name, ())]
-    shown = np.concatenate([values[np.isfinite(values)] for values in (model, markov, *optional.values())]
-                           + [bounds])
-    low, high = shown.min(), max(shown.max(), 2.0)
-    pad = max(0.02, 0.15 * (high - low))
-    fig, ax = plt.subplots(figsize=(8, 1.0 * len(labels) + 1.6))
-    ax.hlines(y, np.fmin(np.minimum(model, markov), two_sided), np.fmax(np.maximum(model, markov), two_sided),
-              color="lightgray", lw=3, zorder=1)
-    ax.scatter(model, y, s=70, color="tab:blue", label="genoformer (Reformer, masked LM)", zorder=3)
-    orders = [evaluations[label].get("markov_order", "?") for label in labels]
-    ax.scatter(markov, y, s=70, marker="s", color="tab:gray", label="Markov baseline, left side (order chosen on val)",
-               zorder=3)
-    if np.isfinite(two_sided).any():
-        ax.scatter(two_sided, y, s=70, marker="^", color="tab:orange", zorder=3,
-                   label="same Markov chain, both sides of the hidden bases")
-        for row, t in zip(y, two_sided):
-            if np.isfinite(t):
-                ax.annotate(f"{t:.3f}", (t, row), textcoords="offset points", xytext=(0, 14), ha="center",
-                            fontsize=8)  # above its error bar
-    for name, marker, colour, label in (
-            ("novel_model", "o", "tab:blue", "genoformer, novel bases only (no 31-mer shared with train)"),
-            ("novel_markov", "s", "tab:gray", "Markov, left side, novel bases only"),
-            ("novel_markov_two_sided", "^", "tab:orange", "Markov, both sides, novel bases only")):
-        if np.isfinite(optional[name]).any():
-            ax.scatter(optional[name], y, s=70, marker=marker, facecolors="none", edgecolors=colour, zorder=3,
-                       label=label)
-    for name, figure, colour, shift in ERROR_BARS + NOVEL_ERROR_BARS:
-        _error_bars(ax, [(row + shift, evaluations[label][figure], evaluations[label]["ci95"].get(name))
-                         for row, label in zip(y, labels)], colour,
-                    {"model": "95% bootstrap intervals", "novel_model": "95% intervals, novel bases only"}.get(figure),
-                    "--" if figure.startswith("novel_") else "-")
-    for row, m, b, order in zip(y, model, markov, orders):
-        ax.annotate(f"{m:.3f}", (m, row), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
-        ax.annotate(f"{b:.3f} (order {order})", (b, row), textcoords="offset points", xytext=(0, -15),
-                    ha="center", fontsize=8)
+    centres = 1.2 * np.arange(len(labels))[::-1]
+    shown = [bound for label in labels for _, _, ci_name, novel_ci_name, *_ in FIGURE_ROWS
+             for name in (ci_name, novel_ci_name) for bound in evaluations[label]["ci95"].get(name, ())]
+    shown += [evaluations[label][key] for label in labels for key, novel_key, *_ in FIGURE_ROWS
+              for key in (key, novel_key) if evaluations[label].get(key) is not None]
+    low, high = min(shown), max(max(shown), 2.0)
+    pad = max(0.02, 0.1 * (high - low))
+    fig, ax = plt.subplots(figsize=(8, 1.5 * len(labels) + 1.6))
+    for index, (key, novel_key, ci_name, novel_ci_name, marker, colour, legend, novel_legend) in enumerate(
+            FIGURE_ROWS):
+        rows = centres + SUB_ROW * (1 - index)
+        for figure, interval, shift, novel in ((key, ci_name, 0.0, False),
+                                               (novel_key, novel_ci_name, NOVEL_SHIFT, True)):
+            values = np.array([np.nan if evaluations[label].get(figure) is None else evaluations[label][figure]
+                               for label in labels])
+            if not np.isfinite(values).any():
+                continue
+            ax.scatter(values, rows + shift, s=60, marker=marker, facecolors="none" if novel else colour,
+                       edgecolors=colour, zorder=3, label=novel_legend if novel else legend)
+            _error_bars(ax, [(row + shift, evaluations[label].get(figure), evaluations[label]["ci95"].get(interval))
+                             for row, label in zip(rows, labels)], colour,
+                        {"model": "95% bootstrap intervals", "novel_model": "95% intervals, novel bases only"}.get(
+                            figure), "--" if novel else "-")
+        for row, label in zip(rows, labels):
+            value = evaluations[label].get(key)
+            if value is None:
+                continue
+            right = max([value, *evaluations[label]["ci95"].get(ci_name, ())])
+            order = f" (order {evaluations[label].get('markov_order', '?')})" if key == "markov" else ""
+            ax.annotate(f"{value:.3f}{order}", (right, row), textcoords="offset points", xytext=(5, 0),
+                        va="center", fontsize=8)
+    for boundary in centres[:-1] - 0.6:
+        ax.axhline(boundary, color="lightgray", lw=0.8)
     ax.axvline(2.0, color="black", ls=":", lw=1, label="uniform guess (2 bits)")
-    ax.set_yticks(y, [row_label(label, evaluations[label]) for label in labels])
-    ax.set(xlabel="held-out bits per base (test split; lower is better)", xlim=(low - pad, high + pad),
-           ylim=(y.min() - 0.7, y.max() + 0.7), title="Bits per base: model vs Markov baseline")
+    ax.set_yticks(centres, [row_label(label, evaluations[label]) for label in labels])
+    ax.set(xlabel="held-out bits per base (test split; lower is better)",
+           xlim=(low - pad, high + 3 * pad), ylim=(centres.min() - 0.6, centres.max() + 0.6),
+           title="Bits per base: model vs Markov baseline")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     _save(fig, out)
 
 
