@@ -11,7 +11,8 @@ from genoformer.io.fasta import Reference, encode_bases
 from genoformer.tasks import homology
 from genoformer.tasks.homology import NO_KMER, canonical_kmers, example_kmers, homologous_pairs, repeat_families
 from genoformer.tasks.linear import _group_folds
-from genoformer.tasks.splits import assign_split, has_copy_in, split_groups, split_names, split_summary
+from genoformer.tasks.splits import (assign_split, has_copy_in, joined, overlap_clusters, split_groups, split_names,
+                                     split_summary)
 
 CONTIG_CP = "NC_000932.1"
 CDIPH_CONTIG = "NZ_LN831026.1"
@@ -213,7 +214,7 @@ def test_has_copy_in_and_the_messages_that_name_the_copies(caplog):
     assert has_copy_in(side, families).tolist() == [False, True, False, True, True, False]
     # every test example of class "b" has a copy in training: the error says so
     groups, labels = np.array(["x", "x", "y", "y"]), np.array(["a", "b", "a", "b"])
-    with pytest.raises(Exception, match="1 test examples left out for a near-identical copy in training"):
+    with pytest.raises(Exception, match=r"1 test examples left out for a near-identical copy \(or an overlapping example\) in training"):
         assign_split(groups, labels, test_fraction=0.5, seed=0, families=np.array([0, 1, 2, 1]))
 
 
@@ -229,3 +230,43 @@ def test_cross_validation_folds_keep_copies_out_of_validation():
         assert not np.isin(families[test], families[train]).any()
     unfiltered = _group_folds(labels, groups, 0, None)
     assert sum(len(test) for _, test in unfiltered) > sum(len(test) for _, test in folds)
+
+
+def test_overlap_clusters_join_overlapping_intervals_only():
+    contigs = np.array(["a", "a", "a", "a", "b", "a"])
+    starts = np.array([0, 5, 10, 30, 2, 12])
+    ends = np.array([6, 8, 20, 40, 9, 35])
+    # [0,6) and [5,8) overlap; [10,20) touches neither; [12,35) joins [10,20) and [30,40); b is on its own
+    clusters = overlap_clusters(contigs, starts, ends)
+    assert clusters[0] == clusters[1] and clusters[2] == clusters[3] == clusters[5]
+    assert len({clusters[0], clusters[2], clusters[4]}) == 3
+    assert overlap_clusters(np.array(["a", "a"]), np.array([0, 5]), np.array([5, 9])).tolist() == [0, 1]  # touching
+    assert joined(np.array([0, 0, 1, 2]), np.array([5, 6, 6, 7])).tolist() == [0, 0, 0, 1]
+
+
+def test_no_held_out_region_overlaps_a_training_one(cdiph_fasta):
+    """The bundled genome's CDS as regions, split into blocks by their midpoints: genes overlapping across a block
+    border land on both sides unless overlaps are linked; linked, every held-out CDS that overlaps a training one
+    is left out, and the summary counts them apart from repeat copies."""
+    gff = cdiph_fasta.parent / "NZ_LN831026.1.pyrodigal_predicted_CDS.gff3"
+    rows = [line.split("\t") for line in gff.read_text().splitlines()
+            if not line.startswith("#") and line.count("\t") == 8 and line.split("\t")[2] == "CDS"]
+    contigs = np.array([row[0] for row in rows])
+    starts, ends = np.array([int(row[3]) - 1 for row in rows]), np.array([int(row[4]) for row in rows])
+    groups = split_groups(contigs, (starts + ends) // 2, method="blocks", block=100_000)
+    labels = np.arange(starts.size) % 2
+    unlinked = np.arange(starts.size)
+    overlaps = overlap_clusters(contigs, starts, ends)
+
+    def crossing(train, test):
+        return sum(bool(((starts[train] < ends[i]) & (ends[train] > starts[i])).any()) for i in np.flatnonzero(test))
+
+    crossings = []
+    for seed in range(3):
+        train, test = assign_split(groups, labels, test_fraction=0.3, seed=seed, families=unlinked)
+        crossings.append(crossing(train, test))
+        train, test = assign_split(groups, labels, test_fraction=0.3, seed=seed, families=joined(unlinked, overlaps))
+        assert crossing(train, test) == 0
+        summary = split_summary("blocks", 100_000, 0.3, seed, groups, train, test, unlinked, overlaps=overlaps)
+        assert summary["n_left_out_overlapping"] == int((~train & ~test).sum()) and summary["n_left_out_copies"] == 0
+    assert sum(crossings) > 0, "no CDS overlaps across a block border in these splits: the test proves nothing"

@@ -53,16 +53,19 @@ def with_interval(metric: dict | None) -> str:
 
 def split_text(split: dict | None) -> str:
     """How a task's examples were held out, from its metrics.json ``split``: the blocks or contigs on each side,
-    and the held-out examples left out for a repeat copy in training ("—" for metrics without it)."""
+    and the held-out examples left out for a repeat copy or an overlapping region in training ("—" for metrics
+    without it)."""
     if not isinstance(split, dict) or "groups_test" not in split:
         return "—"
     unit = f"{split['block_bp']:,} bp blocks" if split.get("method") == "blocks" else "contigs"
     text = f"{split['groups_test']} of {split['groups_test'] + split['groups_train']} {unit}"
     if split.get("repeat_copies") == "kept":
         with_copy = split.get("with_repeat_copy", 0)
-        return text + (f"; repeat copies kept on both sides ({with_copy} examples have one)" if with_copy else "")
-    left_out = split.get("n_left_out_copies", 0)
-    return text + (f"; {left_out} left out (a repeat copy in training)" if left_out else "")
+        text += f"; repeat copies kept on both sides ({with_copy} examples have one)" if with_copy else ""
+    elif split.get("n_left_out_copies", 0):
+        text += f"; {split['n_left_out_copies']} left out (a repeat copy in training)"
+    overlapping = split.get("n_left_out_overlapping", 0)
+    return text + (f"; {overlapping} left out (overlapping a training region)" if overlapping else "")
 
 
 def bootstrap_text(bootstrap: dict | None) -> str:

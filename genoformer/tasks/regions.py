@@ -43,7 +43,8 @@ from genoformer.tasks.encoder import Encoder, Job
 from genoformer.tasks.linear import LinearModel, fit_linear
 from genoformer.tasks.metrics import classification_metrics
 from genoformer.tasks.homology import repeat_families
-from genoformer.tasks.splits import assign_split, split_families, split_groups, split_names, split_summary
+from genoformer.tasks.splits import (assign_split, joined, overlap_clusters, split_families, split_groups,
+                                     split_names, split_summary)
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,10 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     groups = split_groups(contigs, (table["start"].to_numpy() + table["end"].to_numpy()) // 2, method=method,
                           block=block)
     found = repeat_families(reference, contigs, table["start"].to_numpy(), table["end"].to_numpy())
-    families = split_families(found, keep_copies)
+    # a held-out region overlapping a training one (regions straddling a block border) shares its sequence: left
+    # out like a repeat copy, even when copies are kept
+    overlaps = overlap_clusters(contigs, table["start"].to_numpy(), table["end"].to_numpy())
+    families = joined(split_families(found, keep_copies), overlaps)
     names = np.array(regions.classes)[regions.labels]
     try:
         train, is_test = assign_split(groups, names, test_fraction=test_fraction, seed=seed, families=families)
@@ -321,7 +325,8 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
     metrics = {
         "classes": regions.classes,
         "window_bp": window,
-        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, found, keep_copies),
+        "split": split_summary(method, block, test_fraction, seed, groups, train, is_test, found, keep_copies,
+                               overlaps),
         "test": {name: classification_metrics(y[is_test], values[is_test], groups=groups[is_test],
                                               n_bootstrap=n_bootstrap, seed=seed)
                  for name, values in probabilities.items()},

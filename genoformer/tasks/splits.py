@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from genoformer.errors import ConfigError
 
@@ -63,9 +65,10 @@ def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float
     """``(train, test)`` boolean masks over the examples: whole groups go to the test side until
     ``test_fraction`` of the examples are there, the rest is training.
 
-    ``families`` (:func:`genoformer.tasks.homology.repeat_families`) links repeat copies at other loci: a test
-    example with a family member in training is left out (in neither mask), since its copy was trained on; it is
-    not moved to training either, where it would sit among the test examples of its block.
+    ``families`` (:func:`genoformer.tasks.homology.repeat_families`, for regions :func:`joined` with
+    :func:`overlap_clusters`) links repeat copies at other loci: a test example with a family member in training
+    is left out (in neither mask), since its copy was trained on; it is not moved to training either, where it
+    would sit among the test examples of its block.
 
     ``side_names`` name the two sides in messages. Raises :class:`ConfigError` when a side ends up without some
     class (too few groups for the labels).
@@ -88,15 +91,15 @@ def assign_split(groups: np.ndarray, labels: np.ndarray, *, test_fraction: float
     train = ~is_test_group[group_of]
     test = ~train if families is None else ~train & ~has_copy_in(train, np.asarray(families))
     left_out = int((~train & ~test).sum())
-    because = (f", {left_out} {side_names[1]} examples left out for a near-identical copy in {side_names[0]}"
-               if left_out else "")
+    because = (f", {left_out} {side_names[1]} examples left out for a near-identical copy (or an overlapping "
+               f"example) in {side_names[0]}" if left_out else "")
     if abs(test.mean() - test_fraction) > 0.1:
         log.warning("%s side: %.0f%% of the examples instead of %.0f%%: %d groups of unequal size%s (%s for a "
                     "closer split)", side_names[1], 100 * test.mean(), 100 * test_fraction, names.size, because,
                     MORE_GROUPS)
     elif left_out:
-        log.info("%d %s examples left out: a near-identical copy of each is in %s", left_out, side_names[1],
-                 side_names[0])
+        log.info("%d %s examples left out: a near-identical copy (or an overlapping example) of each is in %s",
+                 left_out, side_names[1], side_names[0])
     for side, name in zip((train, test), side_names):
         if np.unique(group_of[side]).size == 1:
             log.warning("the %s side is one split group (%s): its examples come from one stretch of the genome, "
@@ -129,13 +132,50 @@ def split_families(families: np.ndarray, keep_copies: bool) -> np.ndarray:
     return np.arange(families.size) if keep_copies else families
 
 
+def overlap_clusters(contigs: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per example, the id of its overlap cluster: examples whose intervals (0-based, end exclusive) overlap,
+    directly or through others, share one; touching intervals do not overlap."""
+    contigs, starts, ends = np.asarray(contigs, dtype=str), np.asarray(starts), np.asarray(ends)
+    order = np.lexsort((starts, contigs))
+    opens_cluster = np.ones(order.size, dtype=bool)
+    contig, reach = None, 0
+    for rank, index in enumerate(order.tolist()):
+        if contigs[index] == contig and starts[index] < reach:
+            opens_cluster[rank] = False
+            reach = max(reach, int(ends[index]))
+        else:
+            contig, reach = contigs[index], int(ends[index])
+    clusters = np.empty(order.size, dtype=np.int64)
+    clusters[order] = np.cumsum(opens_cluster) - 1
+    return clusters
+
+
+def joined(*labellings: np.ndarray) -> np.ndarray:
+    """Per example, one id shared by the examples linked, directly or through others, by sharing a label in any
+    of ``labellings`` (e.g. repeat families and overlap clusters)."""
+    n = labellings[0].size
+    rows, columns = [], []
+    for labels in labellings:
+        first = np.unique(labels, return_index=True)[1][np.unique(labels, return_inverse=True)[1]]
+        rows.append(np.arange(n))
+        columns.append(first)
+    links = coo_matrix((np.ones(n * len(labellings)), (np.concatenate(rows), np.concatenate(columns))), shape=(n, n))
+    return connected_components(links, directed=False)[1]
+
+
 def split_summary(method: str, block: int, test_fraction: float, seed: int, groups: np.ndarray,
-                  train: np.ndarray, test: np.ndarray, families: np.ndarray, keep_copies: bool = False) -> dict:
+                  train: np.ndarray, test: np.ndarray, families: np.ndarray, keep_copies: bool = False,
+                  overlaps: np.ndarray | None = None) -> dict:
     """The split as the metrics report it: how, with what, and how many examples and groups on each side
-    (``families`` are the repeat families found, whether or not ``keep_copies`` kept them on both sides)."""
+    (``families`` are the repeat families found, whether or not ``keep_copies`` kept them on both sides). With
+    ``overlaps`` (:func:`overlap_clusters`), the held-out examples left out for overlapping a training one are
+    counted apart (``n_left_out_overlapping``) from those left out for a repeat copy."""
+    left_out = ~train & ~test
+    overlapping = left_out & has_copy_in(train, overlaps) if overlaps is not None else np.zeros_like(left_out)
     return {"method": method, "block_bp": block if method == "blocks" else None, "test_fraction": test_fraction,
             "repeat_copies": "kept" if keep_copies else "left out", "seed": seed, "n_train": int(train.sum()),
             "n_test": int(test.sum()),
-            "n_left_out_copies": int((~train & ~test).sum()),
+            "n_left_out_copies": int((left_out & ~overlapping).sum()),
+            "n_left_out_overlapping": int(overlapping.sum()),
             "groups_train": int(np.unique(groups[train]).size), "groups_test": int(np.unique(groups[test]).size),
             "with_repeat_copy": int((np.bincount(families)[families] > 1).sum())}
