@@ -534,6 +534,13 @@ def test_the_held_out_column_says_whether_repeat_copies_were_left_out_or_kept():
         "3 of 10 15,000 bp blocks; 4 left out (a repeat copy in training)"
     assert split_text({**split, "repeat_copies": "kept", "n_left_out_copies": 0}) == \
         "3 of 10 15,000 bp blocks; repeat copies kept on both sides (12 examples have one)"
+    # regions overlapping a training region are left out whether or not copies are kept, and said apart
+    assert split_text({**split, "repeat_copies": "left out", "n_left_out_copies": 4, "n_left_out_overlapping": 2}) \
+        == "3 of 10 15,000 bp blocks; 4 left out (a repeat copy in training); 2 left out (overlapping a training " \
+        "region)"
+    assert split_text({**split, "repeat_copies": "kept", "n_left_out_copies": 0, "n_left_out_overlapping": 1}) == \
+        "3 of 10 15,000 bp blocks; repeat copies kept on both sides (12 examples have one); 1 left out (overlapping " \
+        "a training region)"
 
 
 def test_top_variants_page_lists_the_lowest_scores_first(tmp_path, scored_coding_vcf):
