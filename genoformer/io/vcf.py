@@ -121,15 +121,22 @@ def _records(vcf: pysam.VariantFile, path: Path, strict_info: tuple[str, ...] = 
             text.close()
 
 
-def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_index: int,
+def _info_numbers(header: pysam.VariantHeader) -> dict[str, object]:
+    """The declared ``Number`` of each INFO field of ``header``, looked up once per file, not per record."""
+    return {key: header.info[key].number for key in header.info}
+
+
+def _split_info(record: pysam.VariantRecord, numbers: dict[str, object], alt_index: int,
                 keys: tuple[str, ...] | None = None) -> dict:
-    """INFO of ``record`` for its ``alt_index``-th ALT (0-based): per-allele fields cut to that allele; only
-    ``keys`` when given, else every field but those declared ``Number=G`` (:func:`_per_genotype_fields`)."""
+    """INFO of ``record`` for its ``alt_index``-th ALT (0-based): per-allele fields cut to that allele
+    (``numbers``: :func:`_info_numbers`); only ``keys`` when given, else every field but those declared
+    ``Number=G`` (:func:`_per_genotype_fields`)."""
     info = {}
-    items = [(key, record.info[key]) for key in (record.info if keys is None else keys) if key in record.info
-             and (keys is not None or key not in header.info or header.info[key].number != "G")]
-    for key, value in items:
-        number = header.info[key].number if key in header.info else "."
+    for key in (record.info if keys is None else keys):
+        number = numbers.get(key, ".")
+        if number == "G" or key not in record.info:  # pysam raises ValueError reading a Number=G value in INFO
+            continue
+        value = record.info[key]
         if number == "A" and isinstance(value, tuple) and len(value) == len(record.alts):
             value = value[alt_index]
         elif number == "R" and isinstance(value, tuple) and len(value) == len(record.alts) + 1:
@@ -141,7 +148,7 @@ def _split_info(record: pysam.VariantRecord, header: pysam.VariantHeader, alt_in
 def _per_genotype_fields(header: pysam.VariantHeader, path: Path) -> None:
     """Warn about the INFO fields declared ``Number=G``: pysam reads such values in FORMAT only (it raises
     ``ValueError`` for them in INFO), so the variants do not carry them."""
-    fields = [key for key in header.info if header.info[key].number == "G"]
+    fields = [key for key, number in _info_numbers(header).items() if number == "G"]
     if fields:
         log.warning("%s: INFO %s declared Number=G (a value per genotype), which pysam reads in FORMAT only: not "
                     "carried over to the outputs", path, ", ".join(fields))
@@ -164,6 +171,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
     missing_contigs: dict[str, int] = {}
     number = 0
     try:
+        numbers = _info_numbers(vcf.header)
         for number, record in _records(vcf, path, strict_info):
             if record.contig not in reference.contigs:
                 missing_contigs.setdefault(record.contig, number)
@@ -171,7 +179,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
             if not _ref_matches(record, reference, path, number, on_ref_mismatch):
                 result.skipped_ref_mismatch += 1
                 continue
-            _add_variants(record, number, result, path)
+            _add_variants(record, number, result, path, numbers)
     finally:
         close_quietly(vcf, log, path)
     if missing_contigs:
@@ -190,11 +198,12 @@ def alt_info(path: str | os.PathLike, keys: tuple[str, ...]) -> tuple[pysam.Vari
     path = Path(path)
     vcf = open_vcf(path)
     try:
-        per_genotype = [key for key in keys if key in vcf.header.info and vcf.header.info[key].number == "G"]
+        numbers = _info_numbers(vcf.header)
+        per_genotype = [key for key in keys if numbers.get(key) == "G"]
         if per_genotype:  # pysam raises ValueError reading such a field in INFO
             raise InputError(f"{path}: INFO field '{per_genotype[0]}' is declared Number=G (a value per genotype), "
                              "which pysam reads in FORMAT only")
-        return vcf.header, [_split_info(record, vcf.header, alt_index, keys) for _, record in _records(vcf, path, keys)
+        return vcf.header, [_split_info(record, numbers, alt_index, keys) for _, record in _records(vcf, path, keys)
                             for alt_index, alt in enumerate(record.alts or ()) if not is_symbolic(alt)]
     finally:
         close_quietly(vcf, log, path)
@@ -223,8 +232,10 @@ def _ref_matches(record: pysam.VariantRecord, reference: Reference, path: Path, 
     return False
 
 
-def _add_variants(record: pysam.VariantRecord, number: int, result: VariantSet, path: Path) -> None:
-    """Append one Variant per plain ALT of ``record``; count symbolic and missing ALTs."""
+def _add_variants(record: pysam.VariantRecord, number: int, result: VariantSet, path: Path,
+                  numbers: dict[str, object]) -> None:
+    """Append one Variant per plain ALT of ``record`` (``numbers``: :func:`_info_numbers`); count symbolic and
+    missing ALTs."""
     if not record.alts:
         result.skipped_no_alt += 1
         return
@@ -238,5 +249,5 @@ def _add_variants(record: pysam.VariantRecord, number: int, result: VariantSet, 
                              "sequence of A, C, G, T, N or a symbolic allele")
         result.variants.append(Variant(
             contig=record.contig, pos=record.pos, ref=record.ref, alt=alt, id=record.id, qual=record.qual,
-            filter=filters, info=_split_info(record, result.header, alt_index), record=number,
+            filter=filters, info=_split_info(record, numbers, alt_index), record=number,
             allele=alt_index + 1))
