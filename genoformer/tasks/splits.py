@@ -154,12 +154,12 @@ def joined(*labellings: np.ndarray) -> np.ndarray:
     """Per example, one id shared by the examples linked, directly or through others, by sharing a label in any
     of ``labellings`` (e.g. repeat families and overlap clusters)."""
     n = labellings[0].size
-    rows, columns = [], []
+    firsts = []  # per labelling, each example's link: the first example with its label
     for labels in labellings:
-        first = np.unique(labels, return_index=True)[1][np.unique(labels, return_inverse=True)[1]]
-        rows.append(np.arange(n))
-        columns.append(first)
-    links = coo_matrix((np.ones(n * len(labellings)), (np.concatenate(rows), np.concatenate(columns))), shape=(n, n))
+        _, first, label_of = np.unique(labels, return_index=True, return_inverse=True)
+        firsts.append(first[label_of.ravel()])
+    links = coo_matrix((np.ones(n * len(firsts)), (np.tile(np.arange(n), len(firsts)), np.concatenate(firsts))),
+                       shape=(n, n))
     return connected_components(links, directed=False)[1]
 
 
