@@ -6,10 +6,11 @@ the sample table's names are unique, every input path exists, names refer to con
 VCF's contigs are contigs of its reference, every sample BAM opens on its reference (not truncated, same
 contigs), every region task's BED reads on its reference with two classes at least, every variant task's
 labels read (its label field declared and holding values, each class value it names there, two variants per class
-at least). :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for
-.tbi); :func:`merged_references_warning` says when a --configfile's references were merged with the bundled
-ones. Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file
-(or config key), the record and the problem, so the run stops at once.
+at least; a check that passed is remembered while the VCF stays the same: :mod:`genoformer.check_cache`).
+:func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
+:func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones.
+Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or
+config key), the record and the problem, so the run stops at once.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import shlex
 from pathlib import Path
 from typing import Iterator
 
 import pysam
 
+from genoformer.check_cache import cached_label_check
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
 from genoformer.io.vcf import check_not_plain_gzip
@@ -175,11 +178,12 @@ def check_region_labels(bed: str | Path, fasta: str | Path, extra: str, where: s
             raise type(err)(f"{where}: {err}") from None
 
 
-def check_variant_labels(task: dict, where: str) -> None:
+def check_variant_labels(task: dict, where: str) -> dict[str, int]:
     """Read a variant task's labels as ``classify-variants`` will (its label field only, without the reference):
     a label field the VCF does not declare, one no variant has a value in, a named class value no variant has
     (naming the values there are) or a class of fewer than 2 variants stops the run before pretraining instead of
-    after it, in one line naming ``where`` (the task's config key)."""
+    after it, in one line naming ``where`` (the task's config key). Returns the variants of each class, by class
+    name (negative first)."""
     from genoformer.io.vcf import alt_info
     from genoformer.tasks.variant_labels import class_labels, label_values
 
@@ -193,10 +197,11 @@ def check_variant_labels(task: dict, where: str) -> None:
         raise ConfigError(f"{where}.label_field: INFO field '{field}' is not declared in {vcf} (declared: "
                           f"{', '.join(header.info) or 'none'})")
     try:
-        class_labels(label_values(infos, field, header.info[field].type == "Flag"), field, task.get("positive"),
-                     task.get("negative"), vcf)
+        labels, classes = class_labels(label_values(infos, field, header.info[field].type == "Flag"), field,
+                                       task.get("positive"), task.get("negative"), vcf)
     except GenoformerError as err:
         raise type(err)(f"{where}: {err}") from None
+    return {name: labels.count(label) for label, name in enumerate(classes)}
 
 
 def vcf_index_kind(config: dict) -> str:
@@ -261,8 +266,10 @@ def check_names(config: dict, samples: list[dict], samples_path: str) -> None:
                                   "another name")
 
 
-def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
-    """Every check the workflow needs before it builds jobs; raises on the first problem found."""
+def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir: str | Path | None = None) -> None:
+    """Every check the workflow needs before it builds jobs; raises on the first problem found. With
+    ``cache_dir``, a variant task's labels are read again only when its VCF or label settings changed since they
+    last passed (:mod:`genoformer.check_cache`)."""
     check_names(config, samples, samples_path)
     references = config["references"]
     for name, entry in references.items():
@@ -292,4 +299,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str) -> None:
         _require_reference(entry["reference"], references, where)
         _require_file(entry["vcf"], f"{where}.vcf")
         check_vcf_on_reference(entry["vcf"], references[entry["reference"]]["fasta"], f"{where}.vcf")
-        check_variant_labels(entry, where)
+        if cache_dir is None:
+            check_variant_labels(entry, where)
+        else:
+            cached_label_check(entry, functools.partial(check_variant_labels, where=where), cache_dir)

@@ -14,7 +14,8 @@ os.environ.setdefault("GENOFORMER_ROOT", str(Path(workflow.current_basedir).pare
 
 # A bad input stops the run here, before any job, with one line naming the file, the record and the problem.
 # The inputs are read (a labelled VCF whole) by the main snakemake process only: each cluster job parses this
-# file again to run its rule, and would otherwise read them all again.
+# file again to run its rule, and would otherwise read them all again. A labelled VCF's passing check is kept in
+# .snakemake/genoformer/ and reused until the file or its task's labels change (genoformer/check_cache.py).
 try:
     SAMPLES = workflow_checks.read_samples(config["samples"])
     for row in SAMPLES:
@@ -24,7 +25,7 @@ try:
             f"{config['samples']}: line {row['line']}",
         )
     if workflow.is_main_process:
-        workflow_checks.check_inputs(config, SAMPLES, config["samples"])
+        workflow_checks.check_inputs(config, SAMPLES, config["samples"], cache_dir=".snakemake/genoformer")
     VCF_INDEX = workflow_checks.vcf_index_kind(config)  # tbi, or csi where a contig is over 512 Mbp
 except GenoformerError as err:
     sys.exit(f"genoformer workflow: error: {err}")

@@ -1,0 +1,85 @@
+"""The workflow's DAG-time label check remembered between runs (genoformer.check_cache), on the bundled human VCF:
+a passing check is not read again while the file and the task stay the same, and is read again after any change."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pysam
+import pytest
+import yaml
+
+from genoformer import check_cache, workflow_checks
+from genoformer.errors import ConfigError
+
+HUMAN_VCF = Path(__file__).resolve().parents[1] / "resources/human_chr22_q/q.vcf.gz"
+TASK = {"label_field": "TYPE", "positive": ["snp"], "negative": ["del"]}  # 14 snp, 2 del
+
+
+def settle() -> None:
+    """Wait until files written now count as settled (older than check_cache.SETTLE_NS)."""
+    time.sleep(check_cache.SETTLE_NS / 1e9 + 0.1)
+
+
+def test_a_passing_label_check_is_reused_until_the_vcf_or_the_task_changes(tmp_path):
+    vcf = tmp_path / "q.vcf"  # plain text, so that one label can be changed in place at the same size
+    vcf.write_text(pysam.BGZFile(str(HUMAN_VCF)).read().decode())
+    cache = tmp_path / "cache"
+    reads = []
+
+    def check(task):
+        reads.append(task["vcf"])
+        return workflow_checks.check_variant_labels(task, "config key variant_tasks.mine")
+
+    def cached(**task):
+        return check_cache.cached_label_check({"vcf": str(vcf), **TASK, **task}, check, cache)
+
+    settle()
+    cold = cached()
+    assert cold == {"del": 2, "snp": 14} and len(reads) == 1
+    assert cached() == cold and len(reads) == 1  # warm: the same counts, the file not read
+    (entry,) = (cache / "variant-labels").iterdir()
+    assert json.loads(entry.read_text())["key"]["path"] == os.path.realpath(vcf)
+
+    assert cached(positive=["del"], negative=["snp"]) == {"snp": 14, "del": 2} and len(reads) == 2  # other classes
+    for _ in range(2):  # a failure is not stored: read, and reported in the same words, every time
+        with pytest.raises(ConfigError, match=r"^config key variant_tasks.mine: .*q.vcf: no variant has the "
+                                              r"positive label value\(s\) mnp in INFO field 'TYPE'"):
+            cached(positive=["mnp"])
+    assert len(reads) == 4
+
+    entry.write_text('{"key": ')  # a torn or corrupt entry is ignored and replaced
+    assert cached() == cold and len(reads) == 5
+    assert json.loads(entry.read_text())["counts"] == cold
+
+    # One snp relabelled del in place: same size, and mtime set back to the old one; still read again (ctime).
+    before = vcf.stat()
+    text = vcf.read_text()
+    vcf.write_text(text.replace("TYPE=snp", "TYPE=del", 1))
+    os.utime(vcf, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert vcf.stat().st_size == before.st_size and vcf.stat().st_mtime_ns == before.st_mtime_ns
+    assert cached() == {"del": 3, "snp": 13} and len(reads) == 6
+    assert cached() == {"del": 3, "snp": 13} and len(reads) == 7  # just written: not stored until it settles
+    settle()
+    assert cached() == {"del": 3, "snp": 13} and len(reads) == 8
+    assert cached() == {"del": 3, "snp": 13} and len(reads) == 8
+    vcf.touch()
+    assert cached() == {"del": 3, "snp": 13} and len(reads) == 9
+
+
+def test_the_workflow_checks_use_the_cache_only_when_given_one(tmp_path, monkeypatch):
+    """check_inputs with cache_dir (as the workflow calls it) leaves one entry for the bundled config plus a
+    variant task on the bundled human VCF; without it, none."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the bundled config's paths are relative to the repository
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config["variant_tasks"] = {"mine": {"reference": "human_q", "vcf": str(HUMAN_VCF), **TASK}}
+    samples = workflow_checks.read_samples(config["samples"])
+    workflow_checks.check_inputs(config, samples, config["samples"])
+    assert not (tmp_path / "cache").exists()
+    workflow_checks.check_inputs(config, samples, config["samples"], cache_dir=tmp_path / "cache")
+    (entry,) = (tmp_path / "cache/variant-labels").iterdir()
+    assert json.loads(entry.read_text())["counts"] == {"del": 2, "snp": 14}
