@@ -2,11 +2,12 @@
 
 The configuration's shape is checked against JSON schemas (:func:`check_schema`, one line per problem; the
 Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
-the sample table's names are unique, every input path exists, names refer to configured references, every
-VCF's contigs are contigs of its reference, every sample BAM opens on its reference (not truncated, same
-contigs), every region task's BED reads on its reference with two classes at least, every variant task's
-labels read (its label field declared and holding values, each class value it names there, two variants per class
-at least; a check that passed is remembered while the VCF stays the same: :mod:`genoformer.check_cache`).
+no stage picks its own device (the jobs' `gpu` resources do), the sample table's names are unique, every input
+path exists, names refer to configured references, every VCF's contigs are contigs of its reference, every
+sample BAM opens on its reference (not truncated, same contigs), every region task's BED reads on its reference
+with two classes at least, every variant task's labels read (its label field declared and holding values, each
+class value it names there, two variants per class at least; a check that passed is remembered while the VCF
+stays the same: :mod:`genoformer.check_cache`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
 :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones.
 Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or
@@ -266,10 +267,31 @@ def check_names(config: dict, samples: list[dict], samples_path: str) -> None:
                                   "another name")
 
 
+MODEL_STAGES = ("evaluate", "score_variants", "classify_variants", "classify_regions")
+
+
+def check_devices(config: dict) -> None:
+    """Raise ConfigError where the configuration picks a device itself (``--device`` in a stage's ``extra``,
+    ``run.device`` in ``pretrain.set``): the workflow derives it from the job's ``gpu`` resource, so that a job
+    never runs on a GPU it did not claim, nor on the CPU while holding one."""
+    if "run.device" in config["pretrain"].get("set", {}):
+        raise ConfigError("config key pretrain.set: run.device is set by the workflow (auto when the pretrain job "
+                          "gets a GPU: config pretrain.gpus or the profile's gpu; else cpu); remove it")
+    for stage in MODEL_STAGES:
+        try:
+            words = shlex.split(config.get(stage, {}).get("extra", ""))
+        except ValueError as err:  # an unclosed quote
+            raise ConfigError(f"config key {stage}.extra: {err}") from None
+        if any(word == "--device" or word.startswith("--device=") for word in words):
+            raise ConfigError(f"config key {stage}.extra: --device is set by the workflow (auto when the job gets "
+                              f"a GPU: config {stage}.gpus or the profile's gpu; else cpu); remove it")
+
+
 def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir: str | Path | None = None) -> None:
     """Every check the workflow needs before it builds jobs; raises on the first problem found. With
     ``cache_dir``, a variant task's labels are read again only when its VCF or label settings changed since they
     last passed (:mod:`genoformer.check_cache`)."""
+    check_devices(config)
     check_names(config, samples, samples_path)
     references = config["references"]
     for name, entry in references.items():

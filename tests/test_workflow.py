@@ -728,6 +728,84 @@ def test_the_slurm_profile_gives_every_job_that_runs_the_model_a_gpu():
     assert uses_model == {name for name, res in profile["set-resources"].items() if "gpu" in res}
 
 
+MODEL_RULES = ("pretrain", "evaluate", "evaluate_sample", "score_variants", "classify_variants", "classify_regions")
+
+
+def planned_commands(dry_run_output: str) -> list[tuple[str, str, str]]:
+    """(rule, resources line, shell command) of every job of a `--dry-run --printshellcmds` output."""
+    jobs = []
+    for block in re.split(r"^\[[^\]\n]+\]$", dry_run_output, flags=re.M)[1:]:
+        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+        resources = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        command = block.split("Shell command:", 1)[1].split("Job stats:", 1)[0] if "Shell command:" in block else ""
+        jobs.append((rule.group(1), resources.group(1) if resources else "", " ".join(command.split())))
+    return jobs
+
+
+@pytest.mark.slow
+def test_every_job_that_runs_the_model_claims_its_gpus_and_runs_where_they_say(tmp_path):
+    """The bundled config (every stage's gpus 0): each model job holds gpu=0 and is told --device cpu (pretrain:
+    run.device=cpu), so on a machine with a GPU it does not use one it did not claim. With the stages' gpus 1, and
+    a profile-style --set-resources giving pretrain a GPU and taking classify_regions' away, each job's device
+    follows the gpu it holds. The variant task's label check, passing, is kept in .snakemake/genoformer/."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "task.yaml").write_text(
+        "variant_tasks: {mine: {reference: human_q, vcf: resources/human_chr22_q/q.vcf.gz, label_field: TYPE, "
+        "positive: [snp], negative: [del]}}\n")
+    plan = snakemake(workdir, "--dry-run", "--printshellcmds", "--configfile", "task.yaml")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    jobs = [job for job in planned_commands(plan.stdout) if job[0] in MODEL_RULES]
+    assert {rule for rule, _, _ in jobs} == set(MODEL_RULES)
+    assert sum(rule == "classify_variants" for rule, _, _ in jobs) == 2  # cdiph_coding and mine
+    for rule, resources, command in jobs:
+        assert "gpu=0" in resources.split(", "), (rule, resources)
+        device = "--set run.device=cpu" if rule == "pretrain" else "--device cpu"
+        assert device in command and "auto" not in command, (rule, command)
+    (entry,) = (workdir / ".snakemake/genoformer/variant-labels").iterdir()
+    assert json.loads(entry.read_text())["counts"] == {"del": 2, "snp": 14}
+
+    (workdir / "gpus.yaml").write_text("".join(f"{stage}: {{gpus: 1}}\n" for stage in (
+        "evaluate", "score_variants", "classify_variants", "classify_regions")))
+    plan = snakemake(workdir, "--dry-run", "--printshellcmds", "--configfile", "gpus.yaml",
+                     "--set-resources", "pretrain:gpu=1", "classify_regions:gpu=0")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    for rule, resources, command in planned_commands(plan.stdout):
+        if rule in MODEL_RULES:
+            gpus = 0 if rule == "classify_regions" else 1
+            device = {0: "cpu", 1: "auto"}[gpus]
+            assert f"gpu={gpus}" in resources.split(", "), (rule, resources)
+            assert (f"--set run.device={device}" if rule == "pretrain" else f"--device {device}") in command, \
+                (rule, command)
+
+
+def test_every_schema_key_with_a_default_is_in_the_bundled_config():
+    """config/config.yaml shows every setting a user may change (with its comment), except the optional task
+    tables, which it gives as commented examples: a key with a schema default missing from it goes unnoticed."""
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    missing = [f"{section}.{key}" if key else section
+               for section, spec in schema["properties"].items()
+               for key, sub in [("", spec), *spec.get("properties", {}).items()]
+               if "default" in sub and (section not in config or (key and key not in config[section]))]
+    assert missing == ["region_tasks", "variant_tasks"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"pretrain": {"set": {"run.device": "cuda"}}}, "config key pretrain.set: run.device is set by the workflow"),
+    ({"score_variants": {"extra": "--batch-size 8 --device=cuda:1"}}, "config key score_variants.extra: --device is set "
+     "by the workflow (auto when the job gets a GPU: config score_variants.gpus or the profile's gpu; else cpu)"),
+    ({"classify_regions": {"extra": "--label-column 'name"}}, "config key classify_regions.extra: No closing quotation"),
+])
+def test_a_config_that_picks_its_own_device_is_refused(config, message):
+    """The device follows each job's gpu resource; a stage's extra or pretrain.set choosing one is refused."""
+    bundled = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    for key, value in config.items():
+        bundled[key] = {**bundled[key], **value}
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        workflow_checks.check_devices(bundled)
+    workflow_checks.check_devices(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+
+
 def test_pretrain_gpus_launch_torchrun_and_a_profile_cannot_silently_cap_them(tmp_path):
     """config pretrain.gpus 4: with the machine's GPUs raised to 4 the job runs torchrun with 4 processes; with
     the local profile's 1 GPU Snakemake would cap the job at 1, so the workflow stops and says where to raise it."""
@@ -739,6 +817,7 @@ def test_pretrain_gpus_launch_torchrun_and_a_profile_cannot_silently_cap_them(tm
     raised = snakemake(workdir, "--resources", "gpu=4", *base)
     assert raised.returncode == 0, raised.stdout + raised.stderr
     assert "torchrun --standalone --nproc_per_node 4 --no-python genoformer pretrain" in raised.stdout
+    assert "--set run.device=auto" in raised.stdout
     capped = snakemake(workdir, *base)
     assert capped.returncode != 0
     assert "config pretrain.gpus is 4 but the job gets 1 GPU(s)" in capped.stdout + capped.stderr

@@ -16,12 +16,14 @@ rule classify_variants:
         label_field=lambda w: VARIANT_TASKS[w.variant_task]["label_field"],
         classes=lambda w: class_options(w.variant_task),
         extra=config["classify_variants"]["extra"],
+        device=model_device,
     log:
         "logs/classify_variants/{variant_task}.log",
     benchmark:
         "logs/benchmarks/classify_variants/{variant_task}.tsv"
     threads: 2
     resources:
+        gpu=config["classify_variants"]["gpus"],
         mem_mb=8000,
         runtime=4 * 60,
     conda:
@@ -29,7 +31,7 @@ rule classify_variants:
     shell:
         "OMP_NUM_THREADS={threads} genoformer classify-variants --reference {input.fasta} --vcf {input.vcf}"
         " --label-field {params.label_field} {params.classes} --checkpoint {params.run}"
-        " --window {params.window} {params.extra}"
+        " --window {params.window} --device {params.device} {params.extra}"
         " --out {params.out}"
         " > {log} 2>&1"
 
@@ -48,17 +50,20 @@ rule classify_regions:
         window=config["classify_regions"]["window"],
         epochs=config["classify_regions"]["finetune_epochs"],
         extra=config["classify_regions"]["extra"],
+        device=model_device,
     log:
         "logs/classify_regions/{region_task}.log",
     benchmark:
         "logs/benchmarks/classify_regions/{region_task}.tsv"
     threads: 2
     resources:
+        gpu=config["classify_regions"]["gpus"],
         mem_mb=8000,
         runtime=4 * 60,
     conda:
         "../envs/genoformer.yaml"
     shell:
         "OMP_NUM_THREADS={threads} genoformer classify-regions --reference {input.fasta} --bed {input.bed}"
-        " --checkpoint {params.run} --window {params.window} --finetune-epochs {params.epochs} {params.extra}"
+        " --checkpoint {params.run} --window {params.window} --finetune-epochs {params.epochs}"
+        " --device {params.device} {params.extra}"
         " --out {params.out} > {log} 2>&1"

@@ -113,6 +113,14 @@ def evaluate_options():
     return passes if limit is None else f"--max-windows {limit} {passes}"
 
 
+def model_device(wildcards, resources):
+    """The `--device` of a job that runs the model, from the `gpu` resource it holds (config <stage>.gpus, or what
+    a profile's set-resources gives it): `cpu` with none, even on a machine with a GPU, so that a job that claimed
+    no GPU never shares one with the jobs that did; `auto` (CUDA when torch sees a GPU) with one or more, so that a
+    GPU that torch cannot use (a CPU-only torch) leaves the job on the CPU, as its log says, rather than failing."""
+    return "auto" if int(resources.gpu) > 0 else "cpu"
+
+
 def pretrain_launcher(wildcards, resources):
     """`genoformer`, or the same CLI under torchrun with one process per GPU when the job has several.
 

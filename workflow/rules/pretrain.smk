@@ -5,7 +5,10 @@
 # window, train/val/test split): after changing the pretraining config or config tokenize, delete runs/<name>/
 # (the workflow never throws checkpoints away itself).
 # With config pretrain.gpus > 1 (or `set-resources: pretrain: gpu: N` in a profile) pretraining runs as
-# `torchrun --standalone --nproc_per_node N` (one DDP process per GPU, NCCL).
+# `torchrun --standalone --nproc_per_node N` (one DDP process per GPU, NCCL). The job's `gpu` resource also sets
+# the pretraining config's run.device, whatever the config file says (model_device: `cpu` with no GPU, else
+# `auto`): changing config pretrain.gpus between 0 and 1 or more changes the run's config, so a run started with
+# the other one is not resumed (delete runs/<name>/).
 
 
 rule pretrain:
@@ -18,6 +21,7 @@ rule pretrain:
         data=lambda w, input: Path(input.manifest).parent,
         run=subpath(output.model, parent=True),
         launcher=pretrain_launcher,
+        device=model_device,
         overrides=" ".join(
             f"--set {shlex.quote(f'{key}={value}')}" for key, value in config["pretrain"]["set"].items()
         ),
@@ -39,6 +43,6 @@ rule pretrain:
         resume=""
         if ls -d {params.run}/checkpoints/step-* > /dev/null 2>&1; then resume="--resume"; fi
         OMP_NUM_THREADS={threads} {params.launcher} pretrain --data {params.data:q} --config {input.config:q} \
-            --out {params.run:q} $resume {params.overrides}
+            --out {params.run:q} $resume --set run.device={params.device} {params.overrides}
         ) > {log} 2>&1
         """

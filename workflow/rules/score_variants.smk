@@ -19,6 +19,7 @@ rule score_variants:
         window=config["score_variants"]["window"],
         extra=config["score_variants"]["extra"],
         index=VCF_INDEX,
+        device=model_device,
     log:
         "logs/score_variants/{variant_set}/{chunk}.log",
     benchmark:
@@ -32,7 +33,8 @@ rule score_variants:
         "../envs/genoformer.yaml"
     shell:
         "OMP_NUM_THREADS={threads} genoformer score-variants --reference {input.fasta} --vcf {input.vcf}"
-        " --checkpoint {params.run} --window {params.window} --shard {params.shard} {params.extra}"
+        " --checkpoint {params.run} --window {params.window} --shard {params.shard}"
+        " --device {params.device} {params.extra}"
         " --index {params.index} --out {output.vcf} --table {output.table} > {log} 2>&1"
 
 
