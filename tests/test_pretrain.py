@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -496,6 +497,28 @@ def test_resume_on_the_same_genome_split_otherwise_exits_2(chloroplast_tokens, c
     assert line.startswith(f"genoformer pretrain: error: {other}: ") and str(chloroplast_tokens) in line
     assert "train or validation windows" in line and "start a new run" in line
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--out", str(run), "--resume"]) == 0
+
+
+def test_a_resume_may_change_the_device_and_nothing_else(chloroplast_tokens, tiny_config, tmp_path):
+    """run.device is where a run trains, not what it trains: the workflow sets it from the GPUs a job holds, so a
+    run started under one profile resumes under another. On this CPU-only machine `auto` is the CPU again, so the
+    resumed run ends with the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    def run_to(out, *overrides):
+        return main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config), "--out",
+                     str(out), "--set", "run.steps=4", "--set", "run.checkpoint_every=2", *overrides])
+
+    assert run_to(tmp_path / "whole", "--set", "run.device=cpu") == 0
+    assert run_to(tmp_path / "resumed", "--set", "run.device=cpu") == 0
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-4")
+    assert run_to(tmp_path / "resumed", "--set", "run.device=auto", "--resume") == 0
+    state = json.loads((tmp_path / "resumed" / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["config"]["run"]["device"] == "auto"
+    whole, resumed = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "resumed"))
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
+    assert run_to(tmp_path / "resumed", "--set", "run.device=cpu", "--set", "run.seed=1", "--resume") == 2
 
 
 def test_a_finished_run_resumed_keeps_only_its_last_checkpoints(chloroplast_tokens, tiny_config, tmp_path,

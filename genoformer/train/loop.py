@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 METRICS = "metrics.jsonl"
 TRAIN_LOG = "train.log"
 RUN_ENTRIES = (*LATEST_FILES, CHECKPOINTS, METRICS, TRAIN_LOG)  # what a run folder holds (see atomic.claim)
+# Config keys a resume may change: where the run trains, not what it trains (the workflow sets run.device from the
+# GPUs a job holds, so a run started under one profile can go on under another).
+WHERE_IT_RUNS = ("run.device",)
 
 
 def learning_rate(step: int, config: PretrainConfig) -> float:
@@ -247,7 +250,7 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
     if resume:
         step_dir, model, optimizer_state, state = load_latest_checkpoint(out, dist.device)
         saved = PretrainConfig.from_dict(state["config"], f"{step_dir}/trainer_state.json")
-        changed = differences(saved, config)
+        changed = [key for key in differences(saved, config) if key not in WHERE_IT_RUNS]
         if changed:
             raise ConfigError(f"{out}: --resume with a config that differs from the run's in {', '.join(changed)}; "
                               "resume with the same config, or start a new run")
@@ -263,7 +266,12 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
                               "a new run")
         start_step, position = state["step"], DataPosition(**state["position"])
         saved_rng = state["rng"]  # one entry per process; a single dict in checkpoints of earlier versions
-        set_rng_state(saved_rng[dist.rank] if isinstance(saved_rng, list) else saved_rng, dist.device)
+        saved_rng = saved_rng[dist.rank] if isinstance(saved_rng, list) else saved_rng
+        set_rng_state(saved_rng, dist.device)
+        trained_on = "cuda" if saved_rng["cuda"] else "cpu"
+        if trained_on != dist.device.type:
+            log.warning("%s trained on %s and resumes on %s: the run goes on, but not bit for bit as it would have "
+                        "on %s", step_dir, trained_on, dist.device.type, trained_on)
         log.info("resuming from %s (step %d)", step_dir, start_step)
         if dist.is_main:
             claim(out, RUN_MARKER, RUN_ENTRIES)

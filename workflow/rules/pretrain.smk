@@ -7,8 +7,7 @@
 # With config pretrain.gpus > 1 (or `set-resources: pretrain: gpu: N` in a profile) pretraining runs as
 # `torchrun --standalone --nproc_per_node N` (one DDP process per GPU, NCCL). The job's `gpu` resource also sets
 # the pretraining config's run.device, whatever the config file says (model_device: `cpu` with no GPU, else
-# `auto`): changing config pretrain.gpus between 0 and 1 or more changes the run's config, so a run started with
-# the other one is not resumed (delete runs/<name>/).
+# `auto`). A resume may change it (a run started on the CPU goes on on a GPU, and back), the only config key it may.
 
 
 rule pretrain:
