@@ -2,6 +2,7 @@
 back to eager sublayers where torch.compile cannot build: checked on CPU,
 where torch.compile runs the same sublayers through Inductor's C++ backend with the reference kernel."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -53,6 +54,27 @@ def test_training_steps_compile_without_graph_breaks_or_recompiles():
     assert graphs[0] > 0
     assert dict(counters["graph_break"]) == {}
     assert graphs[3] == graphs[2] == graphs[1]
+
+
+def test_padded_batches_trace_without_graph_breaks(monkeypatch):
+    """Each layer read the rows' real lengths back from the device inside the compiled attention sublayer (a
+    graph break on every padded batch, a host sync per layer on CUDA); the model now reads them once per pass,
+    before the stack. Dynamo's capture is what is checked (its eager backend: no kernels are built)."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    config = ReformerConfig(vocab_size=8, dim=16, depth=2, heads=2, n_hashes=2, bucket_size=8)
+    model = compile_sublayers(ReformerForMaskedLM(config)).train()
+    ids = torch.randint(0, 8, (3, 40))
+    for real in ((40, 25, 40), (40, 40, 7)):  # rows in one bucket count, then in two
+        mask = torch.arange(40) < torch.tensor(real)[:, None]
+        model(ids, mask, seed=1).square().mean().backward()
+    assert counters["stats"]["unique_graphs"] > 0
+    assert dict(counters["graph_break"]) == {}
+    torch._dynamo.reset()
 
 
 def tiny_model():

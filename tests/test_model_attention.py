@@ -18,6 +18,7 @@ from genoformer.model.lsh_attention import (
     LSHSelfAttention,
     cuda_kernel,
     full_attention,
+    key_padding,
     lsh_attention,
     lsh_buckets,
     n_buckets_for,
@@ -183,6 +184,12 @@ def test_lsh_buckets_give_each_row_the_bucket_count_of_its_own_real_tokens():
     assert buckets[0].max() < 8 <= buckets[1].max() < 32 and buckets[2].max() < 2
     no_padding = padding(3, 140, [140] * 3)
     assert torch.equal(lsh_buckets(qk, no_padding, 8, 2, seed=4), lsh_buckets(qk, None, 8, 2, seed=4))
+    assert key_padding(no_padding, 8) is None
+    read_once = key_padding(mask, 8)
+    assert read_once.bucket_counts == (2, 8, 32)
+    assert torch.equal(lsh_buckets(qk, read_once, 8, 2, seed=4), buckets)
+    with pytest.raises(ValueError, match="bucket_size 8, used with 4"):
+        lsh_buckets(qk, read_once, 4, 2, seed=4)
 
 
 # ---------------------------------------------------------------- LSH attention

@@ -121,6 +121,35 @@ def test_a_sequence_gives_the_same_output_alone_or_padded_into_another_bucket_ba
     torch.testing.assert_close(together[1], model(long, seed=5)[0], rtol=0, atol=1e-10)
 
 
+def test_a_padded_batch_reads_its_lengths_from_the_device_once_per_pass(monkeypatch):
+    """Each layer's hashing read the rows' real lengths back (on CUDA a host sync per layer, forward and
+    reversible backward: 1 + 2 · depth reads); now the model reads them once and every layer reuses them,
+    with the same outputs and gradients as each layer reading them itself."""
+    model = small_model(depth=3, bucket_size=4).train()
+    ids = tokens(3, 30)
+    mask = torch.ones(3, 30, dtype=torch.bool)
+    mask[1, 20:], mask[2, 3:] = False, False  # three bucket counts: 8, 8 and 2
+    reads = []
+    for name in ("tolist", "item", "__bool__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *args, _f=original: reads.append(1) or _f(self, *args))
+    logits = model(ids, mask, seed=2, check_ids=False)
+    logits[mask].square().mean().backward()
+    monkeypatch.undo()
+    assert len(reads) == 1
+    grads = [p.grad.clone() for p in model.parameters()]
+
+    per_layer = small_model(depth=3, bucket_size=4).train()  # the same weights, every layer given the mask tensor
+    for block in per_layer.reformer.blocks:
+        block.f.forward = lambda x, padding, seed, _f=block.f.forward: _f(x, None if padding is None else
+                                                                           padding.mask, seed)
+    want = per_layer(ids, mask, seed=2)
+    want[mask].square().mean().backward()
+    torch.testing.assert_close(logits[mask], want[mask], rtol=0, atol=1e-12)
+    for got, expected in zip(grads, (p.grad for p in per_layer.parameters())):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("full_attention", [False, True])
 def test_causal_model_earlier_outputs_ignore_later_tokens(full_attention):
     """Strictly causal with many chunks and layers: changing the tokens after position p (which moves the

@@ -34,7 +34,8 @@ Logits are computed in float32 for half-precision inputs (float64 stays float64)
 
 Bucket counts. :class:`LSHSelfAttention` hashes each row into :func:`n_buckets_for` its own number of real
 tokens (:func:`lsh_buckets`), not the batch length: with rule 1 this makes a sequence's outputs the same
-alone or padded in any batch.
+alone or padded in any batch. Those counts are read back from the device once per forward pass
+(:func:`key_padding`, called by the model), not once per layer.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import functools
 import logging
 import math
 import os
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -68,27 +69,52 @@ def n_buckets_for(length: int, bucket_size: int) -> int:
     return max(2, 1 << (chunks - 1).bit_length())
 
 
-def lsh_buckets(qk: torch.Tensor, key_padding_mask: torch.Tensor | None, bucket_size: int, n_hashes: int,
-                seed: int) -> torch.Tensor:
+class KeyPadding(NamedTuple):
+    """A padded batch's key padding mask with its rows' bucket counts, read from the device once
+    (:func:`key_padding`) for every layer of a forward pass and of the reversible backward pass.
+
+    ``mask [B, N]``: True at padding. ``bucket_counts``: the distinct :func:`n_buckets_for` of the rows' numbers
+    of real tokens for ``bucket_size``, ascending.
+    """
+
+    mask: torch.Tensor
+    bucket_size: int
+    bucket_counts: tuple[int, ...]
+
+
+def key_padding(key_padding_mask: torch.Tensor, bucket_size: int) -> KeyPadding | None:
+    """The :class:`KeyPadding` of ``key_padding_mask [B, N]`` (True at padding), or None when no row has any
+    padding. Reads the rows' numbers of real tokens back from the device: one host sync."""
+    length = key_padding_mask.shape[1]
+    real = (~key_padding_mask).sum(dim=1).tolist()  # waits for the device
+    if all(count == length for count in real):
+        return None
+    counts = tuple(sorted({n_buckets_for(count, bucket_size) for count in real}))
+    return KeyPadding(key_padding_mask, bucket_size, counts)
+
+
+def lsh_buckets(qk: torch.Tensor, key_padding_mask: torch.Tensor | KeyPadding | None, bucket_size: int,
+                n_hashes: int, seed: int) -> torch.Tensor:
     """Buckets ``[B, H, n_hashes, N]`` of ``qk [B, H, N, dh]``, each row hashed into as many buckets as
     :func:`n_buckets_for` gives its own number of real tokens, so a padded sequence hashes as it does alone.
 
     The batch length would put a padded row into the bucket count of a longer sequence (another power-of-two
-    band), hence other hashes and other outputs. Rows that share a count are hashed together, all from
-    ``seed``; without a padding mask all rows have N real tokens: one call, no grouping, no host sync.
+    band), hence other hashes and other outputs. The whole batch is hashed once per bucket count its rows need,
+    all from ``seed``, and each row takes its own (selected on the device). A mask tensor is read back from the
+    device here (:func:`key_padding`); a :class:`KeyPadding` has been read already, and without padding all
+    rows have N real tokens: one call, no host sync.
     """
-    length = qk.shape[2]
+    if isinstance(key_padding_mask, torch.Tensor):
+        key_padding_mask = key_padding(key_padding_mask, bucket_size)
     if key_padding_mask is None:
-        return hash_buckets(qk, n_buckets_for(length, bucket_size), n_hashes, seed)
-    rows_by_count: dict[int, list[int]] = {}
-    for row, real in enumerate((~key_padding_mask).sum(dim=1).tolist()):  # waits for the device
-        rows_by_count.setdefault(n_buckets_for(real, bucket_size), []).append(row)
-    if len(rows_by_count) == 1:
-        return hash_buckets(qk, next(iter(rows_by_count)), n_hashes, seed)
-    buckets = torch.empty(*qk.shape[:2], n_hashes, length, dtype=torch.long, device=qk.device)
-    for n_buckets, rows in rows_by_count.items():
-        rows = torch.tensor(rows, device=qk.device)
-        buckets[rows] = hash_buckets(qk[rows], n_buckets, n_hashes, seed)
+        return hash_buckets(qk, n_buckets_for(qk.shape[2], bucket_size), n_hashes, seed)
+    if key_padding_mask.bucket_size != bucket_size:
+        raise ValueError(f"KeyPadding made for bucket_size {key_padding_mask.bucket_size}, used with {bucket_size}")
+    *smaller, largest = key_padding_mask.bucket_counts
+    buckets = hash_buckets(qk, largest, n_hashes, seed)
+    real = (~key_padding_mask.mask).sum(dim=1)[:, None, None, None]
+    for n_buckets in reversed(smaller):  # a row keeps the smallest count that holds its real tokens: its own
+        buckets = torch.where(real <= n_buckets * bucket_size, hash_buckets(qk, n_buckets, n_hashes, seed), buckets)
     return buckets
 
 
@@ -268,7 +294,7 @@ def cuda_kernel(index: int | None) -> AttentionKernel:
 class LSHSelfAttention(nn.Module):
     """Multi-head self-attention with a shared query/key projection, LSH (or exact) attention and rotary.
 
-    ``forward(x [B, N, dim], key_padding_mask [B, N] (True = padding) | None, seed) -> [B, N, dim]``.
+    ``forward(x [B, N, dim], key_padding_mask [B, N] (True = padding) | KeyPadding | None, seed) -> [B, N, dim]``.
     ``seed`` chooses the hash rotations; the same seed gives the same output (with dropout off). Each row is
     hashed into as many buckets as its own real tokens call for (:func:`lsh_buckets`), so padding never
     changes the outputs at real positions.
@@ -300,18 +326,21 @@ class LSHSelfAttention(nn.Module):
         self.to_v = nn.Linear(dim, dim, bias=False)
         self.to_out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
-        """Attend over ``x [B, N, dim]``; see the class docstring."""
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | KeyPadding | None = None,
+                seed: int = 0) -> torch.Tensor:
+        """Attend over ``x [B, N, dim]``; see the class docstring. A mask tensor is read back from the device
+        (one host sync); a :class:`KeyPadding` (:func:`key_padding`) carries what that read gives."""
         batch, length, dim = x.shape
         split = lambda t: t.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)  # noqa: E731
         qk = apply_rotary(split(self.to_qk(x)), self.rotary_base)
         v = split(self.to_v(x))
         dropout_p = self.dropout if self.training else 0.0
+        mask = key_padding_mask.mask if isinstance(key_padding_mask, KeyPadding) else key_padding_mask
         if self.full_attention:
-            out = full_attention(qk, v, key_padding_mask=key_padding_mask, causal=self.causal, dropout_p=dropout_p)
+            out = full_attention(qk, v, key_padding_mask=mask, causal=self.causal, dropout_p=dropout_p)
         else:
             buckets = lsh_buckets(qk, key_padding_mask, self.bucket_size, self.n_hashes, seed)
             kernel = select_kernel(x.device)
-            out = kernel(qk, v, buckets, bucket_size=self.bucket_size, key_padding_mask=key_padding_mask,
+            out = kernel(qk, v, buckets, bucket_size=self.bucket_size, key_padding_mask=mask,
                          causal=self.causal, dropout_p=dropout_p)
         return self.to_out(out.transpose(1, 2).reshape(batch, length, dim))

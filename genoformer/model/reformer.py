@@ -29,7 +29,7 @@ from torch import nn
 from genoformer.atomic import atomic_path, write_json
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.model.feedforward import FeedForward
-from genoformer.model.lsh_attention import LSHSelfAttention
+from genoformer.model.lsh_attention import KeyPadding, LSHSelfAttention, key_padding
 from genoformer.model.reversible import Block, plain_stack, reversible_stack
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,8 @@ class AttentionSublayer(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, seed: int) -> torch.Tensor:
-        """Attention output for ``x [B, N, dim]``."""
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | KeyPadding | None, seed: int) -> torch.Tensor:
+        """Attention output for ``x [B, N, dim]`` (``key_padding_mask``: see :class:`LSHSelfAttention`)."""
         return self.dropout(self.attention(self.norm(x), key_padding_mask, seed))
 
 
@@ -156,9 +156,9 @@ class Reformer(nn.Module):
         (a host sync): for callers whose ids come from a vocabulary already checked against the model's.
         """
         check_inputs(input_ids, attention_mask, self.config, check_ids)
-        # With a mask every layer reads the real lengths back from the device (lsh_buckets): skip all-real ones.
-        has_padding = attention_mask is not None and not bool(attention_mask.all())
-        key_padding_mask = ~attention_mask.bool() if has_padding else None
+        # The rows' real lengths are read back from the device here, once for every layer (None: no padding).
+        key_padding_mask = None if attention_mask is None else key_padding(~attention_mask.bool(),
+                                                                           self.config.bucket_size)
         seed = self.next_seed() if seed is None else seed
         seeds = [seed * self.config.depth + i for i in range(self.config.depth)]
         x = self.dropout(self.embedding(input_ids))

@@ -82,7 +82,9 @@ def grads_of(output, inputs, grad_output):
 
 
 class ReversibleStackFunction(torch.autograd.Function):
-    """``apply(x1, x2, key_padding_mask, seeds, blocks, *params) -> (y1, y2)``; saves only y1, y2, the mask."""
+    """``apply(x1, x2, key_padding_mask, seeds, blocks, *params) -> (y1, y2)``; saves only y1, y2, the mask.
+
+    ``key_padding_mask`` is passed to each ``block.f`` as it is (a tensor, None, or whatever ``f`` takes)."""
 
     @staticmethod
     def forward(ctx, x1, x2, key_padding_mask, seeds, blocks, *params):
@@ -96,13 +98,15 @@ class ReversibleStackFunction(torch.autograd.Function):
             state_g = rng_state(device)
             x2 = x2 + block.g(x1)
             ctx.rng_states.append((state_f, state_g))
-        ctx.save_for_backward(x1, x2, key_padding_mask)
+        ctx.save_for_backward(x1, x2)
+        ctx.key_padding_mask = key_padding_mask  # an input, never differentiated
         return x1, x2
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy1, dy2):
-        y1, y2, key_padding_mask = ctx.saved_tensors
+        y1, y2 = ctx.saved_tensors
+        key_padding_mask = ctx.key_padding_mask
         device = y1.device
         device_type, autocast_enabled, autocast_dtype = ctx.autocast
         param_grads = []
