@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from genoformer.errors import ConfigError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM, chunked_lsh
 from lsh_cases import CASES, random_case, reference
 
@@ -70,6 +71,10 @@ def test_the_cpu_uses_it_unless_the_reference_is_asked_for(monkeypatch):
     assert reference.select_kernel("cpu") is chunked_lsh.lsh_attention
     monkeypatch.setenv(reference.KERNEL_ENV, "reference")
     assert reference.select_kernel("cpu") is reference.lsh_attention
+    for typo in ("Reference", "chunked"):  # used to run the default kernel without a word
+        monkeypatch.setenv(reference.KERNEL_ENV, typo)
+        with pytest.raises(ConfigError, match=f"GENOFORMER_LSH_KERNEL='{typo}': the only value it takes is"):
+            reference.select_kernel("cpu")
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import genoformer.model.lsh_attention  # noqa: F401  (the module, not the function of the same name)
+from genoformer.errors import ConfigError
 from genoformer.model import fast
 from genoformer.model.fast import flex_lsh
 from genoformer.model.fast.flex_lsh import look_back_blocks, sort_rounds
@@ -140,6 +141,12 @@ def test_attention_function_traces_as_one_graph(causal, padded):
 
 def test_not_available_on_cpu():
     assert not fast.is_available(torch.device("cpu"))
+
+
+def test_an_unknown_compile_scope_is_a_one_line_config_error(monkeypatch):
+    monkeypatch.setenv(flex_lsh.COMPILE_ENV, "kernels")
+    with pytest.raises(ConfigError, match="GENOFORMER_FAST_COMPILE must be 'function' or 'kernel', got 'kernels'"):
+        flex_lsh.compile_scope()
 
 
 # ----- CUDA: gradients, bf16, the compiled kernel, the whole model -----

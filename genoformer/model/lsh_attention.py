@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genoformer.errors import ConfigError
 from genoformer.model.hashing import hash_buckets
 from genoformer.model.positional import apply_rotary
 
@@ -258,11 +259,16 @@ def select_kernel(device: torch.device | str) -> AttentionKernel:
     with less memory traffic. CUDA: ``genoformer.model.fast.lsh_attention`` (FlexAttention) when that module
     imports and, if it defines ``is_available(device) -> bool``, says yes; otherwise the chunked kernel, with
     one logged warning saying why. Setting the environment variable ``GENOFORMER_LSH_KERNEL=reference`` forces
-    this module's reference :func:`lsh_attention` everywhere.
+    this module's reference :func:`lsh_attention` everywhere; any other non-empty value is a ConfigError (a typo
+    must not quietly run the default kernel).
     """
     device = torch.device(device)
-    if os.environ.get(KERNEL_ENV) == "reference":
+    choice = os.environ.get(KERNEL_ENV, "")
+    if choice == "reference":
         return lsh_attention
+    if choice:
+        raise ConfigError(f"environment variable {KERNEL_ENV}={choice!r}: the only value it takes is 'reference' "
+                          "(or leave it unset for the default kernel)")
     if device.type != "cuda":
         return chunked_kernel()
     return cuda_kernel(device.index)

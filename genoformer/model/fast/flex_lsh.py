@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import AuxRequest, BlockMask, flex_attention
 
+from genoformer.errors import ConfigError
 from genoformer.model.permute import permute_rounds
 from genoformer.model.lsh_attention import lsh_attention as reference_lsh_attention
 
@@ -207,7 +208,7 @@ def compile_scope() -> str:
     alone, the rest eager), from the environment variable ``GENOFORMER_FAST_COMPILE``."""
     scope = os.environ.get(COMPILE_ENV, "function")
     if scope not in ("function", "kernel"):
-        raise ValueError(f"{COMPILE_ENV} must be 'function' or 'kernel', got {scope!r}")
+        raise ConfigError(f"environment variable {COMPILE_ENV} must be 'function' or 'kernel', got {scope!r}")
     return scope
 
 
