@@ -232,6 +232,51 @@ def test_lsh_attention_matches_per_query_loop_reference(causal, length):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
 
 
+def rounds_met(buckets, bucket_size, key_padding_mask, causal):
+    """``[B, H, N, N]``: in how many rounds query i meets key j (its chunk or the one before in the round's
+    (bucket, position) order, padding last; if causal, the same bucket fewer than bucket_size places back)."""
+    batch, heads, n_hashes, length = buckets.shape
+    met = torch.zeros(batch, heads, length, length)
+    for b in range(batch):
+        for h in range(heads):
+            for r in range(n_hashes):
+                bucket = buckets[b, h, r]
+                order = torch.where(key_padding_mask[b], bucket.max() + 1, bucket) * length + torch.arange(length)
+                index = order.argsort().argsort()  # each position's sorted index
+                chunk = index // bucket_size
+                seen = (chunk[None, :] == chunk[:, None]) | (chunk[None, :] == chunk[:, None] - 1)
+                if causal:
+                    back = index[:, None] - index[None, :]
+                    seen &= (bucket[None, :] == bucket[:, None]) & (back >= 0) & (back < bucket_size)
+                met[b, h] += seen & ~key_padding_mask[b][None, :] | torch.eye(length, dtype=torch.bool)
+    return met
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_key_met_in_several_rounds_counts_once_per_round(causal):
+    """Combining the rounds' softmaxes by their log-sum-exps is one dense softmax in which key j weighs as many
+    times as the rounds in which query i meets it (docs/model.md: no duplicate correction): checked against that
+    dense N x N softmax, padding, a lone token and chunks that are not full included."""
+    length, bucket_size = 23, 4
+    qk, v = random_inputs(batch=2, heads=2, length=length, seed=6)
+    qk.requires_grad_(), v.requires_grad_()
+    mask = padding(2, length, [length, 1])  # the second row: one real token, alone in every round
+    buckets = hash_buckets(qk, 4, 3, seed=2)
+    met = rounds_met(buckets, bucket_size, mask, causal).to(DOUBLE)
+    logits = (qk @ F.normalize(qk, dim=-1).transpose(-1, -2) * 8**-0.5).diagonal_scatter(
+        torch.full((2, 2, length), SELF_LOGIT, dtype=DOUBLE), dim1=-2, dim2=-1)
+    expected = torch.softmax(logits + met.log(), dim=-1) @ v
+    real = ~mask[:, None, :, None]
+    cotangent = torch.randn(expected.shape, generator=torch.Generator().manual_seed(0), dtype=DOUBLE) * real
+    want_grads = torch.autograd.grad(expected, (qk, v), cotangent)
+    assert (met > 1).any() and (met[0, :, :-1, :-1] == 0).any()  # duplicates met, and keys never met
+    for kernel in (lsh_attention, chunked_lsh.lsh_attention):
+        out = kernel(qk, v, buckets, bucket_size=bucket_size, key_padding_mask=mask, causal=causal)
+        torch.testing.assert_close(out * real, expected * real, rtol=0, atol=1e-12)
+        for got, want in zip(torch.autograd.grad(out, (qk, v), cotangent), want_grads):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
 def test_several_rounds_give_a_convex_combination_of_allowed_values():
     """With v = identity the output rows are the attention weights: non-negative, summing to one, and zero on
     padding and outside every round's causal band (same bucket, the bucket_size - 1 sorted predecessors)."""
