@@ -276,3 +276,143 @@ def test_bad_annotation_on_the_command_line_is_one_line_exit_2(tmp_path, resourc
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr and f"{gff}: cannot read GFF3 after line " in result.stderr
     assert not out.exists()
+
+
+# ---- partial CDS ---------------------------------------------------------------------------------------------
+
+
+def whole_codons(cds, bases: str) -> str:
+    """The whole codons of a CDS's spliced ``bases``: after its ``leading`` bases, to the last whole codon."""
+    usable = bases[cds.leading:]
+    return usable[:len(usable) - len(usable) % 3]
+
+
+def assert_agrees_with_translation(reference, cds, snvs) -> None:
+    """Every SNV of ``cds`` against Biopython's plain translation of its whole codons before and after the change
+    (no start codon read as Met): the changed amino acid, its position and the consequence agree, and start/stop
+    classes come only from an end the CDS has."""
+    bases = cds.sequence(reference)
+    offset_of = {int(pos): offset for offset, pos in enumerate(cds.positions())}
+    before = str(Seq(whole_codons(cds, bases)).translate(table=11))
+    last = len(before) - 1
+    complement = str.maketrans("ACGT", "TGCA")
+    assert snvs and all(s.gene == cds.name for s in snvs)
+    for snv in snvs:
+        offset = offset_of[snv.pos - 1]
+        alt = snv.alt if cds.strand == "+" else snv.alt.translate(complement)
+        after = str(Seq(whole_codons(cds, bases[:offset] + alt + bases[offset + 1:])).translate(table=11))
+        index = (offset - cds.leading) // 3
+        changed = [j for j in range(len(before)) if before[j] != after[j]]
+        assert snv.cds_pos == offset + 1 and changed in ([], [index])
+        if snv.consequence.startswith("start_"):
+            assert index == 0 and not cds.five_prime_partial
+            continue
+        assert snv.aa_ref == before[index] and snv.aa_alt == after[index]
+        if snv.consequence.startswith("stop_") and snv.consequence != "stop_gained":
+            assert index == last and not cds.three_prime_partial and before[index] == "*"
+        else:
+            expected = "synonymous" if not changed else "stop_gained" if after[index] == "*" else "missense"
+            assert snv.consequence == expected
+
+
+def one_gene_gff(source, path, gene: str, cut5: int = 0, cut3: int = 0, style: str = "prodigal"):
+    """Write the CDS lines of ``gene`` (its ID or Name) in ``source`` to ``path``, its 5' end cut by ``cut5``
+    bases and its 3' end by ``cut3`` as an assembly ending inside the gene would, marked partial the way Prodigal
+    (``partial=LR``, left and right end in genome order) or NCBI (``partial=true``, ``start_range``/``end_range`` in
+    genome order, the 5'-most line's phase) marks it."""
+    lines = [line.split("\t") for line in source.read_text().splitlines()
+             if "\tCDS\t" in line and re.search(rf"(ID|Name)={re.escape(gene)};", line)]
+    plus = lines[0][6] == "+"
+    left, right = min(lines, key=lambda f: int(f[3])), max(lines, key=lambda f: int(f[4]))
+    five, three = (left, right) if plus else (right, left)
+    if cut5:
+        five[3 if plus else 4] = str(int(five[3 if plus else 4]) + (cut5 if plus else -cut5))
+    if cut3:
+        three[4 if plus else 3] = str(int(three[4 if plus else 3]) + (-cut3 if plus else cut3))
+    cut_left, cut_right = (cut5, cut3) if plus else (cut3, cut5)
+    if style == "prodigal" and (cut5 or cut3):
+        assert len(lines) == 1 and "partial=00;" in lines[0][8]
+        lines[0][8] = lines[0][8].replace("partial=00;", f"partial={int(cut_left > 0)}{int(cut_right > 0)};")
+    elif style == "ncbi":
+        five[7] = str((3 - cut5 % 3) % 3)
+        if cut_left:
+            left[8] += f";partial=true;start_range=.,{left[3]}"
+        if cut_right:
+            right[8] += f";partial=true;end_range={right[4]},."
+    path.write_text("##gff-version 3\n" + "".join("\t".join(fields) + "\n" for fields in lines))
+    return path
+
+
+def test_a_real_5_prime_partial_gene_has_no_start_codon(resources, tmp_path):
+    """pyrodigal's gene 1 of C. diphtheriae runs off the left end of the contig (partial=10, start_type=Edge) on
+    the + strand: its first codon, GTG, is Val, not a start, so an SNV there is missense or synonymous."""
+    path = one_gene_gff(resources / CDIPH_GFF, tmp_path / "gene1.gff3", "NZ_LN831026.1_1")
+    assert "\tCDS\t1\t1659\t" in path.read_text() and "partial=10;start_type=Edge;" in path.read_text()
+    [cds] = read_cds(path)
+    assert (cds.five_prime_partial, cds.three_prime_partial, cds.leading) == (True, False, 0)
+    with Reference(resources / "cdiph" / "NZ_LN831026.1.fa.gz") as reference:
+        assert cds.sequence(reference).startswith("GTG")
+        snvs = coding_snvs(reference, path)
+        assert_agrees_with_translation(reference, cds, snvs)
+    first = [s for s in snvs if s.cds_pos <= 3]
+    assert len(first) == 9 and {s.aa_ref for s in first} == {"V"}
+    assert {s.consequence for s in first} == {"missense", "synonymous"}
+    assert {"stop_lost", "stop_retained"} <= {s.consequence for s in snvs}  # its 3' end is whole
+
+
+@pytest.mark.parametrize("source, gene, cut5, cut3, style", [
+    (CDIPH_GFF, "NZ_LN831026.1_2", 3, 0, "prodigal"),  # + strand, partial=10: the left end is the 5' end
+    (CDIPH_GFF, "NZ_LN831026.1_6", 3, 0, "prodigal"),  # - strand, partial=01: the right end is the 5' end
+    (CDIPH_GFF, "NZ_LN831026.1_2", 0, 4, "prodigal"),  # + strand, partial=01, an incomplete last codon
+    (CDIPH_GFF, "NZ_LN831026.1_6", 0, 4, "prodigal"),  # - strand, partial=10
+    ("athal_cp/NC_000932.1.gff3", "rbcL", 4, 5, "ncbi"),  # + strand, phase 2, both ranges
+    ("athal_cp/NC_000932.1.gff3", "atpF", 4, 0, "ncbi"),  # - strand, two exons: end_range and phase on exon 1
+    ("athal_cp/NC_000932.1.gff3", "atpF", 0, 7, "ncbi"),  # start_range on exon 2 (the 3' end)
+])
+def test_partial_cds_lack_the_end_the_annotation_cuts(resources, tmp_path, source, gene, cut5, cut3, style):
+    """Real genes cut at one end or both as an assembly would cut them, marked as Prodigal or NCBI mark them:
+    the cut end gives no start or stop class, the bases of an incomplete codon no SNV, and every consequence
+    agrees with Biopython's translation of the whole codons."""
+    fasta = resources / ("cdiph/NZ_LN831026.1.fa.gz" if source == CDIPH_GFF else "athal_cp/NC_000932.1.fa")
+    path = one_gene_gff(resources / source, tmp_path / "cut.gff3", gene, cut5, cut3, style)
+    [cds] = read_cds(path)
+    assert (cds.five_prime_partial, cds.three_prime_partial) == (cut5 > 0, cut3 > 0)
+    assert cds.leading == (3 - cut5 % 3) % 3
+    with Reference(fasta) as reference:
+        snvs = coding_snvs(reference, path)
+        assert_agrees_with_translation(reference, cds, snvs)
+        n_bases = len(cds.sequence(reference))
+    n_whole = (n_bases - cds.leading) // 3 * 3
+    assert {s.cds_pos for s in snvs} == set(range(cds.leading + 1, cds.leading + n_whole + 1))
+    assert n_bases - cds.leading - n_whole == (3 - cut3 % 3) % 3  # the cut 3' codon's bases get no SNV
+    found = {s.consequence for s in snvs}
+    assert bool(found & {"start_lost", "start_retained"}) == (cut5 == 0)
+    assert bool(found & {"stop_lost", "stop_retained"}) == (cut3 == 0)
+
+
+def test_partial_cds_that_cannot_be_read_are_left_out_and_counted(resources, tmp_path, caplog):
+    """partial=true with neither range does not say which end is cut, and a gene marked 3'-partial that still ends
+    in a stop codon contradicts its mark: both are left out and counted; the complete gene next to them is used."""
+    lines = [line.split("\t") for line in (resources / CDIPH_GFF).read_text().splitlines()
+             if re.search(r"\tID=NZ_LN831026\.1_[267];", line)]
+    lines[0][8] = lines[0][8].replace("partial=00;", "partial=true;")
+    lines[1][8] = lines[1][8].replace("partial=00;", "partial=10;")  # - strand: the 3' end, uncut
+    path = tmp_path / "unclear.gff3"
+    path.write_text("".join("\t".join(fields) + "\n" for fields in lines))
+    assert [c.ends_unknown for c in read_cds(path)] == [True, False, False]
+    with Reference(resources / "cdiph" / "NZ_LN831026.1.fa.gz") as reference, \
+            caplog.at_level("INFO", logger="genoformer.tasks.coding"):
+        snvs = coding_snvs(reference, path)
+    assert {s.gene for s in snvs} == {"NZ_LN831026.1_7"}
+    assert "2 CDS left out as they do not translate cleanly" in caplog.text
+    assert "NZ_LN831026.1_2 (marked partial=true without start_range/end_range" in caplog.text
+    assert "NZ_LN831026.1_6 (stop codon 'TAA' at codon 146 of a CDS marked 3'-partial (no stop))" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "012"])
+def test_a_partial_value_of_no_known_kind_names_the_line(resources, tmp_path, value):
+    gff = edited_gff(resources / CDIPH_GFF, tmp_path / "partial.gff3",
+                     lambda f: f[:8] + [f[8].replace("partial=00;", f"partial={value};")])
+    with pytest.raises(InputError, match=rf"partial.gff3: line 5: partial='{value}' is neither Prodigal's 00, 01, "
+                                         "10 or 11"):
+        read_cds(gff)

@@ -17,7 +17,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "coding-variants",
         help="enumerate the SNVs of annotated genes with their consequence (synonymous, missense, stop-gained ...)",
-        description="Take a seeded sample of the coding sequences of a GFF3 annotation that translate cleanly, "
+        description="Take a seeded sample of the coding sequences of a GFF3 annotation that translate cleanly "
+        "(one marked partial without the start or stop codon it lacks: Prodigal's partial=, NCBI's start_range/"
+        "end_range, a 5' phase), "
         "enumerate every SNV in them, class each by translating the codon (Biopython), and write a bgzipped, "
         "indexed VCF with INFO CONSEQUENCE, GENE, CODON, AA, CDS_POS, STRAND. Positions inside two "
         "overlapping genes are left out.",

@@ -11,6 +11,21 @@ table (``--table``, 11 = bacterial and plastid by default). Classes, named after
 Only coding sequences that translate cleanly are used (Biopython ``translate(cds=True)``: a start codon, whole
 codons, one stop at the end, no ambiguous bases); the others are counted and logged. Positions covered by more
 than one CDS of the annotation (overlapping genes) are left out, so each SNV has one unambiguous consequence.
+
+Partial CDS (a gene cut by the end of its contig or by a gap) are used, read as what they are. A 5'-partial CDS
+has no start codon: its first whole codon is an ordinary codon read with the table (GTG is Val, not Met), and never
+gives ``start_lost``/``start_retained``; a 3'-partial CDS has no stop codon: its last whole codon is ordinary and
+never gives ``stop_lost``/``stop_retained``, and a stop anywhere in it makes the CDS untranslatable. Calling the
+first codon of a cut gene its start would class a plain missense change as the loss of the protein; leaving cut
+genes out would bias the sample against contig ends, of which draft assemblies have many. The bases of an
+incomplete codon at either end (the 5' end's phase, the 3' end's remainder) get no SNV: their codon is not in the
+sequence; ``CDS_POS`` still counts from the first annotated base. The cut ends are read from the CDS lines (an mRNA
+or gene marked partial may hold a complete CDS), marked in three ways: Prodigal/pyrodigal's ``partial=LR``, a digit
+per end in genome order, left (lower coordinate) then right, 1 where the gene runs off the sequence (Prodigal's
+gene.c: on the + strand the left end is the start, on the - strand the stop); NCBI's ``partial=true`` with
+``start_range=.,N`` (the left end) and/or ``end_range=N,.`` (the right end), also in genome order; and a phase of 1
+or 2 on the 5'-most CDS line (the bases before the first whole codon). A CDS marked ``partial=true`` with neither
+range does not say which end is cut: it is left out, counted and logged with the untranslatable ones.
 """
 
 from __future__ import annotations
@@ -45,6 +60,10 @@ class CodingSequence:
     strand: str
     segments: tuple[tuple[int, int], ...]
     line: int  # 1-based GFF3 line of its first CDS feature
+    five_prime_partial: bool = False  # no start codon: the 5' end is cut (see the module docstring)
+    three_prime_partial: bool = False  # no stop codon: the 3' end is cut
+    leading: int = 0  # bases before the first whole codon: the phase of the 5'-most CDS line
+    ends_unknown: bool = False  # marked partial=true without start_range/end_range: which end is cut is not said
 
     def positions(self) -> np.ndarray:
         """Genome positions (0-based) of the coding bases, in coding order (5' to 3' of the mRNA)."""
@@ -80,19 +99,36 @@ def _attributes(text: str) -> dict[str, str]:
     return {key.strip(): urllib.parse.unquote(value.strip()) for key, value in pairs}
 
 
+PRODIGAL_PARTIAL = {"00": (False, False), "01": (False, True), "10": (True, False), "11": (True, True)}
+
+
+def _cut_ends(attrs: dict[str, str], path: Path, number: int) -> tuple[bool, bool, bool]:
+    """Whether one CDS line marks its left end (lower coordinate) and its right end incomplete, and whether it
+    says ``partial=true`` without saying which end (see the module docstring)."""
+    value = attrs.get("partial")
+    if value in PRODIGAL_PARTIAL:
+        return (*PRODIGAL_PARTIAL[value], False)
+    if value is not None and value.lower() not in ("true", "false"):
+        raise InputError(f"{path}: line {number}: partial={value!r} is neither Prodigal's 00, 01, 10 or 11 (left and "
+                         "right end) nor NCBI's true or false")
+    left, right = "start_range" in attrs, "end_range" in attrs
+    return left, right, value is not None and value.lower() == "true" and not (left or right)
+
+
 def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> list[CodingSequence]:
     """Read the CDS features of a GFF3 file (plain or gzip/bgzip-compressed), grouped into coding sequences.
 
     Segments of one CDS are joined by their ``Parent`` attribute, else their shared ``ID``; in GenBank-derived
     GFF3 without either, CDS lines with the same ``Name`` inside one block of lines (a block starts at a ``gene``
     line) form one CDS. A CDS whose segments lie on different contigs or strands (trans-splicing) is skipped and
-    logged. Malformed lines (and, given the reference's ``contigs`` as name -> length, a CDS ending past its
-    contig) raise :class:`InputError` naming the file and line.
+    logged. Which ends are incomplete (partial CDS) is read from ``partial``, ``start_range``/``end_range`` and the
+    5'-most line's phase (see the module docstring). Malformed lines (and, given the reference's ``contigs`` as
+    name -> length, a CDS ending past its contig) raise :class:`InputError` naming the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: annotation file does not exist")
-    groups: dict[tuple, list[tuple[str, str, int, int, int, str]]] = {}
+    groups: dict[tuple, list[tuple[str, str, int, int, int, str, int, tuple[bool, bool, bool]]]] = {}
     block, previous_type = 0, None
     for number, line in text_lines(path, "GFF3"):
         if line.startswith("##FASTA"):
@@ -129,21 +165,29 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
         else:
             key = ("block", block, attrs.get("Name", f"line{number}"))
         name = attrs.get("Name") or attrs.get("gene") or attrs.get("ID") or attrs.get("Parent") or f"cds_line{number}"
-        groups.setdefault(key, []).append((name, contig, start - 1, end, number, strand))
+        groups.setdefault(key, []).append((name, contig, start - 1, end, number, strand,
+                                           0 if phase == "." else int(phase), _cut_ends(attrs, path, number)))
     cds_list, trans_spliced = [], 0
     for parts in groups.values():
-        if len({(contig, strand) for _, contig, _, _, _, strand in parts}) > 1:
+        if len({(part[1], part[5]) for part in parts}) > 1:
             trans_spliced += 1
             continue
-        name, contig, _, _, line, strand = parts[0]
+        name, contig, _, _, line, strand, _, _ = parts[0]
         first_line: dict[tuple[int, int], int] = {}
-        for _, _, start, end, number, _ in parts:
+        phases: dict[tuple[int, int], int] = {}
+        for _, _, start, end, number, _, phase, _ in parts:
             if (start, end) in first_line:  # a repeated line would splice the segment in twice: untranslatable
                 log.warning("%s: line %d repeats the CDS segment %s:%d-%d of line %d; counted once", path, number,
                             contig, start + 1, end, first_line[start, end])
             first_line.setdefault((start, end), number)
+            phases.setdefault((start, end), phase)
         segments = tuple(sorted(first_line))
-        cds_list.append(CodingSequence(name, contig, strand, segments, line))
+        left, right, unsaid = (any(ends) for ends in zip(*(part[7] for part in parts)))
+        five, three = (left, right) if strand == "+" else (right, left)
+        leading = phases[segments[0] if strand == "+" else segments[-1]]
+        cds_list.append(CodingSequence(name, contig, strand, segments, line, five_prime_partial=five or leading > 0,
+                                       three_prime_partial=three, leading=leading,
+                                       ends_unknown=unsaid and not (left or right)))
     if trans_spliced:
         log.info("%s: skipped %d CDS with segments on different strands or contigs (trans-spliced)", path, trans_spliced)
     if not cds_list:
@@ -151,23 +195,46 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
     return sorted(cds_list, key=lambda cds: (cds.line, cds.segments))
 
 
-def untranslatable_reason(sequence: str, table: int) -> str | None:
-    """Why ``sequence`` is not a clean CDS under codon table ``table`` (Biopython's check), or None if it is."""
+def untranslatable_reason(sequence: str, table: int, *, has_start: bool = True, has_stop: bool = True) -> str | None:
+    """Why ``sequence`` (from its first whole codon) is not a clean CDS under codon table ``table``, or None if it
+    is: Biopython's check (a start codon, whole codons, one stop at the end, no ambiguous bases), and for a partial
+    CDS the same less what it lacks: without a start (5'-partial) the first codon is an ordinary one, without a stop
+    (3'-partial) an incomplete last codon is allowed and no codon may be a stop."""
     if set(sequence) - set("ACGT"):
         return "ambiguous bases"
-    try:
-        Seq(sequence).translate(table=table, cds=True)
-    except CodonTable.TranslationError as err:
-        return str(err)
+    if has_start and has_stop:
+        try:
+            Seq(sequence).translate(table=table, cds=True)
+        except CodonTable.TranslationError as err:
+            return str(err)
+        return None
+    whole = sequence[:len(sequence) - len(sequence) % 3] if not has_stop else sequence
+    if len(whole) % 3:
+        return f"Sequence length {len(sequence)} is not a multiple of three"
+    if not whole:
+        return "no whole codon"
+    if has_start and whole[:3] not in CodonTable.unambiguous_dna_by_id[table].start_codons:
+        return f"First codon '{whole[:3]}' is not a start codon"
+    protein = str(Seq(whole).translate(table=table))
+    if has_stop and not protein.endswith("*"):
+        return f"Final codon '{whole[-3:]}' is not a stop codon"
+    stop = protein.find("*", 0, len(protein) - 1 if has_stop else len(protein))
+    if stop >= 0 and has_stop:
+        return f"Extra in frame stop codon '{whole[3 * stop:3 * stop + 3]}' found"
+    if stop >= 0:
+        return f"stop codon '{whole[3 * stop:3 * stop + 3]}' at codon {stop + 1} of a CDS marked 3'-partial (no stop)"
     return None
 
 
-def codon_consequence(codon_ref: str, codon_alt: str, codon_index: int, n_codons: int, table: int) -> str:
-    """The consequence class of replacing ``codon_ref`` by ``codon_alt`` at ``codon_index`` (0-based) of a CDS."""
+def codon_consequence(codon_ref: str, codon_alt: str, codon_index: int, n_codons: int, table: int, *,
+                      has_start: bool = True, has_stop: bool = True) -> str:
+    """The consequence class of replacing ``codon_ref`` by ``codon_alt`` at ``codon_index`` (0-based) of a CDS of
+    ``n_codons`` whole codons; the first is a start codon only where the CDS ``has_start``, the last a stop codon
+    only where it ``has_stop`` (a partial CDS lacks one or both: see the module docstring)."""
     codons = CodonTable.unambiguous_dna_by_id[table]
-    if codon_index == 0:
+    if codon_index == 0 and has_start:
         return "start_retained" if codon_alt in codons.start_codons else "start_lost"
-    if codon_index == n_codons - 1:
+    if codon_index == n_codons - 1 and has_stop:
         return "stop_retained" if codon_alt in codons.stop_codons else "stop_lost"
     if codon_alt in codons.stop_codons:
         return "stop_gained"
@@ -205,17 +272,25 @@ def coding_snvs(reference, gff_path: str | os.PathLike, *, n_genes: int | None =
     for index in np.random.default_rng(seed).permutation(len(cds_list)):
         if len(usable) == wanted:
             break
-        reason = untranslatable_reason(cds_list[index].sequence(reference), table)
+        cds = cds_list[index]
+        reason = "marked partial=true without start_range/end_range: which end is cut is not said" \
+            if cds.ends_unknown else untranslatable_reason(
+                cds.sequence(reference)[cds.leading:], table, has_start=not cds.five_prime_partial,
+                has_stop=not cds.three_prime_partial)
         if reason is None:
-            usable.append(cds_list[index])
+            usable.append(cds)
         else:
-            rejected.append(f"{cds_list[index].name} ({reason})")
+            rejected.append(f"{cds.name} ({reason})")
     if not usable:
         raise InputError(f"{gff_path}: none of its {len(cds_list)} CDS translates cleanly with codon table {table}, "
                          f"e.g. {'; '.join(rejected[:3])} (a GTF, whose CDS leave out the stop codon, is not GFF3)")
     if rejected:
         log.info("%s: %d CDS left out as they do not translate cleanly, e.g. %s", gff_path, len(rejected),
                  "; ".join(rejected[:3]))
+    five, three = (sum(getattr(cds, end) for cds in usable) for end in ("five_prime_partial", "three_prime_partial"))
+    if five or three:
+        log.info("%s: of the %d CDS used, %d lack their 5' end (no start codon) and %d their 3' end (no stop codon); "
+                 "their end codons are read as ordinary codons", gff_path, len(usable), five, three)
     snvs = []
     for cds in usable:
         snvs.extend(_snvs_of(cds, reference, overlapped[cds.contig], table))
@@ -226,24 +301,28 @@ def coding_snvs(reference, gff_path: str | os.PathLike, *, n_genes: int | None =
 def _snvs_of(cds: CodingSequence, reference, overlapped: np.ndarray, table: int) -> list[CodingSnv]:
     sequence = cds.sequence(reference)
     positions = cds.positions()
-    n_codons = len(sequence) // 3
+    first = cds.leading  # the bases of an incomplete codon at either end get no SNV
+    n_codons = (len(sequence) - first) // 3
+    has_start, has_stop = not cds.five_prime_partial, not cds.three_prime_partial
     snvs = []
-    for offset, genome_pos in enumerate(positions):
+    for offset in range(first, first + 3 * n_codons):
+        genome_pos = positions[offset]
         if overlapped[genome_pos]:
             continue
-        codon_index, phase = divmod(offset, 3)
-        codon_ref = sequence[3 * codon_index: 3 * codon_index + 3]
+        codon_index, phase = divmod(offset - first, 3)
+        codon_ref = sequence[first + 3 * codon_index: first + 3 * codon_index + 3]
         for base in "ACGT":
             if base == sequence[offset]:
                 continue
             codon_alt = codon_ref[:phase] + base + codon_ref[phase + 1:]
             forward = (sequence[offset], base) if cds.strand == "+" else \
                 (sequence[offset].translate(COMPLEMENT), base.translate(COMPLEMENT))
-            consequence = codon_consequence(codon_ref, codon_alt, codon_index, n_codons, table)
+            consequence = codon_consequence(codon_ref, codon_alt, codon_index, n_codons, table, has_start=has_start,
+                                            has_stop=has_stop)
             snvs.append(CodingSnv(
                 contig=cds.contig, pos=int(genome_pos) + 1, ref=forward[0], alt=forward[1], gene=cds.name,
                 strand=cds.strand, consequence=consequence, cds_pos=offset + 1, codon_ref=codon_ref,
-                codon_alt=codon_alt, aa_ref=amino_acid(codon_ref, codon_index == 0, table),
+                codon_alt=codon_alt, aa_ref=amino_acid(codon_ref, codon_index == 0 and has_start, table),
                 aa_alt=amino_acid(codon_alt, consequence == "start_retained", table),
             ))
     return snvs
