@@ -181,10 +181,10 @@ def check_region_labels(bed: str | Path, fasta: str | Path, extra: str, where: s
 
 def check_variant_labels(task: dict, where: str) -> dict[str, int]:
     """Read a variant task's labels as ``classify-variants`` will (its label field only, without the reference):
-    a label field the VCF does not declare, one no variant has a value in, a named class value no variant has
-    (naming the values there are) or a class of fewer than 2 variants stops the run before pretraining instead of
-    after it, in one line naming ``where`` (the task's config key). Returns the variants of each class, by class
-    name (negative first)."""
+    a label field the VCF does not declare, one no variant has a value in, a ``Number=A``/``Number=R`` value whose
+    count does not fit its record's ALTs, a named class value no variant has (naming the values there are) or a
+    class of fewer than 2 variants stops the run before pretraining instead of after it, in one line naming
+    ``where`` (the task's config key). Returns the variants of each class, by class name (negative first)."""
     from genoformer.io.vcf import alt_info
     from genoformer.tasks.variant_labels import class_labels, label_values
 
@@ -198,8 +198,9 @@ def check_variant_labels(task: dict, where: str) -> dict[str, int]:
         raise ConfigError(f"{where}.label_field: INFO field '{field}' is not declared in {vcf} (declared: "
                           f"{', '.join(header.info) or 'none'})")
     try:
-        labels, classes = class_labels(label_values(infos, field, header.info[field].type == "Flag"), field,
-                                       task.get("positive"), task.get("negative"), vcf)
+        labels, classes = class_labels(label_values(infos, field, header.info[field].type == "Flag",
+                                                    header.info[field].number),
+                                       field, task.get("positive"), task.get("negative"), vcf)
     except GenoformerError as err:
         raise type(err)(f"{where}: {err}") from None
     return {name: labels.count(label) for label, name in enumerate(classes)}

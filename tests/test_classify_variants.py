@@ -341,3 +341,50 @@ def test_markov_llr_sums_the_chain_over_the_allele_and_the_bases_after_it(chloro
     scores = markov_llr([snv, deletion, insertion, *near_ends], chloroplast, markov, 2)
     np.testing.assert_allclose(scores[:3], expected, rtol=1e-12)
     assert np.isnan(scores[3:]).all()
+
+
+def test_a_number_r_label_labels_each_alt_by_its_own_entry(allele_type_vcf, human_q, caplog):
+    """ALLELE_TYPE (Number=R: REF's entry first) on the real freebayes calls, q:186 made T>C,TA: each ALT takes
+    its own entry, as it takes its own TYPE (Number=A); the REF's entry labels nothing; a '.' entry leaves its ALT
+    out."""
+    with Reference(human_q / "q.fa") as reference:
+        variants = read_variants(allele_type_vcf(), reference, strict_info=("ALLELE_TYPE",))
+        missing = read_variants(allele_type_vcf(("ref", ".", "ins")), reference, strict_info=("ALLELE_TYPE",))
+    assert [(v.record, v.alt, v.info["ALLELE_TYPE"]) for v in variants.variants[:3]] == [
+        (1, "C", ("ref", "snp")), (1, "TA", ("ref", "ins")), (2, "T", ("ref", "snp"))]
+    by_r = variant_labels(variants, "ALLELE_TYPE", ["snp"], ["del", "ins"])
+    by_a = variant_labels(variants, "TYPE", ["snp"], ["del", "ins"])
+    assert by_r.labels.tolist() == by_a.labels.tolist() and by_r.indices.tolist() == by_a.indices.tolist()
+    assert by_r.labels.tolist()[:2] == [1, 0] and Counter(by_r.labels.tolist()) == {1: 14, 0: 3}
+    rest = variant_labels(variants, "ALLELE_TYPE", ["snp"])  # every other ALT value negative; 'ref' is none
+    assert rest.classes == ["other", "snp"] and rest.labels.tolist() == by_r.labels.tolist()
+    with pytest.raises(ConfigError, match=r"no variant has the negative label value\(s\) ref in INFO field "
+                                          r"'ALLELE_TYPE' \(its values: del, ins, snp\)"):
+        variant_labels(variants, "ALLELE_TYPE", ["snp"], ["ref"])
+    with caplog.at_level("WARNING", logger="genoformer.tasks.variant_labels"):
+        one_out = variant_labels(missing, "ALLELE_TYPE", ["snp"], ["del", "ins"])
+    assert one_out.indices.tolist()[:2] == [1, 2] and one_out.unlabelled == 1
+    assert "record 1 (q:186): INFO ALLELE_TYPE has no value ('.'); 1 such variant(s) left out" in caplog.text
+
+
+@pytest.mark.parametrize("field, values, problem", [
+    ("ALLELE_TYPE", dict(allele_types=("ref", "snp")), "INFO ALLELE_TYPE has 2 value(s) for 2 ALT(s); it is "
+     "declared Number=R (one value for REF and one per ALT), so 3"),
+    ("ALLELE_TYPE", dict(allele_types=("ref", "snp", "ins", "del")), "INFO ALLELE_TYPE has 4 value(s) for 2 "
+     "ALT(s); it is declared Number=R (one value for REF and one per ALT), so 3"),
+    ("TYPE", dict(types=("snp",)), "INFO TYPE has 1 value(s) for 2 ALT(s); it is declared Number=A (one value per "
+     "ALT), so 2"),
+])
+def test_a_per_allele_label_of_the_wrong_count_is_one_line_exit_2(allele_type_vcf, human_q, tmp_path, capsys, field,
+                                                                   values, problem):
+    """No entry of such a value can be told to be an ALT's own: classify-variants stops before any model is
+    loaded, naming the record; read as a passed-through field (not the label) the value is kept whole."""
+    vcf = allele_type_vcf(**values)
+    code = main(["classify-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--label-field",
+                 field, "--positive", "snp", "--checkpoint", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert error == f"genoformer classify-variants: error: {vcf} record 1 (q:186): {problem}"
+    with Reference(human_q / "q.fa") as reference:
+        first = read_variants(vcf, reference).variants[0]
+    assert first.info[field] == next(iter(values.values()))

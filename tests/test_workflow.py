@@ -821,3 +821,18 @@ def test_pretrain_gpus_launch_torchrun_and_a_profile_cannot_silently_cap_them(tm
     capped = snakemake(workdir, *base)
     assert capped.returncode != 0
     assert "config pretrain.gpus is 4 but the job gets 1 GPU(s)" in capped.stdout + capped.stderr
+
+
+def test_a_number_r_label_field_is_read_per_alt_before_any_job(allele_type_vcf):
+    """ALLELE_TYPE (Number=R) on the real freebayes calls: each ALT's own entry is its label, as classify-variants
+    reads it (the REF's 'ref' is no class value), and a record with too few values stops the run in one line."""
+    task = {"vcf": allele_type_vcf(), "label_field": "ALLELE_TYPE", "positive": ["snp"], "negative": ["del", "ins"]}
+    workflow_checks.check_variant_labels(task, "config key variant_tasks.mine")
+    with pytest.raises(ConfigError, match=r"no variant has the negative label value\(s\) ref in INFO field "
+                                          r"'ALLELE_TYPE' \(its values: del, ins, snp\)"):
+        workflow_checks.check_variant_labels({**task, "negative": ["ref"]}, "config key variant_tasks.mine")
+    vcf = allele_type_vcf(("ref", "snp"))
+    with pytest.raises(InputError) as err:
+        workflow_checks.check_variant_labels({**task, "vcf": vcf}, "config key variant_tasks.mine")
+    assert str(err.value) == f"config key variant_tasks.mine.vcf: {vcf} record 1 (q:186): INFO ALLELE_TYPE has 2 " \
+        "value(s) for 2 ALT(s); it is declared Number=R (one value for REF and one per ALT), so 3"

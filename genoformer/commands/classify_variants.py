@@ -36,7 +36,8 @@ def register(subparsers) -> None:
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
     parser.add_argument("--vcf", required=True, metavar="LABELLED.vcf.gz", help="labelled variants (VCF/BCF)")
     parser.add_argument("--label-field", required=True, metavar="KEY",
-                        help="INFO field holding the label (0/1, a Flag, or values named by --positive/--negative)")
+                        help="INFO field holding the label (0/1, a Flag, or values named by --positive/--negative); "
+                        "each ALT takes its own entry of a field declared Number=A or Number=R")
     parser.add_argument("--positive", nargs="+", metavar="VALUE",
                         help="label values of the positive class (e.g. stop_gained); without --negative every "
                         "other value is negative")

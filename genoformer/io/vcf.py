@@ -4,9 +4,10 @@ Every record's contig must be in the reference (all missing contigs are listed i
 its REF must equal the reference bases (case-insensitive), else an error naming the file, the record's
 1-based ordinal, ``contig:pos``, the VCF REF and the reference bases, or, with ``on_ref_mismatch="skip"``,
 the record is skipped and counted. Multi-allelic records are split into one ``Variant`` per ALT (INFO fields
-declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT's; those declared ``Number=G``,
-which pysam cannot read in INFO, are left out with one warning). Alleles are kept as
-written: no trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
+declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT's, a value whose count does not fit
+the ALTs is kept whole, or is an ``InputError`` naming the record in a field the caller reads; those declared
+``Number=G``, which pysam cannot read in INFO, are left out with one warning). Alleles are kept as written: no
+trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
 breakend alleles are skipped and counted; records without an ALT (``.``) are skipped and counted apart.
 A record htslib cannot parse is an ``InputError`` with htslib's reason; what htslib prints goes to this module's
 logger (see ``genoformer.io.htslib``). In a text VCF, a QUAL that htslib would misread without a word
@@ -145,6 +146,24 @@ def _split_info(record: pysam.VariantRecord, numbers: dict[str, object], alt_ind
     return info
 
 
+def _check_allele_counts(record: pysam.VariantRecord, numbers: dict[str, object], keys: tuple[str, ...], path: Path,
+                         number: int) -> None:
+    """InputError for a field of ``keys`` declared ``Number=A`` or ``Number=R`` whose value in ``record`` has not one
+    value per ALT (A), or one for REF and one per ALT (R): no value could be told to be an ALT's own. A missing
+    value ('.') is no count."""
+    for key in keys:
+        declared = numbers.get(key)
+        if declared not in ("A", "R") or not record.alts or key not in record.info:
+            continue
+        value = record.info[key]
+        wanted = len(record.alts) + (declared == "R")
+        if isinstance(value, tuple) and len(value) != wanted and any(item not in (None, ".") for item in value):
+            per = "one value for REF and one per ALT" if declared == "R" else "one value per ALT"
+            raise InputError(f"{path} record {number} ({record.contig}:{record.pos}): INFO {key} has {len(value)} "
+                             f"value(s) for {len(record.alts)} ALT(s); it is declared Number={declared} ({per}), "
+                             f"so {wanted}")
+
+
 def _per_genotype_fields(header: pysam.VariantHeader, path: Path) -> None:
     """Warn about the INFO fields declared ``Number=G``: pysam reads such values in FORMAT only (it raises
     ``ValueError`` for them in INFO), so the variants do not carry them."""
@@ -160,7 +179,9 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
 
     ``on_ref_mismatch``: ``"error"`` raises ``MismatchError`` at the first REF that disagrees with the
     reference; ``"skip"`` drops such records and counts them in ``skipped_ref_mismatch``. ``strict_info``: INFO
-    fields the caller reads (a label field), whose values htslib would misread are an error, not a warning.
+    fields the caller reads (a label field), whose values htslib would misread are an error, not a warning, and so
+    is a value declared ``Number=A`` or ``Number=R`` whose count does not fit the record's ALTs
+    (:func:`_check_allele_counts`; elsewhere such a value is kept whole).
     """
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise ValueError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
@@ -179,6 +200,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
             if not _ref_matches(record, reference, path, number, on_ref_mismatch):
                 result.skipped_ref_mismatch += 1
                 continue
+            _check_allele_counts(record, numbers, strict_info, path, number)
             _add_variants(record, number, result, path, numbers)
     finally:
         close_quietly(vcf, log, path)
@@ -194,7 +216,8 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
 def alt_info(path: str | os.PathLike, keys: tuple[str, ...]) -> tuple[pysam.VariantHeader, list[dict]]:
     """The header of a VCF/BCF and the INFO ``keys`` of each of its plain ALTs, as :func:`read_variants` gives
     them (per-allele values cut to the ALT) but without the reference: for a quick look at a few fields (a value
-    of them that htslib would misread is an error, and so is one declared ``Number=G``)."""
+    of them that htslib would misread is an error, and so are one declared ``Number=G`` and a per-allele value of the
+    wrong count: :func:`_check_allele_counts`)."""
     path = Path(path)
     vcf = open_vcf(path)
     try:
@@ -203,8 +226,12 @@ def alt_info(path: str | os.PathLike, keys: tuple[str, ...]) -> tuple[pysam.Vari
         if per_genotype:  # pysam raises ValueError reading such a field in INFO
             raise InputError(f"{path}: INFO field '{per_genotype[0]}' is declared Number=G (a value per genotype), "
                              "which pysam reads in FORMAT only")
-        return vcf.header, [_split_info(record, numbers, alt_index, keys) for _, record in _records(vcf, path, keys)
-                            for alt_index, alt in enumerate(record.alts or ()) if not is_symbolic(alt)]
+        infos = []
+        for number, record in _records(vcf, path, keys):
+            _check_allele_counts(record, numbers, keys, path, number)
+            infos += [_split_info(record, numbers, alt_index, keys) for alt_index, alt in enumerate(record.alts or ())
+                      if not is_symbolic(alt)]
+        return vcf.header, infos
     finally:
         close_quietly(vcf, log, path)
 

@@ -2,7 +2,10 @@
 
 ``positive``/``negative`` name the values of each class (values in neither are left out and counted; with one
 class named, the other is every other value); without them the field must hold 0/1 (or be a Flag: present = 1).
-A missing value ('.') leaves its variant out. A named value that no variant has, a value that differs from a named
+A missing value ('.') leaves its variant out. Each ALT of a multi-allelic record is labelled by its own value: that
+ALT's entry of a field declared ``Number=A`` (one value per ALT) or ``Number=R`` (one for REF, then one per ALT;
+the REF's entry labels nothing), as :func:`genoformer.io.vcf.read_variants` cuts them; a record whose value count
+does not fit its ALTs is an error there. A named value that no variant has, a value that differs from a named
 one only in case or spaces, a field no variant has a value in, a field declared ``Number=G`` and a class of fewer
 than 2 variants are errors. Only numpy is imported: the workflow reads labels while it builds its DAG
 (:func:`genoformer.workflow_checks.check_variant_labels`), before any job runs.
@@ -71,12 +74,22 @@ def _shown(values: list[str]) -> str:
     return ", ".join(values[:8]) + (", ..." if len(values) > 8 else "")
 
 
-def label_values(infos: Iterable[dict], field: str, flag: bool) -> list[str | None]:
-    """The label of each variant as text, from its INFO (a dict as pysam gives it): ``'1'``/``'0'`` for a Flag
-    ``field``, else the value (a list joined by commas), or None where it is missing."""
+def _own_value(value, number):
+    """A variant's own value of a field declared ``Number=number``: of a ``Number=R`` field, which
+    :func:`genoformer.io.vcf.read_variants` cuts to (REF's, this ALT's), the ALT's entry."""
+    if number == "R" and isinstance(value, tuple) and len(value) == 2:
+        return value[1]
+    return value
+
+
+def label_values(infos: Iterable[dict], field: str, flag: bool, number=None) -> list[str | None]:
+    """The label of each variant as text, from its INFO (a dict as pysam gives it, cut to the variant's ALT):
+    ``'1'``/``'0'`` for a Flag ``field``, else its own value (the ALT's entry of a field declared ``Number=R``,
+    ``number``; a list joined by commas), or None where it is missing."""
     if flag:
         return ["1" if field in info else "0" for info in infos]
-    return [_value_text(info[field]) if _has_value(info.get(field)) else None for info in infos]
+    values = (_own_value(info.get(field), number) for info in infos)
+    return [_value_text(value) if _has_value(value) else None for value in values]
 
 
 def _spelling(value: str) -> str:
@@ -157,9 +170,10 @@ def variant_labels(variant_set, field: str, positive: list[str] | None = None,
     if header.info[field].number == "G":  # read_variants leaves such a field out: no variant would have a value
         raise InputError(f"{variant_set.path}: INFO field '{field}' is declared Number=G (a value per genotype), "
                          "which pysam reads in FORMAT only: it cannot hold a variant's label")
-    flag = header.info[field].type == "Flag"
-    values = label_values((v.info for v in variant_set.variants), field, flag)
-    empty = [v for v in variant_set.variants if not flag and field in v.info and not _has_value(v.info[field])]
+    flag, number = header.info[field].type == "Flag", header.info[field].number
+    values = label_values((v.info for v in variant_set.variants), field, flag, number)
+    empty = [v for v in variant_set.variants
+             if not flag and field in v.info and not _has_value(_own_value(v.info[field], number))]
     if empty:
         log.warning("%s record %d (%s:%d): INFO %s has no value ('.'); %d such variant(s) left out as unlabelled",
                     variant_set.path, empty[0].record, empty[0].contig, empty[0].pos, field, len(empty))
