@@ -40,8 +40,34 @@ def test_read_cds_joins_segments_and_keeps_repeat_copies_apart(resources):
         cds.setdefault(item.name, []).append(item)
     assert [c.segments for c in cds["atpF"]] == [((11528, 11938), (12653, 12798))]  # two exons, one CDS
     assert len(cds["ndhB"]) == 2 and cds["ndhB"][0].strand != cds["ndhB"][1].strand  # inverted-repeat copies
-    assert "rps12" in cds and all(len({c.strand}) == 1 for c in cds["rps12"])
     assert len(read_cds(resources / CDIPH_GFF)) == 2343
+
+
+def test_trans_spliced_rps12_is_skipped_not_spliced_out_of_order(resources, caplog):
+    """Plastid rps12: exon 1 (69611-69724, -) is joined to exons 2-3 of either inverted-repeat copy, listed 5' to 3'.
+    Copy 2 has parts on both strands; copy 1's parts are all on - but listed out of genome order (sorted, they
+    would splice exon 1 last: 'ACT' first codon). Both are skipped and logged, not translated wrongly."""
+    with caplog.at_level("INFO", logger="genoformer.tasks.coding"):
+        names = [c.name for c in read_cds(resources / "athal_cp" / "NC_000932.1.gff3")]
+    assert len(names) == 83 and "rps12" not in names and "clpP" in names  # clpP: 3 exons on -, listed descending
+    assert "skipped 2 trans-spliced CDS" in caplog.text
+
+
+def test_rps12_counts_as_coverage_in_the_overlap_exclusion(chloroplast, resources, tmp_path):
+    """rps12's exons 2-3 of the second copy, also annotated on their own (as older plastid records do: 3'-rps12,
+    5'-partial): every base is then covered twice, by the trans-spliced rps12 and by 3'-rps12, so it gets no SNV.
+    Without rps12's lines the same 3'-rps12 gets an SNV at each of its bases."""
+    lines = (resources / "athal_cp" / "NC_000932.1.gff3").read_text().splitlines()
+    rps12 = [line for line in lines if "Name=rps12" in line]
+    assert len(rps12) == 10 and {line.split("\t")[2] for line in rps12} == {"gene", "CDS"}
+    three_prime = [f"NC_000932.1\tGenBank\tCDS\t{start}\t{end}\t.\t+\t0\tID=cds-rps12_3end;Name=rps12_3end;"
+                   "partial=true;start_range=.,139856" for start, end in ((139856, 140087), (140625, 140650))]
+    with_rps12, without = tmp_path / "with.gff3", tmp_path / "without.gff3"
+    with_rps12.write_text("\n".join(rps12 + three_prime) + "\n")
+    without.write_text("\n".join(three_prime) + "\n")
+    alone = coding_snvs(chloroplast, without)
+    assert {s.gene for s in alone} == {"rps12_3end"} and len({s.pos for s in alone}) == 232 + 26
+    assert coding_snvs(chloroplast, with_rps12) == []
 
 
 def test_a_repeated_cds_line_is_counted_once_with_a_warning(resources, tmp_path, caplog):

@@ -9,8 +9,9 @@ table (``--table``, 11 = bacterial and plastid by default). Classes, named after
   start codon (a start codon is read as Met whatever it is, so these are kept apart from missense).
 
 Only coding sequences that translate cleanly are used (Biopython ``translate(cds=True)``: a start codon, whole
-codons, one stop at the end, no ambiguous bases); the others are counted and logged. Positions covered by more
-than one CDS of the annotation (overlapping genes) are left out, so each SNV has one unambiguous consequence.
+codons, one stop at the end, no ambiguous bases); the others are counted and logged, as are trans-spliced CDS
+(e.g. plastid rps12), which are not used. Positions covered by more than one CDS of the annotation (overlapping
+genes, trans-spliced ones included) are left out, so each SNV has one unambiguous consequence.
 
 Partial CDS (a gene cut by the end of its contig or by a gap) are used, read as what they are. A 5'-partial CDS
 has no start codon: its first whole codon is an ordinary codon read with the table (GTG is Val, not Met), and never
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +40,8 @@ import numpy as np
 from Bio.Data import CodonTable
 from Bio.Seq import Seq
 
-from genoformer.errors import InputError, MissingFileError
-from genoformer.io.text import text_lines
+from genoformer.errors import InputError
+from genoformer.io.gff3 import check_within, read_features
 from genoformer.tasks.vcf_writer import InfoField, write_sites_vcf
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,6 @@ class CodingSnv:
     aa_alt: str
 
 
-def _attributes(text: str) -> dict[str, str]:
-    pairs = (item.split("=", 1) for item in text.strip().split(";") if "=" in item)
-    return {key.strip(): urllib.parse.unquote(value.strip()) for key, value in pairs}
-
-
 PRODIGAL_PARTIAL = {"00": (False, False), "01": (False, True), "10": (True, False), "11": (True, True)}
 
 
@@ -115,49 +110,24 @@ def _cut_ends(attrs: dict[str, str], path: Path, number: int) -> tuple[bool, boo
     return left, right, value is not None and value.lower() == "true" and not (left or right)
 
 
-def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> list[CodingSequence]:
-    """Read the CDS features of a GFF3 file (plain or gzip/bgzip-compressed), grouped into coding sequences.
-
-    Segments of one CDS are joined by their ``Parent`` attribute, else their shared ``ID``; in GenBank-derived
-    GFF3 without either, CDS lines with the same ``Name`` inside one block of lines (a block starts at a ``gene``
-    line) form one CDS. A CDS whose segments lie on different contigs or strands (trans-splicing) is skipped and
-    logged. Which ends are incomplete (partial CDS) is read from ``partial``, ``start_range``/``end_range`` and the
-    5'-most line's phase (see the module docstring). Malformed lines (and, given the reference's ``contigs`` as
-    name -> length, a CDS ending past its contig) raise :class:`InputError` naming the file and line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: annotation file does not exist")
+def _cds_groups(path: Path, contigs: dict[str, int] | None) -> list[list[tuple]]:
+    """The CDS lines of a GFF3 file grouped into coding sequences (see :func:`read_cds`), each group in file order
+    as (name, contig, start, end, line, strand, phase, cut ends) with 0-based half-open coordinates."""
     groups: dict[tuple, list[tuple[str, str, int, int, int, str, int, tuple[bool, bool, bool]]]] = {}
     block, previous_type = 0, None
-    for number, line in text_lines(path, "GFF3"):
-        if line.startswith("##FASTA"):
-            break
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 9:
-            raise InputError(f"{path}: line {number}: expected 9 tab-separated GFF3 columns, found {len(fields)}")
-        contig, _, feature, start, end, _, strand, phase, attributes = fields
-        if feature == "gene" and previous_type != "gene":
+    for feature in read_features(path):
+        if feature.type == "gene" and previous_type != "gene":
             block += 1
-        previous_type = feature
-        if feature != "CDS":
+        previous_type = feature.type
+        if feature.type != "CDS":
             continue
-        if not (start.isascii() and start.isdigit() and end.isascii() and end.isdigit()):
-            raise InputError(f"{path}: line {number}: start/end {fields[3]!r}/{fields[4]!r} are not integers "
-                             "(GFF3 coordinates are plain digits 0-9)")
-        start, end = int(start), int(end)
-        if not 1 <= start <= end:
-            raise InputError(f"{path}: line {number}: CDS start {start} and end {end} are not 1 <= start <= end")
-        if strand not in "+-" or len(strand) != 1:
-            raise InputError(f"{path}: line {number}: CDS strand {strand!r} is not + or -")
-        if phase not in ("0", "1", "2", "."):
-            raise InputError(f"{path}: line {number}: CDS phase {phase!r} is not 0, 1, 2 or .")
-        if contigs is not None and contig in contigs and end > contigs[contig]:
-            raise InputError(f"{path}: line {number}: CDS end {end} is past the end of contig {contig} "
-                             f"(length {contigs[contig]})")
-        attrs = _attributes(attributes)
+        number = feature.line
+        if feature.strand not in "+-" or len(feature.strand) != 1:
+            raise InputError(f"{path}: line {number}: CDS strand {feature.strand!r} is not + or -")
+        if feature.phase not in ("0", "1", "2", "."):
+            raise InputError(f"{path}: line {number}: CDS phase {feature.phase!r} is not 0, 1, 2 or .")
+        check_within(feature, contigs, path)
+        attrs = feature.attributes
         if "Parent" in attrs:
             key = ("parent", attrs["Parent"])
         elif "ID" in attrs:
@@ -165,11 +135,40 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
         else:
             key = ("block", block, attrs.get("Name", f"line{number}"))
         name = attrs.get("Name") or attrs.get("gene") or attrs.get("ID") or attrs.get("Parent") or f"cds_line{number}"
-        groups.setdefault(key, []).append((name, contig, start - 1, end, number, strand,
-                                           0 if phase == "." else int(phase), _cut_ends(attrs, path, number)))
+        groups.setdefault(key, []).append((name, feature.contig, feature.start, feature.end, number, feature.strand,
+                                           0 if feature.phase == "." else int(feature.phase),
+                                           _cut_ends(attrs, path, number)))
+    return list(groups.values())
+
+
+def _trans_spliced(parts: list[tuple]) -> bool:
+    """Whether the CDS lines of one coding sequence are trans-spliced: on different contigs or strands, or listed
+    in an order that is neither ascending nor descending (a GenBank join of parts far apart, listed 5' to 3')."""
+    if len({(part[1], part[5]) for part in parts}) > 1:
+        return True
+    starts = list(dict.fromkeys(part[2] for part in parts))
+    return starts != sorted(starts) and starts != sorted(starts, reverse=True)
+
+
+def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> list[CodingSequence]:
+    """Read the CDS features of a GFF3 file (plain or gzip/bgzip-compressed), grouped into coding sequences.
+
+    Segments of one CDS are joined by their ``Parent`` attribute, else their shared ``ID``; in GenBank-derived
+    GFF3 without either, CDS lines with the same ``Name`` inside one block of lines (a block starts at a ``gene``
+    line) form one CDS. A trans-spliced CDS (segments on different contigs or strands, or listed neither in
+    ascending nor in descending order, as GenBank lists the far-apart parts of a join 5' to 3') is skipped and
+    logged: its segments would be spliced in the wrong order. Which ends are incomplete (partial CDS) is read from
+    ``partial``, ``start_range``/``end_range`` and the 5'-most line's phase (see the module docstring). Malformed
+    lines (and, given the reference's ``contigs`` as name -> length, a CDS ending past its contig) raise
+    :class:`InputError` naming the file and line.
+    """
+    return _coding_sequences(Path(path), _cds_groups(Path(path), contigs))
+
+
+def _coding_sequences(path: Path, groups: list[list[tuple]]) -> list[CodingSequence]:
     cds_list, trans_spliced = [], 0
-    for parts in groups.values():
-        if len({(part[1], part[5]) for part in parts}) > 1:
+    for parts in groups:
+        if _trans_spliced(parts):
             trans_spliced += 1
             continue
         name, contig, _, _, line, strand, _, _ = parts[0]
@@ -189,7 +188,8 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
                                        three_prime_partial=three, leading=leading,
                                        ends_unknown=unsaid and not (left or right)))
     if trans_spliced:
-        log.info("%s: skipped %d CDS with segments on different strands or contigs (trans-spliced)", path, trans_spliced)
+        log.info("%s: skipped %d trans-spliced CDS (segments on different contigs or strands, or listed out of genome "
+                 "order)", path, trans_spliced)
     if not cds_list:
         raise InputError(f"{path}: no CDS features found")
     return sorted(cds_list, key=lambda cds: (cds.line, cds.segments))
@@ -248,11 +248,13 @@ def amino_acid(codon: str, starts: bool, table: int) -> str:
     return "M" if starts else CodonTable.unambiguous_dna_by_id[table].forward_table.get(codon, "*")
 
 
-def _multiply_covered(cds_list: list[CodingSequence], lengths: dict[str, int]) -> dict[str, np.ndarray]:
-    coverage = {contig: np.zeros(length, dtype=np.uint8) for contig, length in lengths.items()}
-    for cds in cds_list:
-        for start, end in cds.segments:
-            coverage[cds.contig][start:end] += 1
+def _multiply_covered(groups: list[list[tuple]], lengths: dict[str, int]) -> dict[str, np.ndarray]:
+    """Per contig, whether each base is covered by more than one coding sequence (the CDS line groups of
+    :func:`_cds_groups`, trans-spliced ones included: they code there too); a repeated line counts once."""
+    coverage = {contig: np.zeros(length, dtype=np.uint16) for contig, length in lengths.items()}
+    for parts in groups:
+        for contig, start, end in {(part[1], part[2], part[3]) for part in parts}:
+            coverage[contig][start:end] += 1
     return {contig: depth > 1 for contig, depth in coverage.items()}
 
 
@@ -263,10 +265,11 @@ def coding_snvs(reference, gff_path: str | os.PathLike, *, n_genes: int | None =
     Contigs of the annotation must be in ``reference`` (:class:`MismatchError` otherwise). Returns SNVs sorted by
     contig (reference order) and position; :class:`InputError` when no coding sequence translates cleanly.
     """
-    cds_list = read_cds(gff_path, reference.contigs)
-    for contig in sorted({cds.contig for cds in cds_list}):
+    groups = _cds_groups(Path(gff_path), reference.contigs)
+    for contig in sorted({part[1] for parts in groups for part in parts}):
         reference.check_contig(contig, source=str(gff_path))
-    overlapped = _multiply_covered(cds_list, reference.contigs)
+    cds_list = _coding_sequences(Path(gff_path), groups)
+    overlapped = _multiply_covered(groups, reference.contigs)
     wanted = len(cds_list) if n_genes is None else n_genes
     usable, rejected = [], []
     for index in np.random.default_rng(seed).permutation(len(cds_list)):
