@@ -1,9 +1,18 @@
 """A region-classification task from a genome annotation: coding vs intergenic stretches of the genome.
 
-Regions are non-overlapping stretches of ``length`` bp on a grid (start = a multiple of ``length``) that lie
-wholly inside coding sequence (every base covered by a CDS of the GFF3) or wholly outside it; ``per_class``
-of each are drawn with a seeded generator. Written as BED with the class in column 7, the format
-`genoformer classify-regions --bed` reads.
+Regions are non-overlapping stretches of ``length`` bp on a grid (start = a multiple of ``length``) of two classes:
+
+- ``coding``: every base inside a CDS line of the GFF3 (any CDS, trans-spliced ones such as plastid rps12 too);
+- ``intergenic``: no base inside a gene-level feature, i.e. between genes. A gene-level feature is a gene or
+  pseudogene (any type ending in ``gene``, ``gene_segment`` or starting with ``pseudogen``), a transcript (any type
+  ending in ``RNA`` or ``transcript``: mRNA, tRNA, rRNA, ncRNA, tmRNA ...) or a part of one (``CDS``, any type
+  ending in ``exon``, ``intron``, ``UTR`` or ``_codon``); the whole span of its line counts, introns included.
+
+Stretches in neither class (inside a non-coding gene such as a tRNA or rRNA, an intron, a UTR, or partly coding)
+are not drawn: calling them intergenic would mislabel genes, and a biologist reads "intergenic" as "between genes".
+Other features (repeat_region, mobile_genetic_element, origin, region ...) do not matter. For an annotation of CDS
+only (Prodigal), intergenic is simply outside every CDS. ``per_class`` regions of each class are drawn with a seeded
+generator and written as BED with the class in column 7, the format `genoformer classify-regions --bed` reads.
 """
 
 from __future__ import annotations
@@ -15,9 +24,53 @@ import pandas as pd
 
 from genoformer.atomic import atomic_path
 from genoformer.errors import InputError
-from genoformer.tasks.coding import read_cds
+from genoformer.io.gff3 import check_within, read_features
 
 CLASSES = ("coding", "intergenic")
+GENE_LEVEL_SUFFIXES = ("gene", "gene_segment", "RNA", "transcript", "exon", "intron", "UTR", "_codon")
+
+
+def is_gene_level(feature_type: str) -> bool:
+    """Whether a GFF3 feature type is a gene, a transcript or a part of one (see the module docstring)."""
+    return feature_type == "CDS" or feature_type.startswith("pseudogen") or feature_type.endswith(GENE_LEVEL_SUFFIXES)
+
+
+def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per contig of ``reference``, which bases are coding (inside a CDS) and which lie inside a gene-level feature.
+
+    Contigs of those features must be in ``reference`` (:class:`MismatchError` otherwise); a feature ending past its
+    contig or an annotation without CDS raises :class:`InputError` naming the file (and line).
+    """
+    coding = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
+    genic = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
+    checked, n_cds = set(), 0
+    for feature in read_features(gff_path):
+        if not is_gene_level(feature.type):
+            continue
+        if feature.contig not in checked:
+            reference.check_contig(feature.contig, source=str(gff_path))
+            checked.add(feature.contig)
+        check_within(feature, reference.contigs, gff_path)
+        genic[feature.contig][feature.start:feature.end] = True
+        if feature.type == "CDS":
+            coding[feature.contig][feature.start:feature.end] = True
+            n_cds += 1
+    if not n_cds:
+        raise InputError(f"{gff_path}: no CDS features found")
+    return coding, genic
+
+
+def region_candidates(reference, gff_path: str | os.PathLike, length: int) -> dict[str, list[tuple[str, int]]]:
+    """Per class, every (contig, 0-based start) of a ``length`` bp grid slot of that class, in genome order."""
+    coding, genic = annotation_masks(reference, gff_path)
+    candidates = {name: [] for name in CLASSES}
+    for contig, contig_length in reference.contigs.items():
+        starts = np.arange(0, contig_length - length + 1, length)
+        for label, mask, wanted in (("coding", coding, length), ("intergenic", genic, 0)):
+            covered = np.concatenate([[0], np.cumsum(mask[contig], dtype=np.int64)])
+            inside = covered[starts + length] - covered[starts]
+            candidates[label] += [(contig, int(s)) for s in starts[inside == wanted]]
+    return candidates
 
 
 def coding_intergenic_regions(reference, gff_path: str | os.PathLike, *, length: int, per_class: int,
@@ -28,21 +81,7 @@ def coding_intergenic_regions(reference, gff_path: str | os.PathLike, *, length:
     """
     if length < 1 or per_class < 1:
         raise InputError(f"region length ({length}) and regions per class ({per_class}) must be >= 1")
-    cds_list = read_cds(gff_path, reference.contigs)
-    for contig in sorted({cds.contig for cds in cds_list}):
-        reference.check_contig(contig, source=str(gff_path))
-    candidates = {name: [] for name in CLASSES}
-    for contig, contig_length in reference.contigs.items():
-        coding = np.zeros(contig_length, dtype=np.int64)
-        for cds in cds_list:
-            if cds.contig == contig:
-                for start, end in cds.segments:
-                    coding[start:end] = 1
-        covered = np.concatenate([[0], np.cumsum(coding)])
-        starts = np.arange(0, contig_length - length + 1, length)
-        inside = covered[starts + length] - covered[starts]
-        candidates["coding"] += [(contig, int(s)) for s in starts[inside == length]]
-        candidates["intergenic"] += [(contig, int(s)) for s in starts[inside == 0]]
+    candidates = region_candidates(reference, gff_path, length)
     rng = np.random.default_rng(seed)
     rows = []
     for label, found in candidates.items():

@@ -14,12 +14,15 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "region-labels",
         help="write coding vs intergenic regions of an annotation as a labelled BED",
-        description="Draw regions of LENGTH bp (on a grid) that lie wholly inside CDS ('coding') or wholly outside "
-        "every CDS ('intergenic'), PER_CLASS of each (seeded), and write BED (six columns, then the class in "
-        "column 7) for `genoformer classify-regions --bed`.",
+        description="Draw regions of LENGTH bp (on a grid) that lie wholly inside CDS ('coding', trans-spliced CDS "
+        "included) or wholly between genes ('intergenic': outside every gene-level feature, i.e. gene, pseudogene, "
+        "any transcript such as mRNA, tRNA, rRNA or ncRNA, and its exons, introns, UTRs and CDS), PER_CLASS of "
+        "each (seeded), and write BED (six columns, then the class in column 7) for `genoformer classify-regions "
+        "--bed`. Stretches inside a non-coding gene, an intron or a UTR are neither class and are not drawn; with "
+        "an annotation of CDS only, intergenic is outside every CDS.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
-    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS features (plain, gzip or bgzip)")
+    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS (and gene, tRNA, rRNA ...) features (plain, gzip or bgzip)")
     parser.add_argument("--length", type=int, default=200, metavar="BP", help="region length in bp (default 200)")
     parser.add_argument("--per-class", type=int, default=200, metavar="N", help="regions per class (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")

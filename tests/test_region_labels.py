@@ -1,0 +1,97 @@
+"""Coding vs intergenic region labels on the curated A. thaliana chloroplast annotation (genes, CDS, tRNA, rRNA),
+checked base by base against the GFF3 lines themselves."""
+
+import numpy as np
+import pytest
+
+from genoformer.cli import main
+from genoformer.errors import InputError
+from genoformer.io.fasta import Reference
+from genoformer.region_labels import coding_intergenic_regions, region_candidates
+
+CONTIG = "NC_000932.1"
+LENGTH = 100
+RPS12_IRA_EXONS = ((139855, 140087), (140624, 140650))  # rps12's 2nd copy: exons 2 and 3 (+), exon 1 on - strand
+
+
+@pytest.fixture(scope="module")
+def chloroplast(chloroplast_fasta):
+    with Reference(chloroplast_fasta) as reference:
+        yield reference
+
+
+@pytest.fixture(scope="module")
+def gff(resources):
+    return resources / "athal_cp" / "NC_000932.1.gff3"
+
+
+@pytest.fixture(scope="module")
+def per_base(gff, chloroplast):
+    """Per base, the lines covering it, the plain way: (CDS mask, any-gene-feature mask, tRNA/rRNA mask)."""
+    size = chloroplast.contigs[CONTIG]
+    masks = {kind: np.zeros(size, dtype=bool) for kind in ("CDS", "any", "RNA")}
+    types = set()
+    for line in gff.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        contig, _, kind, start, end = line.split("\t")[:5]
+        assert contig == CONTIG
+        types.add(kind)
+        for name in (kind, "any", "RNA" if kind in ("tRNA", "rRNA") else None):
+            if name in masks:
+                masks[name][int(start) - 1:int(end)] = True
+    assert types == {"gene", "CDS", "tRNA", "rRNA"}  # every line is gene-level: "any" is the gene mask
+    return masks
+
+
+def slots(mask, wanted):
+    """Grid starts whose LENGTH bases are all (wanted=True) or none (False) set in ``mask``."""
+    starts = range(0, len(mask) - LENGTH + 1, LENGTH)
+    return [(CONTIG, s) for s in starts if (mask[s:s + LENGTH].all() if wanted else not mask[s:s + LENGTH].any())]
+
+
+def test_candidates_are_the_per_base_reference_of_the_gff3_lines(chloroplast, gff, per_base):
+    """Coding: every base in a CDS line, the trans-spliced rps12 copy included; intergenic: no base in a gene,
+    tRNA, rRNA or CDS line (the old rule, outside every grouped CDS, took in tRNA/rRNA genes and rps12 exons)."""
+    candidates = region_candidates(chloroplast, gff, LENGTH)
+    assert candidates["coding"] == slots(per_base["CDS"], True)
+    assert candidates["intergenic"] == slots(per_base["any"], False)
+    assert (len(candidates["coding"]), len(candidates["intergenic"])) == (697, 333)
+    in_rps12 = [s for s in candidates["coding"] if RPS12_IRA_EXONS[0][0] <= s[1] < RPS12_IRA_EXONS[0][1] - LENGTH]
+    assert in_rps12 == [(CONTIG, 139900)]
+    assert len(slots(per_base["RNA"] & ~per_base["CDS"], True)) > 40  # tRNA/rRNA stretches: neither class
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_drawn_regions_lie_in_cds_or_between_genes(chloroplast, gff, per_base, seed):
+    """Every drawn coding region lies wholly inside CDS lines; no intergenic region touches a gene, tRNA or rRNA
+    (all 333 intergenic slots are drawn, so any mislabelled slot would show)."""
+    regions = coding_intergenic_regions(chloroplast, gff, length=LENGTH, per_class=333, seed=seed)
+    assert regions["label"].value_counts().to_dict() == {"coding": 333, "intergenic": 333}
+    for row in regions.itertuples():
+        bases = slice(row.start, row.end)
+        if row.label == "coding":
+            assert per_base["CDS"][bases].all(), row
+        else:
+            assert not per_base["any"][bases].any() and not per_base["RNA"][bases].any(), row
+    with pytest.raises(InputError, match="only 333 intergenic regions of 100 bp, 334 asked for"):
+        coding_intergenic_regions(chloroplast, gff, length=LENGTH, per_class=334, seed=seed)
+
+
+def test_the_command_writes_the_same_regions(tmp_path, chloroplast_fasta, chloroplast, gff):
+    out = tmp_path / "labels.bed"
+    assert main(["region-labels", "--reference", str(chloroplast_fasta), "--gff", str(gff), "--length", "100",
+                 "--per-class", "150", "--out", str(out)]) == 0
+    expected = coding_intergenic_regions(chloroplast, gff, length=LENGTH, per_class=150, seed=0)
+    assert out.read_text().splitlines() == ["\t".join(map(str, row)) for row in expected.itertuples(index=False)]
+
+
+def test_a_gene_past_the_contig_end_names_the_line(tmp_path, chloroplast, gff):
+    lines = gff.read_text().splitlines()
+    assert lines[7].split("\t")[2:5] == ["gene", "4", "76"]  # trnH
+    lines[7] = lines[7].replace("\t76\t", "\t154500\t")
+    past = tmp_path / "past.gff3"
+    past.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"past.gff3: line 8: gene end 154500 is past the end of contig "
+                                         r"NC_000932.1 \(length 154478\)"):
+        region_candidates(chloroplast, past, LENGTH)
