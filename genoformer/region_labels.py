@@ -24,7 +24,7 @@ import pandas as pd
 
 from genoformer.atomic import atomic_path
 from genoformer.errors import InputError
-from genoformer.io.gff3 import check_within, read_features
+from genoformer.io.gff3 import check_within, circular_contigs, pieces, read_features
 
 CLASSES = ("coding", "intergenic")
 GENE_LEVEL_SUFFIXES = ("gene", "gene_segment", "RNA", "transcript", "exon", "intron", "UTR", "_codon")
@@ -39,22 +39,24 @@ def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, 
     """Per contig of ``reference``, which bases are coding (inside a CDS) and which lie inside a gene-level feature.
 
     Contigs of those features must be in ``reference`` (:class:`MismatchError` otherwise); a feature ending past its
-    contig or an annotation without CDS raises :class:`InputError` naming the file (and line).
+    contig (but crossing the origin of a contig declared circular: both its pieces count) or an annotation without
+    CDS raises :class:`InputError` naming the file (and line).
     """
     coding = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
     genic = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
-    checked, n_cds = set(), 0
+    checked, n_cds, circular = set(), 0, circular_contigs(gff_path)
     for feature in read_features(gff_path):
         if not is_gene_level(feature.type):
             continue
         if feature.contig not in checked:
             reference.check_contig(feature.contig, source=str(gff_path))
             checked.add(feature.contig)
-        check_within(feature, reference.contigs, gff_path)
-        genic[feature.contig][feature.start:feature.end] = True
-        if feature.type == "CDS":
-            coding[feature.contig][feature.start:feature.end] = True
-            n_cds += 1
+        check_within(feature, reference.contigs, gff_path, circular)
+        for start, end in pieces(feature.start, feature.end, reference.contigs[feature.contig]):
+            genic[feature.contig][start:end] = True
+            if feature.type == "CDS":
+                coding[feature.contig][start:end] = True
+        n_cds += feature.type == "CDS"
     if not n_cds:
         raise InputError(f"{gff_path}: no CDS features found")
     return coding, genic

@@ -70,6 +70,33 @@ def test_rps12_counts_as_coverage_in_the_overlap_exclusion(chloroplast, resource
     assert coding_snvs(chloroplast, with_rps12) == []
 
 
+def test_a_cds_across_the_origin_of_a_circular_contig_is_skipped_and_counts_as_coverage(cdiph_fasta, resources,
+                                                                                          tmp_path, caplog):
+    """GFF3 lets a feature of a contig declared circular (Is_circular=true on its region line) end past the contig's
+    length: it crosses the origin. Such a CDS (here the last 99 bases and the first 300) is not spliced, and it
+    covers the first 300 bases of the real gene NZ_LN831026.1_1 (1-1659), which lose their SNVs to the overlap
+    exclusion. Without the declaration the same line is an error that says what is missing."""
+    gene_1 = next(line for line in (resources / CDIPH_GFF).read_text().splitlines() if "ID=NZ_LN831026.1_1;" in line)
+    with Reference(cdiph_fasta) as reference:
+        length = reference.contigs["NZ_LN831026.1"]
+        region = f"NZ_LN831026.1\tRefSeq\tregion\t1\t{length}\t.\t+\t.\tID=NZ_LN831026.1:1..{length};Is_circular=true"
+        across = f"NZ_LN831026.1\tRefSeq\tCDS\t{length - 98}\t{length + 300}\t.\t+\t0\tID=cds-across"
+        circular, linear, gene_only = (tmp_path / f"{name}.gff3" for name in ("circular", "linear", "gene_only"))
+        circular.write_text("\n".join([region, across, gene_1]) + "\n")
+        linear.write_text("\n".join([across, gene_1]) + "\n")
+        gene_only.write_text(gene_1 + "\n")
+        alone = {s.pos for s in coding_snvs(reference, gene_only)}
+        with caplog.at_level("INFO", logger="genoformer.tasks.coding"):
+            snvs = coding_snvs(reference, circular)
+        assert {s.gene for s in snvs} == {"NZ_LN831026.1_1"}
+        assert {s.pos for s in snvs} == {pos for pos in alone if pos > 300} and min(alone) == 1
+        assert "skipped 1 CDS crossing the origin of a circular contig" in caplog.text
+        with pytest.raises(InputError, match=rf"linear.gff3: line 1: CDS end {length + 300} is past the end of contig "
+                                             r"NZ_LN831026.1 \(length \d+\) \(a feature crossing the origin needs its "
+                                             r"contig declared Is_circular=true"):
+            coding_snvs(reference, linear)
+
+
 def test_a_repeated_cds_line_is_counted_once_with_a_warning(resources, tmp_path, caplog):
     """atpF's second exon line given twice: the CDS keeps its two exons (spliced in twice it would not
     translate), and the repeat is named."""

@@ -95,3 +95,23 @@ def test_a_gene_past_the_contig_end_names_the_line(tmp_path, chloroplast, gff):
     with pytest.raises(InputError, match=r"past.gff3: line 8: gene end 154500 is past the end of contig "
                                          r"NC_000932.1 \(length 154478\)"):
         region_candidates(chloroplast, past, LENGTH)
+
+
+def test_a_gene_across_the_origin_of_a_circular_contig_covers_both_ends(tmp_path, chloroplast, gff):
+    """trnH's gene line moved to cross the origin (200 bases before it, 300 after), on the contig declared circular:
+    both pieces are genic, so the intergenic slots at 100 and 200 bp are not any more; undeclared, it is an error."""
+    size = chloroplast.contigs[CONTIG]
+    lines = gff.read_text().splitlines()
+    assert lines[7].split("\t")[2:5] == ["gene", "4", "76"]  # trnH
+    lines[7] = lines[7].replace("\t4\t76\t", f"\t{size - 199}\t{size + 300}\t")
+    region = f"{CONTIG}\tRefSeq\tregion\t1\t{size}\t.\t+\t.\tID={CONTIG}:1..{size};Is_circular=true"
+    circular = tmp_path / "circular.gff3"
+    circular.write_text("\n".join([lines[0], region] + lines[1:]) + "\n")
+    starts = {start for _, start in region_candidates(chloroplast, circular, LENGTH)["intergenic"]}
+    before = {start for _, start in region_candidates(chloroplast, gff, LENGTH)["intergenic"]}
+    assert {100, 200} <= before and not {100, 200} & starts
+    assert starts == before - {100, 200}
+    undeclared = tmp_path / "undeclared.gff3"
+    undeclared.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="needs its contig declared Is_circular=true"):
+        region_candidates(chloroplast, undeclared, LENGTH)

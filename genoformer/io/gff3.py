@@ -2,8 +2,10 @@
 
 Every feature line must have nine tab-separated columns and plain-digit coordinates with 1 <= start <= end; each
 error names the file and the 1-based line. Coordinates come back 0-based half-open. Whether a feature ends past
-its contig is checked by the reader that uses it (:func:`check_within`): a feature nothing uses may cross the
-origin of a circular contig, as GFF3 allows.
+its contig is checked by the reader that uses it (:func:`check_within`). GFF3 lets a feature cross the origin of a
+contig declared circular (``Is_circular=true``, on its ``region`` line): its end is then past the contig's length,
+up to twice it, and :func:`pieces` gives the two stretches it covers. On any other contig an end past its length
+is an error (the annotation is of another assembly, or the contig was cut).
 """
 
 from __future__ import annotations
@@ -65,9 +67,30 @@ def read_features(path: str | os.PathLike) -> Iterator[Feature]:
         yield Feature(number, contig, feature, start - 1, end, strand, phase, parse_attributes(attributes))
 
 
-def check_within(feature: Feature, contigs: dict[str, int] | None, path: str | os.PathLike) -> None:
+def circular_contigs(path: str | os.PathLike) -> set[str]:
+    """The contigs that a feature line of the GFF3 file ``path`` declares circular (``Is_circular=true``)."""
+    return {feature.contig for feature in read_features(path)
+            if feature.attributes.get("Is_circular", "").lower() == "true"}
+
+
+def check_within(feature: Feature, contigs: dict[str, int] | None, path: str | os.PathLike,
+                 circular: set[str] = frozenset()) -> None:
     """Raise :class:`InputError` naming the line when ``feature`` ends past its contig (of ``contigs``, name ->
-    length; a contig not among them is the caller's to report)."""
-    if contigs is not None and feature.contig in contigs and feature.end > contigs[feature.contig]:
-        raise InputError(f"{path}: line {feature.line}: {feature.type} end {feature.end} is past the end of contig "
-                         f"{feature.contig} (length {contigs[feature.contig]})")
+    length; a contig not among them is the caller's to report), unless it crosses the origin of a contig in
+    ``circular`` (it starts inside the contig and ends within one more turn)."""
+    if contigs is None or feature.contig not in contigs or feature.end <= contigs[feature.contig]:
+        return
+    length = contigs[feature.contig]
+    if feature.contig in circular and feature.start < length and feature.end - length <= length:
+        return
+    hint = "" if feature.contig in circular else \
+        " (a feature crossing the origin needs its contig declared Is_circular=true on a region line)"
+    raise InputError(f"{path}: line {feature.line}: {feature.type} end {feature.end} is past the end of contig "
+                     f"{feature.contig} (length {length}){hint}")
+
+
+def pieces(start: int, end: int, length: int) -> list[tuple[int, int]]:
+    """The stretches (0-based half-open) of a contig of ``length`` bp that a feature ``start``..``end`` covers: itself,
+    or, crossing the origin of a circular contig (``end`` past ``length``), its part up to the end and its part from
+    the origin."""
+    return [(start, end)] if end <= length else [(start, length), (0, end - length)]

@@ -10,8 +10,9 @@ table (``--table``, 11 = bacterial and plastid by default). Classes, named after
 
 Only coding sequences that translate cleanly are used (Biopython ``translate(cds=True)``: a start codon, whole
 codons, one stop at the end, no ambiguous bases); the others are counted and logged, as are trans-spliced CDS
-(e.g. plastid rps12), which are not used. Positions covered by more than one CDS of the annotation (overlapping
-genes, trans-spliced ones included) are left out, so each SNV has one unambiguous consequence.
+(e.g. plastid rps12) and CDS crossing the origin of a circular contig, which are not used. Positions covered by
+more than one CDS of the annotation (overlapping genes, trans-spliced and origin-crossing ones included) are left
+out, so each SNV has one unambiguous consequence.
 
 Partial CDS (a gene cut by the end of its contig or by a gap) are used, read as what they are. A 5'-partial CDS
 has no start codon: its first whole codon is an ordinary codon read with the table (GTG is Val, not Met), and never
@@ -41,7 +42,7 @@ from Bio.Data import CodonTable
 from Bio.Seq import Seq
 
 from genoformer.errors import InputError
-from genoformer.io.gff3 import check_within, read_features
+from genoformer.io.gff3 import check_within, circular_contigs, pieces, read_features
 from genoformer.tasks.vcf_writer import InfoField, write_sites_vcf
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def _cds_groups(path: Path, contigs: dict[str, int] | None) -> list[list[tuple]]
     as (name, contig, start, end, line, strand, phase, cut ends) with 0-based half-open coordinates."""
     groups: dict[tuple, list[tuple[str, str, int, int, int, str, int, tuple[bool, bool, bool]]]] = {}
     block, previous_type = 0, None
+    circular = circular_contigs(path) if contigs is not None else set()
     for feature in read_features(path):
         if feature.type == "gene" and previous_type != "gene":
             block += 1
@@ -126,7 +128,7 @@ def _cds_groups(path: Path, contigs: dict[str, int] | None) -> list[list[tuple]]
             raise InputError(f"{path}: line {number}: CDS strand {feature.strand!r} is not + or -")
         if feature.phase not in ("0", "1", "2", "."):
             raise InputError(f"{path}: line {number}: CDS phase {feature.phase!r} is not 0, 1, 2 or .")
-        check_within(feature, contigs, path)
+        check_within(feature, contigs, path, circular)
         attrs = feature.attributes
         if "Parent" in attrs:
             key = ("parent", attrs["Parent"])
@@ -160,16 +162,20 @@ def read_cds(path: str | os.PathLike, contigs: dict[str, int] | None = None) -> 
     logged: its segments would be spliced in the wrong order. Which ends are incomplete (partial CDS) is read from
     ``partial``, ``start_range``/``end_range`` and the 5'-most line's phase (see the module docstring). Malformed
     lines (and, given the reference's ``contigs`` as name -> length, a CDS ending past its contig) raise
-    :class:`InputError` naming the file and line.
+    :class:`InputError` naming the file and line. A CDS crossing the origin of a contig the GFF3 declares circular
+    (``Is_circular=true``; known only given ``contigs``) is skipped and logged too.
     """
-    return _coding_sequences(Path(path), _cds_groups(Path(path), contigs))
+    return _coding_sequences(Path(path), _cds_groups(Path(path), contigs), contigs)
 
 
-def _coding_sequences(path: Path, groups: list[list[tuple]]) -> list[CodingSequence]:
-    cds_list, trans_spliced = [], 0
+def _coding_sequences(path: Path, groups: list[list[tuple]], contigs: dict[str, int] | None) -> list[CodingSequence]:
+    cds_list, trans_spliced, across_origin = [], 0, 0
     for parts in groups:
         if _trans_spliced(parts):
             trans_spliced += 1
+            continue
+        if contigs is not None and any(part[3] > contigs.get(part[1], part[3]) for part in parts):
+            across_origin += 1
             continue
         name, contig, _, _, line, strand, _, _ = parts[0]
         first_line: dict[tuple[int, int], int] = {}
@@ -190,6 +196,8 @@ def _coding_sequences(path: Path, groups: list[list[tuple]]) -> list[CodingSeque
     if trans_spliced:
         log.info("%s: skipped %d trans-spliced CDS (segments on different contigs or strands, or listed out of genome "
                  "order)", path, trans_spliced)
+    if across_origin:
+        log.info("%s: skipped %d CDS crossing the origin of a circular contig", path, across_origin)
     if not cds_list:
         raise InputError(f"{path}: no CDS features found")
     return sorted(cds_list, key=lambda cds: (cds.line, cds.segments))
@@ -250,11 +258,13 @@ def amino_acid(codon: str, starts: bool, table: int) -> str:
 
 def _multiply_covered(groups: list[list[tuple]], lengths: dict[str, int]) -> dict[str, np.ndarray]:
     """Per contig, whether each base is covered by more than one coding sequence (the CDS line groups of
-    :func:`_cds_groups`, trans-spliced ones included: they code there too); a repeated line counts once."""
+    :func:`_cds_groups`, trans-spliced and origin-crossing ones included: they code there too); a repeated line
+    counts once."""
     coverage = {contig: np.zeros(length, dtype=np.uint16) for contig, length in lengths.items()}
     for parts in groups:
         for contig, start, end in {(part[1], part[2], part[3]) for part in parts}:
-            coverage[contig][start:end] += 1
+            for piece_start, piece_end in pieces(start, end, lengths[contig]):
+                coverage[contig][piece_start:piece_end] += 1
     return {contig: depth > 1 for contig, depth in coverage.items()}
 
 
@@ -268,7 +278,7 @@ def coding_snvs(reference, gff_path: str | os.PathLike, *, n_genes: int | None =
     groups = _cds_groups(Path(gff_path), reference.contigs)
     for contig in sorted({part[1] for parts in groups for part in parts}):
         reference.check_contig(contig, source=str(gff_path))
-    cds_list = _coding_sequences(Path(gff_path), groups)
+    cds_list = _coding_sequences(Path(gff_path), groups, reference.contigs)
     overlapped = _multiply_covered(groups, reference.contigs)
     wanted = len(cds_list) if n_genes is None else n_genes
     usable, rejected = [], []
