@@ -4,7 +4,7 @@ The configuration's shape is checked against JSON schemas (:func:`check_schema`,
 Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
 no stage picks its own device (the jobs' `gpu` resources do), the sample table's names are unique, every input
 path exists, names refer to configured references, every VCF's contigs are contigs of its reference, every
-sample BAM opens on its reference (not truncated, same contigs), every region task's BED reads on its reference
+annotation's CDS lie on contigs of its reference, every sample BAM opens on its reference (not truncated, same contigs), every region task's BED reads on its reference
 with two classes at least, every variant task's labels read (its label field declared and holding values, each
 class value it names there, two variants per class at least; a check that passed is remembered while the VCF
 stays the same: :mod:`genoformer.check_cache`).
@@ -148,6 +148,38 @@ def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> No
         raise MismatchError(f"{where}: VCF {vcf} has contig(s) {shown} not in reference {fasta} "
                             f"(which has {', '.join(list(known)[:5])}{'...' if len(known) > 5 else ''}); "
                             "is it called on another reference build?")
+
+
+def check_annotation_on_reference(gff: str | Path, fasta: str | Path, where: str) -> None:
+    """Raise ``MismatchError`` naming ``where`` when a CDS line of the GFF3 ``gff`` lies on a contig that ``fasta``
+    lacks (the first such line, and how many contigs are missing), and ``InputError`` when it has no CDS line: the
+    coding_variants and region_labels jobs would fail on either. Reads only the first and third column of each
+    line, so a whole-genome annotation is checked in seconds; the jobs check the rest of each CDS line."""
+    from genoformer.io.text import text_lines
+
+    with Reference(fasta) as reference:
+        known = reference.contigs
+    missing: dict[str, int] = {}  # contig -> its first CDS line
+    cds_lines = 0
+    for number, line in text_lines(Path(gff), "GFF3"):
+        if line.startswith("##FASTA"):
+            break
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t", 3)
+        if len(fields) > 2 and fields[2] == "CDS":
+            cds_lines += 1
+            if fields[0] not in known:
+                missing.setdefault(fields[0], number)
+    if not cds_lines:
+        raise InputError(f"{where}: {gff}: no CDS features found (the coding SNVs and coding vs intergenic regions "
+                         "derived from an annotation need CDS lines)")
+    if missing:
+        (contig, number), others = next(iter(missing.items())), len(missing) - 1
+        names = ", ".join(list(known)[:5]) + ("..." if len(known) > 5 else "")
+        raise MismatchError(f"{where}: {gff} line {number}: CDS on contig '{contig}'"
+                            f"{f' (and {others} more contigs)' if others else ''}, which is not in reference "
+                            f"{fasta} (its contigs: {names}); name the contigs in the annotation as the FASTA does")
 
 
 def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str) -> None:
@@ -299,6 +331,9 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
         for key in ("fasta", "annotation"):
             if key in entry:
                 _require_file(entry[key], f"config key references.{name}.{key}")
+        if "annotation" in entry:
+            check_annotation_on_reference(entry["annotation"], entry["fasta"],
+                                          f"config key references.{name}.annotation")
     _require_reference(config["pretrain"]["reference"], references, "config key pretrain.reference")
     _require_file(config["pretrain"]["config"], "config key pretrain.config")
     for row in samples:

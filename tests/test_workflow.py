@@ -524,6 +524,35 @@ def test_an_unreadable_sample_vcf_is_named_with_its_table_line(monkeypatch):
         workflow_checks.check_inputs(config, rows, "samples.tsv")
 
 
+def test_an_annotation_on_other_contig_names_stops_before_any_job(tmp_path, monkeypatch, resources):
+    """The chloroplast's curated GFF3 with its contig renamed chrC (the FASTA says NC_000932.1), as a user's own
+    config names it: one line naming the config key, the file, its first CDS line and the FASTA's contigs, where
+    the coding_variants and region_labels jobs would have failed; gzip-compressed as it is, it passes; an
+    annotation without CDS lines is refused too."""
+    monkeypatch.chdir(ROOT)
+    gff = resources / "athal_cp/NC_000932.1.gff3"
+    renamed = tmp_path / "chrC.gff3"
+    renamed.write_text(gff.read_text().replace("NC_000932.1\t", "chrC\t"))
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config["references"] = {"athal_cp": {"fasta": "resources/athal_cp/NC_000932.1.fa", "annotation": str(renamed)}}
+    config["pretrain"]["reference"] = "athal_cp"
+    first_cds = next(number for number, line in enumerate(renamed.read_text().splitlines(), start=1)
+                     if line.split("\t")[2:3] == ["CDS"])
+    with pytest.raises(MismatchError, match=re.escape(
+            f"config key references.athal_cp.annotation: {renamed} line {first_cds}: CDS on contig 'chrC', which is "
+            "not in reference resources/athal_cp/NC_000932.1.fa (its contigs: NC_000932.1); name the contigs")):
+        workflow_checks.check_inputs(config, [], "samples.tsv")
+    compressed = tmp_path / "cp.gff3.gz"
+    pysam.tabix_compress(str(gff), str(compressed))
+    config["references"]["athal_cp"]["annotation"] = str(compressed)
+    workflow_checks.check_inputs(config, [], "samples.tsv")
+    genes_only = tmp_path / "genes.gff3"
+    genes_only.write_text("".join(line for line in gff.read_text().splitlines(keepends=True)
+                                  if "\tCDS\t" not in line))
+    with pytest.raises(InputError, match=re.escape(f"{genes_only}: no CDS features found")):
+        workflow_checks.check_annotation_on_reference(genes_only, "resources/athal_cp/NC_000932.1.fa", "athal_cp")
+
+
 @pytest.mark.slow
 def test_sample_named_like_a_reference_stops_before_any_job(tmp_path):
     workdir = copy_workflow(tmp_path)
