@@ -324,6 +324,8 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
     """Every check the workflow needs before it builds jobs; raises on the first problem found. With
     ``cache_dir``, a variant task's labels are read again only when its VCF or label settings changed since they
     last passed (:mod:`genoformer.check_cache`)."""
+    from Bio.Data.CodonTable import unambiguous_dna_by_id
+
     check_devices(config)
     check_names(config, samples, samples_path)
     references = config["references"]
@@ -331,6 +333,9 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
         for key in ("fasta", "annotation"):
             if key in entry:
                 _require_file(entry[key], f"config key references.{name}.{key}")
+        if entry.get("genetic_code", 11) not in unambiguous_dna_by_id:
+            raise ConfigError(f"config key references.{name}.genetic_code: {entry['genetic_code']} is not an NCBI "
+                              f"genetic code; known codes: {', '.join(map(str, sorted(unambiguous_dna_by_id)))}")
         if "annotation" in entry:
             check_annotation_on_reference(entry["annotation"], entry["fasta"],
                                           f"config key references.{name}.annotation")

@@ -343,7 +343,7 @@ def test_a_copied_config_replaces_the_bundled_one_only_with_replace_workflow_con
     workdir = copy_workflow(tmp_path)
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     config["references"] = {"athal_cp": {"fasta": "resources/athal_cp/NC_000932.1.fa",
-                                         "annotation": "resources/athal_cp/NC_000932.1.gff3"}}
+                                         "annotation": "resources/athal_cp/NC_000932.1.gff3", "genetic_code": 11}}
     config["pretrain"]["reference"] = "athal_cp"
     config["samples"] = "my_samples.tsv"
     (workdir / "my_samples.tsv").write_text("sample\treference\tbam\tvcf\n")
@@ -353,8 +353,10 @@ def test_a_copied_config_replaces_the_bundled_one_only_with_replace_workflow_con
     assert planned_jobs(merged.stdout)["classify_regions"] == 2 and "cdiph_genes" in merged.stdout
     assert "genoformer workflow: warning: references cdiph, human_q are not in the --configfile but stay" in \
         merged.stderr and "add --replace-workflow-config" in merged.stderr
-    replaced = snakemake(workdir, "--dry-run", "--configfile", "my.yaml", "--replace-workflow-config")
+    replaced = snakemake(workdir, "--dry-run", "--printshellcmds", "--configfile", "my.yaml",
+                         "--replace-workflow-config")
     assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert "--seed 0 --table 11 --index tbi" in replaced.stdout  # the reference's genetic_code
     assert planned_jobs(replaced.stdout)["classify_regions"] == 1 and "cdiph" not in replaced.stdout
     assert "regions/athal_cp_genes/metrics.json" in replaced.stdout
     assert "warning" not in replaced.stderr
@@ -528,7 +530,7 @@ def test_an_annotation_on_other_contig_names_stops_before_any_job(tmp_path, monk
     """The chloroplast's curated GFF3 with its contig renamed chrC (the FASTA says NC_000932.1), as a user's own
     config names it: one line naming the config key, the file, its first CDS line and the FASTA's contigs, where
     the coding_variants and region_labels jobs would have failed; gzip-compressed as it is, it passes; an
-    annotation without CDS lines is refused too."""
+    annotation without CDS lines is refused too, and so is a genetic_code that NCBI does not define."""
     monkeypatch.chdir(ROOT)
     gff = resources / "athal_cp/NC_000932.1.gff3"
     renamed = tmp_path / "chrC.gff3"
@@ -551,6 +553,10 @@ def test_an_annotation_on_other_contig_names_stops_before_any_job(tmp_path, monk
                                   if "\tCDS\t" not in line))
     with pytest.raises(InputError, match=re.escape(f"{genes_only}: no CDS features found")):
         workflow_checks.check_annotation_on_reference(genes_only, "resources/athal_cp/NC_000932.1.fa", "athal_cp")
+    config["references"]["athal_cp"]["genetic_code"] = 7  # codes 7 and 8 were merged into 1
+    with pytest.raises(ConfigError, match=re.escape("config key references.athal_cp.genetic_code: 7 is not an NCBI "
+                                                    "genetic code; known codes: 1, 2, 3, 4, 5, 6, 9,")):
+        workflow_checks.check_inputs(config, [], "samples.tsv")
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ rule coding_variants:
             else f"--per-class {config['coding_variants']['per_class']}"
         ),
         seed=config["coding_variants"]["seed"],
+        table=lambda w: REFERENCES[w.reference].get("genetic_code", 11),
         index=VCF_INDEX,
     log:
         "logs/coding_variants/{reference}.log",
@@ -31,7 +32,7 @@ rule coding_variants:
         "../envs/genoformer.yaml"
     shell:
         "genoformer coding-variants --reference {input.fasta} --gff {input.gff} --genes {params.genes}"
-        " {params.per_class} --seed {params.seed} --index {params.index} --out {output.vcf} > {log} 2>&1"
+        " {params.per_class} --seed {params.seed} --table {params.table} --index {params.index} --out {output.vcf} > {log} 2>&1"
 
 
 rule region_labels:
