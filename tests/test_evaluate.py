@@ -330,6 +330,26 @@ def test_evaluate_cli_novel_figures_match_plain_loops(run, tokens, tmp_path, pas
     assert test["bootstrap"] == {"unit": "interval", "units": len(blocks)}
 
 
+def test_too_few_held_out_blocks_are_named_with_the_tokenize_option_that_gives_more(run, chloroplast_fasta, tmp_path,
+                                                                                    caplog):
+    """The workflow's tokenize settings on the 154 kbp chloroplast (512-token windows, blocks of 8) hold out 3 test
+    blocks: the intervals resample windows, with a warning naming --block; blocks of 2 hold out enough to resample
+    blocks, without it."""
+    for block, unit in (("8", "window"), ("2", "interval")):
+        data, out = tmp_path / f"block{block}", tmp_path / f"block{block}.json"
+        assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "512", "--block",
+                     block, "--out", str(data)]) == 0
+        caplog.clear()
+        assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--out", str(out), "--splits", "test",
+                     "--mask-passes", "1", "--max-markov-order", "2"]) == 0
+        assert json.loads(out.read_text())["splits"]["test"]["bootstrap"]["unit"] == unit
+        err = caplog.text
+        warned = "test: its windows lie in fewer than 5 held-out blocks or contigs, so the intervals resample " \
+                 "windows, which share stretches of the genome: they are narrower than they should be; tokenize " \
+                 "with a smaller --block (the workflow's config tokenize.extra) to hold out more blocks" in err
+        assert warned == (unit == "window"), err
+
+
 def test_copies_of_train_sequence_are_not_novel(run, chloroplast_fasta, tmp_path):
     """Train sequence pasted into two test windows, once as is and once reverse-complemented, makes exactly the
     pasted bases repeat; every other held-out base of the chloroplast's first 60 kbp (no copy of train there)

@@ -627,6 +627,7 @@ def test_summary_shows_each_figure_with_its_interval_and_what_was_resampled(tmp_
         "hidden bases scored": "1,000 (4 mask passes over 600 bases); intervals resample 12 held-out blocks or "
                                "contigs"}
     assert few["hidden bases scored"] == "1,000 (4 mask passes over 600 bases); intervals resample 48 windows " \
-        "(fewer than 5 held-out blocks or contigs)"
+        "(fewer than 5 held-out blocks or contigs), so they are too narrow: tokenize with a smaller --block for more " \
+        "blocks"
     assert (old["model - two-sided Markov [95% CI]"], old["hidden bases scored"]) == ("+0.0800 [not computed]",
                                                                                       "1,000")

@@ -173,7 +173,8 @@ def scored_text(figures: dict) -> str:
     if bootstrap["unit"] == "interval":
         return f"{text}; intervals resample {bootstrap['units']:,} held-out blocks or contigs"
     return (f"{text}; intervals resample {bootstrap['units']:,} {bootstrap['unit']}s (fewer than "
-            f"{MIN_BOOTSTRAP_GROUPS} held-out blocks or contigs)")
+            f"{MIN_BOOTSTRAP_GROUPS} held-out blocks or contigs), so they are too narrow: tokenize with a smaller "
+            "--block for more blocks")
 
 
 def bits_rows(evaluations: dict[str, dict]) -> list[dict]:

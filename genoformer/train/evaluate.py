@@ -54,8 +54,9 @@ pairs divided by their count, and its 95% interval is a percentile bootstrap of 
 region of the genome, so resampling bases (or windows) would make the intervals too narrow: the bootstrap
 resamples whole split intervals (the manifest's ``intervals``: the position blocks, or whole sequences, held out
 together), each window's sums going with the interval it lies in, when the scored windows come from at least
-``MIN_BOOTSTRAP_GROUPS`` of them, else windows (a sample's consensus split into one block per split); the split's
-``bootstrap`` says which (``unit`` "interval" or "window") and how many. The model's and both chains' bits/base
+``MIN_BOOTSTRAP_GROUPS`` of them, else windows (a small genome's few blocks, a sample's consensus split into one
+block per split), with a warning that these intervals are too narrow and that a smaller tokenize ``--block``
+holds out more blocks; the split's ``bootstrap`` says which (``unit`` "interval" or "window") and how many. The model's and both chains' bits/base
 get intervals, and so do the paired differences ``model_minus_markov`` and ``model_minus_markov_two_sided``: the
 same resamples, each resample's difference, so the shared variation between regions cancels. Only per-window
 sums are kept, so memory grows with the windows, not the bases. The novel-base figures and their paired
@@ -82,7 +83,7 @@ from tqdm import tqdm
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import N_CODE, encode_bases
 from genoformer.model import ReformerConfig, ReformerForMaskedLM, load_pretrained
-from genoformer.tasks.metrics import ratio_intervals
+from genoformer.tasks.metrics import MIN_BOOTSTRAP_GROUPS, ratio_intervals
 from genoformer.tokenize.dataset import Manifest, TokenDataset
 from genoformer.tokenize.encode import decode
 from genoformer.tokenize.vocab import N_SPECIAL, KmerVocab
@@ -484,6 +485,11 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
                  passes, scores["distinct_scored_bases"],
                  scores["bits_per_base"] - scores["markov_two_sided_bits_per_base"],
                  *ci["model_minus_markov_two_sided"], scores["bootstrap"]["units"], scores["bootstrap"]["unit"])
+        if scores["bootstrap"]["unit"] == "window":
+            log.warning("%s: its windows lie in fewer than %d held-out blocks or contigs, so the intervals resample "
+                        "windows, which share stretches of the genome: they are narrower than they should be; "
+                        "tokenize with a smaller --block (the workflow's config tokenize.extra) to hold out more "
+                        "blocks", split, MIN_BOOTSTRAP_GROUPS)
         if scores["markov_two_sided_approximate_bases"]:
             log.warning("%s: the two-sided Markov chain read the other hidden bases as their true bases for %d of the "
                         "%d hidden bases (clusters over %d transitions; see markov.two_sided_bits)", split,
