@@ -445,7 +445,8 @@ def test_summary_page_lists_every_evaluation_and_method(tmp_path):
     (tmp_path / "variants.json").write_text(json.dumps(variants))
     assert report("summary", "--task", f"cdiph_coding={tmp_path / 'variants.json'}", "--out", out) == 0
     assert as_rows(TableCells(out.read_text()).tables[0])[0]["held out"] == \
-        "3 of 10 contigs; intervals resample examples (fewer than 5 held-out groups)"
+        "3 of 10 contigs; intervals resample examples (fewer than 5 held-out groups), so they are too narrow: split " \
+        "by blocks, a smaller --block holds out more"
     for method in variants["test"].values():  # metrics.json from before groups were resampled
         del method["bootstrap"]
     (tmp_path / "variants.json").write_text(json.dumps(variants))

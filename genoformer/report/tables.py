@@ -69,12 +69,13 @@ def split_text(split: dict | None) -> str:
 
 
 def bootstrap_text(bootstrap: dict | None) -> str:
-    """A note for intervals that resample examples, not whole held-out groups ("" otherwise); a metrics.json
-    without ``bootstrap`` is from before groups were resampled."""
+    """A note for intervals that resample examples, not whole held-out groups, with the option that holds out
+    more groups ("" otherwise); a metrics.json without ``bootstrap`` is from before groups were resampled."""
     if not isinstance(bootstrap, dict):
         return "; intervals resample examples (metrics written before intervals resampled groups)"
     if bootstrap.get("unit") == "example":
-        return f"; intervals resample examples (fewer than {MIN_BOOTSTRAP_GROUPS} held-out groups)"
+        return (f"; intervals resample examples (fewer than {MIN_BOOTSTRAP_GROUPS} held-out groups), so they are too "
+                "narrow: split by blocks, a smaller --block holds out more")
     return ""
 
 
