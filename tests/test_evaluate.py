@@ -346,7 +346,8 @@ def test_too_few_held_out_blocks_are_named_with_the_tokenize_option_that_gives_m
         err = caplog.text
         warned = "test: its windows lie in fewer than 5 held-out blocks or contigs, so the intervals resample " \
                  "windows, which share stretches of the genome: they are narrower than they should be; tokenize " \
-                 "with a smaller --block (the workflow's config tokenize.extra) to hold out more blocks" in err
+                 "with a smaller --block to hold out more blocks (in the workflow: config tokenize.extra, and " \
+                 "delete runs/<reference>/, as pretraining starts over)" in err
         assert warned == (unit == "window"), err
 
 

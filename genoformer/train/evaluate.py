@@ -488,8 +488,9 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         if scores["bootstrap"]["unit"] == "window":
             log.warning("%s: its windows lie in fewer than %d held-out blocks or contigs, so the intervals resample "
                         "windows, which share stretches of the genome: they are narrower than they should be; "
-                        "tokenize with a smaller --block (the workflow's config tokenize.extra) to hold out more "
-                        "blocks", split, MIN_BOOTSTRAP_GROUPS)
+                        "tokenize with a smaller --block to hold out more blocks (in the workflow: config "
+                        "tokenize.extra, and delete runs/<reference>/, as pretraining starts over)", split,
+                        MIN_BOOTSTRAP_GROUPS)
         if scores["markov_two_sided_approximate_bases"]:
             log.warning("%s: the two-sided Markov chain read the other hidden bases as their true bases for %d of the "
                         "%d hidden bases (clusters over %d transitions; see markov.two_sided_bits)", split,
