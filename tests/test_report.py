@@ -137,6 +137,10 @@ def test_bits_per_base_rows_say_how_many_bases_their_difference_rests_on():
     assert plots.row_label("old", plots.eval_figures(older, "x.json")) == "old\nΔ -0.020"
     with_ci = plots.eval_figures(evaluation(1.91, 1.93, ci95=CI95), "x.json")
     assert plots.row_label("cdiph", with_ci) == "cdiph\nΔ -0.020 [-0.028, -0.011], 1,000 bases"
+    # the chloroplast's run: ahead of the one-sided chain, level with the two-sided one; the label shows both
+    both = plots.eval_figures(evaluation(1.9128, 1.9337, two_sided=1.9122, ci95=CI95), "x.json")
+    assert plots.row_label("athal_cp", both) == \
+        "athal_cp\nΔ left -0.021 [-0.028, -0.011]\nΔ both +0.001 [+0.010, +0.039], 1,000 bases"
 
 
 def test_eval_figures_read_the_test_split(tmp_path):

@@ -207,14 +207,21 @@ def _bootstrap(bootstrap) -> dict | None:
 
 def row_label(label: str, figures: dict) -> str:
     """A bits/base row's label: the dataset, the model minus the one-sided Markov chain with its 95% interval
-    (paired, where the JSON has one), and the hidden bases both were scored on (where ``plots.eval_figures`` has
-    their count; with several mask passes, the (pass, base) pairs), so that a difference measured on a few
-    hundred bases does not read like one measured on thousands."""
+    (paired, where the JSON has one) and, where the JSON has the two-sided chain, the model minus that one too
+    (what the model sees: a model level with it may still beat the one-sided chain), and the hidden bases both
+    were scored on (where ``plots.eval_figures`` has their count; with several mask passes, the (pass, base)
+    pairs), so that a difference measured on a few hundred bases does not read like one measured on thousands."""
     scored = figures.get("scored_bases")
     bases = "" if scored is None else f", {scored:,.0f} bases"
-    interval = figures.get("ci95", {}).get("model_minus_markov")
-    ci = "" if interval is None else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
-    return f"{label}\nΔ {figures['model'] - figures['markov']:+.3f}{ci}{bases}"
+    differences = [("left", "markov", "model_minus_markov")]
+    if figures.get("markov_two_sided") is not None:
+        differences.append(("both", "markov_two_sided", "model_minus_markov_two_sided"))
+    lines = []
+    for side, baseline, key in differences:
+        interval = figures.get("ci95", {}).get(key)
+        ci = "" if interval is None else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+        lines.append(f"Δ{f' {side}' if len(differences) > 1 else ''} {figures['model'] - figures[baseline]:+.3f}{ci}")
+    return f"{label}\n" + "\n".join(lines) + bases
 
 
 # one sub-row per figure of a dataset, top to bottom: eval_figures key, its novel-base key, the evaluate JSON's
@@ -241,7 +248,8 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
     95% interval as an error bar where the evaluation has one; just below each, hollow, the same figure over novel
     bases only (no 31-mer shared with the train split), its interval dashed. DNA sits close to 2 bits/base (a
     uniform guess over A, C, G, T, drawn as a line), so the axis is zoomed on the values, and each dataset is
-    labelled with the difference, model minus the one-sided chain, and the hidden bases scored (``row_label``).
+    labelled with the differences, model minus the one-sided chain and minus the two-sided one, and the hidden
+    bases scored (``row_label``).
     """
     if not evaluations:
         raise InputError("bits/base plot: no evaluation given")
