@@ -4,10 +4,12 @@ The configuration's shape is checked against JSON schemas (:func:`check_schema`,
 Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
 no stage picks its own device (the jobs' `gpu` resources do), the sample table's names are unique, every input
 path exists, names refer to configured references, every VCF's contigs are contigs of its reference, every
-annotation's CDS lie on contigs of its reference, every sample BAM opens on its reference (not truncated, same contigs), every region task's BED reads on its reference
-with two classes at least, every variant task's labels read (its label field declared and holding values, each
-class value it names there, two variants per class at least; a check that passed is remembered while the VCF
-stays the same: :mod:`genoformer.check_cache`).
+annotation's CDS lie on contigs of its reference, every sample BAM opens on its reference (not truncated, same
+contigs), every region task's BED reads on its reference with two classes at least, every variant task's labels
+read (its label field declared and holding values, each class value it names there, two variants per class at
+least; a check that passed is remembered while the VCF stays the same: :mod:`genoformer.check_cache`), and a
+pretraining run already in ``runs/`` was trained with what the workflow would now train with
+(:func:`check_pretrain_run`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
 :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones.
 Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or
@@ -20,11 +22,13 @@ import argparse
 import contextlib
 import csv
 import functools
+import json
 import shlex
 from pathlib import Path
 from typing import Iterator
 
 import pysam
+import yaml
 
 from genoformer.check_cache import cached_label_check
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError, MissingFileError
@@ -320,6 +324,54 @@ def check_devices(config: dict) -> None:
                               f"a GPU: config {stage}.gpus or the profile's gpu; else cpu); remove it")
 
 
+def check_pretrain_run(config: dict, run_dir: str | Path) -> None:
+    """Stop before any job when ``run_dir`` holds checkpoints of a run that the workflow could not resume: trained
+    with other values of the keys the pretraining config file and ``pretrain.set`` give (``run.device`` aside), or
+    on tokens of another ``k``/``stride`` (config ``tokenize``). ``genoformer pretrain --resume`` refuses such a
+    run, but only after tokenization has rewritten the tokens, and Snakemake shows just "Error in rule pretrain".
+    Reads the newest checkpoint's trainer_state.json; keys left at their defaults are not compared (a resume
+    compares them too), nor is a change of tokenize's other options (the pretrain job names that one)."""
+    from genoformer.train.config import WHERE_IT_RUNS
+
+    state = _newest_trainer_state(Path(run_dir))
+    if state is None:
+        return
+    source = config["pretrain"]["config"]
+    try:
+        raw = yaml.safe_load(Path(source).read_text()) or {}
+        wanted = {f"{section}.{key}": value for section, values in raw.items() for key, value in values.items()}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return  # not a mapping of sections: the pretrain job names what is wrong with the config itself
+    wanted.update(config["pretrain"].get("set", {}))  # what the rule passes as --set key=value
+    saved = state.get("config", {})
+    saved_value = lambda dotted: saved.get(dotted.split(".")[0], {}).get(dotted.partition(".")[2])  # noqa: E731
+    changed = [f"{dotted} {saved_value(dotted)!r} -> {value!r}" for dotted, value in wanted.items()
+               if dotted not in WHERE_IT_RUNS and saved_value(dotted) != value]
+    data = state.get("data", {})
+    changed += [f"tokenize.{key} {data[key]!r} -> {config['tokenize'][key]!r}" for key in ("k", "stride")
+                if key in data and data[key] != config["tokenize"][key]]
+    if changed:
+        raise ConfigError(f"{run_dir}: trained with other values than the workflow would now train with "
+                          f"({', '.join(changed)}; from {source}, config pretrain.set and config tokenize), so its "
+                          f"checkpoints cannot be resumed: delete {run_dir} to train anew, or restore those values")
+
+
+def _newest_trainer_state(run_dir: Path) -> dict | None:
+    """The trainer state of the newest checkpoint of ``run_dir`` that reads back, or None."""
+    steps = []
+    for step_dir in (run_dir / "checkpoints").glob("step-*"):
+        if step_dir.name[len("step-"):].isdigit():
+            steps.append((int(step_dir.name[len("step-"):]), step_dir))
+    for _, step_dir in sorted(steps, reverse=True):
+        try:
+            state = json.loads((step_dir / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict):
+            return state
+    return None
+
+
 def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir: str | Path | None = None) -> None:
     """Every check the workflow needs before it builds jobs; raises on the first problem found. With
     ``cache_dir``, a variant task's labels are read again only when its VCF or label settings changed since they
@@ -366,3 +418,4 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
             check_variant_labels(entry, where)
         else:
             cached_label_check(entry, functools.partial(check_variant_labels, where=where), cache_dir)
+    check_pretrain_run(config, Path("runs") / config["pretrain"]["reference"])

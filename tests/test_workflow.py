@@ -277,6 +277,14 @@ def test_killed_pretrain_resumes_from_its_checkpoint(tmp_path):
     assert re.search(r"resuming from \S+step-\d+", log), log[-2000:]
     metrics = (workdir / "runs/human_q/metrics.jsonl").read_text()
     assert [json.loads(line)["step"] for line in metrics.splitlines()] == list(range(1, 9))  # kept, none twice
+    # a pretraining or k-mer value changed after the run: the DAG stops, naming the values and what to do (before,
+    # tokenize rewrote the tokens and then the pretrain job failed with "Error in rule pretrain ... check log")
+    changed = workdir / "changed.yaml"
+    changed.write_text(yaml.safe_dump({"pretrain": {"set": {"run.steps": 9}}, "tokenize": {"k": 2}}))
+    error = _one_line_error(_dag_error(workdir, target, "--configfile", override, str(changed.name)))
+    assert "runs/human_q: trained with other values than the workflow would now train with (run.steps 8 -> 9, " \
+           "tokenize.k 3 -> 2;" in error and "delete runs/human_q to train anew" in error
+    assert snakemake(workdir, target, "--configfile", override, "--dry-run").returncode == 0  # unchanged: fine
 
 
 @pytest.mark.slow

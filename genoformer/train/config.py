@@ -26,6 +26,9 @@ import yaml
 from genoformer.errors import ConfigError, MissingFileError
 
 SECTIONS = ("model", "optim", "data", "run")
+# Config keys a resume may change: where the run trains, not what it trains (the workflow sets run.device from the
+# GPUs a job holds, so a run started under one profile can go on under another).
+WHERE_IT_RUNS = ("run.device",)
 
 
 @dataclass

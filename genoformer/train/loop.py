@@ -61,7 +61,7 @@ from genoformer.train.checkpoint import (
     step_dirs,
 )
 from genoformer.train.compiling import compile_for_training
-from genoformer.train.config import PretrainConfig, differences
+from genoformer.train.config import WHERE_IT_RUNS, PretrainConfig, differences
 from genoformer.train.evaluate import check_data_fits_model, masked_lm_scores
 from genoformer.train.masking import IGNORE_INDEX, MaskedBatch, masker_for, mixed_seed, seeded_generator
 
@@ -70,9 +70,6 @@ log = logging.getLogger(__name__)
 METRICS = "metrics.jsonl"
 TRAIN_LOG = "train.log"
 RUN_ENTRIES = (*LATEST_FILES, CHECKPOINTS, METRICS, TRAIN_LOG)  # what a run folder holds (see atomic.claim)
-# Config keys a resume may change: where the run trains, not what it trains (the workflow sets run.device from the
-# GPUs a job holds, so a run started under one profile can go on under another).
-WHERE_IT_RUNS = ("run.device",)
 
 
 def learning_rate(step: int, config: PretrainConfig) -> float:
