@@ -24,15 +24,9 @@ import pandas as pd
 
 from genoformer.atomic import atomic_path
 from genoformer.errors import InputError
-from genoformer.io.gff3 import check_within, circular_contigs, pieces, read_features
+from genoformer.io.gff3 import check_within, circular_contigs, is_gene_level, pieces, read_features
 
 CLASSES = ("coding", "intergenic")
-GENE_LEVEL_SUFFIXES = ("gene", "gene_segment", "RNA", "transcript", "exon", "intron", "UTR", "_codon")
-
-
-def is_gene_level(feature_type: str) -> bool:
-    """Whether a GFF3 feature type is a gene, a transcript or a part of one (see the module docstring)."""
-    return feature_type == "CDS" or feature_type.startswith("pseudogen") or feature_type.endswith(GENE_LEVEL_SUFFIXES)
 
 
 def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

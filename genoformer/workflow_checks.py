@@ -4,12 +4,12 @@ The configuration's shape is checked against JSON schemas (:func:`check_schema`,
 Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
 no stage picks its own device (the jobs' `gpu` resources do), the sample table's names are unique, every input
 path exists, names refer to configured references, every VCF's contigs are contigs of its reference, every
-annotation's CDS lie on contigs of its reference, every sample BAM opens on its reference (not truncated, same
-contigs), every region task's BED reads on its reference with two classes at least, every variant task's labels
-read (its label field declared and holding values, each class value it names there, two variants per class at
-least; a check that passed is remembered while the VCF stays the same: :mod:`genoformer.check_cache`), and a
-pretraining run already in ``runs/`` was trained with what the workflow would now train with
-(:func:`check_pretrain_run`).
+annotation's genes and CDS lie on contigs of its reference, every sample BAM opens on its reference (not
+truncated, same contigs), every region task's BED reads on its reference with two classes at least, every
+variant task's labels read (its label field declared and holding values, each class value it names there, two
+variants per class at least; a check that passed is remembered while the VCF stays the same:
+:mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow
+would now train with (:func:`check_pretrain_run`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
 :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones.
 Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or
@@ -155,15 +155,17 @@ def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> No
 
 
 def check_annotation_on_reference(gff: str | Path, fasta: str | Path, where: str) -> None:
-    """Raise ``MismatchError`` naming ``where`` when a CDS line of the GFF3 ``gff`` lies on a contig that ``fasta``
-    lacks (the first such line, and how many contigs are missing), and ``InputError`` when it has no CDS line: the
-    coding_variants and region_labels jobs would fail on either. Reads only the first and third column of each
-    line, so a whole-genome annotation is checked in seconds; the jobs check the rest of each CDS line."""
+    """Raise ``MismatchError`` naming ``where`` when a gene-level line (a CDS, gene, transcript or part of one:
+    :func:`~genoformer.io.gff3.is_gene_level`) of the GFF3 ``gff`` lies on a contig that ``fasta`` lacks (the first
+    such line, and how many contigs are missing), and ``InputError`` when it has no CDS line: the coding_variants
+    (CDS) and region_labels (every gene-level line) jobs would fail on either. Reads only the first and third column
+    of each line, so a whole-genome annotation is checked in seconds; the jobs check the rest of each line."""
+    from genoformer.io.gff3 import is_gene_level
     from genoformer.io.text import text_lines
 
     with Reference(fasta) as reference:
         known = reference.contigs
-    missing: dict[str, int] = {}  # contig -> its first CDS line
+    missing: dict[str, tuple[int, str]] = {}  # contig -> its first gene-level line and that line's type
     cds_lines = 0
     for number, line in text_lines(Path(gff), "GFF3"):
         if line.startswith("##FASTA"):
@@ -171,17 +173,17 @@ def check_annotation_on_reference(gff: str | Path, fasta: str | Path, where: str
         if line.startswith("#"):
             continue
         fields = line.split("\t", 3)
-        if len(fields) > 2 and fields[2] == "CDS":
-            cds_lines += 1
+        if len(fields) > 2 and is_gene_level(fields[2]):
+            cds_lines += fields[2] == "CDS"
             if fields[0] not in known:
-                missing.setdefault(fields[0], number)
+                missing.setdefault(fields[0], (number, fields[2]))
     if not cds_lines:
         raise InputError(f"{where}: {gff}: no CDS features found (the coding SNVs and coding vs intergenic regions "
                          "derived from an annotation need CDS lines)")
     if missing:
-        (contig, number), others = next(iter(missing.items())), len(missing) - 1
+        (contig, (number, feature)), others = next(iter(missing.items())), len(missing) - 1
         names = ", ".join(list(known)[:5]) + ("..." if len(known) > 5 else "")
-        raise MismatchError(f"{where}: {gff} line {number}: CDS on contig '{contig}'"
+        raise MismatchError(f"{where}: {gff} line {number}: {feature} on contig '{contig}'"
                             f"{f' (and {others} more contigs)' if others else ''}, which is not in reference "
                             f"{fasta} (its contigs: {names}); name the contigs in the annotation as the FASTA does")
 

@@ -22,9 +22,10 @@ import pysam
 import pytest
 import yaml
 
-from genoformer import workflow_checks
+from genoformer import region_labels, workflow_checks
 from genoformer.cli import main
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError
+from genoformer.io.fasta import Reference
 from genoformer.vcf_shards import merge_vcfs, read_tables, write_merged_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -536,8 +537,8 @@ def test_an_unreadable_sample_vcf_is_named_with_its_table_line(monkeypatch):
 
 def test_an_annotation_on_other_contig_names_stops_before_any_job(tmp_path, monkeypatch, resources):
     """The chloroplast's curated GFF3 with its contig renamed chrC (the FASTA says NC_000932.1), as a user's own
-    config names it: one line naming the config key, the file, its first CDS line and the FASTA's contigs, where
-    the coding_variants and region_labels jobs would have failed; gzip-compressed as it is, it passes; an
+    config names it: one line naming the config key, the file, its first gene line and the FASTA's contigs, where
+    the coding_variants and region_labels jobs would have failed (a tRNA gene alone on a missing contig too); gzip-compressed as it is, it passes; an
     annotation without CDS lines is refused too, and so is a genetic_code that NCBI does not define."""
     monkeypatch.chdir(ROOT)
     gff = resources / "athal_cp/NC_000932.1.gff3"
@@ -546,12 +547,22 @@ def test_an_annotation_on_other_contig_names_stops_before_any_job(tmp_path, monk
     config = yaml.safe_load(Path("config/config.yaml").read_text())
     config["references"] = {"athal_cp": {"fasta": "resources/athal_cp/NC_000932.1.fa", "annotation": str(renamed)}}
     config["pretrain"]["reference"] = "athal_cp"
-    first_cds = next(number for number, line in enumerate(renamed.read_text().splitlines(), start=1)
-                     if line.split("\t")[2:3] == ["CDS"])
+    first_gene = next(number for number, line in enumerate(renamed.read_text().splitlines(), start=1)
+                      if line.split("\t")[2:3] == ["gene"])
     with pytest.raises(MismatchError, match=re.escape(
-            f"config key references.athal_cp.annotation: {renamed} line {first_cds}: CDS on contig 'chrC', which is "
-            "not in reference resources/athal_cp/NC_000932.1.fa (its contigs: NC_000932.1); name the contigs")):
+            f"config key references.athal_cp.annotation: {renamed} line {first_gene}: gene on contig 'chrC', which "
+            "is not in reference resources/athal_cp/NC_000932.1.fa (its contigs: NC_000932.1); name the contigs")):
         workflow_checks.check_inputs(config, [], "samples.tsv")
+    # Every CDS on the FASTA's contig, but a tRNA gene on a plasmid it lacks: region_labels would fail on it.
+    plasmid = tmp_path / "plasmid.gff3"
+    plasmid.write_text(gff.read_text() + "plasmid1\tRefSeq\tgene\t10\t90\t.\t+\t.\tID=gene-x\n"
+                       "plasmid1\tRefSeq\ttRNA\t10\t90\t.\t+\t.\tID=rna-x;Parent=gene-x\n")
+    fasta = "resources/athal_cp/NC_000932.1.fa"
+    line = len(gff.read_text().splitlines()) + 1
+    with pytest.raises(MismatchError, match=re.escape(f"athal_cp: {plasmid} line {line}: gene on contig 'plasmid1', ")):
+        workflow_checks.check_annotation_on_reference(plasmid, fasta, "athal_cp")
+    with Reference(fasta) as reference, pytest.raises(MismatchError, match="contig 'plasmid1' is not in reference"):
+        region_labels.coding_intergenic_regions(reference, plasmid, length=200, per_class=5, seed=0)  # the job's
     compressed = tmp_path / "cp.gff3.gz"
     pysam.tabix_compress(str(gff), str(compressed))
     config["references"]["athal_cp"]["annotation"] = str(compressed)

@@ -19,6 +19,8 @@ from pathlib import Path
 from genoformer.errors import InputError, MissingFileError
 from genoformer.io.text import text_lines
 
+GENE_LEVEL_SUFFIXES = ("gene", "gene_segment", "RNA", "transcript", "exon", "intron", "UTR", "_codon")
+
 
 @dataclass(frozen=True)
 class Feature:
@@ -65,6 +67,12 @@ def read_features(path: str | os.PathLike) -> Iterator[Feature]:
             raise InputError(f"{path}: line {number}: {feature} start {start} and end {end} are not "
                              "1 <= start <= end")
         yield Feature(number, contig, feature, start - 1, end, strand, phase, parse_attributes(attributes))
+
+
+def is_gene_level(feature_type: str) -> bool:
+    """Whether a GFF3 feature type is a gene or pseudogene, a transcript (mRNA, tRNA, rRNA ...) or a part of one
+    (CDS, exon, intron, UTR, start/stop codon); see :mod:`genoformer.region_labels`, which reads them."""
+    return feature_type == "CDS" or feature_type.startswith("pseudogen") or feature_type.endswith(GENE_LEVEL_SUFFIXES)
 
 
 def circular_contigs(path: str | os.PathLike) -> set[str]:
