@@ -310,9 +310,10 @@ MODEL_STAGES = ("evaluate", "score_variants", "classify_variants", "classify_reg
 
 
 def check_devices(config: dict) -> None:
-    """Raise ConfigError where the configuration picks a device itself (``--device`` in a stage's ``extra``,
-    ``run.device`` in ``pretrain.set``): the workflow derives it from the job's ``gpu`` resource, so that a job
-    never runs on a GPU it did not claim, nor on the CPU while holding one."""
+    """Raise ConfigError where the configuration picks a device itself (``--device``, or a prefix argparse takes
+    for it such as ``--dev``, in a stage's ``extra``; ``run.device`` in ``pretrain.set``): the workflow derives it
+    from the job's ``gpu`` resource, so that a job never runs on a GPU it did not claim, nor on the CPU while
+    holding one."""
     if "run.device" in config["pretrain"].get("set", {}):
         raise ConfigError("config key pretrain.set: run.device is set by the workflow (auto when the pretrain job "
                           "gets a GPU: config pretrain.gpus or the profile's gpu; else cpu); remove it")
@@ -321,7 +322,8 @@ def check_devices(config: dict) -> None:
             words = shlex.split(config.get(stage, {}).get("extra", ""))
         except ValueError as err:  # an unclosed quote
             raise ConfigError(f"config key {stage}.extra: {err}") from None
-        if any(word == "--device" or word.startswith("--device=") for word in words):
+        # argparse also takes a unique prefix of an option (--dev): any prefix of --device past "--" picks one too
+        if any(len(option) > 2 and "--device".startswith(option) for option in (w.split("=", 1)[0] for w in words)):
             raise ConfigError(f"config key {stage}.extra: --device is set by the workflow (auto when the job gets "
                               f"a GPU: config {stage}.gpus or the profile's gpu; else cpu); remove it")
 

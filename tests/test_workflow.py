@@ -846,9 +846,13 @@ def test_every_schema_key_with_a_default_is_in_the_bundled_config():
 
 @pytest.mark.parametrize("config, message", [
     ({"pretrain": {"set": {"run.device": "cuda"}}}, "config key pretrain.set: run.device is set by the workflow"),
-    ({"score_variants": {"extra": "--batch-size 8 --device=cuda:1"}}, "config key score_variants.extra: --device is set "
-     "by the workflow (auto when the job gets a GPU: config score_variants.gpus or the profile's gpu; else cpu)"),
-    ({"classify_regions": {"extra": "--label-column 'name"}}, "config key classify_regions.extra: No closing quotation"),
+    ({"score_variants": {"extra": "--batch-size 8 --device=cuda:1"}}, "config key score_variants.extra: --device "
+     "is set by the workflow (auto when the job gets a GPU: config score_variants.gpus or the profile's gpu; else cpu)"),
+    # argparse takes any unique prefix of an option: the job would run on cuda:1 after the workflow's --device cpu
+    ({"classify_variants": {"extra": "--dev cuda:1"}}, "config key classify_variants.extra: --device is set"),
+    ({"score_variants": {"extra": "--de=cuda"}}, "config key score_variants.extra: --device is set"),
+    ({"classify_regions": {"extra": "--label-column 'name"}},
+     "config key classify_regions.extra: No closing quotation"),
 ])
 def test_a_config_that_picks_its_own_device_is_refused(config, message):
     """The device follows each job's gpu resource; a stage's extra or pretrain.set choosing one is refused."""
