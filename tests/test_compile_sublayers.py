@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
+from genoformer.errors import ConfigError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.model.fast import compile_sublayers
 from genoformer.train.compiling import compile_for_training
@@ -102,6 +104,7 @@ def test_compile_for_training_falls_back_to_eager_where_it_cannot_build(tmp_path
     works."""
     script = """
 import logging, torch
+from genoformer.errors import ConfigError
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.train.compiling import compile_for_training
 logging.basicConfig(format="%(levelname)s %(message)s")
@@ -121,6 +124,20 @@ print(compiled, "forward" in vars(block.f) or "position_wise" in vars(block.g), 
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1, done.stderr[-2000:]
     assert "torch.compile could not build the model on cpu" in warnings[0] and "/nonexistent/g++" in warnings[0]
+
+
+def test_a_bad_kernel_environment_variable_is_its_one_line_error_not_a_failure_to_build(monkeypatch, caplog):
+    """GENOFORMER_LSH_KERNEL=chunked (only 'reference' is a value) raised in the proving pass: it was caught as
+    'torch.compile could not build the model' and training went on eagerly, to fail there on the same error."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    monkeypatch.setenv("GENOFORMER_LSH_KERNEL", "chunked")
+    torch._dynamo.reset()
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="GENOFORMER_LSH_KERNEL='chunked': the only value it takes is"):
+        compile_for_training(model, 2, 32, "fp32")
+    assert "could not build" not in caplog.text
+    assert "forward" not in vars(model.reformer.blocks[0].f)  # eager again
+    torch._dynamo.reset()
 
 
 def test_compiled_dropout_runs_at_a_second_length():

@@ -19,6 +19,7 @@ import logging
 
 import torch
 
+from genoformer.errors import GenoformerError
 from genoformer.model.fast import compile_sublayers, eager_sublayers
 from genoformer.train import distributed
 
@@ -29,7 +30,8 @@ def compile_for_training(model: torch.nn.Module, batch_size: int, window: int, p
     """:func:`~genoformer.model.fast.compile_sublayers` on ``model``, proven by one forward and backward pass
     on a ``[batch_size, window]`` batch (the shape of the training batches, so nothing is compiled twice).
     Leaves no gradients and no trace in the random number generators. Returns whether the model is compiled;
-    if compiling failed, the model is eager again and a warning says why."""
+    if compiling failed, the model is eager again and a warning says why. A :class:`GenoformerError` of the pass
+    (a bad kernel environment variable) is raised as it is, the model eager again: it is no failure to build."""
     device = next(model.parameters()).device
     if model.config.dropout > 0:
         log.info("dropout %g: training with eager sublayers (see genoformer.train.compiling)", model.config.dropout)
@@ -44,6 +46,9 @@ def compile_for_training(model: torch.nn.Module, batch_size: int, window: int, p
             with distributed.autocast_for(device, precision):
                 logits = model(ids, seed=0, check_ids=False)
             logits.float().mean().backward()
+    except GenoformerError:  # the user's mistake (a kernel environment variable): eager training fails on it too
+        eager_sublayers(model)
+        raise
     except Exception as err:  # noqa: BLE001  (any failure to build: no compiler, no OpenMP, unsupported op)
         eager_sublayers(model)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
