@@ -538,8 +538,9 @@ def test_an_unreadable_sample_vcf_is_named_with_its_table_line(monkeypatch):
 def test_an_annotation_on_other_contig_names_stops_before_any_job(tmp_path, monkeypatch, resources):
     """The chloroplast's curated GFF3 with its contig renamed chrC (the FASTA says NC_000932.1), as a user's own
     config names it: one line naming the config key, the file, its first gene line and the FASTA's contigs, where
-    the coding_variants and region_labels jobs would have failed (a tRNA gene alone on a missing contig too); gzip-compressed as it is, it passes; an
-    annotation without CDS lines is refused too, and so is a genetic_code that NCBI does not define."""
+    the coding_variants and region_labels jobs would have failed (a tRNA gene alone on a missing contig too);
+    gzip-compressed as it is, it passes; an annotation without CDS lines is refused too, and so is a genetic_code
+    that NCBI does not define."""
     monkeypatch.chdir(ROOT)
     gff = resources / "athal_cp/NC_000932.1.gff3"
     renamed = tmp_path / "chrC.gff3"
@@ -847,7 +848,8 @@ def test_every_schema_key_with_a_default_is_in_the_bundled_config():
 @pytest.mark.parametrize("config, message", [
     ({"pretrain": {"set": {"run.device": "cuda"}}}, "config key pretrain.set: run.device is set by the workflow"),
     ({"score_variants": {"extra": "--batch-size 8 --device=cuda:1"}}, "config key score_variants.extra: --device "
-     "is set by the workflow (auto when the job gets a GPU: config score_variants.gpus or the profile's gpu; else cpu)"),
+     "is set by the workflow (auto when the job gets a GPU: config score_variants.gpus or the profile's gpu; else "
+     "cpu)"),
     # argparse takes any unique prefix of an option: the job would run on cuda:1 after the workflow's --device cpu
     ({"classify_variants": {"extra": "--dev cuda:1"}}, "config key classify_variants.extra: --device is set"),
     ({"score_variants": {"extra": "--de=cuda"}}, "config key score_variants.extra: --device is set"),

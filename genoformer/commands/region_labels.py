@@ -22,7 +22,8 @@ def register(subparsers) -> None:
         "an annotation of CDS only, intergenic is outside every CDS.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
-    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS (and gene, tRNA, rRNA ...) features (plain, gzip or bgzip)")
+    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3",
+                        help="GFF3 with CDS (and gene, tRNA, rRNA ...) features (plain, gzip or bgzip)")
     parser.add_argument("--length", type=int, default=200, metavar="BP", help="region length in bp (default 200)")
     parser.add_argument("--per-class", type=int, default=200, metavar="N", help="regions per class (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")

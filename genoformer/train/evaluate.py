@@ -56,8 +56,9 @@ resamples whole split intervals (the manifest's ``intervals``: the position bloc
 together), each window's sums going with the interval it lies in, when the scored windows come from at least
 ``MIN_BOOTSTRAP_GROUPS`` of them, else windows (a small genome's few blocks, a sample's consensus split into one
 block per split), with a warning that these intervals are too narrow and that a smaller tokenize ``--block``
-holds out more blocks; the split's ``bootstrap`` says which (``unit`` "interval" or "window") and how many. The model's and both chains' bits/base
-get intervals, and so do the paired differences ``model_minus_markov`` and ``model_minus_markov_two_sided``: the
+holds out more blocks; the split's ``bootstrap`` says which (``unit`` "interval" or "window") and how many.
+The model's and both chains' bits/base get intervals, and so do the paired differences ``model_minus_markov`` and
+``model_minus_markov_two_sided``: the
 same resamples, each resample's difference, so the shared variation between regions cancels. Only per-window
 sums are kept, so memory grows with the windows, not the bases. The novel-base figures and their paired
 differences (``novel_model_minus_markov``, ``novel_model_minus_markov_two_sided``) get intervals from the same

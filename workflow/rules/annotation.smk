@@ -32,7 +32,8 @@ rule coding_variants:
         "../envs/genoformer.yaml"
     shell:
         "genoformer coding-variants --reference {input.fasta} --gff {input.gff} --genes {params.genes}"
-        " {params.per_class} --seed {params.seed} --table {params.table} --index {params.index} --out {output.vcf} > {log} 2>&1"
+        " {params.per_class} --seed {params.seed} --table {params.table} --index {params.index}"
+        " --out {output.vcf} > {log} 2>&1"
 
 
 rule region_labels:
