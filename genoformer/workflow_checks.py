@@ -280,6 +280,25 @@ def merged_references_warning(config: dict, command_line: dict, replaced: bool) 
             "--replace-workflow-config (README, 'Your own data')")
 
 
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the NVIDIA driver has found (Linux)
+
+
+def idle_gpus_warning(config: dict, gpus_dir: Path = NVIDIA_GPUS) -> str | None:
+    """A one-line warning when this machine has NVIDIA GPUs (the driver lists each in ``gpus_dir``) but config
+    ``pretrain.gpus`` is 0: the jobs of every stage whose ``gpus`` is 0 then run on the CPU (``--device cpu``),
+    pretraining too, which a user of a GPU workstation would not expect. None otherwise (no driver, no GPU, or
+    pretraining claims one)."""
+    try:
+        count = sum(1 for _ in gpus_dir.iterdir())
+    except OSError:
+        return None
+    on_cpu = [stage for stage in ("pretrain", *MODEL_STAGES) if config[stage].get("gpus", 0) == 0]
+    if not count or "pretrain" not in on_cpu:
+        return None
+    return (f"this machine has {count} NVIDIA GPU(s), but config gpus is 0 for {', '.join(on_cpu)}: those jobs run "
+            "on the CPU; set their gpus to 1 to use one (a profile's set-resources gpu does the same)")
+
+
 def check_names(config: dict, samples: list[dict], samples_path: str) -> None:
     """Raise ConfigError where two things would share a name in the outputs and the report: a sample named like
     a reference (both label rows of the bits/base tables), a sample named like the coding SNV set derived from

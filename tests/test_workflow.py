@@ -384,6 +384,25 @@ def test_merged_references_warning_only_for_a_configfile_that_lists_references()
     assert workflow_checks.merged_references_warning(config, {"references": config["references"]}, False) is None
 
 
+def test_idle_gpus_warning_where_the_driver_lists_gpus_and_pretraining_claims_none(tmp_path):
+    """The bundled config (every gpus 0) on a machine whose NVIDIA driver lists two GPUs (a folder laid out like
+    /proc/driver/nvidia/gpus: one entry per PCI address) warns, naming the stages; none when pretraining claims a
+    GPU, where the driver lists none, or where there is no driver (this machine: no such folder)."""
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    gpus = tmp_path / "gpus"
+    for address in ("0000:17:00.0", "0000:65:00.0"):
+        (gpus / address).mkdir(parents=True)
+    warning = workflow_checks.idle_gpus_warning(config, gpus)
+    assert warning.startswith("this machine has 2 NVIDIA GPU(s), but config gpus is 0 for pretrain, evaluate, "
+                              "score_variants, classify_variants, classify_regions: those jobs run on the CPU")
+    config["pretrain"]["gpus"] = 1
+    assert workflow_checks.idle_gpus_warning(config, gpus) is None
+    config["pretrain"]["gpus"] = 0
+    assert workflow_checks.idle_gpus_warning(config, tmp_path / "none") is None
+    (tmp_path / "empty").mkdir()
+    assert workflow_checks.idle_gpus_warning(config, tmp_path / "empty") is None
+
+
 @pytest.mark.slow
 def test_missing_input_path_stops_before_any_job(tmp_path):
     workdir = copy_workflow(tmp_path)
