@@ -367,9 +367,11 @@ def check_pretrain_run(config: dict, run_dir: str | Path) -> None:
         return  # not a mapping of sections: the pretrain job names what is wrong with the config itself
     wanted.update(config["pretrain"].get("set", {}))  # what the rule passes as --set key=value
     saved = state.get("config", {})
-    saved_value = lambda dotted: saved.get(dotted.split(".")[0], {}).get(dotted.partition(".")[2])  # noqa: E731
-    changed = [f"{dotted} {saved_value(dotted)!r} -> {value!r}" for dotted, value in wanted.items()
-               if dotted not in WHERE_IT_RUNS and saved_value(dotted) != value]
+    saved_values = {f"{section}.{key}": value for section, values in saved.items() if isinstance(values, dict)
+                    for key, value in values.items()}
+    # a key the checkpoint does not hold (written by an older version) takes its default on resume: not compared
+    changed = [f"{dotted} {saved_values[dotted]!r} -> {value!r}" for dotted, value in wanted.items()
+               if dotted not in WHERE_IT_RUNS and dotted in saved_values and saved_values[dotted] != value]
     data = state.get("data", {})
     changed += [f"tokenize.{key} {data[key]!r} -> {config['tokenize'][key]!r}" for key in ("k", "stride")
                 if key in data and data[key] != config["tokenize"][key]]
