@@ -384,6 +384,29 @@ def test_merged_references_warning_only_for_a_configfile_that_lists_references()
     assert workflow_checks.merged_references_warning(config, {"references": config["references"]}, False) is None
 
 
+def test_pretrain_run_check_compares_what_the_checkpoint_holds(tmp_path):
+    """The newest readable checkpoint's trainer state against the pretraining config file, pretrain.set and
+    tokenize k/stride: a changed value is named; a key the checkpoint does not hold (an older version's) and
+    run.device (the workflow sets it) are not compared; a damaged newest state is passed over."""
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["pretrain"]["config"] = str(ROOT / config["pretrain"]["config"])
+    saved = yaml.safe_load(Path(config["pretrain"]["config"]).read_text())
+    del saved["run"]["eval_windows"]  # as if written before that key existed
+    saved["run"]["device"] = "cuda"
+    run = tmp_path / "runs" / "cdiph"
+    for step, state in ((250, {"config": saved, "data": {"k": 1, "stride": 1}}), (500, None)):
+        (run / "checkpoints" / f"step-{step}").mkdir(parents=True)
+        (run / "checkpoints" / f"step-{step}" / "trainer_state.json").write_text(
+            json.dumps(state) if state else "{damaged")
+    workflow_checks.check_pretrain_run(config, run)
+    workflow_checks.check_pretrain_run(config, tmp_path / "no_run")
+    config["pretrain"]["set"] = {"optim.lr": 0.5, "run.eval_windows": 7}
+    config["tokenize"]["stride"] = 3
+    with pytest.raises(ConfigError, match=r"runs/cdiph: trained with other values than the workflow would now train "
+                                          r"with \(optim.lr 0.01 -> 0.5, tokenize.stride 1 -> 3; from "):
+        workflow_checks.check_pretrain_run(config, run)
+
+
 def test_idle_gpus_warning_where_the_driver_lists_gpus_and_pretraining_claims_none(tmp_path):
     """The bundled config (every gpus 0) on a machine whose NVIDIA driver lists two GPUs (a folder laid out like
     /proc/driver/nvidia/gpus: one entry per PCI address) warns, naming the stages; none when pretraining claims a
