@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import csv
 import functools
-import json
 import shlex
 from pathlib import Path
 from typing import Iterator
@@ -355,8 +354,9 @@ def check_pretrain_run(config: dict, run_dir: str | Path) -> None:
     Reads the newest checkpoint's trainer_state.json; keys left at their defaults are not compared (a resume
     compares them too), nor is a change of tokenize's other options (the pretrain job names that one)."""
     from genoformer.train.config import WHERE_IT_RUNS
+    from genoformer.train.steps import newest_trainer_state
 
-    state = _newest_trainer_state(Path(run_dir))
+    state = newest_trainer_state(run_dir)
     if state is None:
         return
     source = config["pretrain"]["config"]
@@ -379,22 +379,6 @@ def check_pretrain_run(config: dict, run_dir: str | Path) -> None:
         raise ConfigError(f"{run_dir}: trained with other values than the workflow would now train with "
                           f"({', '.join(changed)}; from {source}, config pretrain.set and config tokenize), so its "
                           f"checkpoints cannot be resumed: delete {run_dir} to train anew, or restore those values")
-
-
-def _newest_trainer_state(run_dir: Path) -> dict | None:
-    """The trainer state of the newest checkpoint of ``run_dir`` that reads back, or None."""
-    steps = []
-    for step_dir in (run_dir / "checkpoints").glob("step-*"):
-        if step_dir.name[len("step-"):].isdigit():
-            steps.append((int(step_dir.name[len("step-"):]), step_dir))
-    for _, step_dir in sorted(steps, reverse=True):
-        try:
-            state = json.loads((step_dir / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(state, dict):
-            return state
-    return None
 
 
 def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir: str | Path | None = None) -> None:

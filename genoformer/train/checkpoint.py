@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import re
 import shutil
 from pathlib import Path
 
@@ -31,13 +30,12 @@ from genoformer.atomic import atomic_path, atomic_dir, write_json
 from genoformer.errors import GenoformerError, InputError, MissingFileError
 from genoformer.model import ReformerForMaskedLM, load_pretrained, save_pretrained
 from genoformer.tokenize.vocab import KmerVocab
+from genoformer.train.steps import CHECKPOINTS, newest_trainer_state, step_dirs, step_number
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-CHECKPOINTS = "checkpoints"
 LATEST_FILES = ("config.json", "model.safetensors", "vocab.json", "trainer_state.json")  # copied to RUN/
-STEP_DIR = re.compile(r"step-(\d+)")
 RUN_MARKER = "trainer_state.json"  # a run folder, and each checkpoint folder, holds it
 TRAINER_STATE_KEYS = ("step", "position", "rng", "config", "data")  # what a resume reads from trainer_state.json
 # What a damaged checkpoint raises while it is read back (besides genoformer's own errors).
@@ -86,19 +84,6 @@ def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:
     device = torch.device(device)
     if state["cuda"] and device.type == "cuda":
         torch.cuda.set_rng_state(decode(state["cuda"][0]), device)
-
-
-def step_number(step_dir: str | Path) -> int:
-    """N of a ``step-<N>`` checkpoint folder."""
-    return int(STEP_DIR.fullmatch(Path(step_dir).name).group(1))
-
-
-def step_dirs(run_dir: str | Path) -> list[Path]:
-    """The run's ``step-<N>`` checkpoint folders, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and STEP_DIR.fullmatch(p.name)), key=step_number)
 
 
 def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -188,9 +173,7 @@ def load_latest_checkpoint(run_dir: str | Path, device: torch.device | str = "cp
 
 def saved_config(run_dir: str | Path) -> dict:
     """The training config stored with the newest checkpoint whose trainer_state.json reads back."""
-    for step_dir in reversed(step_dirs(run_dir)):
-        try:
-            return json.loads((step_dir / "trainer_state.json").read_text())["config"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    raise MissingFileError(f"{Path(run_dir) / CHECKPOINTS}: no checkpoint to resume from")
+    state = newest_trainer_state(run_dir)
+    if state is None:
+        raise MissingFileError(f"{Path(run_dir) / CHECKPOINTS}: no checkpoint to resume from")
+    return state["config"]
