@@ -38,16 +38,21 @@ def test_compiled_sublayers_match_eager_outputs_and_gradients():
     assert any(g.abs().sum() > 0 for g in got_grads)
 
 
-def test_training_steps_compile_without_graph_breaks_or_recompiles():
-    """Each sublayer compiles to whole graphs (the hash rotations are one opaque operator, not a generator made
-    mid-graph), and the hashing seed, new at every step, stops causing recompilation after the second step."""
+def compiled_with_fresh_counters(config: ReformerConfig):
+    """A training-mode model (seed 0) with its sublayers compiled, and dynamo's counters, reset just before."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
     torch.manual_seed(0)
-    config = ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=2, bucket_size=8)
-    model = compile_sublayers(ReformerForMaskedLM(config)).train()
+    return compile_sublayers(ReformerForMaskedLM(config)).train(), counters
+
+
+def test_training_steps_compile_without_graph_breaks_or_recompiles():
+    """Each sublayer compiles to whole graphs (the hash rotations are one opaque operator, not a generator made
+    mid-graph), and the hashing seed, new at every step, stops causing recompilation after the second step."""
+    model, counters = compiled_with_fresh_counters(
+        ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=2, bucket_size=8))
     ids = torch.randint(0, 8, (2, 64))
     graphs = []
     for _ in range(4):
@@ -62,14 +67,9 @@ def test_padded_batches_trace_without_graph_breaks(monkeypatch):
     """Each layer read the rows' real lengths back from the device inside the compiled attention sublayer (a
     graph break on every padded batch, a host sync per layer on CUDA); the model now reads them once per pass,
     before the stack. Dynamo's capture is what is checked (its eager backend: no kernels are built)."""
-    from torch._dynamo.utils import counters
-
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
-    torch._dynamo.reset()
-    counters.clear()
-    torch.manual_seed(0)
-    config = ReformerConfig(vocab_size=8, dim=16, depth=2, heads=2, n_hashes=2, bucket_size=8)
-    model = compile_sublayers(ReformerForMaskedLM(config)).train()
+    model, counters = compiled_with_fresh_counters(
+        ReformerConfig(vocab_size=8, dim=16, depth=2, heads=2, n_hashes=2, bucket_size=8))
     ids = torch.randint(0, 8, (3, 40))
     for real in ((40, 25, 40), (40, 40, 7)):  # rows in one bucket count, then in two
         mask = torch.arange(40) < torch.tensor(real)[:, None]

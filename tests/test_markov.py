@@ -259,6 +259,15 @@ def test_both_sides_tell_more_than_the_left_on_a_real_genome(chloroplast_codes):
     assert reading_truth < two_sided, (reading_truth, two_sided)
 
 
+def with_peak_memory(function, *args):
+    """``function(*args)`` and the peak memory Python allocated while it ran (tracemalloc, bytes)."""
+    tracemalloc.start()
+    try:
+        return function(*args), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_two_sided_memory_stays_bounded_with_many_clusters():
     """Clusters are summed out about MAX_TRANSITIONS transitions at a time: 20,000 hidden runs of 6 bases (a
     batch of long windows with long spans; 19M transitions) take no more memory than a few batches of them, and
@@ -267,12 +276,7 @@ def test_two_sided_memory_stays_bounded_with_many_clusters():
     tables = random_chain(rng, 3)
     codes = random_codes(rng, 20_000 * 13, n_fraction=0.0)
     hidden = (np.arange(codes.size) % 13) < 6
-    tracemalloc.start()
-    try:
-        bits, approximate = two_sided_bits(codes, hidden, tables)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (bits, approximate), peak = with_peak_memory(two_sided_bits, codes, hidden, tables)
     assert peak < 256 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB"
     assert not approximate.any()
     alone = np.zeros(codes.size, dtype=bool)
@@ -288,12 +292,7 @@ def test_approximate_memory_stays_bounded_with_many_runs():
     tables = random_chain(rng, 3)
     codes = random_codes(rng, 2_000 * 13, n_fraction=0.0)
     hidden = (np.arange(codes.size) % 13) < 6
-    tracemalloc.start()
-    try:
-        bits = approximate_two_sided_bits(codes, hidden, tables)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    bits, peak = with_peak_memory(approximate_two_sided_bits, codes, hidden, tables)
     assert peak < 64 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB"
     alone = np.zeros(codes.size, dtype=bool)
     alone[13_000:13_006] = True  # the 1,001st run, from the second batch of runs

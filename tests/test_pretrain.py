@@ -435,14 +435,20 @@ def test_existing_run_needs_resume_and_same_config(chloroplast_tokens, tiny_conf
     assert "no checkpoint to resume from" in one_line_error(capsys, "pretrain")
 
 
+def trained_then_retokenized(tmp_path, tokens, config, fasta, *, k: int, block: int) -> tuple[Path, Path]:
+    """A one-step run on ``tokens`` and the same genome tokenized again with ``k`` and ``block`` (window 256):
+    the run folder and the new token folder."""
+    run, other = tmp_path / "run", tmp_path / f"cp_k{k}_block{block}"
+    assert main(["-q", "pretrain", "--data", str(tokens), "--config", str(config), "--out", str(run),
+                 "--set", "run.steps=1"]) == 0
+    assert main(["-q", "tokenize", "--fasta", str(fasta), "--k", str(k), "--window", "256", "--block", str(block),
+                 "--out", str(other)]) == 0
+    return run, other
+
+
 def test_resume_on_data_with_another_k_exits_2(chloroplast_tokens, chloroplast_fasta, tiny_config, tmp_path,
                                                capsys):
-    run = tmp_path / "run"
-    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
-                 "--out", str(run), "--set", "run.steps=1"]) == 0
-    other = tmp_path / "cp_k2"
-    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "2", "--window", "256",
-                 "--block", "4", "--out", str(other)]) == 0
+    run, other = trained_then_retokenized(tmp_path, chloroplast_tokens, tiny_config, chloroplast_fasta, k=2, block=4)
     capsys.readouterr()
     assert main(["pretrain", "--data", str(other), "--out", str(run), "--resume"]) == 2
     line = one_line_error(capsys, "pretrain")
@@ -485,12 +491,7 @@ def test_resume_on_the_same_genome_split_otherwise_exits_2(chloroplast_tokens, c
     """The same genome, k and window, tokenized with longer blocks: other train and validation windows (some the
     model trained on are now held out). Resuming there would silently change the data order and leak training
     windows into the validation bits/base; it is refused, naming both datasets."""
-    run = tmp_path / "run"
-    assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
-                 "--out", str(run), "--set", "run.steps=1"]) == 0
-    other = tmp_path / "cp_k1_block8"
-    assert main(["-q", "tokenize", "--fasta", str(chloroplast_fasta), "--k", "1", "--window", "256",
-                 "--block", "8", "--out", str(other)]) == 0
+    run, other = trained_then_retokenized(tmp_path, chloroplast_tokens, tiny_config, chloroplast_fasta, k=1, block=8)
     capsys.readouterr()
     assert main(["pretrain", "--data", str(other), "--out", str(run), "--resume", "--set", "run.steps=1"]) == 2
     line = one_line_error(capsys, "pretrain")
