@@ -2,14 +2,15 @@
 
 The configuration's shape is checked against JSON schemas (:func:`check_schema`, one line per problem; the
 Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
-no stage picks its own device (the jobs' `gpu` resources do), the sample table's names are unique, every input
+no stage picks its own device (the jobs' `gpu` resources do), each stage's ``extra`` options read as its command
+reads them (:mod:`genoformer.stage_options`), the sample table's names are unique, every input
 path exists, names refer to configured references, every VCF's contigs are contigs of its reference, every
 annotation's genes and CDS lie on contigs of its reference, every sample BAM opens on its reference (not
 truncated, same contigs), every region task's BED reads on its reference with two classes at least, every
 variant task's labels read (its label field declared and holding values, each class value it names there, two
 variants per class at least; a check that passed is remembered while the VCF stays the same:
 :mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow
-would now train with (:func:`check_pretrain_run`).
+would now train with, on the windows tokenization would now cut (:func:`check_pretrain_run`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
 :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones.
 Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or
@@ -18,10 +19,10 @@ config key), the record and the problem, so the run stops at once.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import functools
+import math
 import shlex
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +35,7 @@ from genoformer.errors import ConfigError, GenoformerError, InputError, Mismatch
 from genoformer.io.fasta import Reference
 from genoformer.io.vcf import check_not_plain_gzip
 from genoformer.io.vcf_index import TBI_MAX_CONTIG, needs_csi
+from genoformer.stage_options import EXTRA_COMMANDS, stage_options, tokenize_options
 
 SAMPLE_COLUMNS = ("sample", "reference", "bam", "vcf")
 
@@ -199,16 +201,13 @@ def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str) -> No
             raise type(err)(f"{where}: {err}") from None
 
 
-def check_region_labels(bed: str | Path, fasta: str | Path, extra: str, where: str) -> None:
-    """Read a region task's BED as ``classify-regions`` will (with the ``--label-column`` that ``extra``, config
-    key classify_regions.extra, passes it), so a contig the reference lacks, a bad line or a single class stops
-    the run before pretraining instead of after it, naming ``where``."""
+def check_region_labels(bed: str | Path, fasta: str | Path, column: str, where: str) -> None:
+    """Read a region task's BED as ``classify-regions`` will (with the ``--label-column`` that config key
+    classify_regions.extra passes it), so a contig the reference lacks, a bad line or a single class stops the run
+    before pretraining instead of after it, naming ``where``."""
     from genoformer.commands.classify_regions import label_column
     from genoformer.tasks.regions import read_region_labels
 
-    options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--label-column", default="7")
-    column = options.parse_known_args(shlex.split(extra))[0].label_column
     with Reference(fasta) as reference:
         try:
             read_region_labels(reference, bed=bed, label_column=label_column(column))
@@ -346,13 +345,17 @@ def check_devices(config: dict) -> None:
                               f"a GPU: config {stage}.gpus or the profile's gpu; else cpu); remove it")
 
 
-def check_pretrain_run(config: dict, run_dir: str | Path) -> None:
+def check_pretrain_run(config: dict, run_dir: str | Path, tokens_dir: str | Path | None = None,
+                       tokenize=None) -> None:
     """Stop before any job when ``run_dir`` holds checkpoints of a run that the workflow could not resume: trained
-    with other values of the keys the pretraining config file and ``pretrain.set`` give (``run.device`` aside), or
-    on tokens of another ``k``/``stride`` (config ``tokenize``). ``genoformer pretrain --resume`` refuses such a
-    run, but only after tokenization has rewritten the tokens, and Snakemake shows just "Error in rule pretrain".
-    Reads the newest checkpoint's trainer_state.json; keys left at their defaults are not compared (a resume
-    compares them too), nor is a change of tokenize's other options (the pretrain job names that one)."""
+    with other values of the keys the pretraining config file and ``pretrain.set`` give (``run.device`` aside), on
+    tokens of another ``k``/``stride`` (config ``tokenize``), or, where ``tokens_dir`` holds the tokens it trained
+    on, when ``tokenize`` (the workflow's :class:`~genoformer.tokenize.dataset.TokenizeOptions`) would cut them into
+    other windows (:func:`changed_windowing`). ``genoformer pretrain --resume`` refuses such a run, but only after
+    tokenization has rewritten the tokens, and Snakemake shows just "Error in rule pretrain". Reads the newest
+    checkpoint's trainer_state.json; keys left at their defaults are not compared (a resume compares them too),
+    nor are tokenize options that may leave the windows as they are (``--max-n-fraction``, ``--softmask``: the
+    pretrain job names those where they change the windows)."""
     from genoformer.train.config import WHERE_IT_RUNS
     from genoformer.train.steps import newest_trainer_state
 
@@ -375,10 +378,46 @@ def check_pretrain_run(config: dict, run_dir: str | Path) -> None:
     data = state.get("data", {})
     changed += [f"tokenize.{key} {data[key]!r} -> {config['tokenize'][key]!r}" for key in ("k", "stride")
                 if key in data and data[key] != config["tokenize"][key]]
+    manifest = _read_manifest(tokens_dir) if tokens_dir is not None and tokenize is not None else None
+    if manifest is not None:
+        changed += changed_windowing(manifest, tokenize)
     if changed:
         raise ConfigError(f"{run_dir}: trained with other values than the workflow would now train with "
                           f"({', '.join(changed)}; from {source}, config pretrain.set and config tokenize), so its "
                           f"checkpoints cannot be resumed: delete {run_dir} to train anew, or restore those values")
+
+
+def changed_windowing(manifest, tokenize) -> list[str]:
+    """The options of ``tokenize`` (:class:`~genoformer.tokenize.dataset.TokenizeOptions`) that would cut a
+    genome into other windows or splits than the token dataset of ``manifest`` has, each as ``"<config key>
+    <old> -> <new>"``: the window, window stride (unless windows lie side by side before and after), edge, split
+    method (when given), block (when split by blocks) and split fractions."""
+    from genoformer.tokenize.dataset import SPLITS
+
+    split = manifest["split"]
+    old_fractions = tuple(split["fractions"][name] for name in SPLITS)
+    pairs = [("tokenize.window", manifest["window"], tokenize.window),
+             ("tokenize.extra --edge", manifest["edge"], tokenize.edge)]
+    if (manifest["window_stride"], tokenize.window_stride) != (manifest["window"], tokenize.window):
+        pairs.insert(1, ("tokenize.extra --window-stride", manifest["window_stride"], tokenize.window_stride))
+    if tokenize.split_by != "auto":
+        pairs.append(("tokenize.extra --split-by", split["method"], tokenize.split_by))
+    elif split["method"] == "blocks":
+        pairs.append(("tokenize.extra --block", split["block"], tokenize.block))
+    if not all(math.isclose(old, new) for old, new in zip(old_fractions, tokenize.fractions)):
+        pairs.append(("tokenize.extra --split-fractions", ",".join(f"{f:g}" for f in old_fractions),
+                      ",".join(f"{f:g}" for f in tokenize.fractions)))
+    return [f"{key} {old!r} -> {new!r}" for key, old, new in pairs if old != new]
+
+
+def _read_manifest(tokens_dir: str | Path):
+    """``tokens_dir``'s checked manifest, or None where there is no dataset that reads (tokenize writes it anew)."""
+    from genoformer.tokenize.dataset import Manifest
+
+    try:
+        return Manifest.load(tokens_dir)
+    except GenoformerError:
+        return None
 
 
 def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir: str | Path | None = None) -> None:
@@ -388,6 +427,8 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
     from Bio.Data.CodonTable import unambiguous_dna_by_id
 
     check_devices(config)
+    tokenize = tokenize_options(config)
+    stage_extras = {stage: stage_options(config, stage) for stage in EXTRA_COMMANDS if stage != "tokenize"}
     check_names(config, samples, samples_path)
     references = config["references"]
     for name, entry in references.items():
@@ -417,7 +458,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
         _require_reference(entry["reference"], references, where)
         _require_file(entry["bed"], f"{where}.bed")
         check_region_labels(entry["bed"], references[entry["reference"]]["fasta"],
-                            config["classify_regions"].get("extra", ""), f"{where}.bed")
+                            stage_extras["classify_regions"].label_column, f"{where}.bed")
     for task, entry in config.get("variant_tasks", {}).items():
         where = f"config key variant_tasks.{task}"
         _require_reference(entry["reference"], references, where)
@@ -427,4 +468,5 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
             check_variant_labels(entry, where)
         else:
             cached_label_check(entry, functools.partial(check_variant_labels, where=where), cache_dir)
-    check_pretrain_run(config, Path("runs") / config["pretrain"]["reference"])
+    reference = config["pretrain"]["reference"]
+    check_pretrain_run(config, Path("runs") / reference, Path("tokens") / reference, tokenize)

@@ -285,6 +285,10 @@ def test_killed_pretrain_resumes_from_its_checkpoint(tmp_path):
     error = _one_line_error(_dag_error(workdir, target, "--configfile", override, str(changed.name)))
     assert "runs/human_q: trained with other values than the workflow would now train with (run.steps 8 -> 9, " \
            "tokenize.k 3 -> 2;" in error and "delete runs/human_q to train anew" in error
+    # as do tokenize options that would cut the genome into other windows (before, the pretrain job refused them)
+    changed.write_text(yaml.safe_dump({"tokenize": {"window": 64, "extra": "--block 4"}}))
+    error = _one_line_error(_dag_error(workdir, target, "--configfile", override, str(changed.name)))
+    assert "(tokenize.window 128 -> 64, tokenize.extra --block 8 -> 4; from " in error
     assert snakemake(workdir, target, "--configfile", override, "--dry-run").returncode == 0  # unchanged: fine
 
 
@@ -324,6 +328,9 @@ def test_unknown_config_key_is_named(tmp_path):
     override.write_text("score_variants: {chunks: 1001}\n")  # shard names have three digits
     assert "config: key score_variants.chunks: 1001 is greater than the maximum of 1000" in _one_line_error(
         _dag_error(workdir, "--configfile", override.name))
+    override.write_text("classify_regions: {extra: --bootstrap 100 --finetune-epoch 1 --kmers 3}\n")  # --kmer
+    assert "config key classify_regions.extra: unrecognized arguments: --kmers 3 (genoformer classify-regions " \
+        "would stop on it" in _one_line_error(_dag_error(workdir, "--configfile", override.name))
     samples = workdir / "config/samples.tsv"
     samples.write_text(samples.read_text().replace("NA12878\t", "NA 12878\t"))
     assert "config/samples.tsv: line 2: key sample: 'NA 12878' does not match" in _one_line_error(
@@ -547,9 +554,9 @@ def test_pre_job_checks_read_inputs_as_their_jobs_will_and_write_nothing(tmp_pat
     (and only then); a BAM without its index is checked without building one (the tokenize job builds it)."""
     bed = tmp_path / "named.bed"
     bed.write_text("".join(f"NC_000932.1\t{i * 1000}\t{i * 1000 + 100}\t{'ab'[i % 2]}\n" for i in range(20)))
-    workflow_checks.check_region_labels(bed, chloroplast_fasta, "--bootstrap 100 --label-column name", "task")
+    workflow_checks.check_region_labels(bed, chloroplast_fasta, "name", "task")
     with pytest.raises(InputError, match=r"^task: .*named.bed: no label column 7"):
-        workflow_checks.check_region_labels(bed, chloroplast_fasta, "", "task")
+        workflow_checks.check_region_labels(bed, chloroplast_fasta, "7", "task")
     bam = tmp_path / "reads.bam"
     shutil.copy(sarscov2 / "SRR11728627.sorted.bam", bam)
     workflow_checks.check_bam_on_reference(bam, sarscov2 / "NC_045512.2.fasta", "sample")

@@ -82,11 +82,9 @@ def run(args: argparse.Namespace) -> None:
     check_range("--min-mapq", args.min_mapq, 0, 255)  # MAPQ is 0..255: a higher minimum keeps no read
     # numpy and pyfaidx are imported only when this command runs
     from genoformer.io.fasta import Reference
-    from genoformer.tokenize.dataset import TokenizeOptions, write_token_dataset
+    from genoformer.tokenize.dataset import write_token_dataset
 
-    options = TokenizeOptions(k=args.k, stride=args.stride, window=args.window, window_stride=args.window_stride,
-                              edge=args.edge, max_n_fraction=args.max_n_fraction, split_by=args.split_by,
-                              block=args.block, fractions=_fractions(args.split_fractions), softmask=args.softmask)
+    options = tokenize_options(args)
     with Reference(args.fasta) as reference:
         stretches = select_stretches(reference, _contig_list(args.contigs), args.regions)
         if args.bam:
@@ -99,6 +97,15 @@ def run(args: argparse.Namespace) -> None:
         # a consensus is split as its reference is: a model pretrained on the reference is scored where it did not train
         write_token_dataset(args.out, stretches, read_bases, options, source,
                             split_bases=reference.codes if args.bam else None)
+
+
+def tokenize_options(args: argparse.Namespace):
+    """The :class:`~genoformer.tokenize.dataset.TokenizeOptions` the parsed arguments give (checked)."""
+    from genoformer.tokenize.dataset import TokenizeOptions
+
+    return TokenizeOptions(k=args.k, stride=args.stride, window=args.window, window_stride=args.window_stride,
+                           edge=args.edge, max_n_fraction=args.max_n_fraction, split_by=args.split_by,
+                           block=args.block, fractions=_fractions(args.split_fractions), softmask=args.softmask)
 
 
 def _consensus_source(args: argparse.Namespace, reference: Reference):
