@@ -1,14 +1,16 @@
-"""The workflow's DAG-time label check, remembered between `snakemake` invocations while its VCF stays the same.
+"""The workflow's slow DAG-time checks, remembered between `snakemake` invocations while their files stay the same.
 
-:func:`genoformer.workflow_checks.check_variant_labels` reads a labelled VCF whole (about 1.4 s per 32,000 records:
-minutes for a ClinVar-size file), and every `snakemake` run, dry runs included, builds the DAG again. A check
-that passed leaves one small JSON file in the cache folder (the workflow's ``.snakemake/genoformer/``) holding
-what it found (the variants of each class) and what it depended on: the VCF's real path, size, mtime, ctime,
-inode and device, the task's label field and class values, and the code that read it (pysam's version and the
-source of the modules the check runs). The next check with all of these equal returns the stored counts without
-reading the file; anything else (a touched or rewritten file, other classes, an upgrade) reads it again.
+Every `snakemake` run, dry runs included, builds the DAG again, and two of its checks read a VCF whole:
+:func:`genoformer.workflow_checks.check_variant_labels` (about 1.4 s per 32,000 records: minutes for a
+ClinVar-size file) and, for a VCF without an index, :func:`genoformer.workflow_checks.check_vcf_on_reference`
+(its contigs). A check that passed leaves one small JSON file in the cache folder (the workflow's
+``.snakemake/genoformer/<kind>/``) holding what it found (say the variants of each class) and what it depended on:
+each file's real path, size, mtime, ctime, inode and device, the check's settings (the task's label field and
+class values), and the code that ran it (pysam's version and the source of the modules the checks run). The next
+check with all of these equal returns the stored result without reading the files; anything else (a touched or
+rewritten file, other classes, an upgrade) reads them again.
 
-Only passing checks are stored: a failure is raised the same way every time, by reading the file. A file changed
+Only passing checks are stored: a failure is raised the same way every time, by reading the files. A file changed
 less than :data:`SETTLE_NS` before the check ended is not stored either, since a second write within the same
 timestamp tick could leave its size and times as they were. An entry that cannot be read or parsed is ignored
 (and replaced); entries are written atomically, so a killed run leaves none half-written.
@@ -21,7 +23,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 SETTLE_NS = 2_000_000_000  # 2 s: coarser than the timestamps of any common filesystem (FAT: 2 s, NFS: 1 s)
 _CHECK_MODULES = ("genoformer.workflow_checks", "genoformer.io.vcf", "genoformer.io.vcf_text", "genoformer.io.htslib",
@@ -29,7 +31,7 @@ _CHECK_MODULES = ("genoformer.workflow_checks", "genoformer.io.vcf", "genoformer
 
 
 def _code_digest() -> str:
-    """sha256 of pysam's version and of the source of every module the label check runs."""
+    """sha256 of pysam's version and of the source of every module the checks run."""
     import importlib
 
     import pysam
@@ -54,34 +56,37 @@ def _read_entry(path: Path) -> dict | None:
         entry = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    return entry if isinstance(entry, dict) and isinstance(entry.get("counts"), dict) else None
+    return entry if isinstance(entry, dict) and "key" in entry and "result" in entry else None
 
 
-def cached_label_check(task: dict, check: Callable[[dict], dict], cache_dir: str | os.PathLike) -> dict:
-    """``check(task)`` (the label counts of a variant task, or an error it raises), or the counts it gave before
-    for the same VCF, label settings and code (see the module docstring)."""
+def cached_check(kind: str, files: dict[str, str | os.PathLike], settings: dict, check: Callable[[], Any],
+                 cache_dir: str | os.PathLike) -> Any:
+    """``check()`` (a JSON-able result, or an error it raises), or the result it gave before for the same
+    ``files`` (by role: their real paths, sizes, times and inodes), ``settings`` and code; entries are kept in
+    ``cache_dir/kind/`` (see the module docstring)."""
     from genoformer.atomic import write_json
 
-    settings = {"label_field": task["label_field"], "positive": task.get("positive"),
-                "negative": task.get("negative")}
     try:
-        key = {**_file_state(task["vcf"]), **settings, "code": _code_digest()}
+        key = {"files": {role: _file_state(path) for role, path in files.items()}, "settings": settings,
+               "code": _code_digest()}
     except OSError:
-        return check(task)  # the check names the file and what is wrong with it
-    name = hashlib.sha256(json.dumps([key["path"], settings], sort_keys=True).encode()).hexdigest()[:24]
-    entry_path = Path(cache_dir) / "variant-labels" / f"{name}.json"
+        return check()  # the check names the file and what is wrong with it
+    identity = [[role, key["files"][role]["path"]] for role in sorted(files)]
+    name = hashlib.sha256(json.dumps([identity, settings], sort_keys=True).encode()).hexdigest()[:24]
+    entry_path = Path(cache_dir) / kind / f"{name}.json"
     entry = _read_entry(entry_path)
-    if entry is not None and entry.get("key") == key:
-        return entry["counts"]
-    counts = check(task)
+    if entry is not None and entry["key"] == key:
+        return entry["result"]
+    result = check()
     try:
-        after = _file_state(task["vcf"])
+        after = {role: _file_state(path) for role, path in files.items()}
     except OSError:
-        return counts
-    settled = time.time_ns() - max(after["mtime_ns"], after["ctime_ns"]) >= SETTLE_NS
-    if settled and {**after, **settings, "code": key["code"]} == key:  # unchanged while it was read
+        return result
+    now = time.time_ns()
+    settled = all(now - max(state["mtime_ns"], state["ctime_ns"]) >= SETTLE_NS for state in after.values())
+    if settled and after == key["files"]:  # unchanged while it was read
         try:
-            write_json(entry_path, {"key": key, "counts": counts})
+            write_json(entry_path, {"key": key, "result": result})
         except OSError:
             pass  # a cache that cannot be written only costs the next run the same read
-    return counts
+    return result

@@ -8,7 +8,7 @@ path exists, names refer to configured references, every VCF's contigs are conti
 annotation's genes and CDS lie on contigs of its reference, every sample BAM opens on its reference (not
 truncated, same contigs), every region task's BED reads on its reference with two classes at least, every
 variant task's labels read (its label field declared and holding values, each class value it names there, two
-variants per class at least; a check that passed is remembered while the VCF stays the same:
+variants per class at least; a contig or label check that passed is remembered while its files stay the same:
 :mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow
 would now train with, on the windows tokenization would now cut (:func:`check_pretrain_run`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
@@ -30,7 +30,7 @@ from typing import Iterator
 import pysam
 import yaml
 
-from genoformer.check_cache import cached_label_check
+from genoformer.check_cache import cached_check
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
 from genoformer.io.vcf import check_not_plain_gzip
@@ -153,6 +153,15 @@ def check_vcf_on_reference(vcf: str | Path, fasta: str | Path, where: str) -> No
         raise MismatchError(f"{where}: VCF {vcf} has contig(s) {shown} not in reference {fasta} "
                             f"(which has {', '.join(list(known)[:5])}{'...' if len(known) > 5 else ''}); "
                             "is it called on another reference build?")
+
+
+def _check_vcf_contigs(vcf: str | Path, fasta: str | Path, where: str, cache_dir: str | Path | None) -> None:
+    """:func:`check_vcf_on_reference`, remembered in ``cache_dir`` once passed (an unindexed VCF is read whole)."""
+    check = functools.partial(check_vcf_on_reference, vcf, fasta, where)
+    if cache_dir is None:
+        check()
+    else:
+        cached_check("vcf-contigs", {"vcf": vcf, "fasta": fasta}, {}, check, cache_dir)
 
 
 def check_annotation_on_reference(gff: str | Path, fasta: str | Path, where: str) -> None:
@@ -422,8 +431,8 @@ def _read_manifest(tokens_dir: str | Path):
 
 def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir: str | Path | None = None) -> None:
     """Every check the workflow needs before it builds jobs; raises on the first problem found. With
-    ``cache_dir``, a variant task's labels are read again only when its VCF or label settings changed since they
-    last passed (:mod:`genoformer.check_cache`)."""
+    ``cache_dir``, a VCF's contigs and a variant task's labels are read again only when the files or the label
+    settings changed since they last passed (:mod:`genoformer.check_cache`)."""
     from Bio.Data.CodonTable import unambiguous_dna_by_id
 
     check_devices(config)
@@ -450,7 +459,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
             if key in row:
                 _require_file(row[key], f"{where}: {key}")
         if "vcf" in row:
-            check_vcf_on_reference(row["vcf"], references[row["reference"]]["fasta"], f"{where}: vcf")
+            _check_vcf_contigs(row["vcf"], references[row["reference"]]["fasta"], f"{where}: vcf", cache_dir)
         if "bam" in row:
             check_bam_on_reference(row["bam"], references[row["reference"]]["fasta"], f"{where}: bam")
     for task, entry in config.get("region_tasks", {}).items():
@@ -463,10 +472,12 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
         where = f"config key variant_tasks.{task}"
         _require_reference(entry["reference"], references, where)
         _require_file(entry["vcf"], f"{where}.vcf")
-        check_vcf_on_reference(entry["vcf"], references[entry["reference"]]["fasta"], f"{where}.vcf")
+        _check_vcf_contigs(entry["vcf"], references[entry["reference"]]["fasta"], f"{where}.vcf", cache_dir)
+        check = functools.partial(check_variant_labels, entry, where)
         if cache_dir is None:
-            check_variant_labels(entry, where)
+            check()
         else:
-            cached_label_check(entry, functools.partial(check_variant_labels, where=where), cache_dir)
+            labels = {key: entry.get(key) for key in ("label_field", "positive", "negative")}
+            cached_check("variant-labels", {"vcf": entry["vcf"]}, labels, check, cache_dir)
     reference = config["pretrain"]["reference"]
     check_pretrain_run(config, Path("runs") / reference, Path("tokens") / reference, tokenize)

@@ -1,5 +1,5 @@
-"""The workflow's DAG-time label check remembered between runs (genoformer.check_cache), on the bundled human VCF:
-a passing check is not read again while the file and the task stay the same, and is read again after any change."""
+"""The workflow's slow DAG-time checks remembered between runs (genoformer.check_cache), on the bundled human VCF:
+a passing check is not read again while its files and settings stay the same, and is read again after any change."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from genoformer import check_cache, workflow_checks
-from genoformer.errors import ConfigError
+from genoformer.errors import ConfigError, MismatchError
 
 HUMAN_VCF = Path(__file__).resolve().parents[1] / "resources/human_chr22_q/q.vcf.gz"
 TASK = {"label_field": "TYPE", "positive": ["snp"], "negative": ["del"]}  # 14 snp, 2 del
@@ -35,14 +35,16 @@ def test_a_passing_label_check_is_reused_until_the_vcf_or_the_task_changes(tmp_p
         return workflow_checks.check_variant_labels(task, "config key variant_tasks.mine")
 
     def cached(**task):
-        return check_cache.cached_label_check({"vcf": str(vcf), **TASK, **task}, check, cache)
+        task = {"vcf": str(vcf), **TASK, **task}
+        labels = {key: task[key] for key in TASK}
+        return check_cache.cached_check("variant-labels", {"vcf": vcf}, labels, lambda: check(task), cache)
 
     settle()
     cold = cached()
     assert cold == {"del": 2, "snp": 14} and len(reads) == 1
     assert cached() == cold and len(reads) == 1  # warm: the same counts, the file not read
     (entry,) = (cache / "variant-labels").iterdir()
-    assert json.loads(entry.read_text())["key"]["path"] == os.path.realpath(vcf)
+    assert json.loads(entry.read_text())["key"]["files"]["vcf"]["path"] == os.path.realpath(vcf)
 
     assert cached(positive=["del"], negative=["snp"]) == {"snp": 14, "del": 2} and len(reads) == 2  # other classes
     for _ in range(2):  # a failure is not stored: read, and reported in the same words, every time
@@ -53,7 +55,7 @@ def test_a_passing_label_check_is_reused_until_the_vcf_or_the_task_changes(tmp_p
 
     entry.write_text('{"key": ')  # a torn or corrupt entry is ignored and replaced
     assert cached() == cold and len(reads) == 5
-    assert json.loads(entry.read_text())["counts"] == cold
+    assert json.loads(entry.read_text())["result"] == cold
 
     # One snp relabelled del in place: same size, and mtime set back to the old one; still read again (ctime).
     before = vcf.stat()
@@ -70,9 +72,39 @@ def test_a_passing_label_check_is_reused_until_the_vcf_or_the_task_changes(tmp_p
     assert cached() == {"del": 3, "snp": 13} and len(reads) == 9
 
 
+def test_an_unindexed_vcf_contig_check_is_reused_until_the_vcf_or_the_reference_changes(tmp_path, human_q):
+    """The contig check of a plain-text VCF (read whole: it has no index) on the human reference: stored once
+    passed (its result None); read again after the VCF or the FASTA changes; a VCF now naming a contig the
+    reference lacks fails, and keeps failing."""
+    vcf, fasta = tmp_path / "q.vcf", tmp_path / "q.fa"
+    vcf.write_text(pysam.BGZFile(str(HUMAN_VCF)).read().decode())
+    fasta.write_bytes((human_q / "q.fa").read_bytes())
+    reads = []
+
+    def check():
+        reads.append(vcf)
+        return workflow_checks.check_vcf_on_reference(vcf, fasta, "samples.tsv: line 2 (sample x): vcf")
+
+    def cached():
+        return check_cache.cached_check("vcf-contigs", {"vcf": vcf, "fasta": fasta}, {}, check, tmp_path / "cache")
+
+    settle()
+    assert cached() is None and cached() is None and len(reads) == 1
+    fasta.touch()
+    assert cached() is None and len(reads) == 2
+    vcf.write_text(vcf.read_text().replace("\nq\t", "\nchrQ\t", 1))
+    settle()
+    for _ in range(2):
+        with pytest.raises(MismatchError, match=r"^samples.tsv: line 2 \(sample x\): vcf: VCF .*q.vcf has contig\(s\) "
+                                                r"chrQ not in reference"):
+            cached()
+    assert len(reads) == 4
+
+
 def test_the_workflow_checks_use_the_cache_only_when_given_one(tmp_path, monkeypatch):
-    """check_inputs with cache_dir (as the workflow calls it) leaves one entry for the bundled config plus a
-    variant task on the bundled human VCF; without it, none."""
+    """check_inputs with cache_dir (as the workflow calls it) leaves one label entry for the bundled config plus a
+    variant task on the bundled human VCF, and one contig entry per VCF (the sample's and the task's); without
+    it, none."""
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)  # the bundled config's paths are relative to the repository
     config = yaml.safe_load(Path("config/config.yaml").read_text())
@@ -82,4 +114,7 @@ def test_the_workflow_checks_use_the_cache_only_when_given_one(tmp_path, monkeyp
     assert not (tmp_path / "cache").exists()
     workflow_checks.check_inputs(config, samples, config["samples"], cache_dir=tmp_path / "cache")
     (entry,) = (tmp_path / "cache/variant-labels").iterdir()
-    assert json.loads(entry.read_text())["counts"] == {"del": 2, "snp": 14}
+    assert json.loads(entry.read_text())["result"] == {"del": 2, "snp": 14}
+    vcfs = {row["vcf"] for row in samples if "vcf" in row} | {str(HUMAN_VCF)}
+    contig_entries = [json.loads(path.read_text()) for path in (tmp_path / "cache/vcf-contigs").iterdir()]
+    assert {entry["key"]["files"]["vcf"]["path"] for entry in contig_entries} == {os.path.realpath(v) for v in vcfs}

@@ -15,7 +15,8 @@ os.environ.setdefault("GENOFORMER_ROOT", str(Path(workflow.current_basedir).pare
 # A bad input stops the run here, before any job, with one line naming the file, the record and the problem.
 # The inputs are read (a labelled VCF whole) by the main snakemake process only: each cluster job parses this
 # file again to run its rule, and would otherwise read them all again. A labelled VCF's passing check is kept in
-# .snakemake/genoformer/ and reused until the file or its task's labels change (genoformer/check_cache.py).
+# .snakemake/genoformer/ and reused until the file or its task's labels change, as is an unindexed VCF's contig
+# check (genoformer/check_cache.py).
 try:
     SAMPLES = workflow_checks.read_samples(config["samples"])
     for row in SAMPLES:
