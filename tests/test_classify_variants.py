@@ -388,3 +388,31 @@ def test_a_per_allele_label_of_the_wrong_count_is_one_line_exit_2(allele_type_vc
     with Reference(human_q / "q.fa") as reference:
         first = read_variants(vcf, reference).variants[0]
     assert first.info[field] == next(iter(values.values()))
+
+
+def test_a_class_left_without_llrs_is_one_line_exit_2(chloroplast, chloroplast_fasta, tmp_path, capsys):
+    """Every positive is a 150 bp deletion, longer than the 128 bp windows allow: none has an LLR, so all are left
+    out. The classifier then saw one class and scikit-learn raised a traceback; now the file, the class, its first
+    variant and what to change are named before any fitting."""
+    from genoformer.model import ReformerConfig, ReformerForMaskedLM
+    from genoformer.tokenize.vocab import KmerVocab
+    from tiny_pretrained import save_run
+
+    config = ReformerConfig(vocab_size=KmerVocab(3).size, dim=16, depth=1, heads=2, n_hashes=1, bucket_size=16)
+    run = save_run(ReformerForMaskedLM(config).eval(), tmp_path / "run")
+    lines = ["##fileformat=VCFv4.2", f"##contig=<ID={CONTIG},length={chloroplast.contigs[CONTIG]}>",
+             '##INFO=<ID=CLS,Number=1,Type=String,Description="class">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    for i in range(12):
+        pos = 2001 + 1000 * i
+        ref = chloroplast.fetch(CONTIG, pos - 1, pos + (150 if i % 2 else 0)).upper()
+        alt = ref[0] if i % 2 else ("A" if ref != "A" else "C")
+        lines.append(f"{CONTIG}\t{pos}\t.\t{ref}\t{alt}\t.\t.\tCLS={'del' if i % 2 else 'snv'}")
+    vcf = tmp_path / "labelled.vcf"
+    vcf.write_text("\n".join(lines) + "\n")
+    assert main(["-q", "classify-variants", "--reference", str(chloroplast_fasta), "--vcf", str(vcf), "--label-field",
+                 "CLS", "--positive", "del", "--checkpoint", str(run), "--out", str(tmp_path / "out"), "--window",
+                 "128", "--bootstrap", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+    assert f"{vcf}: 6 of the 6 variants of class 'del' have no LLR" in err and f"record 2, {CONTIG}:3001" in err

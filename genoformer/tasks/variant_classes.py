@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from genoformer.errors import InputError
 from genoformer.io.fasta import encode_bases
 from genoformer.tasks.baselines import composition_llr, variant_context_features
 from genoformer.tasks.linear import LinearModel, fit_linear
@@ -55,6 +56,20 @@ def context_features(contexts: list[tuple[np.ndarray, np.ndarray]], k: int) -> n
     return np.stack([variant_context_features(context, alt, k) for context, alt in contexts])
 
 
+def check_classes_left(path, variants, labels: VariantLabels, usable: np.ndarray) -> None:
+    """InputError when leaving out the labelled ``variants`` without features (``usable`` False) leaves a class
+    with fewer than 2, naming the file, the counts and the first variant of that class left out."""
+    kept = np.bincount(labels.labels[usable], minlength=2)
+    for label in np.flatnonzero(kept < 2):
+        first = variants[int(np.flatnonzero(~usable & (labels.labels == label))[0])]
+        raise InputError(
+            f"{path}: {int((~usable & (labels.labels == label)).sum())} of the {int((labels.labels == label).sum())} "
+            f"variants of class {labels.classes[label]!r} have no LLR (an N allele, an allele longer than the window "
+            f"allows, or no whole token over it; first record {first.record}, {first.contig}:{first.pos} "
+            f"{first.ref[:20]}>{first.alt[:20]}), leaving {kept[label]}; each class needs at least 2 (a longer "
+            "--window holds longer alleles)")
+
+
 @dataclass
 class VariantClassification:
     """Everything ``classify-variants`` reports: metrics, per-variant predictions, the fitted classifiers."""
@@ -81,6 +96,7 @@ def classify_variants(variant_set, labels: VariantLabels, reference, encoder, *,
     if not usable.all():
         log.info("%d labelled variants have no LLR (N allele or no whole token over it) and are left out",
                  int((~usable).sum()))
+        check_classes_left(variant_set.path, variants, labels, usable)
     variants = [v for v, keep in zip(variants, usable) if keep]
     features, y, scores_llr = features[usable], labels.labels[usable], scores.llr[usable].mean(axis=1)
     composition = composition_llr(variants, reference)
