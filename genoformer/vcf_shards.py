@@ -4,7 +4,9 @@ The workflow scores one VCF as n jobs, ``genoformer score-variants --shard i/n``
 (variants sharing a window stay in one job). Each shard's VCF is sorted but they interleave along the genome,
 so ``merge_vcfs`` merges them by position, REF and ALT (the order of each shard's records; variants at one
 position can lie in different shards) into one bgzipped, indexed VCF, and ``read_tables`` puts the shards'
-table rows back in input order (record, then allele: the ALTs of one record can lie in different shards).
+table rows back in input order (record, then allele: the ALTs of one record can lie in different shards). Each
+(record, allele) must come once, and the tables must have as many rows as the VCFs have records: tables of other shards
+are an error, not a merged table that disagrees with the merged VCF.
 """
 
 from __future__ import annotations
@@ -91,10 +93,12 @@ def check_shards(inputs: list, headers: list[pysam.VariantHeader]) -> None:
                          f"{len(inputs)} VCFs to merge")
 
 
-def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_kind: str = "auto") -> int:
+def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_kind: str = "auto",
+               table_rows: int | None = None) -> int:
     """Merge position-sorted shard VCFs of one scoring run into ``out`` (bgzipped, with an index of
     ``index_kind``: :func:`genoformer.io.vcf_index.index_path`), by position, REF and ALT as one unsharded run
-    writes them; returns the records.
+    writes them; returns the records. ``table_rows``: the rows of the shards' merged tables (one per record);
+    another count is an ``InputError`` and nothing is written.
 
     The shards must have the same INFO fields, contigs and ``##genoformer_*`` lines and be shards 0..N-1 of
     their ``##genoformer_shard=I/N`` lines, each once (a VCF without that line is shard 0/1, a whole run); see
@@ -144,6 +148,9 @@ def merge_vcfs(inputs: list[str | os.PathLike], out: str | os.PathLike, index_ki
                     record.translate(header)
                     sink.write(record)
                     count += 1
+            if table_rows is not None and table_rows != count:
+                raise InputError(f"{out}: the {len(inputs)} shard VCFs hold {count} records but their tables "
+                                 f"{table_rows} rows (one per record); give the tables of these shards")
             pysam.tabix_index(str(tmp), preset="vcf", force=True, index=str(tmp_index),
                               csi=index.suffix == ".csi")
     return count
@@ -156,9 +163,27 @@ def write_merged_table(merged: pd.DataFrame, out: str | os.PathLike) -> int:
     return len(merged)
 
 
+def _check_rows_once(merged: pd.DataFrame, inputs: list, sizes: list[int], columns: tuple[str, ...]) -> None:
+    """InputError naming both files and lines when two rows of the concatenated tables have the same ``columns``
+    (input record and allele): a shard's table given twice, or a whole run's table next to its shards'."""
+    columns = list(columns)
+    again = np.flatnonzero(merged.duplicated(subset=columns).to_numpy())
+    if again.size:
+        key = merged.iloc[again[0]][columns]
+        first = np.flatnonzero((merged[columns] == key).all(axis=1).to_numpy())[0]
+        ends = np.cumsum(sizes)
+
+        def where(row: int) -> str:
+            table = int(np.searchsorted(ends, row, side="right"))
+            return f"{inputs[table]}: line {row - (ends[table] - sizes[table]) + 2}"
+        shown = ", ".join(f"{column} {key[column]}" for column in columns)
+        raise InputError(f"{where(again[0])}: {shown} is also in {where(first)}; give each shard's table once")
+
+
 def read_tables(inputs: list[str | os.PathLike], order_by: tuple[str, ...] = ("record", "allele")) -> pd.DataFrame:
     """Tab-separated tables with one header, checked and concatenated, rows sorted by the integer columns
-    ``order_by`` (stable), cells kept as text; written by :func:`write_merged_table`."""
+    ``order_by`` (stable; two rows with the same values are an ``InputError``), cells kept as text; written by
+    :func:`write_merged_table`."""
     tables = []
     for path in inputs:
         if not Path(path).is_file():
@@ -178,4 +203,5 @@ def read_tables(inputs: list[str | os.PathLike], order_by: tuple[str, ...] = ("r
                                  "not a number")
         tables.append(table)
     merged = pd.concat(tables, ignore_index=True)
+    _check_rows_once(merged, inputs, [len(table) for table in tables], order_by)
     return merged.iloc[np.lexsort([pd.to_numeric(merged[column]) for column in reversed(order_by)])]

@@ -628,3 +628,25 @@ def test_merge_keeps_the_unsharded_order_of_variants_at_one_position(chloroplast
                      "--tables", *(str(tmp_path / f"{s}.tsv") for s in order), "--table-out", str(table)]) == 0
         assert body(out) == body(tmp_path / "whole.vcf.gz") and len(body(out)) == 4, order
         assert table.read_text() == (tmp_path / "whole.tsv").read_text(), order
+
+
+@pytest.mark.parametrize("tables, expected", [
+    (["s0", "s0", "s2"], "{d}/s0.tsv: line 2: record 1, allele 1 is also in {d}/s0.tsv: line 2; give each shard's "
+     "table once"),
+    (["s0", "s1", "whole"], "{d}/whole.tsv: line 2: record 1, allele 1 is also in {d}/s"),
+    (["s0", "s1", "header"], "{t}/m.vcf.gz: the 3 shard VCFs hold 12 records but their tables 9 rows (one per "
+     "record); give the tables of these shards"),
+])
+def test_merge_rejects_tables_that_are_not_the_shards_of_its_vcfs(scored_shards, tmp_path, capsys, tables, expected):
+    """The tables were only checked for their columns: a shard's table given twice, or the whole run's next to
+    two shards', merged into a table of 13 or 21 rows for the 12 records, and one of a shard that scored nothing
+    in place of shard 2's into 9, without a word. Now nothing is written."""
+    (tmp_path / "header.tsv").write_text((scored_shards / "s2.tsv").read_text().splitlines()[0] + "\n")
+    paths = [str(tmp_path / "header.tsv") if name == "header" else str(scored_shards / f"{name}.tsv")
+             for name in tables]
+    out = tmp_path / "m.vcf.gz"
+    assert main(["-q", "merge-vcf", "--vcfs", *(str(scored_shards / f"s{i}.vcf.gz") for i in range(3)), "--out",
+                 str(out), "--tables", *paths, "--table-out", str(tmp_path / "m.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert expected.format(d=scored_shards, t=tmp_path) in err and err.count("\n") == 1, err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["header.tsv"]

@@ -47,7 +47,7 @@ def run(args) -> None:
     check_output_file(args.table_out)
     # the tables are read and checked before the VCF is written: a bad table leaves no merged VCF behind
     tables = read_tables(args.tables) if args.tables else None
-    records = merge_vcfs(args.vcfs, args.out, args.index)
+    records = merge_vcfs(args.vcfs, args.out, args.index, table_rows=None if tables is None else len(tables))
     log.info("%s: %d records from %d shards", args.out, records, len(args.vcfs))
     if tables is not None:
         rows = write_merged_table(tables, args.table_out)
