@@ -650,3 +650,23 @@ def test_merge_rejects_tables_that_are_not_the_shards_of_its_vcfs(scored_shards,
     err = capsys.readouterr().err
     assert expected.format(d=scored_shards, t=tmp_path) in err and err.count("\n") == 1, err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["header.tsv"]
+
+
+def test_shards_of_two_vcfs_do_not_merge(human_q, checkpoint, tmp_path, capsys):
+    """Shard 0/2 of the freebayes calls' first half and shard 1/2 of their second half, with one checkpoint and
+    window: their headers agreed but for the shard line, so they merged into a VCF of neither, without a word."""
+    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
+        header, records = calls.header, [str(record) for record in calls]
+    halves = []
+    for number, part in enumerate((records[:8], records[8:])):
+        halves.append(tmp_path / f"half{number}.vcf")
+        halves[-1].write_text(str(header) + "".join(part))
+        assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(halves[-1]),
+                     "--checkpoint", str(checkpoint), "--window", "256", "--no-embeddings", "--shard",
+                     f"{number}/2", "--out", str(tmp_path / f"s{number}.vcf.gz")]) == 0
+    assert main(["-q", "merge-vcf", "--vcfs", str(tmp_path / "s0.vcf.gz"), str(tmp_path / "s1.vcf.gz"), "--out",
+                 str(tmp_path / "m.vcf.gz")]) == 2
+    err = capsys.readouterr().err
+    assert (f"s1.vcf.gz: ##genoformer_vcf={halves[1]},records=8 but {tmp_path / 's0.vcf.gz'} has "
+            f"##genoformer_vcf={halves[0]},records=8; only shards of one scoring run can be merged") in err
+    assert err.count("\n") == 1 and not (tmp_path / "m.vcf.gz").exists()

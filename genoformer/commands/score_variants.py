@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 from genoformer import __version__
 from genoformer.atomic import check_not_an_input, check_output_file
@@ -134,6 +135,8 @@ def run(args) -> None:
             "genoformer_tokens": f"k={model_info['k']},stride={model_info['stride']}",
             "genoformer_skipped": f"symbolic={variant_set.skipped_symbolic},ref_mismatch="
                                   f"{variant_set.skipped_ref_mismatch},no_alt={variant_set.skipped_no_alt}",
+            # merge-vcf merges only shards whose genoformer_* lines agree: of one input VCF too
+            "genoformer_vcf": f"{Path(args.vcf).resolve()},records={variant_set.records}",
             "genoformer_shard": f"{shard[0]}/{shard[1]}",  # merge-vcf checks that it gets each shard once
         }
         written = write_scored_vcf(args.out, variant_set, scores, reference, meta=meta, per_strand=args.per_strand,

@@ -57,10 +57,11 @@ class Variant:
 
 @dataclass
 class VariantSet:
-    """The variants of a VCF plus what was skipped and the pysam header."""
+    """The variants of a VCF plus what was skipped, the pysam header and the number of records read."""
 
     variants: list[Variant]
     header: pysam.VariantHeader
+    records: int = 0
     skipped_symbolic: int = 0
     skipped_ref_mismatch: int = 0
     skipped_no_alt: int = 0
@@ -204,6 +205,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
             _add_variants(record, number, result, path, numbers)
     finally:
         close_quietly(vcf, log, path)
+    result.records = number
     if missing_contigs:
         raise MismatchError(f"VCF contigs not in reference {reference.path}: {', '.join(missing_contigs)} "
                             f"(in {path}, first at record {next(iter(missing_contigs.values()))})")

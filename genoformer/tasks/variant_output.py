@@ -2,7 +2,8 @@
 
 The VCF keeps each input variant's ID, QUAL, FILTER and INFO (multi-allelic records split, one ALT per line;
 genotype columns are not carried over) and adds the scores. Its header records the checkpoint's SHA-256, the
-window and the tokenization, so a score can always be traced to the model that made it.
+window, the tokenization and the input VCF (its path and number of records), so a score can always be traced to
+the model and the file that made it, and merge-vcf merges only shards of one run.
 """
 
 from __future__ import annotations
