@@ -670,3 +670,22 @@ def test_shards_of_two_vcfs_do_not_merge(human_q, checkpoint, tmp_path, capsys):
     assert (f"s1.vcf.gz: ##genoformer_vcf={halves[1]},records=8 but {tmp_path / 's0.vcf.gz'} has "
             f"##genoformer_vcf={halves[0]},records=8; only shards of one scoring run can be merged") in err
     assert err.count("\n") == 1 and not (tmp_path / "m.vcf.gz").exists()
+
+
+def test_info_values_of_another_count_than_declared_are_written_whole(human_q, checkpoint, tmp_path):
+    """The freebayes calls with AF (Number=A) of three values on a one-ALT record and DP (Number=1) of two: read,
+    such values are kept whole, but the scored VCF declared them as the input did and pysam raised a TypeError
+    writing it, after all the scoring. Now such a field is declared Number=. and its values kept."""
+    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
+        header, records = str(calls.header), [str(record) for record in calls]
+    records[0] = records[0].replace("AF=0.5;", "AF=0.5,0.25,0.25;").replace(";DP=41;", ";DP=41,40;")
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text(header + "".join(records))
+    out = tmp_path / "scored.vcf.gz"
+    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--checkpoint",
+                 str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out)]) == 0
+    with pysam.VariantFile(str(out)) as scored:
+        numbers = {key: scored.header.info[key].number for key in ("AF", "DP", "AO")}
+        rows = [(record.pos, record.info["AF"], record.info["DP"]) for record in scored]
+    assert numbers == {"AF": ".", "DP": ".", "AO": "A"} and len(rows) == 16
+    assert rows[0] == (186, pytest.approx((0.5, 0.25, 0.25)), (41, 40)) and rows[1] == (1008, (0.5,), (39,))

@@ -49,11 +49,22 @@ def score_info_fields(per_strand: bool) -> list[InfoField]:
 HTSLIB_UNDECLARED = "Dummy"  # the Description htslib gives an INFO field it meets undeclared (Number=1, String)
 
 
+def _fits(value, number: str) -> bool:
+    """Whether an INFO value of one split variant (one ALT) has the count its declared ``Number`` asks for."""
+    count = len(value) if isinstance(value, tuple) else 1
+    if number in ("A", "R"):
+        return count == (1 if number == "A" else 2)
+    return not number.isdigit() or int(number) == 0 or count == int(number)
+
+
 def _input_info_fields(header, variants) -> list[InfoField]:
     """The input's INFO header lines of the fields the variants carry; undeclared ones become ``Number=.``.
 
     htslib declares an INFO field missing from the header as ``Number=1,Type=String`` although its values
-    may be lists (``PL=67,0,116``): such a field is declared ``Number=.`` so that every value is kept.
+    may be lists (``PL=67,0,116``): such a field is declared ``Number=.`` so that every value is kept. So is a
+    field with a value of another count than its ``Number`` asks for (``AF=0.1,0.2,0.3`` for two ALTs, kept
+    whole by :func:`genoformer.io.vcf.read_variants`; ``DP=3,4`` declared ``Number=1``), which pysam refuses to
+    write under the input's declaration.
     """
     used = {key for variant in variants for key in variant.info if not key.startswith("GF_")}
     fields = []
@@ -63,6 +74,9 @@ def _input_info_fields(header, variants) -> list[InfoField]:
         info = header.info[key]
         if info.description == HTSLIB_UNDECLARED and str(info.number) == "1" and info.type == "String":
             fields.append(InfoField(key, ".", "String", "not declared in the input VCF header"))
+        elif not all(_fits(variant.info[key], str(info.number)) for variant in variants if key in variant.info):
+            fields.append(InfoField(key, ".", info.type, f"{info.description} (declared Number={info.number} in "
+                                                         "the input VCF, where some values have another count)"))
         else:
             fields.append(InfoField(key, str(info.number), info.type, info.description))
     return fields
