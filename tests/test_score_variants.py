@@ -1,5 +1,6 @@
 """score-variants: the shared-pass scores against a one-variant-at-a-time reference, forward counts, outputs, CLI."""
 
+import logging
 import math
 import subprocess
 import sys
@@ -689,3 +690,27 @@ def test_info_values_of_another_count_than_declared_are_written_whole(human_q, c
         rows = [(record.pos, record.info["AF"], record.info["DP"]) for record in scored]
     assert numbers == {"AF": ".", "DP": ".", "AO": "A"} and len(rows) == 16
     assert rows[0] == (186, pytest.approx((0.5, 0.25, 0.25)), (41, 40)) and rows[1] == (1008, (0.5,), (39,))
+
+
+def test_input_gf_fields_give_way_to_the_scores_with_a_warning(human_q, checkpoint, tmp_path, caplog):
+    """The freebayes calls carrying a GF_LLR of their own (say from an earlier genoformer run): the output holds
+    this run's LLR, not the input's, and the log names the field that was left out."""
+    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
+        header, records = str(calls.header), [str(record) for record in calls]
+    header = header.replace("#CHROM", '##INFO=<ID=GF_LLR,Number=1,Type=Float,Description="an earlier run">\n#CHROM')
+    vcf = tmp_path / "rescored.vcf"
+    vcf.write_text(header + "".join(record.replace("\tAB=", "\tGF_LLR=99;AB=", 1) for record in records))
+    out = tmp_path / "scored.vcf.gz"
+    with caplog.at_level(logging.WARNING, logger="genoformer"):
+        assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--checkpoint",
+                     str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out)]) == 0
+    with pysam.VariantFile(str(out)) as scored:
+        llrs = [record.info["GF_LLR"] for record in scored]
+    assert len(llrs) == 16 and 99 not in llrs and all(abs(llr) < 50 for llr in llrs)
+    assert f"{vcf}: its INFO fields GF_LLR are left out of {out}" in caplog.text
+
+
+def test_a_folder_given_as_the_vcf_is_named_as_such(human_q, checkpoint, tmp_path, capsys):
+    assert main(["score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(tmp_path), "--checkpoint",
+                 str(checkpoint), "--out", str(tmp_path / "scored.vcf.gz")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {tmp_path}: a folder, not a VCF file")

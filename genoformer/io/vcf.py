@@ -88,6 +88,8 @@ def open_vcf(path: str | os.PathLike) -> pysam.VariantFile:
     """Open a VCF/BCF with pysam, htslib's messages logged; a missing, empty, plain-gzip or unreadable file is a
     one-line error naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a VCF file")
     if not path.is_file():
         raise MissingFileError(f"{path}: VCF file not found")
     if path.stat().st_size == 0:

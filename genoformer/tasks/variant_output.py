@@ -1,13 +1,15 @@
 """Outputs of ``score-variants``: a bgzipped, indexed sites VCF with GF_* INFO scores, and a TSV table.
 
 The VCF keeps each input variant's ID, QUAL, FILTER and INFO (multi-allelic records split, one ALT per line;
-genotype columns are not carried over) and adds the scores. Its header records the checkpoint's SHA-256, the
+genotype columns are not carried over) and adds the scores; the input's own ``GF_*`` INFO fields give way to them,
+with a warning naming those fields. Its header records the checkpoint's SHA-256, the
 window, the tokenization and the input VCF (its path and number of records), so a score can always be traced to
 the model and the file that made it, and merge-vcf merges only shards of one run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -23,6 +25,8 @@ SCORE_FIELDS = {
     "EMB_POOLED": "Euclidean distance of the mean hidden state over the whole window, REF vs ALT window",
 }
 STRAND_WORDS = {"fwd": "forward strand", "rev": "reverse-complement strand"}
+
+log = logging.getLogger(__name__)
 
 
 def score_columns(scores: VariantScores) -> dict[str, np.ndarray]:
@@ -98,6 +102,10 @@ def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores
     keys = [field.id for field in score_info_fields(per_strand)] + [field.id for field, _ in extra]
     header = variant_set.header
     filters = [(name, header.filters[name].description) for name in header.filters if name != "PASS"]
+    replaced = sorted({key for variant in variants for key in variant.info if key.startswith("GF_")})
+    if replaced:
+        log.warning("%s: its INFO fields %s are left out of %s, which holds genoformer's GF_* scores instead",
+                    variant_set.path, ", ".join(replaced), path)
 
     def records():
         for index in np.flatnonzero(scores.scored):
