@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from genoformer.io.fasta import Reference
-from genoformer.train.markov import (MAX_EXACT_RUN, MarkovModel, approximate_two_sided_bits, count, hidden_runs,
-                                     interpolate, score, two_sided_bits)
+from genoformer.train.markov import (CONCENTRATIONS, MAX_EXACT_RUN, MarkovModel, approximate_two_sided_bits, count,
+                                     hidden_runs, interpolate, score, two_sided_bits)
 
 
 def random_codes(rng, n, n_fraction=0.02):
@@ -117,6 +117,21 @@ def test_order_selection_on_real_genome(chloroplast_codes):
     assert model.order < 8
     # the order-q model is the first q + 1 tables of the fitted ones
     assert np.allclose(model.bits(test, order=3), score(test, model.tables[:4]), equal_nan=True)
+
+
+
+def test_many_short_sequences_count_and_score_as_one_by_one(chloroplast_codes):
+    # a split of position blocks (tokenize --split-by blocks: thousands of them on a 17 Mbp chromosome) is counted
+    # and scored in joined pieces; every count and validation figure stays that of the blocks taken one by one
+    blocks = [chloroplast_codes[start:start + 4096] for start in range(0, 120_000, 4608)]
+    validation = [chloroplast_codes[start:start + 4096] for start in range(120_000, chloroplast_codes.size, 4608)]
+    one_by_one = [sum(parts) for parts in zip(*(count([block], 6) for block in blocks))]
+    assert all(np.array_equal(a, b) for a, b in zip(count(blocks, 6), one_by_one))
+    model = MarkovModel.select(blocks, validation, max_order=6)
+    for order, bits in model.validation_bits.items():
+        per_block = [np.nanmean(np.concatenate([score(codes, interpolate(one_by_one, order, concentration))
+                                                for codes in validation])) for concentration in CONCENTRATIONS]
+        assert bits == pytest.approx(min(per_block), rel=1e-12)
 
 
 def brute_force_runs(codes, hidden, tables):
