@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -146,8 +147,9 @@ def test_pretrain_help_documents_every_option():
     assert {"--data", "--config", "--out", "--resume", "--set"} <= options
 
 
-def test_short_run_writes_run_directory_and_metrics(chloroplast_tokens, tiny_config, tmp_path):
+def test_short_run_writes_run_directory_and_metrics(chloroplast_tokens, tiny_config, tmp_path, caplog):
     run = tmp_path / "run"
+    caplog.set_level("INFO", logger="genoformer.train.loop")
     assert main(["-q", "pretrain", "--data", str(chloroplast_tokens), "--config", str(tiny_config),
                  "--out", str(run), "--set", "run.steps=4", "--set", "run.checkpoint_every=2"]) == 0
     assert {"config.json", "model.safetensors", "vocab.json", "trainer_state.json", "metrics.jsonl"} <= \
@@ -160,6 +162,9 @@ def test_short_run_writes_run_directory_and_metrics(chloroplast_tokens, tiny_con
     assert 0 < records[3]["val_bits_per_base"] < 4
     state = json.loads((run / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["data"]["k"] == 1 and state["config"]["run"]["steps"] == 4
+    # how much of the train split the run reads: a fixed step count is a fraction of an epoch on a big genome
+    windows = int(re.search(r": (\d+) train windows of", caplog.text).group(1))
+    assert f"4 steps of 2 windows ({8 / windows:.2f} epochs)" in caplog.text
 
 
 def run_counting_host_syncs(data, config, out, steps: int, device: str):

@@ -301,8 +301,9 @@ def _train(data_dir: Path, out: Path, config: PretrainConfig, resume: bool, dist
     batches = Batches(train_set, data.batch_size * accumulation * dist.world_size, position)
     metrics = MetricsFile(out / METRICS, start_step) if dist.is_main else None
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("training %d parameters on %s: %d train windows of %d tokens, %d steps, %d process(es)",
-             n_params, dist.device, len(train_set), train_set.window, run.steps, dist.world_size)
+    log.info("training %d parameters on %s: %d train windows of %d tokens, %d steps of %d windows (%.2f epochs), "
+             "%d process(es)", n_params, dist.device, len(train_set), train_set.window, run.steps, batches.per_step,
+             run.steps * batches.per_step / len(train_set), dist.world_size)
 
     bar = tqdm(total=run.steps, initial=start_step, unit="step", desc="pretrain",
                disable=None if dist.is_main else True)  # None: a terminal only, not a log file
