@@ -131,7 +131,8 @@ def test_bam_consensus_over_merged_regions(tmp_path, human_q):
     assert sum(manifest["windows"].values()) == sum(len(manifest.windows(name)) for name in SPLITS)
 
 
-def test_contig_selection_on_a_multi_contig_fasta(tmp_path, cli, resources):
+def test_contig_selection_on_a_multi_contig_fasta(tmp_path, cli, resources, caplog):
+    caplog.set_level("INFO", logger="genoformer.tokenize.dataset")
     records = []
     for path in [resources / "human_chr22_q" / "q.fa", resources / "sarscov2" / "NC_045512.2.fasta",
                  resources / "athal_cp" / "NC_000932.1.fa"]:
@@ -143,10 +144,14 @@ def test_contig_selection_on_a_multi_contig_fasta(tmp_path, cli, resources):
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert [entry["name"] for entry in manifest["contigs"]] == ["q", "NC_000932.1"]  # reference order
     assert manifest["split"]["method"] == "blocks"  # 2 contigs: too few for a contig split
+    held = [sum(1 for iv in manifest["intervals"] if iv["split"] == name and iv["windows"]) for name in SPLITS]
+    assert f"split by blocks of 8 windows: {held[0]} train, {held[1]} val, {held[2]} test blocks with windows" \
+        in caplog.text  # the held-out blocks that evaluation's intervals resample, said before pretraining
     result = cli("--fasta", fasta, "--window", 1024, "--out", "all")
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "all" / "manifest.json").read_text())
     assert manifest["split"]["method"] == "contig"
+    assert "split by whole sequence: 1 train, 1 val, 1 test sequences with windows" in caplog.text
     assert {iv["contig"]: iv["split"] for iv in manifest["intervals"]} == {
         "NC_000932.1": "train", "NC_045512.2": "val", "q": "test"}
 

@@ -179,9 +179,18 @@ def write_token_dataset(out: str | os.PathLike, stretches: list[Stretch], read_b
             "windows": {name: sum(iv["windows"] for iv in intervals if iv["split"] == name) for name in SPLITS},
         }
         write_json(tmp / "manifest.json", manifest)
-    log.info("wrote %s: %d sequences, %d tokens, windows %s", out, len(contigs),
-             sum(entry["n_tokens"] for entry in contigs), manifest["windows"])
+    log.info("wrote %s: %d sequences, %d tokens, windows %s; %s", out, len(contigs),
+             sum(entry["n_tokens"] for entry in contigs), manifest["windows"], _split_text(split, intervals))
     return manifest
+
+
+def _split_text(split: dict, intervals: list[dict]) -> str:
+    """How the windows were split, in words: by whole sequences or by blocks, and how many of them (with a
+    window) each split holds: the held-out groups that evaluation's intervals resample."""
+    held = {name: sum(1 for iv in intervals if iv["split"] == name and iv["windows"]) for name in SPLITS}
+    unit = "sequences" if split["method"] == "contig" else "blocks"
+    how = "by whole sequence" if split["method"] == "contig" else f"by blocks of {split['block']} windows"
+    return f"split {how}: " + ", ".join(f"{held[name]} {name}" for name in SPLITS) + f" {unit} with windows"
 
 
 def _write_shard(folder: Path, index: int, stretch: Stretch, read_bases: BaseReader, vocab: KmerVocab,
