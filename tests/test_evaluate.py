@@ -266,8 +266,9 @@ def test_evaluate_cli_writes_model_and_markov_side_by_side(run, tokens, tmp_path
     assert set(result["splits"]) == {"val", "test"}
     assert result["k"] == 1 and result["masking"]["span_bases"] == 1 and result["masking"]["passes"] == 8
     assert set(result["markov"]["validation_bits_per_base_by_order"]) == {"0", "1", "2", "3", "4"}
-    for scores in result["splits"].values():
+    for split, scores in result["splits"].items():
         assert scores["windows"] == 6 and scores["scored_bases"] > 0
+        assert scores["split_windows"] == len(TokenDataset(tokens["k1"], split)) > 6
         assert 1.0 < scores["bits_per_base"] < 3.0 and 1.0 < scores["markov_bits_per_base"] < 2.1
         assert 1.0 < scores["markov_two_sided_bits_per_base"] < 2.1
         assert 0.0 <= scores["masked_token_accuracy"] <= 1.0
@@ -294,7 +295,7 @@ def test_overlapping_training_windows_are_scored_side_by_side(run, chloroplast_f
     scores = json.loads(out.read_text())["splits"]["test"]
     side_by_side = TokenDataset(tmp_path / "ds", "test", window=256, window_stride=256)
     assert len(TokenDataset(tmp_path / "ds", "test")) > 3 * len(side_by_side)
-    assert scores["windows"] == len(side_by_side)
+    assert scores["windows"] == scores["split_windows"] == len(side_by_side)
     regions = sorted(side_by_side.region(i) for i in range(len(side_by_side)))
     assert all(a[0] != b[0] or a[2] <= b[1] for a, b in zip(regions, regions[1:]))
 

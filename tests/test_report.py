@@ -145,7 +145,7 @@ def test_bits_per_base_rows_say_how_many_bases_their_difference_rests_on():
 
 def test_eval_figures_read_the_test_split(tmp_path):
     before_intervals = {"ci95": {}, "bootstrap": None, "passes": None, "distinct_scored_bases": None,
-                        "markov_two_sided_approximate_bases": None}
+                        "markov_two_sided_approximate_bases": None, "windows": None, "split_windows": None}
     assert plots.eval_figures(evaluation(1.91, 1.93, order=4), "x.json") == \
         {"model": 1.91, "markov": 1.93, "markov_two_sided": None, "markov_order": 4, "scored_bases": 1000,
          "novel_bases": None, "novel_model": None, "novel_markov": None, "novel_markov_two_sided": None,
@@ -618,11 +618,18 @@ def test_summary_shows_each_figure_with_its_interval_and_what_was_resampled(tmp_
     (tmp_path / "few.json").write_text(json.dumps(evaluation(1.91, 1.93, ci95=CI95,
                                                              bootstrap={"unit": "window", "units": 48})))
     (tmp_path / "old.json").write_text(json.dumps(evaluation(1.98, 1.95, two_sided=1.90)))
+    sampled = evaluation(1.91, 1.93, ci95=CI95, bootstrap={"unit": "interval", "units": 256})
+    sampled["splits"]["test"].update(windows=256, split_windows=27_612)  # config evaluate.max_windows on chrX
+    (tmp_path / "sampled.json").write_text(json.dumps(sampled))
     assert report("summary", "--eval", f"new={tmp_path / 'new.json'}", f"few={tmp_path / 'few.json'}",
-                  f"old={tmp_path / 'old.json'}", "--out", tmp_path / "summary.html") == 0
+                  f"old={tmp_path / 'old.json'}", f"sampled={tmp_path / 'sampled.json'}", "--out",
+                  tmp_path / "summary.html") == 0
     text = (tmp_path / "summary.html").read_text()
     assert "each difference is paired, both figures from the same resamples" in " ".join(text.split())
-    new, few, old = as_rows(TableCells(text).tables[0])
+    new, few, old, sampled = as_rows(TableCells(text).tables[0])
+    assert sampled["hidden bases scored"] == "1,000 (4 mask passes over 600 bases); in 256 of the split's 27,612 " \
+        "windows, spread evenly over it (--max-windows; config evaluate.max_windows); intervals resample 256 " \
+        "held-out blocks or contigs"
     shown = [name for name in new if "CI" in name and "novel" not in name or name == "hidden bases scored"]
     assert {name: new[name] for name in shown} == {
         "model bits/base [95% CI]": "1.9100 [1.9012, 1.9188]", "Markov bits/base [95% CI]": "1.9300 [1.9203, 1.9391]",

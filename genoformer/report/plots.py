@@ -151,8 +151,9 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
     both Markov chains' bits/base, None where the JSON predates them (``novel_bases`` None) or there is no novel
     base (the bits None). ``ci95`` maps a figure's JSON name (``bits_per_base``, ``model_minus_markov``, ...) to
     its 95% interval ``(low, high)``: empty for a JSON from before intervals, without an interval whose bound the
-    JSON has as null (undefined); ``bootstrap`` (what the intervals resampled), ``passes`` (mask passes) and
-    ``distinct_scored_bases`` are None where the JSON predates them, and so is
+    JSON has as null (undefined); ``bootstrap`` (what the intervals resampled), ``passes`` (mask passes),
+    ``distinct_scored_bases`` and ``windows`` / ``split_windows`` (the windows scored, of the split's) are None
+    where the JSON predates them, and so is
     ``markov_two_sided_approximate_bases`` (the hidden bases of clusters too big for the two-sided chain to sum
     out exactly, scored given the true bases of the other hidden ones).
 
@@ -181,6 +182,8 @@ def eval_figures(evaluation: dict, source: str | Path, split: str = "test") -> d
                 "bootstrap": _bootstrap(scores.get("bootstrap")),
                 "passes": _number_or_none((evaluation.get("masking") or {}).get("passes")),
                 "distinct_scored_bases": _number_or_none(scores.get("distinct_scored_bases")),
+                "windows": _number_or_none(scores.get("windows")),
+                "split_windows": _number_or_none(scores.get("split_windows")),
                 "markov_two_sided_approximate_bases": _number_or_none(
                     scores.get("markov_two_sided_approximate_bases"))}
     except KeyError as err:

@@ -156,7 +156,8 @@ def with_bits_interval(value: float, interval: tuple[float, float] | None, signe
 
 def scored_text(figures: dict) -> str:
     """The hidden bases an evaluation scored: the (pass, base) pairs, over how many mask passes and distinct
-    bases, and what its intervals resampled (where the evaluate JSON has them)."""
+    bases, in how many of the split's windows where not all, and what its intervals resampled (where the evaluate
+    JSON has them)."""
     scored, passes = figures.get("scored_bases"), figures.get("passes")
     if scored is None:
         return NOT_COMPUTED
@@ -168,6 +169,10 @@ def scored_text(figures: dict) -> str:
     if approximate:
         text += (f"; the two-sided chain read the other hidden bases as their true bases for {approximate:,.0f} "
                  "(clusters too big to sum out)")
+    windows, split_windows = figures.get("windows"), figures.get("split_windows")
+    if windows is not None and split_windows is not None and windows < split_windows:
+        text += (f"; in {windows:,.0f} of the split's {split_windows:,.0f} windows, spread evenly over it "
+                 "(--max-windows; config evaluate.max_windows)")
     bootstrap = figures.get("bootstrap")
     if bootstrap is None:
         return text

@@ -272,6 +272,7 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
     scored = max(totals["scored_bases"], 1)
     result = {
         "windows": int(len(chosen)),
+        "split_windows": int(len(dataset)),
         "masked_tokens": totals["masked_tokens"],
         "scored_bases": totals["scored_bases"],
         "distinct_scored_bases": totals["distinct_scored_bases"],
@@ -478,6 +479,9 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         if scores["scored_bases"] == 0:  # all-N windows (kept by tokenize --max-n-fraction 1): nothing to score
             raise InputError(f"{data_dir}: the {split} split's {scores['windows']} windows hold no base to score "
                              "(all N); tokenize with a lower --max-n-fraction, or a sample's BAM with more coverage")
+        if scores["windows"] < scores["split_windows"]:
+            log.info("%s: %d of its %d windows scored, spread evenly over the split (--max-windows)", split,
+                     scores["windows"], scores["split_windows"])
         ci = scores["ci95"]
         log.info("%s: model %.4f bits/base, Markov order %d %.4f (one-sided) and %.4f (two-sided) bits/base, on "
                  "%d hidden bases (%d passes; %d distinct bases); model - two-sided Markov %+.4f [95%% CI %+.4f, "
