@@ -260,10 +260,29 @@ def test_sorted_bam_without_index_gets_one(tmp_path, cli, sarscov2):
 
 
 def test_bam_without_index_that_cannot_be_indexed(tmp_path, cli, sarscov2):
+    """Sorted by name, as its header says; or in name order under a header that claims coordinate order (htslib
+    finds it when indexing)."""
     pysam.sort("-n", "-o", str(tmp_path / "byname.bam"), str(sarscov2 / "SRR11728627.sorted.bam"))
     result = cli("--fasta", sarscov2 / "NC_045512.2.fasta", "--bam", "byname.bam", "--window", 512, "--out", "ds")
     assert not (tmp_path / "ds").exists()
-    expect_one_line_error(result, "byname.bam", "cannot index", "Unsorted positions")
+    expect_one_line_error(result, "byname.bam", "cannot index", "(@HD SO:queryname)", "samtools sort -o")
+    with pysam.AlignmentFile(str(tmp_path / "byname.bam")) as byname, \
+            pysam.AlignmentFile(str(tmp_path / "claims.bam"), "wb",
+                                header={**byname.header.to_dict(), "HD": {"VN": "1.6", "SO": "coordinate"}}) as out:
+        for read in byname:
+            out.write(read)
+    result = cli("--fasta", sarscov2 / "NC_045512.2.fasta", "--bam", "claims.bam", "--window", 512, "--out", "ds")
+    expect_one_line_error(result, "claims.bam", "cannot index (is it coordinate-sorted?", "Unsorted positions")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_bgzipped_sam_is_a_one_line_error(tmp_path, cli, sarscov2):
+    """htslib opens a bgzipped SAM as a BAM would be; pysam then refused to read it by region with a traceback."""
+    pysam.view("-h", "-o", str(tmp_path / "reads.sam"), str(sarscov2 / "SRR11728627.sorted.bam"), catch_stdout=False)
+    pysam.tabix_compress(str(tmp_path / "reads.sam"), str(tmp_path / "reads.sam.gz"))
+    result = cli("--fasta", sarscov2 / "NC_045512.2.fasta", "--bam", "reads.sam.gz", "--window", 512, "--out", "ds")
+    expect_one_line_error(result, "reads.sam.gz: a SAM text file", "samtools sort -o reads.sorted.bam reads.sam.gz")
+    assert not (tmp_path / "ds").exists()
 
 
 @pytest.mark.parametrize("line, problem", [

@@ -215,6 +215,39 @@ def test_sam_text_and_damaged_bam_without_index_are_not_called_unsorted(human_q,
     assert not (tmp_path / "damaged.bam.bai").exists() and not (tmp_path / "reads.sam.bai").exists()
 
 
+def write_sam(bam, out):
+    pysam.view("-h", "-O", "SAM", "-o", str(out), str(bam), catch_stdout=False)
+
+
+def write_bgzipped_sam(bam, out):
+    write_sam(bam, f"{out}.txt")
+    pysam.tabix_compress(f"{out}.txt", str(out))
+
+
+@pytest.mark.parametrize("make, problem", [
+    (write_sam, "a SAM text file"),
+    (write_bgzipped_sam, "a SAM text file"),
+    (lambda bam, out: pysam.sort("-n", "-o", str(out), str(bam)), "grouped by read name (@HD SO:queryname)"),
+    (lambda bam, out: pysam.collate("-o", str(out), str(bam)), "grouped by read name (@HD GO:query)"),
+], ids=["sam", "bgzipped-sam", "name-sorted", "collated"])
+def test_files_that_cannot_be_indexed_fail_on_open(human_q, q_reference, tmp_path, make, problem):
+    """The real reads as SAM (plain or bgzipped) or grouped by name: an error on open, also where no index is
+    built (the workflow's check before any job runs), naming the file, the problem and the `samtools sort` that
+    fixes it; a bgzipped SAM used to open and then fail in pysam's count_coverage with a ValueError."""
+    made = tmp_path / "reads.bam"  # what each holds, whatever its name
+    make(human_q / NA12878_BAM, made)
+    for build_index in (False, True):
+        with pytest.raises(InputError) as err:
+            AlignmentFile(made, q_reference, build_index=build_index)
+        message = one_line(err)
+        assert message.startswith(f"{made}: ") and problem in message, message
+        assert f"samtools sort -o {tmp_path / 'reads.sorted.bam'} {made}" in message
+    with pytest.raises(InputError) as err:
+        consensus(made, q_reference, "q")
+    assert problem in one_line(err)
+    assert list(tmp_path.glob("*.bai")) == []
+
+
 @pytest.mark.parametrize("keep_eof_marker", [False, True])
 def test_truncated_bam_is_an_error(human_q, q_reference, tmp_path, keep_eof_marker):
     data = (human_q / NA12878_BAM).read_bytes()
@@ -227,6 +260,11 @@ def test_truncated_bam_is_an_error(human_q, q_reference, tmp_path, keep_eof_mark
         with pytest.raises(InputError) as err:
             run()
         assert str(bam) in one_line(err) and "truncated" in one_line(err)
+    (tmp_path / "cut.bam.bai").unlink()  # without it, indexing finds the cut (or the EOF check before it)
+    with pytest.raises(InputError) as err:
+        AlignmentFile(bam, q_reference)
+    assert one_line(err).startswith(f"{bam}: ") and "file is truncated" in one_line(err)  # the path says truncated
+    assert not (tmp_path / "cut.bam.bai").exists()
 
 
 def test_cram_cut_between_containers_is_an_error(human_q, q_reference, tmp_path):

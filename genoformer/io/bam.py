@@ -1,12 +1,14 @@
 """Aligned reads from BAM/CRAM through pysam: filtered reads, and a sample consensus on reference coordinates.
 
 An index (``.bai``/``.csi`` or ``.crai``) is required; when it is missing and the folder is writable it is
-built (atomically), else the error names the index expected. A CRAM needs the reference it was compressed
-against: where its ``@SQ`` lines carry ``M5`` tags, each contig is checked against the reference's MD5 before
-its first read. A file without its end-of-file marker (BGZF block, or CRAM container: cut short by a failed
-copy) or that breaks while reading is an ``InputError`` with htslib's reason, never a partial result. The BAM's
-contigs (names and lengths) must be in the reference; a reference contig the BAM's header lacks holds no reads
-(its consensus is all N). What htslib prints goes to this module's logger (see ``genoformer.io.htslib``).
+built (atomically), else the error names the index expected. What can have no index is an error on open, also
+where none is built: SAM text (plain or bgzipped), and, when the index is missing, a BAM whose ``@HD`` says it is
+grouped by read name. A CRAM needs the reference it was compressed against: where its ``@SQ`` lines carry
+``M5`` tags, each contig is checked against the reference's MD5 before its first read. A file without its
+end-of-file marker (BGZF block, or CRAM container: cut short by a failed copy) or that breaks while reading is an
+``InputError`` with htslib's reason, never a partial result. The BAM's contigs (names and lengths) must be in the
+reference; a reference contig the BAM's header lacks holds no reads (its consensus is all N). What htslib prints
+goes to this module's logger (see ``genoformer.io.htslib``).
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ class AlignmentFile:
             raise InputError(f"{self.path}: a CRAM can only be decoded with the reference FASTA it was made "
                              "against; pass the reference")
         self._file = self._open()
+        try:
+            self._check_indexable()
+        except InputError:
+            self._file.close()
+            raise
         if build_index and not self._file.has_index():
             self._file.close()
             self._build_index()
@@ -108,6 +115,19 @@ class AlignmentFile:
                 raise InputError(f"{self.path}: not a valid {'CRAM' if self.is_cram else 'BAM'}: "
                                  f"{messages.reason(err)}") from err
 
+    def _check_indexable(self) -> None:
+        """``InputError`` for a file that can have no index, found on open (so a check that builds none finds it
+        too): SAM text, plain or bgzipped, which pysam cannot read by region; and, when the index is missing,
+        a BAM whose header says it is sorted by read name."""
+        if self._file.is_sam:
+            raise InputError(f"{self.path}: a SAM text file, which cannot be read by region; convert it to a "
+                             f"sorted BAM: `samtools sort -o {_sorted_name(self.path)} {self.path}`")
+        header = self._file.header.to_dict().get("HD", {})
+        if not self._file.has_index() and (header.get("SO") == "queryname" or header.get("GO") == "query"):
+            order = f"SO:{header['SO']}" if header.get("SO") == "queryname" else f"GO:{header['GO']}"
+            raise InputError(f"{self.path}: cannot index: grouped by read name (@HD {order}), not sorted by "
+                             f"position; `samtools sort -o {_sorted_name(self.path)} {self.path}` and index that")
+
     @property
     def _index_name(self) -> Path:
         return Path(f"{self.path}.{'crai' if self.is_cram else 'bai'}")
@@ -117,9 +137,8 @@ class AlignmentFile:
             raise MissingFileError(f"{self.path}: index {self._index_name} not found and folder {self.path.parent} "
                                    f"is not writable; create it with `samtools index {self.path}`")
         if not self.is_cram and _magic(self.path)[:2] != b"\x1f\x8b":  # htslib reads it, but cannot index it
-            raise InputError(f"{self.path}: a SAM text file (or uncompressed BAM), which cannot be indexed; convert "
-                             f"it to a sorted BAM: `samtools sort -o {self.path.with_suffix('.sorted.bam')} "
-                             f"{self.path}`")
+            raise InputError(f"{self.path}: a BAM without BGZF compression, which cannot be indexed; convert it to "
+                             f"a sorted BAM: `samtools sort -o {_sorted_name(self.path)} {self.path}`")
         log.info("indexing %s", self.path)
         with htslib_messages(log, self.path) as messages:
             try:
@@ -128,10 +147,7 @@ class AlignmentFile:
                     pysam.index("-o", str(tmp), str(self.path))
             except pysam.SamtoolsError as err:
                 reason = messages.reason(err)
-                hint = " (is it coordinate-sorted? `samtools sort` it)" if "sort" in reason.lower() else \
-                    " (the file is damaged; copy or create it again)" if "CRC32" in reason or "nflate" in reason \
-                    else ""
-                raise InputError(f"{self.path}: cannot index{hint}: {reason}") from err
+                raise InputError(f"{self.path}: cannot index{_index_hint(reason)}: {reason}") from err
 
     def _check_contigs(self, reference: Reference) -> None:
         """``MismatchError`` listing the BAM contigs absent from the reference or of another length."""
@@ -164,8 +180,7 @@ class AlignmentFile:
     def _read_error(self, reason: str, indexed: bool) -> InputError:
         """The error for a read that failed with htslib's ``reason``: "file truncated" where htslib found the file
         ending inside a block; else, for a read through the index, the index may be another file's."""
-        short = _SHORT_BLOCK.search(reason)
-        if short and int(short[2]) < int(short[1]):
+        if _is_short_block(reason):
             return InputError(f"{self.path}: file truncated: {reason}")
         hint = f"; if {self._index_name} is another file's index, delete it to have it rebuilt" if indexed else ""
         return InputError(f"{self.path}: read error: {reason}{hint}")
@@ -245,6 +260,26 @@ def _contig_md5(reference: Reference, contig: str) -> str:
             digest.update(reference.fetch(contig, start, min(length, start + MD5_CHUNK)).upper().encode())
         _MD5_CACHE[key] = digest.hexdigest()
     return _MD5_CACHE[key]
+
+
+def _is_short_block(reason: str) -> bool:
+    """True when htslib's ``reason`` says the file ends inside a BGZF block."""
+    short = _SHORT_BLOCK.search(reason)
+    return bool(short) and int(short[2]) < int(short[1])
+
+
+def _index_hint(reason: str) -> str:
+    """What to do about an index that htslib could not build for ``reason``."""
+    if "sort" in reason.lower():
+        return " (is it coordinate-sorted? `samtools sort` it)"
+    if "CRC32" in reason or "nflate" in reason:
+        return " (the file is damaged; copy or create it again)"
+    return " (the file is truncated; copy or create it again)" if _is_short_block(reason) else ""
+
+
+def _sorted_name(path: Path) -> Path:
+    """Where the advice to ``samtools sort`` ``path`` puts the sorted copy."""
+    return path.with_name(f"{path.name.removesuffix('.gz').rsplit('.', 1)[0]}.sorted.bam")
 
 
 def _magic(path: Path) -> bytes:
