@@ -141,6 +141,25 @@ def test_consensus_parameters_change_the_calls(human_q, q_reference, q_consensus
     assert consensus(human_q / NA12878_BAM, q_reference, "q", 1000, 1100) == q_consensus[1000:1100]
 
 
+def test_reads_stored_without_base_qualities_count(human_q, q_reference, tmp_path):
+    """The real reads with QUAL `*` (as a FASTA imported to BAM, or a pipeline that drops qualities, writes them):
+    samtools mpileup counts their bases, and so does the consensus, as if each base passed the quality filter;
+    pysam's count_coverage dropped them all, leaving the consensus all N."""
+    stripped = tmp_path / "no_qualities.bam"
+    with pysam.AlignmentFile(str(human_q / NA12878_BAM)) as original, \
+            pysam.AlignmentFile(str(stripped), "wb", template=original) as out:
+        for read in original:
+            read.query_sequence = read.query_sequence  # setting the sequence clears the qualities
+            out.write(read)
+    pysam.index(str(stripped))
+    with pysam.AlignmentFile(str(stripped)) as reads:
+        assert all(read.query_qualities is None for read in reads)
+    depth = pysam.mpileup("-Q", "13", "-r", "q:6001-6001", "-f", str(human_q / "q.fa"), str(stripped)).split("\t")[3]
+    assert int(depth) > 30
+    expected = consensus(human_q / NA12878_BAM, q_reference, "q", min_base_quality=0)
+    assert consensus(stripped, q_reference, "q") == expected and expected.count("N") < 100
+
+
 def test_cram_consensus_equals_bam(human_q, q_reference, q_consensus, tmp_path):
     cram = shutil.copy(human_q / "NA12878.chr22.tiny.cram", tmp_path)  # ships without .crai: built here
     assert consensus(cram, q_reference, "q") == q_consensus

@@ -207,16 +207,32 @@ class AlignmentFile:
     def base_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter = ReadFilter(),
                     min_base_quality: int = 13) -> np.ndarray:
         """Counts per reference position of ``contig[start:end]``, shape (5, end - start): reads showing
-        A, C, G, T (base quality >= ``min_base_quality``) and reads with a deletion there; all 0 on a contig
-        the header lacks (no read can lie on it)."""
+        A, C, G, T (base quality >= ``min_base_quality``; every base of a read stored without qualities, QUAL
+        ``*``, as samtools mpileup counts them) and reads with a deletion there; all 0 on a contig the header
+        lacks (no read can lie on it)."""
         self._check_md5([contig])
         counts = np.zeros((5, end - start), dtype=np.int64)
         if contig not in self.contigs:
             return counts
+        without_qualities = [False]  # whether a read passing the filter had none
+
+        def with_qualities(read: pysam.AlignedSegment) -> bool:
+            if not read_filter.passes(read):
+                return False
+            if read.query_qualities is None:  # pysam's count_coverage would drop all its bases
+                without_qualities[0] = True
+                return False
+            return True
+
         with htslib_messages(log, self.path) as messages:
             try:
                 counts[:4] = np.asarray(self._file.count_coverage(
-                    contig, start, end, quality_threshold=min_base_quality, read_callback=read_filter.passes))
+                    contig, start, end, quality_threshold=min_base_quality, read_callback=with_qualities))
+                if without_qualities[0]:
+                    counts[:4] += np.asarray(self._file.count_coverage(
+                        contig, start, end, quality_threshold=0,
+                        read_callback=lambda read: read_filter.passes(read) and read.query_qualities is None),
+                        dtype=np.int64)
                 counts[4] = self._deletion_counts(contig, start, end, read_filter)
             except OSError as err:
                 raise self._read_error(messages.reason(err), indexed=True) from err
@@ -320,11 +336,11 @@ def consensus(path: str | os.PathLike, reference: Reference, contig: str, start:
     """The sample's consensus sequence over ``contig[start:end]`` (0-based half-open; whole contig by default).
 
     Per reference position: the base seen most often among reads passing ``read_filter`` (bases of quality
-    >= ``min_base_quality``), where depth (those bases plus the reads' deletions) >= ``min_depth``; N where depth
-    is lower, where two bases tie for the most, or where deletions are at least as many as the most common base
-    (``call_consensus``). Reference coordinates are kept: insertions are dropped and deleted
-    positions written as N, so the result aligns base for base with the reference (length end - start).
-    Overlapping mates both count.
+    >= ``min_base_quality``, and all bases of a read stored without qualities), where depth (those bases plus
+    the reads' deletions) >= ``min_depth``; N where depth is lower, where two bases tie for the most, or where
+    deletions are at least as many as the most common base (``call_consensus``). Reference coordinates are kept:
+    insertions are dropped and deleted positions written as N, so the result aligns base for base with the
+    reference (length end - start). Overlapping mates both count.
     """
     end = reference.contigs.get(contig, 0) if end is None else end
     reference.check_contig(contig, path)
