@@ -241,6 +241,25 @@ def test_a_thinly_covered_bam_names_the_n_windows_and_the_flags_that_help(tmp_pa
                           "only 2 block(s) of 300 windows", "need one each; lower --block or --window")
 
 
+def test_a_bam_without_a_read_that_counts_is_named_as_such(tmp_path, cli, human_q, sarscov2):
+    """The NA12878 reads' header alone, the reads under a MAPQ minimum above theirs (60 at most), and a contig
+    they do not cover: the consensus would be all N, which the N-window error blamed on --min-depth."""
+    with pysam.AlignmentFile(str(human_q / "NA12878.chr22.tiny.bam")) as reads, \
+            pysam.AlignmentFile(str(tmp_path / "header.bam"), "wb", template=reads):
+        assert max(read.mapping_quality for read in reads) == 60
+    (tmp_path / "both.fa").write_text((human_q / "q.fa").read_text() + (sarscov2 / "NC_045512.2.fasta").read_text())
+    bam = human_q / "NA12878.chr22.tiny.bam"
+    for args, named in [(("--bam", "header.bam"), "header.bam: no read on q is mapped with MAPQ >= 20"),
+                        (("--bam", bam, "--min-mapq", 61), f"{bam}: no read on q is mapped with MAPQ >= 61"),
+                        (("--bam", bam, "--fasta", "both.fa", "--contigs", "NC_045512.2"), "no read on NC_045512.2"),
+                        (("--bam", bam, "--fasta", "both.fa", "--min-mapq", 61),
+                         "no read on the 2 sequences tokenized (q, NC_045512.2)")]:
+        fasta = () if "--fasta" in args else ("--fasta", human_q / "q.fa")
+        result = cli(*fasta, *args, "--window", 512, "--out", "ds")
+        expect_one_line_error(result, named, "the consensus would be all N", "lower --min-mapq")
+        assert "--min-depth" not in result.stderr and not (tmp_path / "ds").exists()
+
+
 def test_truncated_bam(tmp_path, cli, sarscov2):
     bam = sarscov2 / "SRR11728627.sorted.bam"
     data = bam.read_bytes()

@@ -5,7 +5,8 @@ splits). With ``--bam`` the bases are the sample's consensus on reference coordi
 (``genoformer.io.bam.consensus``: majority base at depth >= ``--min-depth``, N elsewhere); the soft-mask
 track, if asked, still comes from the reference. With ``--regions`` only the BED regions are tokenized,
 overlapping or touching regions merged first, one sequence per merged region (named ``contig:start-end``,
-1-based inclusive). ``--contigs`` keeps only the named contigs (and the regions on them). Sequences are in
+1-based inclusive); a BAM without a read that counts there (mapped, ``--min-mapq``, none of the skipped flags)
+is an error before any work. ``--contigs`` keeps only the named contigs (and the regions on them). Sequences are in
 reference order whatever the order given.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genoformer.commands import check_range
-from genoformer.errors import ConfigError
+from genoformer.errors import ConfigError, InputError
 from genoformer.tokenize.limits import MAX_WINDOW
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
     with Reference(args.fasta) as reference:
         stretches = select_stretches(reference, _contig_list(args.contigs), args.regions)
         if args.bam:
-            read_bases, source = _consensus_source(args, reference)
+            read_bases, source = _consensus_source(args, reference, stretches)
         else:
             read_bases = reference.codes
             source = {"path": str(reference.path.resolve()), "sha256": reference.sha256(), "kind": "fasta"}
@@ -108,14 +109,17 @@ def tokenize_options(args: argparse.Namespace):
                            block=args.block, fractions=_fractions(args.split_fractions), softmask=args.softmask)
 
 
-def _consensus_source(args: argparse.Namespace, reference: Reference):
-    """The base reader for a sample consensus and the manifest ``source``; checks the BAM before any work."""
+def _consensus_source(args: argparse.Namespace, reference: Reference, stretches: list[Stretch]):
+    """The base reader for a sample consensus and the manifest ``source``; checks the BAM before any work: a
+    BAM without a read that counts on ``stretches`` is an error (its consensus would be all N)."""
     from genoformer.io.bam import AlignmentFile, ReadFilter, consensus
     from genoformer.io.fasta import encode_bases
 
-    with AlignmentFile(args.bam, reference):  # index, truncation, contigs against the reference
-        pass
     read_filter = ReadFilter(min_mapq=args.min_mapq)
+    with AlignmentFile(args.bam, reference) as alignments:  # index, truncation, contigs against the reference
+        if not alignments.any_read(read_filter, [(stretch.contig, stretch.start, stretch.end)
+                                                 for stretch in stretches]):
+            raise _no_read_error(args, stretches)
 
     def read_bases(contig: str, start: int, end: int):
         sample = consensus(args.bam, reference, contig, start, end, min_depth=args.min_depth,
@@ -126,6 +130,15 @@ def _consensus_source(args: argparse.Namespace, reference: Reference):
               "min_depth": args.min_depth, "min_mapq": args.min_mapq,
               "reference": {"path": str(reference.path.resolve()), "sha256": reference.sha256()}}
     return read_bases, source
+
+
+def _no_read_error(args: argparse.Namespace, stretches: list[Stretch]) -> InputError:
+    """The error for a BAM of which no read counts on ``stretches``."""
+    names = ", ".join(stretch.name for stretch in stretches[:3]) + (", ..." if len(stretches) > 3 else "")
+    where = names if len(stretches) == 1 else f"the {len(stretches)} sequences tokenized ({names})"
+    return InputError(f"{args.bam}: no read on {where} is mapped with MAPQ >= {args.min_mapq} and not secondary, "
+                      "supplementary, duplicate or QC-failed, so the consensus would be all N: is it this sample's "
+                      "BAM? else lower --min-mapq, or choose other --contigs or --regions")
 
 
 def select_stretches(reference: Reference, contigs: list[str] | None, regions: str | None) -> list[Stretch]:

@@ -204,6 +204,20 @@ class AlignmentFile:
             if read_filter.passes(read):
                 yield read
 
+    def any_read(self, read_filter: ReadFilter, regions: list[tuple[str, int, int]]) -> bool:
+        """True when a read passing ``read_filter`` overlaps one of ``regions`` (contig, start, end: 0-based
+        half-open); stops at the first such read, so it reads the whole file only where none passes."""
+        for contig, start, end in regions:
+            if contig not in self.contigs:
+                continue
+            self._check_md5([contig])
+            with htslib_messages(log, self.path):
+                found = self._file.fetch(contig, start, end)
+            for read in read_quietly(found, log, self.path, lambda reason, _: self._read_error(reason, True)):
+                if read_filter.passes(read):
+                    return True
+        return False
+
     def base_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter = ReadFilter(),
                     min_base_quality: int = 13) -> np.ndarray:
         """Counts per reference position of ``contig[start:end]``, shape (5, end - start): reads showing

@@ -325,7 +325,7 @@ def plan_splits(shards: list[ShardFile], options: TokenizeOptions, source: str, 
         n_rich = sum(windows_in(i, 0, len(shard), 1.0) for i, shard in enumerate(shards)) - sum(whole)
         return (f"; {n_rich} of {n_rich + sum(whole)} windows hold more than {options.max_n_fraction:.0%} N (N "
                 "bases, or bases a BAM does not cover deeply enough): raise --max-n-fraction, or lower --min-depth "
-                "for a BAM")
+                "(or --min-mapq) for a BAM")
 
     whole = [windows_in(i, 0, len(shard)) for i, shard in enumerate(shards)]
     if sum(whole) == 0:
