@@ -99,7 +99,8 @@ def _bed_lines(table, classes: list[str]) -> str:
         confidence = np.where(table["predicted"] == classes[1], positive, 1 - positive)
     else:
         confidence = table[[f"score_{method}_{name}" for name in classes]].max(axis=1).to_numpy()
-    names = table["name"] if "name" in table else [f"{c}:{s + 1}-{e}" for c, s, e in zip(table.chrom, table.start, table.end)]
+    names = table["name"] if "name" in table else [f"{c}:{s + 1}-{e}"
+                                                   for c, s, e in zip(table.chrom, table.start, table.end)]
     strands = table["strand"] if "strand" in table else ["."] * len(table)
     return "".join(f"{c}\t{s}\t{e}\t{n}\t{int(round(1000 * p))}\t{st}\t{label}\n" for c, s, e, n, p, st, label in
                    zip(table.chrom, table.start, table.end, names, confidence, strands, table["predicted"]))

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         "overlapping genes are left out.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
-    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3", help="GFF3 with CDS features (plain, gzip or bgzip)")
+    parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3",
+                        help="GFF3 with CDS features (plain, gzip or bgzip)")
     parser.add_argument("--genes", type=int, metavar="N", help="number of genes to sample (default: all)")
     parser.add_argument("--per-class", type=int, metavar="N",
                         help="keep at most N SNVs of each consequence, a seeded sample (default: all)")

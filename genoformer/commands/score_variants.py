@@ -78,7 +78,8 @@ def register(subparsers) -> None:
         "a TSV table.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
-    parser.add_argument("--vcf", required=True, metavar="IN.vcf.gz", help="variants to score (VCF/BCF, any compression)")
+    parser.add_argument("--vcf", required=True, metavar="IN.vcf.gz",
+                        help="variants to score (VCF/BCF, any compression)")
     parser.add_argument("--checkpoint", required=True, metavar="RUN",
                         help="pretrained run directory or its checkpoints/step-N folder")
     parser.add_argument("--out", required=True, metavar="OUT.vcf.gz", help="scored VCF to write (bgzipped, + index)")

@@ -190,7 +190,8 @@ class AlignmentFile:
         """Contig name -> length from the header, in header order."""
         return dict(zip(self._file.references, self._file.lengths))
 
-    def reads(self, read_filter: ReadFilter = ReadFilter(), region: str | None = None) -> Iterator[pysam.AlignedSegment]:
+    def reads(self, read_filter: ReadFilter = ReadFilter(),
+              region: str | None = None) -> Iterator[pysam.AlignedSegment]:
         """The reads passing ``read_filter``, in a samtools-style ``region`` (``contig[:start-end]``, 1-based
         inclusive) or, when ``region`` is None, the whole file including unplaced reads."""
         with htslib_messages(log, self.path):

@@ -65,8 +65,8 @@ class Encoder:
 
     def __init__(self, model, vocab: KmerVocab, stride: int, device: torch.device, batch_size: int = 4):
         if model.config.vocab_size != vocab.size:
-            raise MismatchError(f"the model's vocabulary has {model.config.vocab_size} tokens, its vocab.json (k={vocab.k}) "
-                                f"has {vocab.size}")
+            raise MismatchError(f"the model's vocabulary has {model.config.vocab_size} tokens, its vocab.json "
+                                f"(k={vocab.k}) has {vocab.size}")
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.model = model.to(device).eval()

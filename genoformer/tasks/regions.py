@@ -116,7 +116,8 @@ def _check_each_interval_once(table: pd.DataFrame) -> None:
                              "give each region once")
 
 
-def region_windows(table: pd.DataFrame, contigs: dict[str, int], window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+def region_windows(table: pd.DataFrame, contigs: dict[str, int], window: int,
+                   stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Window ``[start, end)`` of each region (see the module docstring)."""
     lengths = table["chrom"].map(contigs).to_numpy(np.int64)
     middle = (table["start"].to_numpy(np.int64) + table["end"].to_numpy(np.int64)) // 2
@@ -147,7 +148,8 @@ def frozen_features(encoder: Encoder, sequences: list[np.ndarray], spans: list[t
         for index, (codes, (start, end)) in enumerate(zip(tqdm(sequences, desc="embedding regions", unit=" regions",
                                                                disable=None if progress else True), spans)):
             size = codes.size
-            for sequence, region in ((codes, (start, end)), (reverse_complement_codes(codes), (size - end, size - start))):
+            reverse = (reverse_complement_codes(codes), (size - end, size - start))
+            for sequence, region in ((codes, (start, end)), reverse):
                 yield Job(encoder.encode(sequence), "region",
                           lambda hidden, i=index, r=region: readout(hidden, i, r))
 

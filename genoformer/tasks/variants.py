@@ -204,7 +204,8 @@ class _WindowScoring:
         for strand, sequence in sequences.items():
             tokens = reference_tokens[strand] = self.encoder.encode(sequence)
             if self.embeddings:
-                yield Job(tokens, "reference", lambda hidden, s=strand, n=tokens.size: self.read_reference(hidden, s, n))
+                yield Job(tokens, "reference",
+                          lambda hidden, s=strand, n=tokens.size: self.read_reference(hidden, s, n))
             yield from self.masked_reference_jobs(strand, sequence, tokens)
         for index in self.plan.variants:
             masked_alternate = not self.same_length(index) and self.has_llr(index)
@@ -346,6 +347,7 @@ def score_variants(variants, reference, encoder: Encoder, *, window: int = DEFAU
         bar.set_postfix(forwards=sum(encoder.forwards.values()))
     unscorable = int(np.isnan(scores.llr[scores.scored]).any(axis=1).sum())
     log.info("scored %d variants in %d windows with %d forward passes (%s); %d without an LLR (N allele, allele "
-             "longer than the window allows, or not covered by a token)", int(scores.scored.sum()), len(plans), sum(encoder.forwards.values()),
+             "longer than the window allows, or not covered by a token)", int(scores.scored.sum()), len(plans),
+             sum(encoder.forwards.values()),
              ", ".join(f"{kind} {number}" for kind, number in encoder.forwards.items()), unscorable)
     return scores
