@@ -12,7 +12,7 @@ from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 
 from genoformer.cli import main
-from genoformer.report import plots
+from genoformer.report import plots, track
 from genoformer.report.tables import split_text
 from genoformer.tasks.regions import read_region_labels
 
@@ -130,17 +130,20 @@ def test_bits_per_base_rows_say_how_many_bases_their_difference_rests_on():
     SARS-CoV-2 reads: 141): its row says so next to the difference, as the summary table does."""
     few = dict(evaluation(1.90, 1.82), splits={"test": {"bits_per_base": 1.90, "markov_bits_per_base": 1.82,
                                                         "scored_bases": 141}})
-    assert plots.row_label("SRR11728627", plots.eval_figures(few, "x.json")) == "SRR11728627\nΔ +0.080, 141 bases"
+    assert plots.row_label("SRR11728627", plots.eval_figures(few, "x.json")) == \
+        "SRR11728627\nmodel - Markov: +0.080\n141 hidden bases scored"
     assert plots.row_label("cdiph", plots.eval_figures(evaluation(1.91, 1.93), "x.json")) == \
-        "cdiph\nΔ -0.020, 1,000 bases"
+        "cdiph\nmodel - Markov: -0.020\n1,000 hidden bases scored"
     older = {"splits": {"test": {"bits_per_base": 1.91, "markov_bits_per_base": 1.93}}, "markov": {"order": 2}}
-    assert plots.row_label("old", plots.eval_figures(older, "x.json")) == "old\nΔ -0.020"
+    assert plots.row_label("old", plots.eval_figures(older, "x.json")) == "old\nmodel - Markov: -0.020"
     with_ci = plots.eval_figures(evaluation(1.91, 1.93, ci95=CI95), "x.json")
-    assert plots.row_label("cdiph", with_ci) == "cdiph\nΔ -0.020 [-0.028, -0.011], 1,000 bases"
+    assert plots.row_label("cdiph", with_ci) == \
+        "cdiph\nmodel - Markov: -0.020 [-0.028, -0.011]\n1,000 hidden bases scored"
     # the chloroplast's run: ahead of the one-sided chain, level with the two-sided one; the label shows both
     both = plots.eval_figures(evaluation(1.9128, 1.9337, two_sided=1.9122, ci95=CI95), "x.json")
     assert plots.row_label("athal_cp", both) == \
-        "athal_cp\nΔ left -0.021 [-0.028, -0.011]\nΔ both +0.001 [+0.010, +0.039], 1,000 bases"
+        "athal_cp\nmodel - Markov (left side): -0.021 [-0.028, -0.011]\nmodel - Markov (both sides): +0.001 " \
+        "[+0.010, +0.039]\n1,000 hidden bases scored"
 
 
 def test_eval_figures_read_the_test_split(tmp_path):
@@ -212,7 +215,8 @@ def test_benchmark_memory_of_a_job_snakemake_did_not_sample_is_not_shown(tmp_pat
     table = plots.read_benchmarks([short, sampled]).set_index("rule")
     assert pd.isna(table.loc["tokenize_reference", "max_rss"]) and table.loc["pretrain", "max_rss"] == 527.42
     assert plots.benchmark_label(0.47, 1, None) == "0.5 s, 1 job, memory not sampled"
-    assert plots.benchmark_label(124.29, 1, 527.42) == "124.3 s, 1 job, 527 MB peak"
+    assert plots.benchmark_label(124.29, 1, 527.42) == "124.3 s (2 min), 1 job, 527 MB peak"
+    assert plots.benchmark_label(1269.5, 3, 1450.2) == "1,269.5 s (21 min), 3 jobs, 1,450 MB peak"
 
 
 @pytest.fixture(scope="module")
@@ -247,12 +251,27 @@ def test_score_distributions_by_class(tmp_path, scored_coding_vcf):
 def test_variant_track_has_one_panel_per_locus(tmp_path, scored_coding_vcf):
     table = plots.read_scored_vcf(scored_coding_vcf, ["GF_LLR"], optional=("CONSEQUENCE", "ABSENT"))
     assert "CONSEQUENCE" in table.columns and "ABSENT" not in table.columns
-    found = plots.loci(table, gap=5000)
+    found = track.loci(table, gap=5000)
     assert len(found) == 2  # the two sampled genes are far apart on the chloroplast
     assert sum(len(locus) for locus in found) == len(table)
     assert all(locus["pos"].diff().dropna().le(5000).all() for locus in found)
+    assert table.attrs["contig_lengths"] == {"NC_000932.1": 154478}  # the overview spans the whole contig
     assert report("variant-track", "--vcf", scored_coding_vcf, "--out", tmp_path / "track.png") == 0
     assert_figure(tmp_path / "track.png")
+
+
+def test_variant_track_shows_the_loci_of_the_most_notable_scores():
+    """The panels are the loci holding the lowest LLRs (the highest distances), not the most variants, in genome
+    order; each labels its most notable variant."""
+    table = pd.DataFrame({"contig": ["a"] * 6 + ["b"] * 2, "pos": [10, 20, 30, 9000, 9010, 30000, 5, 15],
+                          "GF_LLR": [0.1, 0.2, 0.0, -0.9, 0.3, -0.1, -0.5, 0.4],
+                          "GF_EMB_LOCAL": [1.0, 9.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]})
+    found = track.loci(table, gap=5000)
+    assert [len(locus) for locus in found] == [3, 2, 1, 2]
+    assert track.notable_loci(found, "GF_LLR", 2) == [1, 3]  # -0.9 at a:9,000 and -0.5 at b:5, not the 3 at a:10
+    assert track.notable_loci(found, "GF_EMB_LOCAL", 1) == [0]
+    assert track.most_notable(found[1], "GF_LLR")["pos"] == 9000
+    assert track.genome_offsets(table, {"a": 50000}) == {"a": 0, "b": 50000, None: 50015}
 
 
 def test_variant_figures_name_a_missing_field(tmp_path, scored_coding_vcf, capsys):
@@ -315,7 +334,7 @@ def test_roc_pr_curves_of_region_predictions(tmp_path):
     region_predictions(tmp_path / "predictions.tsv")
     labels, scores, positive = plots.read_region_predictions(tmp_path / "predictions.tsv")
     assert positive == "intergenic" and len(labels) == 40 and labels.sum() == 20  # held-out rows only
-    assert set(scores) == {"model: linear probe", "k-mer baseline"}
+    assert set(scores) == {"model: logistic regression on its hidden states", "k-mer spectrum baseline (no model)"}
     assert report("roc-pr", "--predictions", tmp_path / "predictions.tsv", "--title", "cdiph_genes",
                   "--out", tmp_path / "roc.png") == 0
     assert_figure(tmp_path / "roc.png")
@@ -332,7 +351,7 @@ def test_roc_pr_takes_the_positive_class_classify_regions_scored(tmp_path, class
     region_predictions(tmp_path / "predictions.tsv", classes=classes)
     labels, scores, positive = plots.read_region_predictions(tmp_path / "predictions.tsv")
     assert positive == classes[1]
-    assert roc_auc_score(labels, scores["model: linear probe"]) > 0.8  # the probe scores the second class high
+    assert roc_auc_score(labels, scores[plots.METHOD_NAMES["probe"]]) > 0.8  # the probe scores the second class high
 
 
 def test_roc_pr_of_a_vcf_names_the_file(tmp_path, capsys, resources):
@@ -472,8 +491,8 @@ def test_summary_says_when_fine_tuning_kept_its_start(tmp_path):
     regions = classifier_metrics({"probe": 1.0, "finetune": 1.5, "kmer": 2.0}, ["coding", "intergenic"])
     regions["finetune_selection"] = {"validation_examples": 42, "validation_loss": [0.4167, 0.4177], "epoch_kept": 0}
     methods = [row["method"] for row in task_rows("cdiph_genes", regions, "metrics.json")]
-    assert methods[1] == "model: fine-tuning kept its start (the probe head on the window mean; no epoch lowered " \
-        "the validation loss)"
+    assert methods[1] == "model: fine-tuning kept its start (no epoch lowered the validation loss): a logistic " \
+        "regression on the window's mean hidden state"
     regions["finetune_selection"].update(validation_loss=[0.4167, 0.39], epoch_kept=1)
     assert task_rows("cdiph_genes", regions, "metrics.json")[1]["method"] == "model: fine-tuned (epoch 1 kept)"
     del regions["finetune_selection"]
@@ -555,8 +574,16 @@ def test_top_variants_page_lists_the_lowest_scores_first(tmp_path, scored_coding
     table = plots.read_scored_vcf(scored_coding_vcf, ["GF_LLR"])
     lowest = table.sort_values("GF_LLR").head(7)
     assert [float(r["GF_LLR"]) for r in rows] == pytest.approx(lowest["GF_LLR"].tolist(), abs=5e-4)
-    assert [(r["contig"], int(r["pos"]), r["ref"], r["alt"]) for r in rows] == \
+    assert [float(r["P(ALT) / P(REF)"]) for r in rows] == pytest.approx(np.exp(lowest["GF_LLR"]).tolist(), abs=5e-3)
+    assert [(r["contig"], int(r["position (1-based)"].replace(",", "")), r["ref"], r["alt"]) for r in rows] == \
         list(zip(lowest.contig, lowest.pos, lowest.ref, lowest.alt))
+    assert any("," in r["position (1-based)"] for r in rows)  # chloroplast positions in the thousands
+    assert all(r["GF_LLR"][0] in "+-" for r in rows)  # signed, as the note's median is
+    note = out.read_text()
+    above = sum(float(r["GF_LLR"]) > 0 for r in rows)
+    assert f"The 7 of {len(table):,} scored variants with the lowest GF_LLR" in note
+    assert f"median GF_LLR is {table['GF_LLR'].median():+.3f}" in note
+    assert (f"the {above} listed with a score above 0 are not unexpected" in note) == (above > 0)
     assert {r["id"] for r in rows} == {"."} and {r["CONSEQUENCE"] for r in rows} <= {"synonymous", "missense",
                                                                                       "stop_gained", "stop_lost",
                                                                                       "start_lost"}

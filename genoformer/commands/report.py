@@ -56,9 +56,10 @@ def register(subparsers) -> None:
                          help="INFO field holding each variant's class (default: %(default)s)")
 
     track = kinds.add_parser("variant-track", help="variant scores along the genome",
-                             description="A genome track of a variant score by position from a scored VCF: one "
-                             "panel per locus (variants within 5 kbp of each other), the four loci with the most "
-                             "variants.")
+                             description="A genome track of a variant score by position from a scored VCF: "
+                             "every variant along the genome, then one panel per locus (variants within 5 kbp of "
+                             "each other) of the four loci with the most notable scores (for GF_LLR the lowest), "
+                             "their genes named where the VCF has INFO GENE.")
     track.add_argument("--vcf", required=True, help="scored VCF written by score-variants (or merge-vcf)")
     track.add_argument("--score", default="GF_LLR", help="INFO score to plot (default: %(default)s)")
     track.add_argument("--color-by", metavar="FIELD",
@@ -122,7 +123,7 @@ def run(args) -> None:
         raise ConfigError(f"--out {args.out}: the figure is written as PNG, so its name must end in .png")
     if args.kind == "top-variants":
         check_range("--n", args.n, 1)
-    from genoformer.report import plots, tables  # matplotlib, pandas, scikit-learn only when this command runs
+    from genoformer.report import plots, tables, track  # matplotlib, pandas, scikit-learn only when this command runs
 
     if args.kind == "loss":
         plots.loss_curves(args.metrics, args.out)
@@ -143,9 +144,9 @@ def run(args) -> None:
         plots.score_distributions(table, args.score, args.class_field, args.out, VARIANT_CLASS_ORDER)
     elif args.kind == "variant-track":
         fields = [args.score] + ([args.color_by] if args.color_by else [])
-        table = plots.read_scored_vcf(args.vcf, fields, optional=("CONSEQUENCE",))
+        table = plots.read_scored_vcf(args.vcf, fields, optional=("CONSEQUENCE", "GENE"))
         color_by = args.color_by or ("CONSEQUENCE" if "CONSEQUENCE" in table.columns else None)
-        plots.score_track(table, args.score, args.out, by=color_by)
+        track.score_track(table, args.score, args.out, by=color_by)
     elif args.kind == "benchmarks":
         plots.benchmark_times(plots.read_benchmarks(args.benchmarks), args.out)
     log.info("wrote %s", args.out)

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve)
@@ -26,6 +27,7 @@ from genoformer.errors import InputError, MissingFileError  # noqa: E402
 from genoformer.io.bed import class_order  # noqa: E402
 
 DPI = 120
+THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")  # axis ticks as 1,733,000, as the labels write them
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
 
 def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
     """Columns contig, pos, id, ref, alt and the INFO ``fields`` (missing values as None) of a scored VCF, plus
-    those of the ``optional`` INFO fields that its header declares."""
+    those of the ``optional`` INFO fields that its header declares; ``.attrs["contig_lengths"]`` maps each
+    header contig to its length (None where the header has none)."""
     from genoformer.io.htslib import close_quietly, read_quietly
     from genoformer.io.vcf import open_vcf
 
@@ -95,6 +98,7 @@ def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ..
             raise InputError(f"{path}: no INFO field {', '.join(missing)} in the header; it has "
                              f"{', '.join(vcf.header.info) or 'none'}")
         fields = fields + [name for name in optional if name in vcf.header.info and name not in fields]
+        lengths = {name: contig.length for name, contig in vcf.header.contigs.items()}
         records = read_quietly(vcf, log, path, lambda reason, number: InputError(
             f"{path}: malformed VCF at record {number}: {reason}"))
         rows = [{"contig": record.contig, "pos": record.pos, "id": record.id, "ref": record.ref,
@@ -105,6 +109,7 @@ def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ..
     table = pd.DataFrame(rows, columns=["contig", "pos", "id", "ref", "alt", *fields])
     if table.empty:
         raise InputError(f"{path}: no variant records to plot")
+    table.attrs["contig_lengths"] = lengths
     return table
 
 
@@ -122,16 +127,23 @@ def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
         raise InputError(f"{metrics_path}: no line has both 'step' and 'loss'")
     fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     steps, losses = zip(*train)
-    ax_train.plot(steps, losses, lw=1, color="tab:blue")
-    ax_train.set(xlabel="optimizer step", ylabel="masked-LM loss (nats / masked token)", title="Training loss")
+    ax_train.plot(steps, losses, lw=0.8, color="tab:blue", alpha=0.4, label="each logged step")
+    span = max(1, len(losses) // 10)
+    if span > 1:  # one batch's loss is noisy: the running mean shows the trend
+        ax_train.plot(steps, pd.Series(losses).rolling(span, min_periods=1).mean(), lw=1.8, color="tab:blue",
+                      label=f"running mean of {span} logged steps")
+    ax_train.legend(fontsize=8)
+    ax_train.set(xlabel="optimizer step", ylabel="loss: nats per masked token (lower is better)",
+                 title="Training loss (training split)")
     if val:
         steps, bits = zip(*val)
-        ax_val.plot(steps, bits, marker="o", color="tab:orange")
-        ax_val.set(title="Validation bits per base")
+        ax_val.plot(steps, bits, marker="o", color="tab:orange", label="validation split")
+        if max(bits) < 2.0 < max(bits) + 0.1:  # near the uniform guess: show how far below it the model is
+            ax_val.axhline(2.0, color="black", ls=":", lw=1, label="uniform guess over A, C, G, T (2 bits)")
+        ax_val.legend(fontsize=8, loc="best")
     else:
         ax_val.text(0.5, 0.5, "no validation step logged", ha="center", va="center", transform=ax_val.transAxes)
-        ax_val.set(title="Validation bits per base")
-    ax_val.set(xlabel="optimizer step", ylabel="bits / base (lower is better)")
+    ax_val.set(title="Validation bits per base", xlabel="optimizer step", ylabel="bits per base (lower is better)")
     for ax in (ax_train, ax_val):
         ax.grid(alpha=0.3)
     _save(fig, out)
@@ -213,30 +225,36 @@ def row_label(label: str, figures: dict) -> str:
     (paired, where the JSON has one) and, where the JSON has the two-sided chain, the model minus that one too
     (what the model sees: a model level with it may still beat the one-sided chain), and the hidden bases both
     were scored on (where ``plots.eval_figures`` has their count; with several mask passes, the (pass, base)
-    pairs), so that a difference measured on a few hundred bases does not read like one measured on thousands."""
+    pairs), so that a difference measured on a few hundred bases does not read like one measured on thousands.
+    Each difference is spelt out ("model - Markov"), as the summary's columns are: a bare delta says neither what
+    was subtracted nor which sign is good (the axis label says: below 0, the model is better)."""
     scored = figures.get("scored_bases")
-    bases = "" if scored is None else f", {scored:,.0f} bases"
-    differences = [("left", "markov", "model_minus_markov")]
+    differences = [("left side", "markov", "model_minus_markov")]
     if figures.get("markov_two_sided") is not None:
-        differences.append(("both", "markov_two_sided", "model_minus_markov_two_sided"))
-    lines = []
+        differences.append(("both sides", "markov_two_sided", "model_minus_markov_two_sided"))
+    lines = [label]
     for side, baseline, key in differences:
         interval = figures.get("ci95", {}).get(key)
         ci = "" if interval is None else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
-        lines.append(f"Δ{f' {side}' if len(differences) > 1 else ''} {figures['model'] - figures[baseline]:+.3f}{ci}")
-    return f"{label}\n" + "\n".join(lines) + bases
+        lines.append(f"model - Markov{f' ({side})' if len(differences) > 1 else ''}: "
+                     f"{figures['model'] - figures[baseline]:+.3f}{ci}")
+    if scored is not None:
+        lines.append(f"{scored:,.0f} hidden bases scored")
+    return "\n".join(lines)
 
 
 # one sub-row per figure of a dataset, top to bottom: eval_figures key, its novel-base key, the evaluate JSON's
 # names of their 95% intervals, marker, colour, legend labels (all bases, novel bases)
 FIGURE_ROWS = (
     ("model", "novel_model", "bits_per_base", "novel_bits_per_base", "o", "tab:blue",
-     "genoformer (Reformer, masked LM)", "genoformer, novel bases only (no 31-mer shared with train)"),
+     "genoformer model (predicts each hidden base from both sides)",
+     "genoformer, novel bases only (no 31-mer shared with the training split)"),
     ("markov", "novel_markov", "markov_bits_per_base", "markov_novel_bits_per_base", "s", "tab:gray",
-     "Markov chain, left side (order chosen on val)", "Markov, left side, novel bases only"),
+     "Markov chain, bases on the left side (order chosen on the validation split)",
+     "Markov, left side, novel bases only"),
     ("markov_two_sided", "novel_markov_two_sided", "markov_two_sided_bits_per_base",
      "markov_two_sided_novel_bits_per_base", "^", "tab:orange",
-     "same Markov chain, both sides (hidden bases summed out)", "Markov, both sides, novel bases only"),
+     "same Markov chain, bases on both sides (as the model sees them)", "Markov, both sides, novel bases only"),
 )
 SUB_ROW = 0.3  # between the sub-rows of a dataset (its rows are 1.2 apart)
 NOVEL_SHIFT = -0.11  # a novel-base figure, just below its all-bases figure
@@ -292,6 +310,8 @@ def bits_per_base(evaluations: dict[str, dict], out: str | Path) -> None:
         ax.axhline(boundary, color="lightgray", lw=0.8)
     ax.axvline(2.0, color="black", ls=":", lw=1, label="uniform guess (2 bits)")
     ax.set_yticks(centres, [row_label(label, evaluations[label]) for label in labels])
+    ax.text(-0.02, 1.01, "differences in bits per base [95% interval];\nbelow 0: the model predicts better",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="dimgray")
     ax.set(xlabel="held-out bits per base (test split; lower is better)",
            xlim=(low - pad, high + 3 * pad), ylim=(centres.min() - 0.6, centres.max() + 0.6),
            title="Bits per base: model vs Markov baseline")
@@ -314,7 +334,9 @@ def _error_bars(ax, bars: list[tuple[float, float | None, tuple[float, float] | 
         bars.lines[2][0].set_linestyle(linestyle)
 
 
-METHOD_NAMES = {"probe": "model: linear probe", "finetune": "model: fine-tuned", "kmer": "k-mer baseline"}
+# the summary's names (tables.METHODS), shortened for a legend
+METHOD_NAMES = {"probe": "model: logistic regression on its hidden states", "finetune": "model: fine-tuned",
+                "kmer": "k-mer spectrum baseline (no model)"}
 
 
 def read_region_predictions(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
@@ -353,7 +375,7 @@ def roc_pr_curves(labels: np.ndarray, scores: dict[str, np.ndarray], out: str | 
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {title}")
     ax_pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall: {title}", ylim=(0, 1.02))
     for ax in (ax_roc, ax_pr):
-        ax.legend(fontsize=8, loc="lower right" if ax is ax_roc else "lower left")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
         ax.grid(alpha=0.3)
     _save(fig, out)
 
@@ -367,11 +389,24 @@ def _class_colour(name, rank: int) -> str:
     return CLASS_COLOURS.get(str(name), f"C{rank % 10}")
 
 
+def notable_direction(score: str) -> str:
+    """Which end of ``score`` marks a variant the model finds notable: "lower" for a log-likelihood ratio (a name
+    with LLR: an unexpected ALT scores below 0), "higher" for an embedding distance."""
+    return "lower" if "LLR" in score.upper() else "higher"
+
+
+def score_axis_label(score: str) -> str:
+    """An axis label that says what ``score`` is and which way is notable, not only its INFO name."""
+    if notable_direction(score) == "lower":
+        return f"{score} = ln P(ALT) - ln P(REF)\n(below 0: the model expects REF more)"
+    return f"{score}: change in the model's hidden state\n(higher: ALT changes it more)"
+
+
 def class_auroc(score: str, positive: np.ndarray, negative: np.ndarray) -> tuple[float, str]:
-    """AUROC of ``positive`` vs ``negative`` values of ``score``, ranked the way the score points: a log-likelihood
-    ratio (a name with LLR) is low for damaging alleles, an embedding distance high. Returns it and the direction
-    ("lower" or "higher") that ranks ``positive`` first."""
-    direction = "lower" if "LLR" in score.upper() else "higher"
+    """AUROC of ``positive`` vs ``negative`` values of ``score``, ranked the way the score points
+    (:func:`notable_direction`): a log-likelihood ratio is low for damaging alleles, an embedding distance high.
+    Returns it and the direction ("lower" or "higher") that ranks ``positive`` first."""
+    direction = notable_direction(score)
     values = np.r_[positive, negative]
     labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
     return roc_auc_score(labels, -values if direction == "lower" else values), direction
@@ -400,52 +435,11 @@ def score_distributions(table: pd.DataFrame, score: str, by: str, out: str | Pat
     title = f"{score} by variant class"
     if positive in classes and negative in classes:
         auroc, direction = class_auroc(score, groups[classes.index(positive)], groups[classes.index(negative)])
-        title += f"\nAUROC {positive} vs {negative} ({direction} score = {positive}): {auroc:.3f}"
-    ax.set(ylabel=score, title=title)
+        where = "below" if direction == "lower" else "above"
+        title += (f"\n{positive} vs {negative}: AUROC {auroc:.3f} (1: every {positive} scores {where} every "
+                  f"{negative}; 0.5: chance)")
+    ax.set(ylabel=score_axis_label(score), title=title)
     ax.grid(alpha=0.3, axis="y")
-    _save(fig, out)
-
-
-def loci(table: pd.DataFrame, gap: int) -> list[pd.DataFrame]:
-    """Runs of variants (sorted by contig, then position) with no gap longer than ``gap`` bp between them."""
-    order = {name: rank for rank, name in enumerate(dict.fromkeys(table["contig"]))}
-    table = table.assign(_rank=table["contig"].map(order)).sort_values(["_rank", "pos"], kind="stable")
-    new_locus = (table["contig"] != table["contig"].shift()) | (table["pos"].diff() > gap)
-    return [group.drop(columns="_rank") for _, group in table.groupby(new_locus.cumsum(), sort=True)]
-
-
-def score_track(table: pd.DataFrame, score: str, out: str | Path, by: str | None = None, *, max_loci: int = 4,
-                gap: int = 5000) -> None:
-    """A genome track of ``score`` by position, coloured by column ``by``: one panel per locus (variants within
-    ``gap`` bp of each other), the ``max_loci`` loci with most variants, in genome order."""
-    table = table.dropna(subset=[score])
-    if table.empty:
-        raise InputError(f"genome track: no variant has a {score}")
-    found = loci(table, gap)
-    shown = sorted(sorted(range(len(found)), key=lambda i: -len(found[i]))[:max_loci])
-    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.4 * len(shown) + 0.6), squeeze=False)
-    present = [] if by is None else list(dict.fromkeys(table[by].dropna()))
-    classes = [name for name in CLASS_COLOURS if name in present] + [n for n in present if n not in CLASS_COLOURS]
-    for ax, index in zip(axes[:, 0], shown):
-        rows = found[index]
-        if by is None:
-            ax.scatter(rows["pos"], rows[score], s=10, color="tab:blue")
-        else:
-            for rank, name in enumerate(classes):
-                group = rows[rows[by] == name]
-                ax.scatter(group["pos"], group[score], s=10, alpha=0.7, color=_class_colour(name, rank),
-                           label=str(name))
-        ax.axhline(0, color="black", ls=":", lw=1)
-        ax.set(ylabel=score, xlabel=f"{rows['contig'].iloc[0]} position (bp, 1-based)")
-        ax.set_title(f"{rows['contig'].iloc[0]}:{rows['pos'].min():,}-{rows['pos'].max():,} "
-                     f"({len(rows)} variants)", fontsize=9, loc="left")
-        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
-        ax.grid(alpha=0.3)
-    if classes:
-        axes[0, 0].legend(fontsize=8, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1))
-    note = f", {len(shown)} of {len(found)} loci" if len(found) > len(shown) else ""
-    fig.suptitle(f"{score} along the genome{note}", y=1.0)
-    fig.tight_layout()
     _save(fig, out)
 
 
@@ -475,9 +469,11 @@ def read_benchmarks(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def benchmark_label(seconds: float, jobs: int, max_rss: float | None) -> str:
-    """A rule's bar label: its summed wall time, its job count and its largest sampled peak memory (MB)."""
-    memory = "memory not sampled" if max_rss is None or pd.isna(max_rss) else f"{max_rss:.0f} MB peak"
-    return f"{seconds:.1f} s, {jobs} job{'s' if jobs > 1 else ''}, {memory}"
+    """A rule's bar label: its summed wall time (with minutes from 100 s), its job count and its largest sampled
+    peak memory (MB)."""
+    memory = "memory not sampled" if max_rss is None or pd.isna(max_rss) else f"{max_rss:,.0f} MB peak"
+    minutes = f" ({seconds / 60:,.0f} min)" if seconds >= 100 else ""
+    return f"{seconds:,.1f} s{minutes}, {jobs} job{'s' if jobs > 1 else ''}, {memory}"
 
 
 def benchmark_times(benchmarks: pd.DataFrame, out: str | Path) -> None:
@@ -491,5 +487,6 @@ def benchmark_times(benchmarks: pd.DataFrame, out: str | Path) -> None:
     ax.bar_label(bars, labels=labels, fontsize=8, padding=3)
     ax.set(xlabel="wall time (s, summed over the rule's jobs)", title="Time per rule (Snakemake benchmarks)",
            xlim=(0, per_rule["s"].max() * 1.6 + 1))
+    ax.xaxis.set_major_formatter(THOUSANDS)  # as the labels: 1,269.5 s
     ax.grid(alpha=0.3, axis="x")
     _save(fig, out)

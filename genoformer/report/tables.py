@@ -85,8 +85,8 @@ def finetune_text(selection: dict | None) -> str:
     if not isinstance(selection, dict) or "epoch_kept" not in selection:
         return METHODS["finetune"][0]
     if selection["epoch_kept"] == 0:
-        return ("model: fine-tuning kept its start (the probe head on the window mean; no epoch lowered the "
-                "validation loss)")
+        return ("model: fine-tuning kept its start (no epoch lowered the validation loss): a logistic regression "
+                "on the window's mean hidden state")
     return f"{METHODS['finetune'][0]} (epoch {selection['epoch_kept']} kept)"
 
 
@@ -221,8 +221,9 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
         raise InputError("report summary: give at least one --eval or --task")
     sections = []
     if evaluations:
-        sections.append(("Held-out bits per base (test split)", "Masked-LM cross-entropy on the test split, in "
-                         "bits per hidden base (2 = a uniform guess over A, C, G, T; lower is better), next to the "
+        sections.append(("Held-out bits per base (test split)", "How well the model predicts bases hidden "
+                         "(masked) from it in test-split sequence it never trained on, in bits per hidden base (its "
+                         "cross-entropy: 2 = a uniform guess over A, C, G, T; lower is better), next to the "
                          "Markov model fit on the training split (its order chosen on the validation split) and "
                          "scored on the same bases: one-sided, each base from the true bases before it (other "
                          "hidden bases read as their true bases, which the model never sees), and two-sided, from "
@@ -242,33 +243,75 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
                          "examples: whole blocks or contigs, less any example with a near-identical copy in "
                          "training (unless the 'held out' column says copies were kept); intervals are 95% "
                          "bootstrap intervals that resample whole held-out blocks or contigs (nearby examples are "
-                         "not independent), or examples where the 'held out' column says so. AUROC 0.5 is chance. "
-                         "Rows without the model are baselines: the model earns its keep where it beats them.",
+                         "not independent), or examples where the 'held out' column says so. AUROC: the chance "
+                         "that a method scores a held-out example of the second class named under 'held-out "
+                         "examples' (the positive one) above one of the first; 0.5 is chance, 1 perfect. AUPRC: the "
+                         "mean precision over the positives found; chance is the positive class's share. "
+                         "Zero-shot -LLR: the variant score GF_LLR (ln P(ALT) - ln P(REF), below 0 where the model "
+                         "expects REF more), negated and used as it is, without training on the labels; the base "
+                         "composition row scores the same way from the genome's base frequencies alone. Rows "
+                         "without the model are baselines: the model earns its keep where it beats them.",
                          pd.DataFrame(rows)))
     write_page(out, "genoformer: summary", sections)
 
 
+ANNOTATION_NOTES = {
+    "GENE": "GENE, CONSEQUENCE, AA (amino acid, REF>ALT; * is a stop) and CODON (REF>ALT, on the gene's strand): "
+            "the VCF's own annotation.",
+    "GF_EMB_LOCAL": "GF_EMB_LOCAL: how far ALT moves the model's internal representation of the variant's site "
+                    "from REF's (a distance; larger is a bigger change; no fixed scale, so compare it within a "
+                    "file only).",
+}
+
+
 def top_variants_page(table: pd.DataFrame, score: str, n: int, source: str | Path, out: str | Path) -> None:
     """The ``n`` variants of a scored VCF (``plots.read_scored_vcf`` table) with the lowest ``score``: for
-    GF_LLR, the alternate alleles the model finds least expected in their context."""
-    scored = table[pd.to_numeric(table[score], errors="coerce").notna()]
+    GF_LLR, the alternate alleles the model finds least expected in their context, each with P(ALT) / P(REF)
+    (e to the LLR), and a note that says what the score means, which sign is unexpected and where the file's
+    scores lie."""
+    values = pd.to_numeric(table[score], errors="coerce")
+    scored = table[values.notna()].assign(**{score: values[values.notna()]})
     if scored.empty:
         raise InputError(f"{source}: no variant has a {score} value")
-    top = scored.assign(**{score: scored[score].astype(float)}).nsmallest(n, score, keep="first")
-    top = top.assign(id=top["id"].fillna("."))
-    note = (f"The {len(top)} of {len(scored)} scored variants with the lowest {score} "
-            f"(most negative first). For GF_LLR = log P(ALT) - log P(REF), averaged over both strands, "
-            "these are the alternate alleles the model finds least expected in their sequence context.")
+    top = scored.nsmallest(n, score, keep="first")
+    top = top.assign(id=top["id"].fillna("."), pos=top["pos"].map("{:,}".format))
+    position = top.columns.get_loc(score) + 1
+    note = (f"The {len(top)} of {len(scored):,} scored variants with the lowest {score}, lowest first."
+            if len(top) < len(scored) else f"All {len(scored):,} scored variants, lowest {score} first.")
+    if "LLR" in score.upper():
+        top.insert(position, "P(ALT) / P(REF)", [f"{math.exp(value):.2f}" for value in top[score]])
+        above = int((top[score] > 0).sum())
+        top[score] = top[score].map("{:+.3f}".format)  # signed, as the note's figures are
+        note += (f" {score} = ln P(ALT) - ln P(REF): the natural log of how much more likely the model finds the "
+                 "alternate allele than the reference one in its sequence context (averaged over both strands; for "
+                 "an indel, per masked token). P(ALT) / P(REF) is e to that power: 0.50 means the model finds ALT "
+                 "half as likely as REF, 1.00 no preference. Below 0 the model expects REF more"
+                 + (f"; the {above} listed with a score above 0 are not unexpected." if above else ".")
+                 + f" Over all {len(scored):,} scored variants of this file the median {score} is "
+                 f"{scored[score].median():+.3f} and 5% lie below {scored[score].quantile(0.05):+.3f}. A low score "
+                 "flags a variant for a closer look; it is not a call of pathogenicity.")
+    note += "".join(f" {text}" for field, text in ANNOTATION_NOTES.items() if field in top.columns)
+    top = top.rename(columns={"pos": "position (1-based)"})
     write_page(out, f"genoformer: least expected variants in {Path(source).name}",
                [(f"Lowest {score}", note, top)])
 
 
+def prose_columns(frame: pd.DataFrame, longest: int = 40) -> list[int]:
+    """The 1-based positions of ``frame``'s columns holding a cell of more than ``longest`` characters: sentences
+    that wrap, so that a row of numbers (kept on one line each) stays on screen without scrolling sideways."""
+    return [column for column, name in enumerate(frame.columns, start=1)
+            if frame[name].astype(str).str.len().max() > longest]
+
+
 def write_page(out: str | Path, title: str, sections: list[tuple[str, str, pd.DataFrame]]) -> None:
     """A self-contained HTML page: a title, then per section a heading, a note and an escaped table."""
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    for heading, note, frame in sections:
-        table = frame.to_html(index=False, escape=True, border=0, na_rep="n/a", float_format="{:.3f}".format)
+    body, style = [f"<h1>{html.escape(title)}</h1>"], [STYLE]
+    for number, (heading, note, frame) in enumerate(sections):
+        table = frame.to_html(index=False, escape=True, border=0, na_rep="n/a", float_format="{:.3f}".format,
+                              table_id=f"table{number}")
         body += [f"<h2>{html.escape(heading)}</h2>", f'<p class="note">{html.escape(note)}</p>', table]
+        style += [f"#table{number} td:nth-child({column}) {{ white-space: normal; min-width: 14em; }}"
+                  for column in prose_columns(frame)]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{''.join(style)}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
     write_text(out, page)
