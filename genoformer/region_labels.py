@@ -11,12 +11,15 @@ Regions are non-overlapping stretches of ``length`` bp on a grid (start = a mult
 Stretches in neither class (inside a non-coding gene such as a tRNA or rRNA, an intron, a UTR, or partly coding)
 are not drawn: calling them intergenic would mislabel genes, and a biologist reads "intergenic" as "between genes".
 Other features (repeat_region, mobile_genetic_element, origin, region ...) do not matter. For an annotation of CDS
-only (Prodigal), intergenic is simply outside every CDS. ``per_class`` regions of each class are drawn with a seeded
+only (Prodigal), intergenic is simply outside every CDS. Regions are drawn only on the contigs that the GFF3 has
+feature lines on: a contig of the reference that it does not annotate (a plasmid or scaffold left out of it) has no
+gene calls, not no genes, and is skipped with a warning. ``per_class`` regions of each class are drawn with a seeded
 generator and written as BED with the class in column 7, the format `genoformer classify-regions --bed` reads.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -26,11 +29,14 @@ from genoformer.atomic import atomic_path
 from genoformer.errors import InputError
 from genoformer.io.gff3 import check_within, circular_contigs, is_gene_level, pieces, read_features
 
+log = logging.getLogger(__name__)
+
 CLASSES = ("coding", "intergenic")
 
 
 def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per contig of ``reference``, which bases are coding (inside a CDS) and which lie inside a gene-level feature.
+    """Per contig of ``reference`` that the GFF3 annotates (has a feature line on), which bases are coding (inside a
+    CDS) and which lie inside a gene-level feature; the other contigs are left out, with a warning naming them.
 
     Contigs of those features must be in ``reference`` (:class:`MismatchError` otherwise); a feature ending past its
     contig (but crossing the origin of a contig declared circular: both its pieces count) or an annotation without
@@ -38,8 +44,9 @@ def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, 
     """
     coding = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
     genic = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
-    checked, n_cds, circular = set(), 0, circular_contigs(gff_path)
+    checked, n_cds, circular, annotated = set(), 0, circular_contigs(gff_path), set()
     for feature in read_features(gff_path):
+        annotated.add(feature.contig)
         if not is_gene_level(feature.type):
             continue
         if feature.contig not in checked:
@@ -53,15 +60,21 @@ def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, 
         n_cds += feature.type == "CDS"
     if not n_cds:
         raise InputError(f"{gff_path}: no CDS features found")
-    return coding, genic
+    skipped = [contig for contig in reference.contigs if contig not in annotated]
+    if skipped:
+        log.warning("%s has no feature line on %d contig(s) of %s (%s%s): no regions are drawn there (unannotated "
+                    "sequence is not intergenic)", gff_path, len(skipped), reference.path, ", ".join(skipped[:5]),
+                    ", ..." if len(skipped) > 5 else "")
+    return ({contig: mask for contig, mask in coding.items() if contig in annotated},
+            {contig: mask for contig, mask in genic.items() if contig in annotated})
 
 
 def region_candidates(reference, gff_path: str | os.PathLike, length: int) -> dict[str, list[tuple[str, int]]]:
     """Per class, every (contig, 0-based start) of a ``length`` bp grid slot of that class, in genome order."""
     coding, genic = annotation_masks(reference, gff_path)
     candidates = {name: [] for name in CLASSES}
-    for contig, contig_length in reference.contigs.items():
-        starts = np.arange(0, contig_length - length + 1, length)
+    for contig in coding:
+        starts = np.arange(0, reference.contigs[contig] - length + 1, length)
         for label, mask, wanted in (("coding", coding, length), ("intergenic", genic, 0)):
             covered = np.concatenate([[0], np.cumsum(mask[contig], dtype=np.int64)])
             inside = covered[starts + length] - covered[starts]

@@ -115,3 +115,18 @@ def test_a_gene_across_the_origin_of_a_circular_contig_covers_both_ends(tmp_path
     undeclared.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match="needs its contig declared Is_circular=true"):
         region_candidates(chloroplast, undeclared, LENGTH)
+
+
+def test_a_contig_the_annotation_leaves_out_gets_no_regions(tmp_path, resources, chloroplast_fasta, gff, caplog):
+    """The chloroplast's curated GFF3 on a reference that also holds SARS-CoV-2 (29.9 kbp, almost all coding): the
+    virus has no gene calls, not no genes, so none of its slots may be drawn as intergenic (138 of the 300 were:
+    every slot of an unannotated contig counted as between genes); a warning names it."""
+    both = tmp_path / "cp_and_virus.fa"
+    both.write_text(chloroplast_fasta.read_text() + (resources / "sarscov2" / "NC_045512.2.fasta").read_text())
+    with Reference(both) as reference, caplog.at_level("WARNING", logger="genoformer.region_labels"):
+        regions = coding_intergenic_regions(reference, gff, length=LENGTH, per_class=300, seed=0)
+    assert set(regions["chrom"]) == {CONTIG}
+    assert "no feature line on 1 contig(s)" in caplog.text and "(NC_045512.2)" in caplog.text
+    with Reference(chloroplast_fasta) as reference:
+        alone = coding_intergenic_regions(reference, gff, length=LENGTH, per_class=300, seed=0)
+    assert regions.equals(alone)

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
         "any transcript such as mRNA, tRNA, rRNA or ncRNA, and its exons, introns, UTRs and CDS), PER_CLASS of "
         "each (seeded), and write BED (six columns, then the class in column 7) for `genoformer classify-regions "
         "--bed`. Stretches inside a non-coding gene, an intron or a UTR are neither class and are not drawn; with "
-        "an annotation of CDS only, intergenic is outside every CDS.",
+        "an annotation of CDS only, intergenic is outside every CDS. Contigs without a feature line in the GFF3 are "
+        "skipped (with a warning): unannotated sequence is not intergenic.",
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
     parser.add_argument("--gff", required=True, metavar="ANNOTATION.gff3",
