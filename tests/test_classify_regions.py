@@ -469,3 +469,32 @@ def test_predict_bed_labels_are_optional_and_in_the_label_column(chloroplast_fas
     assert "label" not in read_bed(new, None, 9, optional_label=True)
     with pytest.raises(InputError, match="line 1: label column 8 is empty"):
         read_bed(new, None, 8)
+
+
+def test_a_label_column_of_one_name_per_region_is_one_clear_error(tmp_path, capsys, chloroplast_fasta):
+    """--label-column name on region-labels' BED, whose names are all different: 120 classes of one region each
+    cannot be split; the error says so in a few words, not a list of 120 class counts after loading the model."""
+    with Reference(chloroplast_fasta) as reference:
+        write_bed(tmp_path / "labels.bed", coding_intergenic_regions(reference, ATHAL_GFF, length=96, per_class=60))
+        with pytest.raises(InputError, match=r"labels.bed: 120 classes among 120 regions in the name column \(e.g. "
+                                             r"'coding_NC_000932.1:\d+', .*does this column name each region"):
+            read_region_labels(reference, bed=tmp_path / "labels.bed", label_column="name")
+    code = main(["classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
+                 "--label-column", "name", "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and len(error) < 400 and "120 classes among 120 regions" in error
+
+
+def test_a_split_error_lists_ten_classes_at_most(tmp_path, capsys, chloroplast_fasta):
+    """Twelve classes, one of them with a single region: the split error counts ten classes and says how many more."""
+    with Reference(chloroplast_fasta) as reference:
+        regions = coding_intergenic_regions(reference, ATHAL_GFF, length=96, per_class=60)
+    regions["label"] = [f"c{i % 11:02d}" for i in range(len(regions) - 1)] + ["c11"]
+    write_bed(tmp_path / "labels.bed", regions)
+    run = save_run(pretrain_tiny(steps=0), tmp_path / "untrained")  # the split comes before any embedding
+    code = main(["classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
+                 "--checkpoint", str(run), "--out", str(tmp_path / "out"), "--window", "128", "--device", "cpu"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and "split has no example of class 'c11'" in error
+    assert error.endswith("regions per class: 'c00' 11, 'c01' 11, 'c02' 11, 'c03' 11, 'c04' 11, 'c05' 11, 'c06' 11, "
+                          "'c07' 11, 'c08' 11, 'c09' 10 and 2 more classes")

@@ -90,6 +90,12 @@ def read_region_labels(reference, *, bed: str | os.PathLike | None = None, label
     if len(classes) < 2:
         raise InputError(f"{source}: every region has label {classes[0]!r}; "
                          "a classifier needs at least 2 classes")
+    if len(classes) > 2 and 2 * len(classes) > len(table):  # some class has one region: it cannot be split
+        column = "" if class_beds else " in the name column" if label_column == "name" else f" in column {label_column}"
+        raise InputError(f"{source}: {len(classes)} classes among {len(table)} regions{column} (e.g. "
+                         f"{', '.join(map(repr, classes[:3]))}): a class needs 2 regions at least, one on each side of "
+                         "the split" + ("" if class_beds else "; does this column name each region instead of "
+                                        "giving its class? (--label-column)"))
     labels = table["label"].map({name: i for i, name in enumerate(classes)}).to_numpy(np.int64)
     return RegionLabels(table[["chrom", "start", "end", "name", "label"]], labels, classes, source)
 
@@ -304,7 +310,8 @@ def classify_regions(regions: RegionLabels, reference, encoder: Encoder, checkpo
         train, is_test = assign_split(groups, names, test_fraction=test_fraction, seed=seed, families=families)
     except ConfigError as err:
         counts = np.bincount(regions.labels, minlength=len(regions.classes))
-        per_class = ", ".join(f"{name!r} {count}" for name, count in zip(regions.classes, counts))
+        per_class = ", ".join(f"{name!r} {count}" for name, count in zip(regions.classes[:10], counts))
+        per_class += f" and {len(counts) - 10} more classes" if len(counts) > 10 else ""
         raise ConfigError(f"{regions.source}: {err}; regions per class: {per_class}") from None
     y = regions.labels
     features = {"probe": frozen_features(encoder, sequences, spans), "kmer": kmer_features(sequences, kmer)}
