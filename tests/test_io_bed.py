@@ -214,3 +214,16 @@ def test_an_unknown_contig_name_shows_invisible_characters(chloroplast, tmp_path
     with pytest.raises(MismatchError) as err:
         read_bed(path, chloroplast)
     assert f"{path} line 1: contig '\\ufeffNC_000932.1' is not in reference" in one_line(err)
+
+
+def test_a_header_row_naming_the_columns_says_so(chloroplast, genes, tmp_path):
+    """A spreadsheet's column names above the chloroplast genes: the error says what the line looks like and how
+    to keep it ('#'), which then reads the same genes."""
+    header = "chrom\tchromStart\tchromEnd\tname\tscore\tstrand\tclass"
+    path = write(tmp_path / "genes.bed", [header, *gene_lines(genes, label=True)])
+    with pytest.raises(InputError) as err:
+        read_bed(path, chloroplast)
+    assert one_line(err) == (f"{path} line 1: start 'chromStart' and end 'chromEnd' are not coordinates: a header "
+                             "row naming the columns? Start it with '#' (BED skips '#', track and browser lines)")
+    write(path, ["#" + header, *gene_lines(genes, label=True)])
+    assert len(read_bed(path, chloroplast)) == 131

@@ -88,6 +88,10 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
             raise InputError(f"{path} line {number}: {len(fields)} column(s), BED needs at least 3{hint}")
         if len(fields) != n_columns:
             raise InputError(f"{path} line {number}: {len(fields)} columns where earlier lines have {n_columns}")
+        if not rows and not any(re.fullmatch(r"-?[0-9]+", value) for value in fields[1:3]):
+            raise InputError(f"{path} line {number}: start {fields[1]!r} and end {fields[2]!r} are not coordinates: "
+                             "a header row naming the columns? Start it with '#' (BED skips '#', track and browser "
+                             "lines)")
         chrom = fields[0]
         start = _parse_coordinate(fields[1], path, number, "start")
         end = _parse_coordinate(fields[2], path, number, "end")
