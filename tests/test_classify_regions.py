@@ -498,3 +498,18 @@ def test_a_split_error_lists_ten_classes_at_most(tmp_path, capsys, chloroplast_f
     assert code == 2 and "\n" not in error and "split has no example of class 'c11'" in error
     assert error.endswith("regions per class: 'c00' 11, 'c01' 11, 'c02' 11, 'c03' 11, 'c04' 11, 'c05' 11, 'c06' 11, "
                           "'c07' 11, 'c08' 11, 'c09' 10 and 2 more classes")
+
+
+def test_regions_longer_than_the_window_are_counted_in_a_warning(chloroplast_fasta, caplog):
+    """The chloroplast's genes against 1000 bp windows: every gene longer than 1000 bp is read only in the window
+    centred on it, and the warning counts them and names the longest (ycf2, 6,885 bp)."""
+    lines = [line.split("\t") for line in ATHAL_GFF.read_text().splitlines() if "\tgene\t" in line]
+    table = pd.DataFrame({"chrom": [f[0] for f in lines], "start": [int(f[3]) - 1 for f in lines],
+                          "end": [int(f[4]) for f in lines], "name": [f[8].split(";")[0][5:] for f in lines]})
+    longer = int((table["end"] - table["start"] > 1000).sum())
+    assert 10 < longer < len(table)
+    with Reference(chloroplast_fasta) as reference, caplog.at_level("WARNING", logger="genoformer.tasks.regions"):
+        starts, ends = region_windows(table, reference.contigs, window=1000, stride=1)
+    assert f"{longer} of {len(table)} regions are longer than the 1000 bp window (the longest 6885 bp, ycf2)" \
+        in caplog.text
+    assert (ends - starts == 1000).all()

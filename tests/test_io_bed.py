@@ -227,3 +227,18 @@ def test_a_header_row_naming_the_columns_says_so(chloroplast, genes, tmp_path):
                              "row naming the columns? Start it with '#' (BED skips '#', track and browser lines)")
     write(path, ["#" + header, *gene_lines(genes, label=True)])
     assert len(read_bed(path, chloroplast)) == 131
+
+
+def test_a_bed12_line_of_several_blocks_is_its_whole_span_with_a_warning(chloroplast, resources, tmp_path, caplog):
+    """trnK's two exons (GFF3 lines 1717-1751 and 4311-4347, matK in the intron) and psbA's one, as BED12: the
+    region is chromStart..chromEnd, introns included, and the warning counts the one line of two blocks."""
+    gff = (resources / "athal_cp" / "NC_000932.1.gff3").read_text()
+    assert "\ttRNA\t1717\t1751\t" in gff and "\ttRNA\t4311\t4347\t" in gff and "\tCDS\t383\t1444\t" in gff
+    path = write(tmp_path / "genes12.bed", [
+        "NC_000932.1\t382\t1444\tpsbA\t0\t-\t382\t1444\t0\t1\t1062,\t0,\tprotein",
+        "NC_000932.1\t1716\t4347\ttrnK\t0\t-\t1716\t4347\t0\t2\t35,37,\t0,2594,\trna"])
+    with caplog.at_level("WARNING", logger="genoformer.io.bed"):
+        table = read_bed(path, chloroplast, 13)
+    assert table[["start", "end", "label"]].values.tolist() == [[382, 1444, "protein"], [1716, 4347, "rna"]]
+    assert f"{path}: 1 lines have more than one block (BED12 column 10; line 2 first)" in caplog.text
+    assert "its gaps (introns) included" in caplog.text

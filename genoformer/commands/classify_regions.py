@@ -28,7 +28,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--reference", required=True, metavar="REF.fa", help="reference FASTA (plain or bgzipped)")
     labels = parser.add_mutually_exclusive_group(required=True)
-    labels.add_argument("--bed", metavar="LABELS.bed", help="labelled regions, the class in the label column")
+    labels.add_argument("--bed", metavar="LABELS.bed",
+                        help="labelled regions, the class in the label column; two classes or more (more: AUROC and "
+                        "AUPRC are one-vs-rest means). A region is chromStart..chromEnd: the strand and BED12 "
+                        "blocks are not read")
     labels.add_argument("--class-bed", action="append", metavar="CLASS=PATH",
                         help="one BED per class (repeat for each class), e.g. --class-bed coding=genes.bed")
     parser.add_argument("--label-column", default="7",

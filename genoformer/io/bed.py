@@ -8,6 +8,7 @@ of columns. A plain or bgzip-compressed file (``.gz``) is read transparently. Ea
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,8 @@ import pandas as pd
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
 from genoformer.io.text import text_lines
+
+log = logging.getLogger(__name__)
 
 OPTIONAL_COLUMNS = ("name", "score", "strand")
 STRANDS = ("+", "-", ".")
@@ -56,7 +59,8 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     """Read a BED file into a DataFrame with columns ``chrom, start, end`` plus, where the file has them,
     ``name`` (str), ``score`` (float; ``.`` is NaN), ``strand`` (``+``, ``-`` or ``.``) and ``label``.
 
-    Coordinates are 0-based half-open and must satisfy ``0 <= start < end``. With a ``reference``, each
+    Coordinates are 0-based half-open and must satisfy ``0 <= start < end``. A BED12 line is its whole interval:
+    its blocks are not read (a warning counts the lines of more than one block). With a ``reference``, each
     contig must be in it (else ``MismatchError``) and ``end`` must not pass the contig's length.
 
     ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
@@ -80,6 +84,7 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     n_columns = None
     label_index = 3 if label_column == "name" else label_column - 1 if isinstance(label_column, int) else None
     thick = True  # so far every line's columns 7 and 8 could be BED9's thickStart and thickEnd
+    spliced = []  # line numbers of BED12 lines of more than one block
     for number, fields in data_lines(path):
         if n_columns is None:
             n_columns = len(fields)
@@ -118,11 +123,17 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
             row.append(fields[label_index])
         thick = thick and len(fields) >= 8 and all(re.fullmatch(r"[0-9]+", value) for value in fields[6:8]) \
             and start <= int(fields[6]) <= int(fields[7]) <= end
+        if len(fields) >= 12 and re.fullmatch(r"[0-9]+", fields[9]) and int(fields[9]) > 1:
+            spliced.append(number)
         rows.append(row)
         numbers.append(number)
 
     if not rows:
         raise InputError(f"{path}: BED file has no intervals")
+    if spliced:
+        log.warning("%s: %d lines have more than one block (BED12 column 10; line %d first): each is read as one "
+                    "interval, chromStart to chromEnd, its gaps (introns) included; give one line per block to read "
+                    "the blocks alone", path, len(spliced), spliced[0])
     if label_index == 6 and thick and not optional_label:
         raise InputError(f"{path}: columns 7 and 8 hold thickStart and thickEnd on every line (BED9 or BED12), not "
                          "a class label; name the label column (--label-column N, or 'name' for column 4)")

@@ -2,9 +2,12 @@
 
 Each region gets a window of ``window`` bp centred on its midpoint (pushed inside the contig; a shorter contig
 is one whole window; the start on the tokenization phase: rounded down, or up where the window ends at the
-contig's end, so that it keeps the contig's last bases and the regions there). Three classifiers are trained on
-the same training regions and evaluated on the same held-out ones (split by contig or interval blocks, as the
-token datasets are):
+contig's end, so that it keeps the contig's last bases and the regions there). Of a region longer than the window
+only that window is read (a warning counts them). A region is its BED interval, chromStart to chromEnd: a BED12
+line's blocks are not read (its introns count, :func:`genoformer.io.bed.read_bed` warns), nor is the strand
+column (the model's features read both strands; the k-mer spectrum, the reference's). Three classifiers are
+trained on the same training regions and evaluated on the same held-out ones (split by contig or interval blocks,
+as the token datasets are):
 
 - ``probe``: logistic regression on frozen features, the mean hidden state over the window and over the
   region's own tokens, each averaged over the forward and reverse-complement strands;
@@ -124,8 +127,16 @@ def _check_each_interval_once(table: pd.DataFrame) -> None:
 
 def region_windows(table: pd.DataFrame, contigs: dict[str, int], window: int,
                    stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window ``[start, end)`` of each region (see the module docstring)."""
+    """Window ``[start, end)`` of each region (see the module docstring); a warning counts the regions longer than
+    the window, of which only the middle is read."""
     lengths = table["chrom"].map(contigs).to_numpy(np.int64)
+    sizes = table["end"].to_numpy(np.int64) - table["start"].to_numpy(np.int64)
+    longer = sizes > np.minimum(window, lengths)
+    if longer.any():
+        log.warning("%d of %d regions are longer than the %d bp window (the longest %d bp, %s): only the window "
+                    "centred on each is read (--window sets it)", int(longer.sum()), len(table), window,
+                    int(sizes.max()), table["name"].iloc[int(sizes.argmax())] if "name" in table
+                    else f"line {table.index[int(sizes.argmax())]}")
     middle = (table["start"].to_numpy(np.int64) + table["end"].to_numpy(np.int64)) // 2
     starts = np.clip(middle - window // 2, 0, np.maximum(0, lengths - window))
     starts = np.where(starts + window >= lengths, -(-starts // stride), starts // stride) * stride
