@@ -42,6 +42,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # again: a writer may have made the file anew (safetensors: 0600)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -245,3 +245,18 @@ def test_an_output_that_names_an_input_is_refused_before_any_work(command, victi
     assert err.count("\n") == 1 and "would overwrite one of its inputs" in err
     if victim is not None:
         assert (tmp_path / files[victim]).read_text() == "precious"
+
+
+def test_weights_get_the_permissions_of_every_other_output(tmp_path):
+    """safetensors writes its file anew, owner-only (0600): a run's or a fine-tuned classifier's weights were
+    unreadable to the rest of a project group while their config.json next to them was not."""
+    from genoformer.model import ReformerConfig, ReformerForSequenceClassification, save_pretrained
+
+    model = ReformerForSequenceClassification(ReformerConfig(vocab_size=9, dim=8, depth=1, heads=2, max_seq_len=64), 2)
+    previous = os.umask(0o022)
+    try:
+        save_pretrained(model, tmp_path / "model")
+    finally:
+        os.umask(previous)
+    modes = {entry.name: entry.stat().st_mode & 0o777 for entry in (tmp_path / "model").iterdir()}
+    assert modes == {"config.json": 0o644, "model.safetensors": 0o644}
