@@ -242,3 +242,16 @@ def test_a_bed12_line_of_several_blocks_is_its_whole_span_with_a_warning(chlorop
     assert table[["start", "end", "label"]].values.tolist() == [[382, 1444, "protein"], [1716, 4347, "rna"]]
     assert f"{path}: 1 lines have more than one block (BED12 column 10; line 2 first)" in caplog.text
     assert "its gaps (introns) included" in caplog.text
+
+
+def test_a_dot_label_is_a_missing_value_not_a_class(chloroplast, genes, tmp_path):
+    """'.' is BED's missing value: a gene labelled '.' among 0/1 labels is an error naming its line, not a third
+    class of one gene; where labels are only carried along (--predict) it is kept."""
+    lines = gene_lines(genes, label=True)
+    lines[9] = lines[9].rsplit("\t", 1)[0] + "\t."
+    path = write(tmp_path / "labelled.bed", lines)
+    with pytest.raises(InputError) as err:
+        read_bed(path, chloroplast)
+    assert one_line(err) == (f"{path} line 10: label '.' in column 7 is BED's mark for a missing value, not a class; "
+                             "give the region its class or leave it out")
+    assert read_bed(path, chloroplast, optional_label=True)["label"].iloc[9] == "."

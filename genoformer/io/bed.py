@@ -66,12 +66,12 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
     7th column; an error when columns 7 and 8 are BED9's thickStart and thickEnd on every line), ``"name"`` to
     use the name column as the label, or ``None`` for no label. Labels that are all integers become ``int64``;
-    otherwise they stay strings. A label with spaces around it (``'coding '``) is an error, not a class of its
-    own. The index (named ``line``) holds each row's 1-based line number in the file, for messages that point at
-    it.
+    otherwise they stay strings. A label with spaces around it (``'coding '``), an empty one or ``.`` (BED's missing
+    value) is an error, not a class of its own. The index (named ``line``) holds each row's 1-based line number in
+    the file, for messages that point at it.
 
     ``optional_label``: for regions whose label is only carried along (``--predict``): a file without the label
-    column has no ``label``, and an empty cell is kept as ``''`` (unknown) instead of being an error.
+    column has no ``label``, and an empty cell or ``.`` is kept (unknown) instead of being an error.
     """
     path = Path(path)
     if not path.is_file():
@@ -117,6 +117,9 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
         if label_index is not None and len(fields) > label_index:
             if not optional_label and not fields[label_index].strip():  # else '' would silently be a class
                 raise InputError(f"{path} line {number}: label column {label_index + 1} is empty")
+            if not optional_label and fields[label_index] == ".":  # BED's missing value, not a class
+                raise InputError(f"{path} line {number}: label '.' in column {label_index + 1} is BED's mark for a "
+                                 "missing value, not a class; give the region its class or leave it out")
             if not optional_label and fields[label_index] != fields[label_index].strip():  # a class besides 'coding'
                 raise InputError(f"{path} line {number}: label {fields[label_index]!r} in column {label_index + 1} "
                                  "has spaces around it; remove them")
