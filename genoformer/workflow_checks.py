@@ -400,7 +400,7 @@ def changed_windowing(manifest, tokenize) -> list[str]:
     """The options of ``tokenize`` (:class:`~genoformer.tokenize.dataset.TokenizeOptions`) that would cut a
     genome into other windows or splits than the token dataset of ``manifest`` has, each as ``"<config key>
     <old> -> <new>"``: the window, window stride (unless windows lie side by side before and after), edge, split
-    method (when given), block (when split by blocks) and split fractions."""
+    method (when given), block (when split by blocks before and after) and split fractions."""
     from genoformer.tokenize.dataset import SPLITS
 
     split = manifest["split"]
@@ -411,7 +411,7 @@ def changed_windowing(manifest, tokenize) -> list[str]:
         pairs.insert(1, ("tokenize.extra --window-stride", manifest["window_stride"], tokenize.window_stride))
     if tokenize.split_by != "auto":
         pairs.append(("tokenize.extra --split-by", split["method"], tokenize.split_by))
-    elif split["method"] == "blocks":
+    if split["method"] == "blocks" and tokenize.split_by in ("auto", "blocks"):
         pairs.append(("tokenize.extra --block", split["block"], tokenize.block))
     if not all(math.isclose(old, new) for old, new in zip(old_fractions, tokenize.fractions)):
         pairs.append(("tokenize.extra --split-fractions", ",".join(f"{f:g}" for f in old_fractions),

@@ -89,6 +89,7 @@ def chloroplast_tokens(tmp_path_factory):
     ({"extra": "--split-by blocks --block 8 --split-fractions 0.8,0.1,0.1"}, []),  # the defaults, spelt out
     ({"window": 1024}, ["tokenize.window 512 -> 1024"]),
     ({"extra": "--block 2"}, ["tokenize.extra --block 8 -> 2"]),
+    ({"extra": "--split-by blocks --block 2"}, ["tokenize.extra --block 8 -> 2"]),  # given, as auto chose
     ({"extra": "--window-stride 256 --edge drop"}, ["tokenize.extra --window-stride 512 -> 256",
                                                     "tokenize.extra --edge 'pad' -> 'drop'"]),
     ({"extra": "--split-by contig"}, ["tokenize.extra --split-by 'blocks' -> 'contig'"]),
