@@ -1,5 +1,5 @@
 # genoformer's Snakemake workflow: the rules, envs, schemas and report captions live in workflow/, the settings in
-# config/. This file is the entry point, so `snakemake` runs from the repository root (README.md, "Workflow").
+# config/. This file is the entry point, so `snakemake` runs from the repository root (README.md, "Quick start").
 include: "workflow/Snakefile"
 
 

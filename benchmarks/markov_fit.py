@@ -4,8 +4,8 @@ A genome of one or two contigs is split by position blocks (`tokenize --split-by
 per block with the workflow's settings): the bundled 2.46 Mbp genome has 427 train blocks, a 17.7 Mbp chromosome
 3,076. Counting the chain's contexts per block paid the `4**(max_order + 1)` bins of every order (45 MB of
 int64 at order 10) once per block, about 15 ms per block whatever its length, so the fit grew with the number of
-blocks (a smaller `--block`, as README advises for small genomes, made it slower still); `markov.count` now joins
-short sequences into pieces of `CHUNK_BASES` bases (an N between them: the same counts). Per genome and
+blocks (a smaller `--block`, as docs/workflow.md advises for small genomes, made it slower still); `markov.count`
+now joins short sequences into pieces of `CHUNK_BASES` bases (an N between them: the same counts). Per genome and
 `--block`, each row times (CPU seconds of this process, `time.process_time`):
 
 - `one call per block`: `count([block])` for every train block, summed (what `count(blocks)` cost before);
