@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from genoformer.cli import main
 from genoformer.report import plots, track
-from genoformer.report.tables import split_text
+from genoformer.report.tables import annotation_note, split_text
 from genoformer.tasks.regions import read_region_labels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -587,6 +587,16 @@ def test_top_variants_page_lists_the_lowest_scores_first(tmp_path, scored_coding
     assert {r["id"] for r in rows} == {"."} and {r["CONSEQUENCE"] for r in rows} <= {"synonymous", "missense",
                                                                                       "stop_gained", "stop_lost",
                                                                                       "start_lost"}
+
+
+def test_top_variants_note_names_only_the_annotation_columns_shown():
+    """coding-variants' VCF has all four annotation fields; a VCF with INFO GENE alone gets no word about codons."""
+    assert annotation_note(["contig", "GENE", "CONSEQUENCE", "AA", "CODON", "GF_LLR"]) == \
+        " GENE, CONSEQUENCE, AA (amino acid, REF>ALT; * is a stop) and CODON (REF>ALT, on the gene's strand): the " \
+        "VCF's own annotation."
+    assert annotation_note(["contig", "GENE", "GF_LLR"]) == " GENE: the VCF's own annotation."
+    assert annotation_note(["contig", "GF_LLR", "GF_EMB_LOCAL"]).startswith(" GF_EMB_LOCAL: how far ALT moves")
+    assert annotation_note(["contig", "GF_LLR"]) == ""
 
 
 @pytest.mark.parametrize("args,message", [

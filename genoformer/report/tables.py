@@ -255,13 +255,22 @@ def summary_page(evaluations: dict[str, dict], tasks: dict[str, tuple[dict, str]
     write_page(out, "genoformer: summary", sections)
 
 
-ANNOTATION_NOTES = {
-    "GENE": "GENE, CONSEQUENCE, AA (amino acid, REF>ALT; * is a stop) and CODON (REF>ALT, on the gene's strand): "
-            "the VCF's own annotation.",
-    "GF_EMB_LOCAL": "GF_EMB_LOCAL: how far ALT moves the model's internal representation of the variant's site "
-                    "from REF's (a distance; larger is a bigger change; no fixed scale, so compare it within a "
-                    "file only).",
-}
+# the top-variants page's INFO columns where the VCF has them (coding-variants writes the first four)
+ANNOTATION_FIELDS = {"GENE": "GENE", "CONSEQUENCE": "CONSEQUENCE", "AA": "AA (amino acid, REF>ALT; * is a stop)",
+                     "CODON": "CODON (REF>ALT, on the gene's strand)"}
+EMBEDDING_NOTE = ("GF_EMB_LOCAL: how far ALT moves the model's internal representation of the variant's site from "
+                  "REF's (a distance; larger is a bigger change; no fixed scale, so compare it within a file only).")
+
+
+def annotation_note(columns) -> str:
+    """What the top-variants page's annotation columns among ``columns`` hold, naming only those present (a VCF
+    may carry GENE alone), and GF_EMB_LOCAL where shown; each sentence after a space."""
+    named = [text for field, text in ANNOTATION_FIELDS.items() if field in columns]
+    note = ""
+    if named:
+        listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+        note += f" {listed}: the VCF's own annotation."
+    return note + (f" {EMBEDDING_NOTE}" if "GF_EMB_LOCAL" in columns else "")
 
 
 def top_variants_page(table: pd.DataFrame, score: str, n: int, source: str | Path, out: str | Path) -> None:
@@ -290,7 +299,7 @@ def top_variants_page(table: pd.DataFrame, score: str, n: int, source: str | Pat
                  + f" Over all {len(scored):,} scored variants of this file the median {score} is "
                  f"{scored[score].median():+.3f} and 5% lie below {scored[score].quantile(0.05):+.3f}. A low score "
                  "flags a variant for a closer look; it is not a call of pathogenicity.")
-    note += "".join(f" {text}" for field, text in ANNOTATION_NOTES.items() if field in top.columns)
+    note += annotation_note(top.columns)
     top = top.rename(columns={"pos": "position (1-based)"})
     write_page(out, f"genoformer: least expected variants in {Path(source).name}",
                [(f"Lowest {score}", note, top)])
