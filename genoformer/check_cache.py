@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 SETTLE_NS = 2_000_000_000  # 2 s: coarser than the timestamps of any common filesystem (FAT: 2 s, NFS: 1 s)
 _CHECK_MODULES = ("genoformer.workflow_checks", "genoformer.io.vcf", "genoformer.io.vcf_text", "genoformer.io.htslib",
-                  "genoformer.tasks.variant_labels")
+                  "genoformer.tasks.variant_labels", "genoformer.io.fasta")  # the last reads the contig check's FASTA
 
 
 def _code_digest() -> str:
