@@ -175,9 +175,10 @@ def masked_lm_scores(model: ReformerForMaskedLM, dataset: TokenDataset, masker: 
     """Score ``model`` on the hidden bases of ``dataset``'s windows, each masked ``passes`` times (see the module
     docstring); every figure is a mean over the (pass, hidden base) pairs.
 
-    Returns ``windows, masked_tokens, scored_bases`` (the pairs), ``distinct_scored_bases`` (bases hidden in at
-    least one pass), ``bits_per_base, masked_token_accuracy, base_accuracy`` and, with ``markov``,
-    ``markov_bits_per_base`` (its chosen order, one-sided), ``markov_bits_per_base_by_order`` and
+    Returns ``windows`` (scored) and ``split_windows`` (of the split: more where ``max_windows`` leaves some out),
+    ``masked_tokens, scored_bases`` (the pairs), ``distinct_scored_bases`` (bases hidden in at least one pass),
+    ``bits_per_base, masked_token_accuracy, base_accuracy`` and, with ``markov``, ``markov_bits_per_base`` (its
+    chosen order, one-sided), ``markov_bits_per_base_by_order`` and
     ``markov_two_sided_bits_per_base`` (chosen order, both sides). With ``repeat_kmers`` (sorted canonical
     ``REPEAT_K``-mers found in the train split, :func:`shared_with_train`), also ``novel_bases``,
     ``novel_bits_per_base``, ``novel_base_accuracy`` and, with ``markov``, ``markov_novel_bits_per_base`` and
