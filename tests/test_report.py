@@ -78,6 +78,13 @@ def test_loss_curves(tmp_path):
     assert_figure(tmp_path / "loss.png")
 
 
+def test_the_uniform_guess_line_is_drawn_where_validation_bits_come_near_2_or_cross_it():
+    assert plots.near_uniform_guess([1.99, 1.97, 1.963])  # the bundled run: just below
+    assert plots.near_uniform_guess([2.05, 1.98, 1.95])  # an early evaluation above the guess, then below it
+    assert plots.near_uniform_guess([2.3, 2.06])  # still worse than a guess (k = 3 tokens, a few hundred steps)
+    assert not plots.near_uniform_guess([1.6, 1.5]) and not plots.near_uniform_guess([2.5, 2.2])
+
+
 def test_loss_curves_name_the_bad_line(tmp_path, capsys):
     write_metrics(tmp_path / "metrics.jsonl", steps=3)
     with open(tmp_path / "metrics.jsonl", "a") as handle:

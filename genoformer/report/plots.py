@@ -113,6 +113,12 @@ def read_scored_vcf(path: str | Path, fields: list[str], optional: tuple[str, ..
     return table
 
 
+def near_uniform_guess(bits) -> bool:
+    """Whether validation ``bits`` per base reach to within 0.1 of 2 (a uniform guess over A, C, G, T) or cross
+    it: where the learning curve's zoomed axis shows the 2-bit line without losing its detail."""
+    return min(bits) - 0.1 < 2.0 < max(bits) + 0.1
+
+
 def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
     """Training loss per logged step, and validation bits/base on evaluation steps, from ``metrics.jsonl``."""
     rows = read_jsonl(metrics_path)
@@ -138,7 +144,7 @@ def loss_curves(metrics_path: str | Path, out: str | Path) -> None:
     if val:
         steps, bits = zip(*val)
         ax_val.plot(steps, bits, marker="o", color="tab:orange", label="validation split")
-        if max(bits) < 2.0 < max(bits) + 0.1:  # near the uniform guess: show how far below it the model is
+        if near_uniform_guess(bits):  # show how far below (or above) it the model is
             ax_val.axhline(2.0, color="black", ls=":", lw=1, label="uniform guess over A, C, G, T (2 bits)")
         ax_val.legend(fontsize=8, loc="best")
     else:
