@@ -482,7 +482,8 @@ def test_a_label_column_of_one_name_per_region_is_one_clear_error(tmp_path, caps
     code = main(["classify-regions", "--reference", str(chloroplast_fasta), "--bed", str(tmp_path / "labels.bed"),
                  "--label-column", "name", "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
     error = capsys.readouterr().err.strip()
-    assert code == 2 and "\n" not in error and len(error) < 400 and "120 classes among 120 regions" in error
+    assert code == 2 and "\n" not in error and "120 classes among 120 regions" in error
+    assert len(error.replace(str(tmp_path), "")) < 350  # a few words, whatever the temporary folder's name
 
 
 def test_a_split_error_lists_ten_classes_at_most(tmp_path, capsys, chloroplast_fasta):

@@ -866,7 +866,7 @@ def test_every_job_that_runs_the_model_claims_its_gpus_and_runs_where_they_say(t
         device = "--set run.device=cpu" if rule == "pretrain" else "--device cpu"
         assert device in command and "auto" not in command, (rule, command)
     (entry,) = (workdir / ".snakemake/genoformer/variant-labels").iterdir()
-    assert json.loads(entry.read_text())["counts"] == {"del": 2, "snp": 14}
+    assert json.loads(entry.read_text())["result"] == {"del": 2, "snp": 14}
 
     (workdir / "gpus.yaml").write_text("".join(f"{stage}: {{gpus: 1}}\n" for stage in (
         "evaluate", "score_variants", "classify_variants", "classify_regions")))
