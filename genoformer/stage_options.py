@@ -42,6 +42,11 @@ def stage_options(config: dict, stage: str, passed: tuple[str, ...] = ()) -> arg
     importlib.import_module(f"genoformer.commands.{stage}").register(subparsers)
     parser = subparsers.choices[command]
     parser.error = refuse
+
+    def leave(status: int = 0, message: str | None = None):  # -h/--help: argparse printed the help, then exits
+        refuse("-h/--help prints the command's help; it is no option for a job")
+
+    parser.exit = leave
     for required in (*parser._actions, *parser._mutually_exclusive_groups):
         required.required = False  # the rules pass those
     options, unknown = parser.parse_known_args([*passed, *words])

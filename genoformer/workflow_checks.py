@@ -400,10 +400,15 @@ def changed_windowing(manifest, tokenize) -> list[str]:
     """The options of ``tokenize`` (:class:`~genoformer.tokenize.dataset.TokenizeOptions`) that would cut a
     genome into other windows or splits than the token dataset of ``manifest`` has, each as ``"<config key>
     <old> -> <new>"``: the window, window stride (unless windows lie side by side before and after), edge, split
-    method (when given), block (when split by blocks before and after) and split fractions."""
+    method (when given), block (when split by blocks before and after) and split fractions. A dataset split by whole
+    contigs is compared only on the split method: the other options may leave every contig where it was, and a
+    pretraining config that fixes ``data.window`` then resumes on the same windows (the pretrain job compares them)."""
     from genoformer.tokenize.dataset import SPLITS
 
     split = manifest["split"]
+    if split["method"] == "contig":
+        return [] if tokenize.split_by in ("auto", "contig") else [f"tokenize.extra --split-by 'contig' -> "
+                                                                     f"{tokenize.split_by!r}"]
     old_fractions = tuple(split["fractions"][name] for name in SPLITS)
     pairs = [("tokenize.window", manifest["window"], tokenize.window),
              ("tokenize.extra --edge", manifest["edge"], tokenize.edge)]
@@ -420,11 +425,12 @@ def changed_windowing(manifest, tokenize) -> list[str]:
 
 
 def _read_manifest(tokens_dir: str | Path):
-    """``tokens_dir``'s checked manifest, or None where there is no dataset that reads (tokenize writes it anew)."""
+    """``tokens_dir``'s checked manifest (its shards are not opened: a draft assembly may have 10^5), or None where
+    there is none that reads (tokenize writes it anew)."""
     from genoformer.tokenize.dataset import Manifest
 
     try:
-        return Manifest.load(tokens_dir)
+        return Manifest.load(tokens_dir, check_shards=False)
     except GenoformerError:
         return None
 

@@ -240,7 +240,7 @@ def test_a_bed12_line_of_several_blocks_is_its_whole_span_with_a_warning(chlorop
     with caplog.at_level("WARNING", logger="genoformer.io.bed"):
         table = read_bed(path, chloroplast, 13)
     assert table[["start", "end", "label"]].values.tolist() == [[382, 1444, "protein"], [1716, 4347, "rna"]]
-    assert f"{path}: 1 lines have more than one block (BED12 column 10; line 2 first)" in caplog.text
+    assert f"{path}: 1 line has more than one block (BED12 column 10; line 2 first)" in caplog.text
     assert "its gaps (introns) included" in caplog.text
 
 

@@ -40,6 +40,7 @@ def test_every_stage_extra_of_the_bundled_config_reads_and_the_label_column_come
     ("classify_variants", "--bootstrap 100 stray", "config key classify_variants.extra: unrecognized arguments: "
                                                    "stray"),
     ("classify_regions", "--label-column 'name", "config key classify_regions.extra: No closing quotation"),
+    ("score_variants", "--window 512 -h", "config key score_variants.extra: -h/--help prints the command's help"),
 ])
 def test_a_mistake_in_a_stage_extra_is_one_line_naming_the_config_key(stage, extra, message):
     config = bundled_config()
@@ -125,3 +126,26 @@ def test_pretrain_run_check_stops_on_tokens_that_would_be_cut_anew(tmp_path, chl
     damaged.mkdir()
     (damaged / "manifest.json").write_text('{"window": 512')
     workflow_checks.check_pretrain_run(config, run, damaged, tokenize_options(config))
+
+
+def test_a_dataset_split_by_contig_is_compared_on_its_split_method_only(tmp_path):
+    """Three real contigs (chloroplast, SARS-CoV-2, human q) split by whole contig: another window, stride, edge or
+    fractions may leave each contig in its split (a pretraining config that fixes data.window then resumes on the
+    same windows), so only a change of method is named."""
+    from genoformer.tokenize.dataset import Manifest
+
+    fasta = tmp_path / "three.fa"
+    fasta.write_text("".join((ROOT / path).read_text() for path in ("resources/athal_cp/NC_000932.1.fa",
+                                                                     "resources/sarscov2/NC_045512.2.fasta",
+                                                                     "resources/human_chr22_q/q.fa")))
+    args = build_parser().parse_args(["tokenize", "--fasta", str(fasta), "--k", "1", "--window", "512", "--out",
+                                      str(tmp_path / "tokens")])
+    args.func(args)
+    manifest = Manifest.load(tmp_path / "tokens", check_shards=False)
+    assert manifest["split"]["method"] == "contig"
+    config = bundled_config()
+    config["tokenize"].update(window=1024, extra="--edge drop --split-fractions 0.6,0.2,0.2 --block 3")
+    assert workflow_checks.changed_windowing(manifest, tokenize_options(config)) == []
+    config["tokenize"]["extra"] = "--split-by blocks"
+    assert workflow_checks.changed_windowing(manifest, tokenize_options(config)) == \
+        ["tokenize.extra --split-by 'contig' -> 'blocks'"]

@@ -134,9 +134,10 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
     if not rows:
         raise InputError(f"{path}: BED file has no intervals")
     if spliced:
-        log.warning("%s: %d lines have more than one block (BED12 column 10; line %d first): each is read as one "
+        log.warning("%s: %d %s more than one block (BED12 column 10; line %d first): each is read as one "
                     "interval, chromStart to chromEnd, its gaps (introns) included; give one line per block to read "
-                    "the blocks alone", path, len(spliced), spliced[0])
+                    "the blocks alone", path, len(spliced), "line has" if len(spliced) == 1 else "lines have",
+                    spliced[0])
     if label_index == 6 and thick and not optional_label:
         raise InputError(f"{path}: columns 7 and 8 hold thickStart and thickEnd on every line (BED9 or BED12), not "
                          "a class label; name the label column (--label-column N, or 'name' for column 4)")

@@ -450,8 +450,9 @@ class Manifest:
         self._shards: dict[int, np.ndarray] = {}
 
     @classmethod
-    def load(cls, root: str | os.PathLike) -> "Manifest":
-        """Read and check ``root/manifest.json`` and its shards' shapes; ``InputError`` on a broken dataset."""
+    def load(cls, root: str | os.PathLike, check_shards: bool = True) -> "Manifest":
+        """Read and check ``root/manifest.json`` and (unless ``check_shards`` is False) its shards' shapes;
+        ``InputError`` on a broken dataset."""
         root = Path(root)
         path = root / "manifest.json"
         if not path.is_file():
@@ -466,7 +467,7 @@ class Manifest:
             detail = f"missing key {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
             raise InputError(f"{path}: broken token dataset manifest: {detail}") from err
         manifest = cls(root, data)
-        for entry in data["contigs"]:
+        for entry in data["contigs"] if check_shards else ():
             manifest._check_array(entry["shard"], entry["n_tokens"], manifest.vocab.dtype, entry["name"])
             if data.get("softmask"):
                 manifest._check_array(entry["softmask"], entry["n_tokens"], np.dtype(bool), entry["name"])
