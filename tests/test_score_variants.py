@@ -714,3 +714,20 @@ def test_a_folder_given_as_the_vcf_is_named_as_such(human_q, checkpoint, tmp_pat
     assert main(["score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(tmp_path), "--checkpoint",
                  str(checkpoint), "--out", str(tmp_path / "scored.vcf.gz")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"error: {tmp_path}: a folder, not a VCF file")
+
+
+def test_an_undeclared_flag_is_kept_as_a_flag(human_q, checkpoint, tmp_path):
+    """The freebayes calls with an undeclared bare key (SOMATIC) on their first three records: pysam reads it as
+    None, which the writer left out of every record; it is now declared a Flag and kept where it was."""
+    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
+        header, records = str(calls.header), [str(record) for record in calls]
+    records[:3] = [record.replace("\tAB=", "\tSOMATIC;AB=", 1) for record in records[:3]]
+    vcf = tmp_path / "flagged.vcf"
+    vcf.write_text(header + "".join(records))
+    out = tmp_path / "scored.vcf.gz"
+    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--checkpoint",
+                 str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out)]) == 0
+    with pysam.VariantFile(str(out)) as scored:
+        declared = (scored.header.info["SOMATIC"].type, scored.header.info["SOMATIC"].number)
+        flagged = [record.pos for record in scored if "SOMATIC" in record.info]
+    assert declared == ("Flag", 0) and flagged == [int(record.split("\t")[1]) for record in records[:3]]

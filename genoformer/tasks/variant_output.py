@@ -68,7 +68,9 @@ def _input_info_fields(header, variants) -> list[InfoField]:
     may be lists (``PL=67,0,116``): such a field is declared ``Number=.`` so that every value is kept. So is a
     field with a value of another count than its ``Number`` asks for (``AF=0.1,0.2,0.3`` for two ALTs, kept
     whole by :func:`genoformer.io.vcf.read_variants`; ``DP=3,4`` declared ``Number=1``), which pysam refuses to
-    write under the input's declaration.
+    write under the input's declaration. An undeclared field that is a bare key wherever it appears (``SOMATIC``;
+    pysam reads it as None, where ``KEY=.`` reads as ".") is declared a ``Flag``, so that it is kept; one that is a
+    bare key on some records and has values on others keeps only its values.
     """
     used = {key for variant in variants for key in variant.info if not key.startswith("GF_")}
     fields = []
@@ -77,7 +79,9 @@ def _input_info_fields(header, variants) -> list[InfoField]:
             continue
         info = header.info[key]
         if info.description == HTSLIB_UNDECLARED and str(info.number) == "1" and info.type == "String":
-            fields.append(InfoField(key, ".", "String", "not declared in the input VCF header"))
+            flag = all(variant.info[key] is None for variant in variants if key in variant.info)
+            fields.append(InfoField(key, "0", "Flag", "not declared in the input VCF header (a flag there)") if flag
+                          else InfoField(key, ".", "String", "not declared in the input VCF header"))
         elif not all(_fits(variant.info[key], str(info.number)) for variant in variants if key in variant.info):
             fields.append(InfoField(key, ".", info.type, f"{info.description} (declared Number={info.number} in "
                                                          "the input VCF, where some values have another count)"))
@@ -107,16 +111,19 @@ def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores
         log.warning("%s: its INFO fields %s are left out of %s, which holds genoformer's GF_* scores instead",
                     variant_set.path, ", ".join(replaced), path)
 
+    info_fields = (_input_info_fields(header, variants) + score_info_fields(per_strand)
+                   + [field for field, _ in extra])
+    flags = {field.id for field in info_fields if field.type == "Flag"}
+
     def records():
         for index in np.flatnonzero(scores.scored):
             variant = variants[index]
-            info = {key: value for key, value in variant.info.items() if not key.startswith("GF_")}
+            info = {key: True if key in flags else value for key, value in variant.info.items()
+                    if not key.startswith("GF_")}
             info.update({key: float(columns[key][index]) for key in keys})
             yield dict(contig=variant.contig, pos=variant.pos, ref=variant.ref, alt=variant.alt, id=variant.id,
                        qual=variant.qual, filter=list(variant.filter), info=info)
 
-    info_fields = (_input_info_fields(header, variants) + score_info_fields(per_strand)
-                   + [field for field, _ in extra])
     return write_sites_vcf(path, reference, records(), info_fields=info_fields, meta=meta, filters=filters,
                            index_kind=index_kind)
 
