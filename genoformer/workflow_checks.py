@@ -6,7 +6,7 @@ no stage picks its own device (the jobs' `gpu` resources do), each stage's ``ext
 reads them (:mod:`genoformer.stage_options`), the sample table's names are unique, every input
 path exists, names refer to configured references, every VCF's contigs are contigs of its reference, every
 annotation's genes and CDS lie on contigs of its reference, every sample BAM opens on its reference (not
-truncated, same contigs), every region task's BED reads on its reference with two classes at least, every
+truncated, same contigs; where indexed, a read counts with the tokenize options), every region task's BED reads on its reference with two classes at least, every
 variant task's labels read (its label field declared and holding values, each class value it names there, two
 variants per class at least; a contig or label check that passed is remembered while its files stay the same:
 :mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow
@@ -19,6 +19,7 @@ config key), the record and the problem, so the run stops at once.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import functools
@@ -198,14 +199,22 @@ def check_annotation_on_reference(gff: str | Path, fasta: str | Path, where: str
                             f"{fasta} (its contigs: {names}); name the contigs in the annotation as the FASTA does")
 
 
-def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str) -> None:
+def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str,
+                           tokenize: argparse.Namespace | None = None) -> None:
     """Open ``bam`` as the tokenizer will (:class:`~genoformer.io.bam.AlignmentFile`): a truncated file or contigs
-    that disagree with ``fasta`` raise here, naming ``where``, instead of in the tokenize job."""
+    that disagree with ``fasta`` raise here, naming ``where``, instead of in the tokenize job. Given ``tokenize``
+    (config tokenize.extra read by :func:`~genoformer.stage_options.stage_options`) and an index, a BAM none of
+    whose reads counts on the sequences tokenized (``--contigs``, ``--regions``, ``--min-mapq``) raises too."""
+    from genoformer.commands.tokenize import check_reads_count, contig_list, select_stretches
     from genoformer.io.bam import AlignmentFile
 
     with Reference(fasta) as reference:
         try:
-            AlignmentFile(bam, reference, build_index=False).close()  # a missing index is the tokenizer's to make
+            # a missing index is the tokenizer's to make
+            with AlignmentFile(bam, reference, build_index=False) as alignments:
+                if tokenize is not None and alignments.indexed:
+                    stretches = select_stretches(reference, contig_list(tokenize.contigs), tokenize.regions)
+                    check_reads_count(alignments, tokenize.min_mapq, stretches)
         except GenoformerError as err:
             raise type(err)(f"{where}: {err}") from None
 
@@ -443,6 +452,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
 
     check_devices(config)
     tokenize = tokenize_options(config)
+    tokenize_args = stage_options(config, "tokenize")
     stage_extras = {stage: stage_options(config, stage) for stage in EXTRA_COMMANDS if stage != "tokenize"}
     check_names(config, samples, samples_path)
     references = config["references"]
@@ -467,7 +477,8 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
         if "vcf" in row:
             _check_vcf_contigs(row["vcf"], references[row["reference"]]["fasta"], f"{where}: vcf", cache_dir)
         if "bam" in row:
-            check_bam_on_reference(row["bam"], references[row["reference"]]["fasta"], f"{where}: bam")
+            check_bam_on_reference(row["bam"], references[row["reference"]]["fasta"], f"{where}: bam",
+                                   tokenize_args)
     for task, entry in config.get("region_tasks", {}).items():
         where = f"config key region_tasks.{task}"
         _require_reference(entry["reference"], references, where)

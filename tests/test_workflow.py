@@ -26,6 +26,7 @@ from genoformer import region_labels, workflow_checks
 from genoformer.cli import main
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError
 from genoformer.io.fasta import Reference
+from genoformer.stage_options import stage_options
 from genoformer.vcf_shards import merge_vcfs, read_tables, write_merged_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -559,8 +560,22 @@ def test_pre_job_checks_read_inputs_as_their_jobs_will_and_write_nothing(tmp_pat
         workflow_checks.check_region_labels(bed, chloroplast_fasta, "7", "task")
     bam = tmp_path / "reads.bam"
     shutil.copy(sarscov2 / "SRR11728627.sorted.bam", bam)
-    workflow_checks.check_bam_on_reference(bam, sarscov2 / "NC_045512.2.fasta", "sample")
+    strict = stage_options({"tokenize": {"extra": "--min-mapq 61"}}, "tokenize")  # above every read's MAPQ
+    workflow_checks.check_bam_on_reference(bam, sarscov2 / "NC_045512.2.fasta", "sample", strict)  # no index: left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["named.bed", "reads.bam"]
+
+
+def test_a_bam_none_of_whose_reads_counts_stops_before_any_job(human_q):
+    """The bundled NA12878 BAM (indexed) passes with the bundled tokenize options; with a --min-mapq above every
+    read's in config tokenize.extra, its consensus would be all N: the run stops before any job, in one line naming
+    the table line, the BAM, the read filter and what helps (before, the tokenize_sample job failed on it)."""
+    bam, fasta = human_q / "NA12878.chr22.tiny.bam", human_q / "q.fa"
+    workflow_checks.check_bam_on_reference(bam, fasta, "samples.tsv: line 2 (sample NA12878): bam",
+                                           stage_options({"tokenize": {"extra": ""}}, "tokenize"))
+    strict = stage_options({"tokenize": {"extra": "--min-depth 1 --min-mapq 61"}}, "tokenize")
+    with pytest.raises(InputError, match=r"^samples.tsv: line 2 \(sample NA12878\): bam: .*NA12878.chr22.tiny.bam: "
+                                         r"no read on q is mapped with MAPQ >= 61 .*lower --min-mapq"):
+        workflow_checks.check_bam_on_reference(bam, fasta, "samples.tsv: line 2 (sample NA12878): bam", strict)
 
 
 def test_a_sample_table_column_given_twice_is_refused(tmp_path):

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
 
     options = tokenize_options(args)
     with Reference(args.fasta) as reference:
-        stretches = select_stretches(reference, _contig_list(args.contigs), args.regions)
+        stretches = select_stretches(reference, contig_list(args.contigs), args.regions)
         if args.bam:
             read_bases, source = _consensus_source(args, reference, stretches)
         else:
@@ -117,9 +117,7 @@ def _consensus_source(args: argparse.Namespace, reference: Reference, stretches:
 
     read_filter = ReadFilter(min_mapq=args.min_mapq)
     with AlignmentFile(args.bam, reference) as alignments:  # index, truncation, contigs against the reference
-        if not alignments.any_read(read_filter, [(stretch.contig, stretch.start, stretch.end)
-                                                 for stretch in stretches]):
-            raise _no_read_error(args, stretches)
+        check_reads_count(alignments, args.min_mapq, stretches)
 
     def read_bases(contig: str, start: int, end: int):
         sample = consensus(args.bam, reference, contig, start, end, min_depth=args.min_depth,
@@ -132,13 +130,20 @@ def _consensus_source(args: argparse.Namespace, reference: Reference, stretches:
     return read_bases, source
 
 
-def _no_read_error(args: argparse.Namespace, stretches: list[Stretch]) -> InputError:
-    """The error for a BAM of which no read counts on ``stretches``."""
+def check_reads_count(alignments, min_mapq: int, stretches: list[Stretch]) -> None:
+    """InputError when no read of the indexed ``alignments`` (:class:`~genoformer.io.bam.AlignmentFile`) counts on
+    ``stretches`` (mapped with MAPQ >= ``min_mapq``, none of the skipped flags): its consensus would be all N.
+    Stops at the first read that counts."""
+    from genoformer.io.bam import ReadFilter
+
+    regions = [(stretch.contig, stretch.start, stretch.end) for stretch in stretches]
+    if alignments.any_read(ReadFilter(min_mapq=min_mapq), regions):
+        return
     names = ", ".join(stretch.name for stretch in stretches[:3]) + (", ..." if len(stretches) > 3 else "")
     where = names if len(stretches) == 1 else f"the {len(stretches)} sequences tokenized ({names})"
-    return InputError(f"{args.bam}: no read on {where} is mapped with MAPQ >= {args.min_mapq} and not secondary, "
-                      "supplementary, duplicate or QC-failed, so the consensus would be all N: is it this sample's "
-                      "BAM? else lower --min-mapq, or choose other --contigs or --regions")
+    raise InputError(f"{alignments.path}: no read on {where} is mapped with MAPQ >= {min_mapq} and not secondary, "
+                     "supplementary, duplicate or QC-failed, so the consensus would be all N: is it this sample's "
+                     "BAM? else lower --min-mapq, or choose other --contigs or --regions")
 
 
 def select_stretches(reference: Reference, contigs: list[str] | None, regions: str | None) -> list[Stretch]:
@@ -170,7 +175,8 @@ def select_stretches(reference: Reference, contigs: list[str] | None, regions: s
     return [Stretch(f"{chrom}:{start + 1}-{end}", chrom, start, end) for chrom, start, end in merged]
 
 
-def _contig_list(text: str | None) -> list[str] | None:
+def contig_list(text: str | None) -> list[str] | None:
+    """The contig names of ``--contigs`` (None: every contig); ConfigError for an empty or repeated name."""
     if text is None:
         return None
     names = [name.strip() for name in text.split(",")]

@@ -205,6 +205,11 @@ class AlignmentFile:
             if read_filter.passes(read):
                 yield read
 
+    @property
+    def indexed(self) -> bool:
+        """Whether the file has its index (a check opened without building one may find none)."""
+        return self._file.has_index()
+
     def any_read(self, read_filter: ReadFilter, regions: list[tuple[str, int, int]]) -> bool:
         """True when a read passing ``read_filter`` overlaps one of ``regions`` (contig, start, end: 0-based
         half-open); stops at the first such read, so it reads the whole file only where none passes."""
