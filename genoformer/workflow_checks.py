@@ -1,16 +1,16 @@
 """Checks the Snakemake workflow runs while it builds its DAG, before any job starts.
 
-The configuration's shape is checked against JSON schemas (:func:`check_schema`, one line per problem; the
-Snakefile then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot:
-no stage picks its own device (the jobs' `gpu` resources do), each stage's ``extra`` options read as its command
-reads them (:mod:`genoformer.stage_options`), the sample table's names are unique, every input
-path exists, names refer to configured references, every VCF's contigs are contigs of its reference, every
-annotation's genes and CDS lie on contigs of its reference, every sample BAM opens on its reference (not
-truncated, same contigs; where indexed, a read counts with the tokenize options), every region task's BED reads on its reference with two classes at least, every
-variant task's labels read (its label field declared and holding values, each class value it names there, two
+The configuration's shape is checked against JSON schemas (:func:`check_schema`, one line per problem; the Snakefile
+then lets snakemake fill in the schemas' defaults); this module also checks what a schema cannot: no stage picks its
+own device (the jobs' `gpu` resources do), each stage's ``extra`` options read as its command reads them
+(:mod:`genoformer.stage_options`), the sample table's names are unique, every input path exists, names refer to
+configured references, every VCF's contigs are contigs of its reference, every annotation's genes and CDS lie on
+contigs of its reference, every sample BAM opens on its reference (not truncated, same contigs; where indexed, a
+read counts with the tokenize options), every region task's BED reads on its reference with two classes at least,
+every variant task's labels read (its label field declared and holding values, each class value it names there, two
 variants per class at least; a contig or label check that passed is remembered while its files stay the same:
-:mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow
-would now train with, on the windows tokenization would now cut (:func:`check_pretrain_run`).
+:mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow would
+now train with, on the windows tokenization would now cut (:func:`check_pretrain_run`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
 :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones.
 Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or
