@@ -4,6 +4,7 @@ import logging
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -673,18 +674,29 @@ def test_shards_of_two_vcfs_do_not_merge(human_q, checkpoint, tmp_path, capsys):
     assert err.count("\n") == 1 and not (tmp_path / "m.vcf.gz").exists()
 
 
+def freebayes_calls(human_q) -> tuple[str, list[str]]:
+    """The bundled freebayes calls on q as text: the header and one line per record."""
+    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
+        return str(calls.header), [str(record) for record in calls]
+
+
+def score_edited_calls(human_q, checkpoint, vcf: Path, header: str, records: list[str]) -> Path:
+    """Write ``header`` and ``records`` to ``vcf``, score it with the tiny checkpoint (window 256, no embeddings)
+    and return the scored VCF's path."""
+    vcf.write_text(header + "".join(records))
+    out = vcf.with_name(f"{vcf.stem}.scored.vcf.gz")
+    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--checkpoint",
+                 str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out)]) == 0
+    return out
+
+
 def test_info_values_of_another_count_than_declared_are_written_whole(human_q, checkpoint, tmp_path):
     """The freebayes calls with AF (Number=A) of three values on a one-ALT record and DP (Number=1) of two: read,
     such values are kept whole, but the scored VCF declared them as the input did and pysam raised a TypeError
     writing it, after all the scoring. Now such a field is declared Number=. and its values kept."""
-    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
-        header, records = str(calls.header), [str(record) for record in calls]
+    header, records = freebayes_calls(human_q)
     records[0] = records[0].replace("AF=0.5;", "AF=0.5,0.25,0.25;").replace(";DP=41;", ";DP=41,40;")
-    vcf = tmp_path / "calls.vcf"
-    vcf.write_text(header + "".join(records))
-    out = tmp_path / "scored.vcf.gz"
-    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--checkpoint",
-                 str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out)]) == 0
+    out = score_edited_calls(human_q, checkpoint, tmp_path / "calls.vcf", header, records)
     with pysam.VariantFile(str(out)) as scored:
         numbers = {key: scored.header.info[key].number for key in ("AF", "DP", "AO")}
         rows = [(record.pos, record.info["AF"], record.info["DP"]) for record in scored]
@@ -695,15 +707,12 @@ def test_info_values_of_another_count_than_declared_are_written_whole(human_q, c
 def test_input_gf_fields_give_way_to_the_scores_with_a_warning(human_q, checkpoint, tmp_path, caplog):
     """The freebayes calls carrying a GF_LLR of their own (say from an earlier genoformer run): the output holds
     this run's LLR, not the input's, and the log names the field that was left out."""
-    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
-        header, records = str(calls.header), [str(record) for record in calls]
+    header, records = freebayes_calls(human_q)
     header = header.replace("#CHROM", '##INFO=<ID=GF_LLR,Number=1,Type=Float,Description="an earlier run">\n#CHROM')
     vcf = tmp_path / "rescored.vcf"
-    vcf.write_text(header + "".join(record.replace("\tAB=", "\tGF_LLR=99;AB=", 1) for record in records))
-    out = tmp_path / "scored.vcf.gz"
     with caplog.at_level(logging.WARNING, logger="genoformer"):
-        assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--checkpoint",
-                     str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out)]) == 0
+        out = score_edited_calls(human_q, checkpoint, vcf, header,
+                                 [record.replace("\tAB=", "\tGF_LLR=99;AB=", 1) for record in records])
     with pysam.VariantFile(str(out)) as scored:
         llrs = [record.info["GF_LLR"] for record in scored]
     assert len(llrs) == 16 and 99 not in llrs and all(abs(llr) < 50 for llr in llrs)
@@ -719,14 +728,9 @@ def test_a_folder_given_as_the_vcf_is_named_as_such(human_q, checkpoint, tmp_pat
 def test_an_undeclared_flag_is_kept_as_a_flag(human_q, checkpoint, tmp_path):
     """The freebayes calls with an undeclared bare key (SOMATIC) on their first three records: pysam reads it as
     None, which the writer left out of every record; it is now declared a Flag and kept where it was."""
-    with pysam.VariantFile(str(human_q / "q.vcf.gz")) as calls:
-        header, records = str(calls.header), [str(record) for record in calls]
+    header, records = freebayes_calls(human_q)
     records[:3] = [record.replace("\tAB=", "\tSOMATIC;AB=", 1) for record in records[:3]]
-    vcf = tmp_path / "flagged.vcf"
-    vcf.write_text(header + "".join(records))
-    out = tmp_path / "scored.vcf.gz"
-    assert main(["-q", "score-variants", "--reference", str(human_q / "q.fa"), "--vcf", str(vcf), "--checkpoint",
-                 str(checkpoint), "--window", "256", "--no-embeddings", "--out", str(out)]) == 0
+    out = score_edited_calls(human_q, checkpoint, tmp_path / "flagged.vcf", header, records)
     with pysam.VariantFile(str(out)) as scored:
         declared = (scored.header.info["SOMATIC"].type, scored.header.info["SOMATIC"].number)
         flagged = [record.pos for record in scored if "SOMATIC" in record.info]
