@@ -460,3 +460,18 @@ def test_plain_gzip_vcf_says_recompress_with_bgzip(human_q, q_reference, tmp_pat
         read_variants(path, q_reference)
     message = one_line(err)
     assert message.startswith(f"{path}: plain gzip, not bgzip; recompress it with bgzip: `zcat {path} | bgzip > ")
+
+
+def test_an_alt_equal_to_its_ref_is_no_variant(tmp_path, calls_text, q_reference):
+    """freebayes' first call (T>C at 186) given a second ALT equal to REF (T, as some callers write a reference
+    call), and its second call's ALT replaced by its REF in lower case: neither is scored, both are counted with
+    the records without an ALT; the C stays the record's first allele, with its own AO."""
+    def edit(fields):
+        fields[0][4] = "C,T"
+        fields[0][7] = fields[0][7].replace("AO=16;", "AO=16,0;")
+        fields[1][4] = fields[1][3].lower()
+    result = read_variants(edited_vcf(tmp_path, calls_text, edit), q_reference)
+    first = [v for v in result.variants if v.record == 1]
+    assert [(v.alt, v.allele, v.info["AO"]) for v in first] == [("C", 1, 16)]
+    assert not any(v.record == 2 for v in result.variants) and result.skipped_no_alt == 2
+    assert len(result.variants) == len(calls_text[1]) - 1

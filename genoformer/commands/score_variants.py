@@ -143,5 +143,5 @@ def run(args) -> None:
         written = write_scored_vcf(args.out, variant_set, scores, reference, meta=meta, per_strand=args.per_strand,
                                    index_kind=args.index)
     write_table(table, scores_table(variant_set, scores))
-    log.info("%s: %d scored variants (skipped: %d symbolic, %d REF mismatches, %d without ALT)", args.out, written,
-             variant_set.skipped_symbolic, variant_set.skipped_ref_mismatch, variant_set.skipped_no_alt)
+    log.info("%s: %d scored variants (skipped: %d symbolic, %d REF mismatches, %d without a change)", args.out,
+             written, variant_set.skipped_symbolic, variant_set.skipped_ref_mismatch, variant_set.skipped_no_alt)

@@ -8,7 +8,8 @@ declared ``Number=A`` keep that ALT's value, ``Number=R`` the REF's and that ALT
 the ALTs is kept whole, or is an ``InputError`` naming the record in a field the caller reads; those declared
 ``Number=G``, which pysam cannot read in INFO, are left out with one warning). Alleles are kept as written: no
 trimming or left-alignment. Symbolic (``<DEL>``, ``<*>``), spanning-deletion (``*``) and
-breakend alleles are skipped and counted; records without an ALT (``.``) are skipped and counted apart.
+breakend alleles are skipped and counted; records without an ALT (``.``) and ALTs equal to their REF (no change,
+case aside) are skipped and counted apart.
 A record htslib cannot parse is an ``InputError`` with htslib's reason; what htslib prints goes to this module's
 logger (see ``genoformer.io.htslib``). In a text VCF, a QUAL that htslib would misread without a word
 (``abc`` as 0) and a line of fewer than 8 columns are an ``InputError`` naming the record, its line and the
@@ -212,7 +213,7 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
         raise MismatchError(f"VCF contigs not in reference {reference.path}: {', '.join(missing_contigs)} "
                             f"(in {path}, first at record {next(iter(missing_contigs.values()))})")
     log.info("%s: %d variants from %d records; skipped %d symbolic/breakend alleles, %d REF mismatches, "
-             "%d records without ALT", path, len(result.variants), number, result.skipped_symbolic,
+             "%d without a change (no ALT, or ALT equal to REF)", path, len(result.variants), number, result.skipped_symbolic,
              result.skipped_ref_mismatch, result.skipped_no_alt)
     return result
 
@@ -266,7 +267,7 @@ def _ref_matches(record: pysam.VariantRecord, reference: Reference, path: Path, 
 def _add_variants(record: pysam.VariantRecord, number: int, result: VariantSet, path: Path,
                   numbers: dict[str, object]) -> None:
     """Append one Variant per plain ALT of ``record`` (``numbers``: :func:`_info_numbers`); count symbolic and
-    missing ALTs."""
+    missing ALTs, and ALTs equal to REF."""
     if not record.alts:
         result.skipped_no_alt += 1
         return
@@ -278,6 +279,9 @@ def _add_variants(record: pysam.VariantRecord, number: int, result: VariantSet, 
         if not _PLAIN_ALLELE.fullmatch(alt):
             raise InputError(f"{path} record {number} ({record.contig}:{record.pos}): ALT {alt!r} is not a "
                              "sequence of A, C, G, T, N or a symbolic allele")
+        if alt.upper() == record.ref.upper():  # no change: nothing to score
+            result.skipped_no_alt += 1
+            continue
         result.variants.append(Variant(
             contig=record.contig, pos=record.pos, ref=record.ref, alt=alt, id=record.id, qual=record.qual,
             filter=filters, info=_split_info(record, numbers, alt_index), record=number,
