@@ -25,6 +25,7 @@ from sklearn.metrics import (  # noqa: E402
 from genoformer.atomic import atomic_path  # noqa: E402
 from genoformer.errors import InputError, MissingFileError  # noqa: E402
 from genoformer.io.bed import class_order  # noqa: E402
+from genoformer.report.tables import notable_direction  # noqa: E402
 
 DPI = 120
 THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")  # axis ticks as 1,733,000, as the labels write them
@@ -393,12 +394,6 @@ CLASS_COLOURS = {"synonymous": "tab:green", "missense": "tab:orange", "stop_gain
 
 def _class_colour(name, rank: int) -> str:
     return CLASS_COLOURS.get(str(name), f"C{rank % 10}")
-
-
-def notable_direction(score: str) -> str:
-    """Which end of ``score`` marks a variant the model finds notable: "lower" for a log-likelihood ratio (a name
-    with LLR: an unexpected ALT scores below 0), "higher" for an embedding distance."""
-    return "lower" if "LLR" in score.upper() else "higher"
 
 
 def score_axis_label(score: str) -> str:

@@ -273,6 +273,12 @@ def annotation_note(columns) -> str:
     return note + (f" {EMBEDDING_NOTE}" if "GF_EMB_LOCAL" in columns else "")
 
 
+def notable_direction(score: str) -> str:
+    """Which end of ``score`` marks a variant the model finds notable: "lower" for a log-likelihood ratio (a name
+    with LLR: an unexpected ALT scores below 0), "higher" for an embedding distance."""
+    return "lower" if "LLR" in score.upper() else "higher"
+
+
 def top_variants_page(table: pd.DataFrame, score: str, n: int, source: str | Path, out: str | Path) -> None:
     """The ``n`` variants of a scored VCF (``plots.read_scored_vcf`` table) with the lowest ``score``: for
     GF_LLR, the alternate alleles the model finds least expected in their context, each with P(ALT) / P(REF)
@@ -287,7 +293,7 @@ def top_variants_page(table: pd.DataFrame, score: str, n: int, source: str | Pat
     position = top.columns.get_loc(score) + 1
     note = (f"The {len(top)} of {len(scored):,} scored variants with the lowest {score}, lowest first."
             if len(top) < len(scored) else f"All {len(scored):,} scored variants, lowest {score} first.")
-    if "LLR" in score.upper():
+    if notable_direction(score) == "lower":  # a log-likelihood ratio
         top.insert(position, "P(ALT) / P(REF)", [f"{math.exp(value):.2f}" for value in top[score]])
         above = int((top[score] > 0).sum())
         top[score] = top[score].map("{:+.3f}".format)  # signed, as the note's figures are

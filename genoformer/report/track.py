@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from genoformer.errors import InputError
-from genoformer.report.plots import (CLASS_COLOURS, THOUSANDS, _class_colour, _save, notable_direction,
-                                     score_axis_label)
+from genoformer.report.plots import CLASS_COLOURS, THOUSANDS, _class_colour, _save, score_axis_label
+from genoformer.report.tables import notable_direction
 
 
 def loci(table: pd.DataFrame, gap: int) -> list[pd.DataFrame]:
@@ -27,11 +27,15 @@ def loci(table: pd.DataFrame, gap: int) -> list[pd.DataFrame]:
 
 def notable_loci(found: list[pd.DataFrame], score: str, max_loci: int) -> list[int]:
     """Indices (genome order) of the ``max_loci`` loci of ``found`` holding the most notable ``score``: the
-    lowest for a log-likelihood ratio, the highest for a distance (:func:`plots.notable_direction`); a tie goes to
+    lowest for a log-likelihood ratio, the highest for a distance (:func:`tables.notable_direction`); a tie goes to
     the locus with more variants."""
-    sign = 1 if notable_direction(score) == "lower" else -1
-    ranked = sorted(range(len(found)), key=lambda i: (sign * found[i][score].to_numpy(float).min() if sign > 0
-                                                       else -found[i][score].to_numpy(float).max(), -len(found[i])))
+    lower = notable_direction(score) == "lower"
+
+    def extreme(rows: pd.DataFrame) -> float:  # smaller is more notable
+        values = rows[score].to_numpy(float)
+        return values.min() if lower else -values.max()
+
+    ranked = sorted(range(len(found)), key=lambda i: (extreme(found[i]), -len(found[i])))
     return sorted(ranked[:max_loci])
 
 
