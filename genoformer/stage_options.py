@@ -27,6 +27,40 @@ def stage_options(config: dict, stage: str, passed: tuple[str, ...] = ()) -> arg
     """Config key ``<stage>.extra`` parsed by its command's parser after ``passed`` (options the rule gives
     before it, which ``extra`` may override as on the command line); options neither gives take their defaults,
     required ones None. Raises ConfigError naming the key for an unknown option or a value the parser refuses."""
+    return _parse(config, stage, passed, defaults=True)
+
+
+def given_options(config: dict, stage: str) -> set[str]:
+    """The options (by argparse name: ``device`` for ``--device`` or a prefix of it such as ``--dev``) that config
+    key ``<stage>.extra`` itself gives; the same errors as :func:`stage_options`."""
+    return set(vars(_parse(config, stage, (), defaults=False))) - {"func"}
+
+
+def tokenize_arguments(config: dict) -> argparse.Namespace:
+    """The tokenize rules' command line as ``genoformer tokenize`` parses it: config ``tokenize`` k, stride and
+    window, then its ``extra``."""
+    settings = config["tokenize"]
+    passed = ("--k", str(settings["k"]), "--stride", str(settings["stride"]), "--window", str(settings["window"]))
+    return stage_options(config, "tokenize", passed)
+
+
+def tokenize_options(config: dict, arguments: argparse.Namespace | None = None):
+    """The :class:`~genoformer.tokenize.dataset.TokenizeOptions` the tokenize rules run with (from ``arguments``,
+    :func:`tokenize_arguments`, when already parsed); raises ConfigError naming the config key for a value tokenize
+    refuses."""
+    from genoformer.commands import tokenize
+
+    try:
+        return tokenize.tokenize_options(tokenize_arguments(config) if arguments is None else arguments)
+    except ConfigError as err:
+        if str(err).startswith("config key"):
+            raise
+        raise ConfigError(f"config key tokenize: {err}") from None
+
+
+def _parse(config: dict, stage: str, passed: tuple[str, ...], defaults: bool) -> argparse.Namespace:
+    """``passed`` and config key ``<stage>.extra`` parsed by the stage's command's parser, required options made
+    optional (the rules pass them); without ``defaults`` the namespace holds only the options given."""
     command = EXTRA_COMMANDS[stage]
     where = f"config key {stage}.extra"
     try:
@@ -49,23 +83,10 @@ def stage_options(config: dict, stage: str, passed: tuple[str, ...] = ()) -> arg
     parser.exit = leave
     for required in (*parser._actions, *parser._mutually_exclusive_groups):
         required.required = False  # the rules pass those
+    if not defaults:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
     options, unknown = parser.parse_known_args([*passed, *words])
     if unknown:
         refuse(f"unrecognized arguments: {' '.join(unknown)}")
     return options
-
-
-def tokenize_options(config: dict):
-    """The :class:`~genoformer.tokenize.dataset.TokenizeOptions` the tokenize rules run with: config ``tokenize``
-    k, stride and window, then its ``extra``; raises ConfigError naming the config key for a value tokenize
-    refuses."""
-    from genoformer.commands import tokenize
-
-    settings = config["tokenize"]
-    passed = ("--k", str(settings["k"]), "--stride", str(settings["stride"]), "--window", str(settings["window"]))
-    try:
-        return tokenize.tokenize_options(stage_options(config, "tokenize", passed))
-    except ConfigError as err:
-        if str(err).startswith("config key"):
-            raise
-        raise ConfigError(f"config key tokenize: {err}") from None

@@ -24,7 +24,6 @@ import contextlib
 import csv
 import functools
 import math
-import shlex
 from pathlib import Path
 from typing import Iterator
 
@@ -36,7 +35,8 @@ from genoformer.errors import ConfigError, GenoformerError, InputError, Mismatch
 from genoformer.io.fasta import Reference
 from genoformer.io.vcf import check_not_plain_gzip
 from genoformer.io.vcf_index import TBI_MAX_CONTIG, needs_csi
-from genoformer.stage_options import EXTRA_COMMANDS, stage_options, tokenize_options
+from genoformer.stage_options import (EXTRA_COMMANDS, given_options, stage_options, tokenize_arguments,
+                                       tokenize_options)
 
 SAMPLE_COLUMNS = ("sample", "reference", "bam", "vcf")
 
@@ -353,12 +353,8 @@ def check_devices(config: dict) -> None:
         raise ConfigError("config key pretrain.set: run.device is set by the workflow (auto when the pretrain job "
                           "gets a GPU: config pretrain.gpus or the profile's gpu; else cpu); remove it")
     for stage in MODEL_STAGES:
-        try:
-            words = shlex.split(config.get(stage, {}).get("extra", ""))
-        except ValueError as err:  # an unclosed quote
-            raise ConfigError(f"config key {stage}.extra: {err}") from None
-        # argparse also takes a unique prefix of an option (--dev): any prefix of --device past "--" picks one too
-        if any(len(option) > 2 and "--device".startswith(option) for option in (w.split("=", 1)[0] for w in words)):
+        # read by the command's own parser: a prefix argparse takes for --device (--dev) picks one too
+        if stage in EXTRA_COMMANDS and "device" in given_options(config, stage):
             raise ConfigError(f"config key {stage}.extra: --device is set by the workflow (auto when the job gets "
                               f"a GPU: config {stage}.gpus or the profile's gpu; else cpu); remove it")
 
@@ -451,8 +447,8 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
     from Bio.Data.CodonTable import unambiguous_dna_by_id
 
     check_devices(config)
-    tokenize = tokenize_options(config)
-    tokenize_args = stage_options(config, "tokenize")
+    tokenize_args = tokenize_arguments(config)
+    tokenize = tokenize_options(config, tokenize_args)
     stage_extras = {stage: stage_options(config, stage) for stage in EXTRA_COMMANDS if stage != "tokenize"}
     check_names(config, samples, samples_path)
     references = config["references"]
