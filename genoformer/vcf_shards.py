@@ -5,8 +5,8 @@ The workflow scores one VCF as n jobs, ``genoformer score-variants --shard i/n``
 so ``merge_vcfs`` merges them by position, REF and ALT (the order of each shard's records; variants at one
 position can lie in different shards) into one bgzipped, indexed VCF, and ``read_tables`` puts the shards'
 table rows back in input order (record, then allele: the ALTs of one record can lie in different shards). Each
-(record, allele) must come once, and the tables must have as many rows as the VCFs have records: tables of other shards
-are an error, not a merged table that disagrees with the merged VCF.
+(record, allele) must come once, and the tables must have as many rows as the VCFs have records: tables of other
+shards are an error, not a merged table that disagrees with the merged VCF.
 """
 
 from __future__ import annotations

@@ -213,8 +213,8 @@ def read_variants(path: str | os.PathLike, reference: Reference, on_ref_mismatch
         raise MismatchError(f"VCF contigs not in reference {reference.path}: {', '.join(missing_contigs)} "
                             f"(in {path}, first at record {next(iter(missing_contigs.values()))})")
     log.info("%s: %d variants from %d records; skipped %d symbolic/breakend alleles, %d REF mismatches, "
-             "%d without a change (no ALT, or ALT equal to REF)", path, len(result.variants), number, result.skipped_symbolic,
-             result.skipped_ref_mismatch, result.skipped_no_alt)
+             "%d without a change (no ALT, or ALT equal to REF)", path, len(result.variants), number,
+             result.skipped_symbolic, result.skipped_ref_mismatch, result.skipped_no_alt)
     return result
 
 
