@@ -42,11 +42,12 @@ def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, 
     contig (but crossing the origin of a contig declared circular: both its pieces count) or an annotation without
     CDS raises :class:`InputError` naming the file (and line).
     """
-    coding = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
-    genic = {contig: np.zeros(length, dtype=bool) for contig, length in reference.contigs.items()}
-    checked, n_cds, circular, annotated = set(), 0, circular_contigs(gff_path), set()
+    coding, genic = {}, {}  # masks only of the contigs the GFF3 annotates
+    checked, n_cds, circular = set(), 0, circular_contigs(gff_path)
     for feature in read_features(gff_path):
-        annotated.add(feature.contig)
+        if feature.contig in reference.contigs and feature.contig not in genic:
+            length = reference.contigs[feature.contig]
+            coding[feature.contig], genic[feature.contig] = np.zeros(length, dtype=bool), np.zeros(length, dtype=bool)
         if not is_gene_level(feature.type):
             continue
         if feature.contig not in checked:
@@ -60,13 +61,13 @@ def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, 
         n_cds += feature.type == "CDS"
     if not n_cds:
         raise InputError(f"{gff_path}: no CDS features found")
-    skipped = [contig for contig in reference.contigs if contig not in annotated]
+    skipped = [contig for contig in reference.contigs if contig not in genic]
     if skipped:
         log.warning("%s has no feature line on %d contig(s) of %s (%s%s): no regions are drawn there (unannotated "
                     "sequence is not intergenic)", gff_path, len(skipped), reference.path, ", ".join(skipped[:5]),
                     ", ..." if len(skipped) > 5 else "")
-    return ({contig: mask for contig, mask in coding.items() if contig in annotated},
-            {contig: mask for contig, mask in genic.items() if contig in annotated})
+    annotated = [contig for contig in reference.contigs if contig in genic]  # reference order, as drawn
+    return {contig: coding[contig] for contig in annotated}, {contig: genic[contig] for contig in annotated}
 
 
 def region_candidates(reference, gff_path: str | os.PathLike, length: int) -> dict[str, list[tuple[str, int]]]:
