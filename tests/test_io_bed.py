@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from genoformer.errors import InputError, MismatchError, MissingFileError
-from genoformer.io.bed import read_bed
+from genoformer.io.bed import class_order, read_bed
 from genoformer.io.fasta import Reference
 
 
@@ -255,3 +255,26 @@ def test_a_dot_label_is_a_missing_value_not_a_class(chloroplast, genes, tmp_path
     assert one_line(err) == (f"{path} line 10: label '.' in column 7 is BED's mark for a missing value, not a class; "
                              "give the region its class or leave it out")
     assert read_bed(path, chloroplast, optional_label=True)["label"].iloc[9] == "."
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["0", "1", "-2", "10"], [0, 1, -2, 10]),
+    (["01", "1"], ["01", "1"]),
+    (["+1", "1"], ["+1", "1"]),
+    (["1_0", "10"], ["1_0", "10"]),
+    (["-0", "0"], ["-0", "0"]),
+    (["\u0661", "1"], ["\u0661", "1"]),
+])
+def test_labels_are_integers_only_when_written_plainly(labels, expected, tmp_path):
+    """Zero-padded, signed or underscored numbers stay strings as written: ``01`` and ``1`` are two classes."""
+    lines = [f"NC_000932.1\t{10 * i}\t{10 * i + 5}\tr{i}\t0\t+\t{label}" for i, label in enumerate(labels)]
+    table = read_bed(write(tmp_path / "labels.bed", lines))
+    assert table["label"].tolist() == expected
+    assert table["label"].nunique() == len(set(labels))
+
+
+def test_class_order_is_numeric_and_fixed():
+    """Integer names sort as numbers; names equal as numbers ('01', '1') in one order whatever the input order."""
+    assert class_order([10, 9, -1]) == ["-1", "9", "10"]
+    assert class_order(["1", "01", "2"]) == class_order(["2", "01", "1"]) == ["01", "1", "2"]
+    assert class_order(["b", "a", "10"]) == ["10", "a", "b"]
