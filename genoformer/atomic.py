@@ -1,4 +1,5 @@
-"""Atomic outputs: write to a temporary sibling, then rename, so a killed run never leaves a partial file."""
+"""Atomic outputs: write to a temporary sibling, then rename, so a killed run never leaves a partial file (and the
+next write of that output removes the temporary it left: :mod:`genoformer.temps`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from genoformer.errors import ConfigError
+from genoformer.temps import remove_dead_temps, temp_prefix
 
 
 def _umask() -> int:
@@ -31,12 +33,14 @@ def check_output_file(path: str | os.PathLike | None) -> None:
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``, on failure delete it.
 
-    ``suffix`` keeps an extension on the temporary name for writers that infer the format from it.
+    ``suffix`` keeps an extension on the temporary name for writers that infer the format from it. Temporaries of
+    ``path`` that a killed writer on this host left are removed first (:mod:`genoformer.temps`).
     """
     path = Path(path)
     check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    remove_dead_temps(path, suffix=f".tmp{suffix}")
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
@@ -111,7 +115,8 @@ def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
 
     ``path`` must pass :func:`check_replaceable` with ``marker`` (a file the yielded folder will hold). The old
     folder is moved aside to ``.<name>.old`` for the instant between two renames; a run killed in that instant
-    leaves it there, and the next call puts it back before anything else.
+    leaves it there, and the next call puts it back before anything else (then removes the killed run's complete
+    but never renamed temporary, as it removes any temporary a killed writer left: :mod:`genoformer.temps`).
     """
     path = Path(os.path.realpath(path))  # normalized ('.' and 'x/..' get a name); a symlink's target is replaced
     old = path.with_name(f".{path.name}.old")
@@ -119,7 +124,8 @@ def atomic_dir(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
         os.replace(old, path)
     check_replaceable(path, marker)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_dead_temps(path, suffix=".tmp")
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp

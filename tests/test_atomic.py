@@ -1,6 +1,11 @@
 """Atomic outputs (genoformer.atomic): all or nothing, and never in place of something the user made."""
 
+import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +21,25 @@ from genoformer.atomic import (
 )
 from genoformer.cli import main
 from genoformer.errors import ConfigError
+from genoformer.temps import writer
 
 SARS_COV_2 = "resources/sarscov2/NC_045512.2.fasta"
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1 << 20
+
+# A writer that enters atomic_dir (kind "dir") or atomic_path (kind "file", optional suffix), writes 1 MiB into its
+# temporary, says where that is through the file READY, and sleeps until it is killed.
+WRITER = """
+import os, sys, time
+from pathlib import Path
+from genoformer.atomic import atomic_dir, atomic_path
+kind, out, ready, *suffix = sys.argv[1:]
+with (atomic_dir(out, marker="metrics.json") if kind == "dir" else atomic_path(out, suffix="".join(suffix))) as tmp:
+    (tmp / "shard.npy" if kind == "dir" else tmp).write_bytes(bytes(1 << 20))
+    Path(ready + ".part").write_text(str(tmp))
+    os.replace(ready + ".part", ready)
+    time.sleep(600)
+"""
 
 
 def test_atomic_dir_replaces_its_own_output_whole(tmp_path):
@@ -260,3 +282,137 @@ def test_weights_get_the_permissions_of_every_other_output(tmp_path):
         os.umask(previous)
     modes = {entry.name: entry.stat().st_mode & 0o777 for entry in (tmp_path / "model").iterdir()}
     assert modes == {"config.json": 0o644, "model.safetensors": 0o644}
+
+
+@pytest.fixture
+def writer_process(tmp_path):
+    """Start a WRITER subprocess and wait until its temporary is written: returns (process, temporary). Those still
+    running at the end are killed."""
+    started = []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    (tmp_path / "signals").mkdir()
+
+    def start(kind, out, *suffix):
+        ready = tmp_path / "signals" / f"ready-{len(started)}"
+        process = subprocess.Popen([sys.executable, "-c", WRITER, kind, str(out), str(ready), *suffix], env=env)
+        started.append(process)
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the writer never got to its write"
+            time.sleep(0.01)
+        return process, Path(ready.read_text())
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def kill(process):
+    """SIGKILL, as a Slurm time limit or the OOM killer ends a job: no handler runs, no temporary is removed."""
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+
+
+def hidden(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_the_next_write_removes_the_folder_a_killed_writer_left_but_not_a_running_ones(tmp_path, writer_process,
+                                                                                    caplog):
+    """A checkpoint or token dataset half-written by a killed job stays hidden, 1 MiB here, gigabytes in real use:
+    the next atomic_dir of the same output removes it, saying how much it freed. A writer still running (a second
+    job on the same output) keeps its temporary."""
+    out = tmp_path / "out" / "ds"
+    running, running_tmp = writer_process("dir", out)
+    killed, killed_tmp = writer_process("dir", out)
+    kill(killed)
+    assert killed_tmp.is_dir() and running_tmp.is_dir()
+    assert killed_tmp.name.startswith(f".ds.{writer()}.{killed.pid}.") and killed_tmp.name.endswith(".tmp")
+    with caplog.at_level(logging.INFO, logger="genoformer.temps"):
+        with atomic_dir(out, marker="metrics.json") as tmp:
+            (tmp / "metrics.json").write_text("1")
+    assert hidden(out.parent) == [running_tmp.name]
+    assert (running_tmp / "shard.npy").stat().st_size == MIB and running.poll() is None
+    assert f"removed {killed_tmp}, a temporary of ds left by process {killed.pid} (no longer running): " \
+           "1.0 MiB freed" in caplog.text
+    assert str(running_tmp) not in caplog.text
+
+
+def test_the_next_write_removes_the_file_a_killed_writer_left_suffix_and_all(tmp_path, writer_process, caplog):
+    """atomic_path's temporary keeps its suffix (safetensors, PNG) after .tmp; the killed writer's is removed, the
+    running writer's kept."""
+    out = tmp_path / "model.safetensors"
+    running, running_tmp = writer_process("file", out, ".safetensors")
+    killed, killed_tmp = writer_process("file", out, ".safetensors")
+    kill(killed)
+    assert killed_tmp.name.startswith(f".model.safetensors.{writer()}.{killed.pid}.")
+    assert killed_tmp.name.endswith(".tmp.safetensors") and killed_tmp.stat().st_size == MIB
+    with caplog.at_level(logging.INFO, logger="genoformer.temps"):
+        with atomic_path(out, suffix=".safetensors") as tmp:
+            tmp.write_text("weights")
+    assert hidden(tmp_path) == [running_tmp.name] and running_tmp.stat().st_size == MIB
+    assert out.read_text() == "weights"
+    assert f"removed {killed_tmp}" in caplog.text and "1.0 MiB freed" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_cleaning_an_output_never_touches_another_outputs_temporary(kind, tmp_path, writer_process):
+    """Names are parsed whole: the temporaries of `a.b` and `a2` (whose names start like `a`'s) and of `a`
+    written with another suffix are not `a`'s, even when their writers are dead too."""
+    outputs = ["a", "a.b", "a2", "a.b.c", "b.a"]
+    leftovers = {}
+    for name in outputs:
+        process, leftovers[name] = writer_process(kind, tmp_path / name)
+        kill(process)
+    process, leftovers["a.png"] = writer_process("file", tmp_path / "a", ".png")
+    kill(process)
+    if kind == "dir":
+        with atomic_dir(tmp_path / "a", marker="metrics.json") as tmp:
+            (tmp / "metrics.json").write_text("1")
+    else:
+        write_text(tmp_path / "a", "1")
+    assert not leftovers["a"].exists()
+    assert hidden(tmp_path) == sorted(leftovers[name].name for name in leftovers if name != "a")
+    write_text(tmp_path / "a.b", "1")  # and a.b's own write takes only a.b's
+    assert not leftovers["a.b"].exists() and leftovers["a.b.c"].exists() and leftovers["a.png"].exists()
+
+
+def test_temporaries_of_another_host_are_kept_and_named_once(tmp_path, writer_process, caplog):
+    """On a cluster's shared filesystem a temporary of another node may belong to a job running there (its pid
+    means nothing here): kept, and named with its size in one warning per output; so is one of an older genoformer
+    (no writer in its name). This host's killed writer's is removed."""
+    out = tmp_path / "tokens"
+    killed, killed_tmp = writer_process("dir", out)
+    kill(killed)
+    elsewhere = tmp_path / f".tokens.node17,cluster.{killed.pid}.k2j4h6g8.tmp"  # the same pid, dead here
+    older = tmp_path / ".tokens.x1y2z3w4.tmp"
+    for folder in (elsewhere, older):
+        folder.mkdir()
+        (folder / "shard.npy").write_bytes(bytes(3 * MIB))
+    with caplog.at_level(logging.INFO, logger="genoformer.temps"):
+        for run in ("1", "2"):
+            with atomic_dir(out, marker="metrics.json") as tmp:
+                (tmp / "metrics.json").write_text(run)
+    assert hidden(tmp_path) == sorted([elsewhere.name, older.name])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{out}: kept 2 temporary copies that a writer on another host (or an older genoformer) may "
+                        f"still be writing: {', '.join(f'{p.name} (3.0 MiB)' for p in sorted([elsewhere, older]))}; "
+                        "remove them once no such run is alive"]
+    assert f"removed {killed_tmp}" in caplog.text
+
+
+def test_a_kill_between_the_renames_leaves_the_previous_output_and_no_temporary(tmp_path, writer_process):
+    """A writer killed while the previous output was moved aside to .ds.old: the next call puts that back and
+    removes the killed writer's temporary, even when the next call fails too."""
+    out = tmp_path / "ds"
+    with atomic_dir(out, marker="metrics.json") as tmp:
+        (tmp / "metrics.json").write_text("1")
+    killed, killed_tmp = writer_process("dir", out)
+    kill(killed)
+    os.replace(out, tmp_path / ".ds.old")  # where the killed writer's first rename would have left it
+    with pytest.raises(RuntimeError), atomic_dir(out, marker="metrics.json") as tmp:
+        raise RuntimeError("killed again")
+    assert (out / "metrics.json").read_text() == "1"
+    assert not killed_tmp.exists() and hidden(tmp_path) == []

@@ -163,8 +163,9 @@ def test_unknown_contig_in_contigs(tmp_path, cli, human_q):
 
 
 @pytest.mark.slow
-def test_killed_run_leaves_no_dataset(tmp_path, cdiph_fasta):
-    """SIGKILL while the 2.46 Mbp genome is being written: DIR never appears, only a hidden .DIR.*.tmp."""
+def test_killed_run_leaves_no_dataset(tmp_path, cdiph_fasta, sarscov2):
+    """SIGKILL while the 2.46 Mbp genome is being written: DIR never appears, only a hidden .DIR.*.tmp, which the
+    next run writing DIR removes."""
     for _ in range(5):  # if the run wins the race and finishes before the kill, try again
         for leftover in tmp_path.iterdir():
             shutil.rmtree(leftover)
@@ -180,6 +181,11 @@ def test_killed_run_leaves_no_dataset(tmp_path, cdiph_fasta):
     assert not (tmp_path / "ds").exists()
     leftovers = [p.name for p in tmp_path.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".ds.") and leftovers[0].endswith(".tmp")
+    result = genoformer("--fasta", sarscov2 / "NC_045512.2.fasta", "--k", "1", "--window", "64", "--out", "ds",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"removed {tmp_path / leftovers[0]}, a temporary of ds left by process {process.pid}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")) == []
 
 
 # --------------------------------------------------------------------------------------------- bad input

@@ -1,7 +1,7 @@
 """Token datasets on disk: one shard per sequence, a manifest, train/val/test splits, windows, a PyTorch dataset.
 
 A dataset folder ``DIR`` (written whole by ``write_token_dataset`` through ``atomic_dir``: a killed run leaves
-only a hidden ``.DIR.*.tmp`` folder, never ``DIR``) holds:
+only a hidden ``.DIR.*.tmp`` folder, never ``DIR``, and the next run writing ``DIR`` removes it) holds:
 
 - ``manifest.json``: source file and sha256, k, stride, vocabulary, dtype, the sequences, windowing, splits.
 - ``shards/<i>.npy``: the tokens of sequence ``i`` (a whole contig, or one merged BED region), ``uint16``
