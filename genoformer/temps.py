@@ -66,7 +66,7 @@ def _temps(path: Path, suffix: str) -> list[tuple[str, str | None, int | None]]:
     current = re.compile(re.escape(start) + r"([^.]+)\.([0-9]{1,10})\.[^.]+" + re.escape(suffix))
     legacy = re.compile(re.escape(start) + r"[a-z0-9_]{8}" + re.escape(suffix))
     try:
-        names = [name for name in os.listdir(path.parent) if name.startswith(start)]
+        names = sorted(name for name in os.listdir(path.parent) if name.startswith(start))
     except OSError:  # an unreadable folder: nothing is removed, the write goes on
         return []
     found = []
