@@ -1,14 +1,12 @@
-"""encode / decode / reverse_complement against a plain pure-Python reference, on random and real sequences."""
+"""encode / decode against a plain pure-Python reference, on random and real sequences."""
 
 import numpy as np
 import pytest
 
-from genoformer.io.fasta import Reference, encode_bases, reverse_complement_codes
+from genoformer.io.fasta import Reference, encode_bases
 from genoformer.tokenize import encode as encode_module
-from genoformer.tokenize.encode import decode, encode, kmer_any, n_tokens, reverse_complement, span_bp
+from genoformer.tokenize.encode import decode, encode, kmer_any, n_tokens, span_bp
 from genoformer.tokenize.vocab import KmerVocab
-
-COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 
 def reference_encode(seq: str, k: int, stride: int) -> list[int]:
@@ -82,31 +80,6 @@ def test_decode_keeps_every_base_for_single_nucleotides_and_isolated_n():
     k = 4
     seq = "ACGTTN" + "GATTACA" + "NN" + "CCGGA" + "N" + "TTGCA"
     assert decode(encode(encode_bases(seq), KmerVocab(k)), KmerVocab(k)) == seq
-
-
-@pytest.mark.parametrize("k", range(1, 9))
-def test_reverse_complement_commutes_with_encode(k):
-    rng = np.random.default_rng(50 + k)
-    vocab = KmerVocab(k)
-    for length in LENGTHS:
-        seq = random_sequence(rng, length, 0.05)
-        rc_seq = seq[::-1].translate(COMPLEMENT)
-        codes = encode_bases(seq)
-        assert np.array_equal(reverse_complement_codes(codes), encode_bases(rc_seq))
-        tokens = encode(codes, vocab, 1)
-        assert reverse_complement(tokens, vocab, 1).tolist() == reference_encode(rc_seq, k, 1)
-        whole = seq[:length - length % k]  # stride k commutes when the length is a multiple of k
-        tokens = encode(encode_bases(whole), vocab, k)
-        rc_whole = whole[::-1].translate(COMPLEMENT)
-        assert reverse_complement(tokens, vocab, k).tolist() == reference_encode(rc_whole, k, k)
-
-
-def test_reverse_complement_is_an_involution_and_keeps_specials():
-    vocab = KmerVocab(5)
-    ids = np.arange(vocab.size, dtype=vocab.dtype)
-    assert np.array_equal(reverse_complement(reverse_complement(ids, vocab), vocab), ids)
-    assert reverse_complement(np.array([0, 1, 2, 3, 4]), vocab).tolist() == [4, 3, 2, 1, 0]
-    assert vocab.token_string(reverse_complement(np.array([vocab.token_id("AACGT")]), vocab)[0]) == "ACGTT"
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])

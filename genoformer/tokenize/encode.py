@@ -1,4 +1,4 @@
-"""Vectorized k-mer encoding of base codes, decoding back to bases, and token-level reverse complement.
+"""Vectorized k-mer encoding of base codes, and decoding back to bases.
 
 Token ``i`` is the k-mer that starts at base ``i * stride`` (1 <= stride <= k: 1 is overlapping, k is
 non-overlapping), so a sequence of ``L`` bases gives ``n_tokens(L, k, stride) = (L - k) // stride + 1`` tokens
@@ -13,7 +13,6 @@ N flags) runs only in chunks that contain an N.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 
@@ -157,31 +156,3 @@ def decode(tokens: np.ndarray, vocab: KmerVocab, stride: int = 1) -> str:
         digit = (kmer_index >> (2 * (k - 1 - offset))) & 3
         np.copyto(covered, digit, where=is_kmer, casting="unsafe")
     return decode_bases(bases)
-
-
-@functools.lru_cache(maxsize=None)
-def _reverse_complement_table(k: int) -> np.ndarray:
-    """Token id -> id of its reverse complement (specials map to themselves)."""
-    vocab = KmerVocab(k)
-    complement = (vocab.n_kmers - 1) - np.arange(vocab.n_kmers, dtype=np.int64)  # complement every digit
-    reversed_index = np.zeros(vocab.n_kmers, dtype=np.int64)
-    for offset in range(k):  # reverse the digit order
-        digit = (complement >> (2 * offset)) & 3
-        reversed_index |= digit << (2 * (k - 1 - offset))
-    table = np.arange(vocab.size, dtype=vocab.dtype)
-    table[N_SPECIAL:] = reversed_index + N_SPECIAL
-    table.setflags(write=False)
-    return table
-
-
-def reverse_complement(tokens: np.ndarray, vocab: KmerVocab, stride: int = 1) -> np.ndarray:
-    """Tokens of the reverse-complement strand: reversed order, each k-mer reverse-complemented.
-
-    Equals ``encode(reverse_complement_codes(s))`` for ``tokens = encode(s)`` whenever the tokens cover all
-    of s (stride 1, or ``(len(s) - k) % stride == 0``, e.g. stride k with len(s) a multiple of k).
-    """
-    tokens = np.asarray(tokens)
-    check_stride(stride, vocab)
-    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab.size):
-        raise ValueError(f"token ids must be 0..{vocab.size - 1} for k={vocab.k}")
-    return _reverse_complement_table(vocab.k)[tokens[::-1]]
