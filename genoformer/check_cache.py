@@ -1,14 +1,16 @@
 """The workflow's slow DAG-time checks, remembered between `snakemake` invocations while their files stay the same.
 
 Every `snakemake` run, dry runs included, builds the DAG again, and two of its checks read a VCF whole:
-:func:`genoformer.workflow_checks.check_variant_labels` (about 1.4 s per 32,000 records: minutes for a
-ClinVar-size file) and, for a VCF without an index, :func:`genoformer.workflow_checks.check_vcf_on_reference`
-(its contigs). A check that passed leaves one small JSON file in the cache folder (the workflow's
-``.snakemake/genoformer/<kind>/``) holding what it found (say the variants of each class) and what it depended on:
-each file's real path, size, mtime, ctime, inode and device, the check's settings (the task's label field and
-class values), and the code that ran it (pysam's version and the source of the modules the checks run). The next
-check with all of these equal returns the stored result without reading the files; anything else (a touched or
-rewritten file, other classes, an upgrade) reads them again.
+:func:`genoformer.workflow_checks.check_variant_labels` (about 1.4 s per 32,000 records: minutes for a ClinVar-size
+file) and, for a VCF without an index, :func:`genoformer.workflow_checks.check_vcf_on_reference` (its contigs); a
+third hashes the reference contigs a sample CRAM is read on, to compare with its ``@SQ M5`` tags (1-5 s a human
+chromosome: :func:`genoformer.workflow_checks.check_bam_on_reference`). A check that passed leaves one small JSON
+file in the cache folder (the workflow's ``.snakemake/genoformer/<kind>/``) holding what it found (say the variants
+of each class, or each contig's MD5) and what it depended on: each file's real path, size, mtime, ctime, inode and
+device, the check's settings (the task's label field and class values, the contigs hashed), and the code that ran it
+(pysam's version and the source of the modules the checks run). The next check with all of these equal returns the
+stored result without reading the files; anything else (a touched or rewritten file, other classes, an upgrade)
+reads them again.
 
 Only passing checks are stored: a failure is raised the same way every time, by reading the files. A file changed
 less than :data:`SETTLE_NS` before the check ended is not stored either, since a second write within the same
@@ -27,7 +29,8 @@ from typing import Any, Callable
 
 SETTLE_NS = 2_000_000_000  # 2 s: coarser than the timestamps of any common filesystem (FAT: 2 s, NFS: 1 s)
 _CHECK_MODULES = ("genoformer.workflow_checks", "genoformer.io.vcf", "genoformer.io.vcf_text", "genoformer.io.htslib",
-                  "genoformer.tasks.variant_labels", "genoformer.io.fasta")  # the last reads the contig check's FASTA
+                  "genoformer.tasks.variant_labels", "genoformer.io.fasta",  # reads the contig check's FASTA
+                  "genoformer.io.bam")  # hashes a reference contig as a CRAM's @SQ M5 is
 
 
 def _code_digest() -> str:

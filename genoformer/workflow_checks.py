@@ -5,10 +5,11 @@ then lets snakemake fill in the schemas' defaults); this module also checks what
 own device (the jobs' `gpu` resources do), each stage's ``extra`` options read as its command reads them
 (:mod:`genoformer.stage_options`), the sample table's names are unique, every input path exists, names refer to
 configured references, every VCF's contigs are contigs of its reference, every annotation's genes and CDS lie on
-contigs of its reference, every sample BAM opens on its reference (not truncated, same contigs; where indexed, a
-read counts with the tokenize options), every region task's BED reads on its reference with two classes at least,
-every variant task's labels read (its label field declared and holding values, each class value it names there, two
-variants per class at least; a contig or label check that passed is remembered while its files stay the same:
+contigs of its reference, every sample BAM opens on its reference (not truncated, same contigs; a CRAM's MD5s match
+the reference on the contigs tokenized; where indexed, a read counts with the tokenize options), every region task's
+BED reads on its reference with two classes at least, every variant task's labels read (its label field declared and
+holding values, each class value it names there, two variants per class at least; a contig or label check that
+passed, and the reference MD5s a CRAM is compared with, are remembered while their files stay the same:
 :mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow would
 now train with, on the windows tokenization would now cut (:func:`check_pretrain_run`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
@@ -200,11 +201,13 @@ def check_annotation_on_reference(gff: str | Path, fasta: str | Path, where: str
 
 
 def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str,
-                           tokenize: argparse.Namespace | None = None) -> None:
+                           tokenize: argparse.Namespace | None = None, cache_dir: str | Path | None = None) -> None:
     """Open ``bam`` as the tokenizer will (:class:`~genoformer.io.bam.AlignmentFile`): a truncated file or contigs
-    that disagree with ``fasta`` raise here, naming ``where``, instead of in the tokenize job. Given ``tokenize``
-    (config tokenize.extra read by :func:`~genoformer.stage_options.stage_options`) and an index, a BAM none of
-    whose reads counts on the sequences tokenized (``--contigs``, ``--regions``, ``--min-mapq``) raises too."""
+    that disagree with ``fasta`` raise here, naming ``where``, instead of in the tokenize job; so does a CRAM whose
+    ``@SQ M5`` differs from the MD5 of a contig it will be read on (:func:`_check_cram_md5`). Given ``tokenize``
+    (config tokenize.extra read by :func:`~genoformer.stage_options.stage_options`) only the contigs tokenized
+    (``--contigs``, ``--regions``) are hashed, and, where the file has its index, one none of whose reads counts on
+    the sequences tokenized (also ``--min-mapq``) raises too."""
     from genoformer.commands.tokenize import check_reads_count, contig_list, select_stretches
     from genoformer.io.bam import AlignmentFile
 
@@ -212,11 +215,36 @@ def check_bam_on_reference(bam: str | Path, fasta: str | Path, where: str,
         try:
             # a missing index is the tokenizer's to make
             with AlignmentFile(bam, reference, build_index=False) as alignments:
-                if tokenize is not None and alignments.indexed:
+                stretches = None
+                if tokenize is not None and (alignments.is_cram or alignments.indexed):
                     stretches = select_stretches(reference, contig_list(tokenize.contigs), tokenize.regions)
+                if alignments.is_cram:
+                    read = alignments.contigs if stretches is None else [stretch.contig for stretch in stretches]
+                    _check_cram_md5(alignments, reference, list(dict.fromkeys(read)), cache_dir)
+                if stretches is not None and alignments.indexed:
                     check_reads_count(alignments, tokenize.min_mapq, stretches)
         except GenoformerError as err:
             raise type(err)(f"{where}: {err}") from None
+
+
+def _check_cram_md5(alignments, reference: Reference, contigs: list[str], cache_dir: str | Path | None) -> None:
+    """``MismatchError`` where the CRAM ``alignments`` (:class:`~genoformer.io.bam.AlignmentFile`) has an ``@SQ
+    M5`` on one of ``contigs`` that is not the MD5 of ``reference``'s sequence there (another assembly with the same
+    names and lengths: a patch release, a masked copy), which the tokenize job would stop on. Hashing costs 1-5 s a
+    human chromosome, so with ``cache_dir`` the reference's MD5s are remembered while the FASTA stays the same; the
+    comparison with the header is made every time, so a mismatch is never remembered as a pass."""
+    from genoformer.io.bam import contig_md5
+
+    hashed = alignments.unchecked_md5(contigs)
+    if not hashed:
+        return
+
+    def reference_md5s() -> dict[str, str]:
+        return {contig: contig_md5(reference, contig) for contig in hashed}
+
+    md5s = reference_md5s() if cache_dir is None else cached_check(
+        "reference-md5", {"fasta": reference.path}, {"contigs": hashed}, reference_md5s, cache_dir)
+    alignments.check_md5(hashed, md5s)
 
 
 def check_region_labels(bed: str | Path, fasta: str | Path, column: str, where: str) -> None:
@@ -442,8 +470,9 @@ def _read_manifest(tokens_dir: str | Path):
 
 def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir: str | Path | None = None) -> None:
     """Every check the workflow needs before it builds jobs; raises on the first problem found. With
-    ``cache_dir``, a VCF's contigs and a variant task's labels are read again only when the files or the label
-    settings changed since they last passed (:mod:`genoformer.check_cache`)."""
+    ``cache_dir``, a VCF's contigs and a variant task's labels are read again, and the reference contigs a CRAM is
+    read on hashed again, only when the files or the label settings changed since they last passed
+    (:mod:`genoformer.check_cache`)."""
     from Bio.Data.CodonTable import unambiguous_dna_by_id
 
     check_devices(config)
@@ -474,7 +503,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
             _check_vcf_contigs(row["vcf"], references[row["reference"]]["fasta"], f"{where}: vcf", cache_dir)
         if "bam" in row:
             check_bam_on_reference(row["bam"], references[row["reference"]]["fasta"], f"{where}: bam",
-                                   tokenize_args)
+                                   tokenize_args, cache_dir)
     for task, entry in config.get("region_tasks", {}).items():
         where = f"config key region_tasks.{task}"
         _require_reference(entry["reference"], references, where)

@@ -1,5 +1,6 @@
-"""The workflow's slow DAG-time checks remembered between runs (genoformer.check_cache), on the bundled human VCF:
-a passing check is not read again while its files and settings stay the same, and is read again after any change."""
+"""The workflow's slow DAG-time checks remembered between runs (genoformer.check_cache), on the bundled human VCF and
+CRAM: a passing check is not read again while its files and settings stay the same, and is read again after any
+change."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 
 from genoformer import check_cache, workflow_checks
 from genoformer.errors import ConfigError, MismatchError
+from genoformer.stage_options import stage_options
 
 HUMAN_VCF = Path(__file__).resolve().parents[1] / "resources/human_chr22_q/q.vcf.gz"
 TASK = {"label_field": "TYPE", "positive": ["snp"], "negative": ["del"]}  # 14 snp, 2 del
@@ -99,6 +101,52 @@ def test_an_unindexed_vcf_contig_check_is_reused_until_the_vcf_or_the_reference_
                                                 r"chrQ not in reference"):
             cached()
     assert len(reads) == 4
+
+
+def test_a_crams_reference_md5s_are_hashed_once_and_a_mismatch_is_never_kept(tmp_path, human_q, monkeypatch):
+    """The NA12878 CRAM (its @SQ M5 for q: ee5a...) on a copy of q.fa: the workflow's BAM check hashes q once, then
+    takes its MD5 from the cache; a copy with two lines hard-masked (same name, length) fails the same way every
+    time, though its MD5 is kept too (the header is compared on every run); the touched FASTA is hashed again."""
+    import genoformer.io.bam as bam_module
+
+    hashed = []
+    real_md5 = bam_module.contig_md5
+
+    def counted_md5(reference, contig):
+        hashed.append((reference.path.name, contig))
+        return real_md5(reference, contig)
+
+    monkeypatch.setattr(bam_module, "contig_md5", counted_md5)
+    cram = tmp_path / "sample.cram"
+    cram.write_bytes((human_q / "NA12878.chr22.tiny.cram").read_bytes())
+    fasta, masked = tmp_path / "q.fa", tmp_path / "masked.fa"
+    fasta.write_bytes((human_q / "q.fa").read_bytes())
+    lines = fasta.read_text().splitlines(keepends=True)
+    masked.write_text("".join("N" * (len(line) - 1) + "\n" if number in (40, 41) else line
+                              for number, line in enumerate(lines)))
+    tokenize = stage_options({"tokenize": {"extra": ""}}, "tokenize")
+
+    def check(reference):
+        bam_module._MD5_CACHE.clear()  # a new snakemake process
+        workflow_checks.check_bam_on_reference(cram, reference, "samples.tsv: line 2 (sample x): bam", tokenize,
+                                               tmp_path / "cache")
+
+    settle()
+    check(fasta)
+    check(fasta)
+    assert hashed == [("q.fa", "q")]
+    (entry,) = (tmp_path / "cache/reference-md5").iterdir()
+    assert json.loads(entry.read_text())["result"] == {"q": "ee5a2decc990ba0220728d924ddd4dba"}
+    for _ in range(2):
+        with pytest.raises(MismatchError, match=r"^samples.tsv: line 2 \(sample x\): bam: .*sample.cram: contig q: "
+                                                r"MD5 ee5a2decc990ba0220728d924ddd4dba in the CRAM header \(@SQ M5\) "
+                                                r"but [0-9a-f]{32} in reference .*masked.fa"):
+            check(masked)
+    assert hashed == [("q.fa", "q"), ("masked.fa", "q")]
+    fasta.touch()
+    settle()
+    check(fasta)
+    assert hashed == [("q.fa", "q"), ("masked.fa", "q"), ("q.fa", "q")]
 
 
 def test_the_workflow_checks_use_the_cache_only_when_given_one(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ import yaml
 from genoformer import region_labels, workflow_checks
 from genoformer.cli import main
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError
+from genoformer.io.bam import consensus
 from genoformer.io.fasta import Reference
 from genoformer.stage_options import stage_options
 from genoformer.vcf_shards import merge_vcfs, read_tables, write_merged_table
@@ -576,6 +577,40 @@ def test_a_bam_none_of_whose_reads_counts_stops_before_any_job(human_q):
     with pytest.raises(InputError, match=r"^samples.tsv: line 2 \(sample NA12878\): bam: .*NA12878.chr22.tiny.bam: "
                                          r"no read on q is mapped with MAPQ >= 61 .*lower --min-mapq"):
         workflow_checks.check_bam_on_reference(bam, fasta, "samples.tsv: line 2 (sample NA12878): bam", strict)
+
+
+def test_a_cram_made_against_another_sequence_stops_before_any_job(tmp_path, human_q, sarscov2):
+    """The NA12878 reads as a CRAM (no .crai: the tokenize job makes it) on q plus the SARS-CoV-2 genome, checked on
+    a copy of that reference with two lines of the latter hard-masked (the same names and lengths): the CRAM's @SQ
+    M5 says so before any job, in the tokenize job's own message after the table line. Only the contigs tokenize
+    reads are hashed: with --contigs q, or --regions on q, it passes."""
+    both, masked = tmp_path / "both.fa", tmp_path / "masked.fa"
+    q, virus = (human_q / "q.fa").read_text(), (sarscov2 / "NC_045512.2.fasta").read_text()
+    both.write_text(q + virus)
+    lines = virus.splitlines(keepends=True)
+    masked.write_text(q + "".join("N" * (len(line) - 1) + "\n" if number in (30, 31) else line
+                                  for number, line in enumerate(lines)))
+    cram = tmp_path / "two.cram"
+    with pysam.AlignmentFile(str(human_q / "NA12878.chr22.tiny.bam")) as reads:
+        header = reads.header.to_dict()
+        header["SQ"] = [{"SN": "q", "LN": 12356}, {"SN": "NC_045512.2", "LN": 29903}]
+        with pysam.AlignmentFile(str(cram), "wc", header=header, reference_filename=str(both)) as out:
+            for read in reads:
+                out.write(pysam.AlignedSegment.from_dict(read.to_dict(), out.header))
+    where = "samples.tsv: line 2 (sample NA12878): bam"
+    with pytest.raises(MismatchError) as err:
+        workflow_checks.check_bam_on_reference(cram, masked, where, stage_options({}, "tokenize"))
+    (tmp_path / "q.bed").write_text("q\t100\t5000\n")
+    for extra in ("--contigs q", f"--regions {tmp_path / 'q.bed'}"):
+        workflow_checks.check_bam_on_reference(cram, masked, where, stage_options({"tokenize": {"extra": extra}},
+                                                                                  "tokenize"))
+    assert not (tmp_path / "two.cram.crai").exists()
+    with Reference(masked) as reference:
+        assert reference.contigs == {"q": 12356, "NC_045512.2": 29903}
+        with pytest.raises(MismatchError) as job:
+            consensus(cram, reference, "NC_045512.2")
+    assert "contig NC_045512.2: MD5 105c82802b67521950854a851fc6eefd in the CRAM header" in str(job.value)
+    assert str(err.value) == f"{where}: {job.value}"
 
 
 def test_a_sample_table_column_given_twice_is_refused(tmp_path):

@@ -161,16 +161,19 @@ class AlignmentFile:
             shown = ", ".join(problems[:10]) + (f" and {len(problems) - 10} more" if len(problems) > 10 else "")
             raise MismatchError(f"{self.path}: contigs disagree with reference {reference.path}: {shown}")
 
-    def _check_md5(self, contigs: list[str]) -> None:
+    def unchecked_md5(self, contigs: list[str]) -> list[str]:
+        """Those of ``contigs`` whose ``@SQ M5`` tag (a CRAM's) is still to be checked by :meth:`check_md5`."""
+        return [contig for contig in contigs if contig in self._unchecked_md5]
+
+    def check_md5(self, contigs: list[str], md5s: dict[str, str] | None = None) -> None:
         """For a CRAM, ``MismatchError`` when the ``M5`` of a contig's ``@SQ`` line is not the MD5 of that contig
         in the reference: htslib could not decode its reads. Each contig is hashed when first read (and cached),
         not all on open: a region of a human CRAM costs its chromosome (chr1: 1-5 s), not the whole genome
-        (15-60 s for 3 Gbp, plain or bgzipped FASTA)."""
-        for contig in contigs:
-            expected = self._unchecked_md5.get(contig)
-            if expected is None:
-                continue
-            actual = _contig_md5(self.reference, contig)
+        (15-60 s for 3 Gbp, plain or bgzipped FASTA); ``md5s`` (contig -> :func:`contig_md5`, as a check made
+        before gave it) spares hashing those contigs."""
+        for contig in self.unchecked_md5(contigs):
+            expected = self._unchecked_md5[contig]
+            actual = (md5s or {}).get(contig) or contig_md5(self.reference, contig)
             if actual != expected:
                 raise MismatchError(f"{self.path}: contig {contig}: MD5 {expected} in the CRAM header (@SQ M5) but "
                                     f"{actual} in reference {self.reference.path}: the CRAM was made against "
@@ -199,7 +202,7 @@ class AlignmentFile:
                 tid = self._file.parse_region(region=region)[1] if region else None
             except ValueError as err:
                 raise InputError(f"{self.path}: bad region {region!r}: {err}") from err
-            self._check_md5(list(self._file.references) if tid is None else [self._file.get_reference_name(tid)])
+            self.check_md5(list(self._file.references) if tid is None else [self._file.get_reference_name(tid)])
             reads = self._file.fetch(region=region) if region else self._file.fetch(until_eof=True)
         for read in read_quietly(reads, log, self.path, lambda reason, _: self._read_error(reason, bool(region))):
             if read_filter.passes(read):
@@ -216,7 +219,7 @@ class AlignmentFile:
         for contig, start, end in regions:
             if contig not in self.contigs:
                 continue
-            self._check_md5([contig])
+            self.check_md5([contig])
             with htslib_messages(log, self.path):
                 found = self._file.fetch(contig, start, end)
             for read in read_quietly(found, log, self.path, lambda reason, _: self._read_error(reason, True)):
@@ -230,7 +233,7 @@ class AlignmentFile:
         A, C, G, T (base quality >= ``min_base_quality``; every base of a read stored without qualities, QUAL
         ``*``, as samtools mpileup counts them) and reads with a deletion there; all 0 on a contig the header
         lacks (no read can lie on it)."""
-        self._check_md5([contig])
+        self.check_md5([contig])
         counts = np.zeros((5, end - start), dtype=np.int64)
         if contig not in self.contigs:
             return counts
@@ -285,7 +288,7 @@ class AlignmentFile:
         self.close()
 
 
-def _contig_md5(reference: Reference, contig: str) -> str:
+def contig_md5(reference: Reference, contig: str) -> str:
     """MD5 of ``contig``'s sequence upper-cased (as the SAM ``@SQ M5`` tag), cached per file and contig."""
     stat = reference.path.stat()
     key = (str(reference.path.resolve()), stat.st_size, stat.st_mtime_ns, contig)
