@@ -24,6 +24,7 @@ from genoformer.io.fasta import Reference
 from genoformer.tokenize.dataset import SPLITS, Manifest, TokenDataset
 from genoformer.tokenize.encode import decode, span_bp
 from genoformer.tokenize.vocab import KmerVocab
+from io_helpers import cut_at_block
 
 
 def genoformer(*args, cwd, quiet=False):
@@ -274,6 +275,29 @@ def test_truncated_bam(tmp_path, cli, sarscov2):
     result = cli("--fasta", sarscov2 / "NC_045512.2.fasta", "--bam", "cut.bam", "--window", 512, "--out", "ds")
     expect_one_line_error(result, "cut.bam", "truncated")
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("k, stride", [(6, 1), (6, 4)])
+def test_a_bam_cut_at_a_block_boundary_fails_with_its_read_counts(tmp_path, cli, human_q, monkeypatch, k, stride):
+    """The NA12878 BAM, indexed, cut where a BGZF block starts and given an end-of-file block, its index kept (see
+    io_helpers.cut_at_block): tokenizing it wrote a dataset from half the reads (with --max-n-fraction 1, whatever
+    the depth); now one line names the BAM, the contig and both counts, and nothing is written. The contig is read
+    in chunks of 1,000 tokens here (as a chromosome is in chunks of 4 Mi), overlapping by k - stride bases, and
+    with --stride 4 its last 2 bases hold no k-mer: the reads are counted all the same. The whole file tokenizes."""
+    monkeypatch.setattr("genoformer.tokenize.dataset.CHUNK_TOKENS", 1000)
+    shutil.copy(human_q / "NA12878.chr22.tiny.bam", tmp_path / "whole.bam")
+    pysam.index(str(tmp_path / "whole.bam"))
+    cut_at_block(tmp_path / "whole.bam", tmp_path / "cut.bam")
+    with pysam.AlignmentFile(str(tmp_path / "cut.bam")) as reads:
+        kept = sum(1 for _ in reads.fetch("q"))
+    options = ("--fasta", human_q / "q.fa", "--k", k, "--stride", stride, "--window", 128, "--max-n-fraction", 1)
+    expect_one_line_error(cli(*options, "--bam", "cut.bam", "--out", "ds"),
+                          f"cut.bam: contig q: {kept} reads in the file but 3333 in its index: the file has fewer "
+                          "reads than its index lists: truncated or replaced after indexing? re-index it")
+    assert not (tmp_path / "ds").exists()
+    result = cli(*options, "--bam", "whole.bam", "--out", "ds")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ds" / "manifest.json").exists()
 
 
 def test_sorted_bam_without_index_gets_one(tmp_path, cli, sarscov2):

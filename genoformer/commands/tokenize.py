@@ -2,17 +2,19 @@
 
 Writes ``--out DIR`` whole or not at all (see ``genoformer.tokenize.dataset`` for the layout, windows and
 splits). With ``--bam`` the bases are the sample's consensus on reference coordinates
-(``genoformer.io.bam.consensus``: majority base at depth >= ``--min-depth``, N elsewhere); the soft-mask
-track, if asked, still comes from the reference. With ``--regions`` only the BED regions are tokenized,
-overlapping or touching regions merged first, one sequence per merged region (named ``contig:start-end``,
-1-based inclusive); a BAM without a read that counts there (mapped, ``--min-mapq``, none of the skipped flags)
-is an error before any work. ``--contigs`` keeps only the named contigs (and the regions on them). Sequences are in
-reference order whatever the order given.
+(``genoformer.io.bam.consensus``: majority base at depth >= ``--min-depth``, N elsewhere); the soft-mask track,
+if asked, still comes from the reference. With ``--regions`` only the BED regions are tokenized, overlapping or
+touching regions merged first, one sequence per merged region (named ``contig:start-end``, 1-based inclusive); a
+BAM without a read that counts there (mapped, ``--min-mapq``, none of the skipped flags) is an error before any
+work, and so is one that has fewer reads on a contig tokenized whole than its index lists (cut at a BGZF block
+boundary after indexing), once that contig is read. ``--contigs`` keeps only the named contigs (and the regions
+on them). Sequences are in reference order whatever the order given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 from pathlib import Path
@@ -86,10 +88,10 @@ def run(args: argparse.Namespace) -> None:
     from genoformer.tokenize.dataset import write_token_dataset
 
     options = tokenize_options(args)
-    with Reference(args.fasta) as reference:
+    with Reference(args.fasta) as reference, contextlib.ExitStack() as stack:
         stretches = select_stretches(reference, contig_list(args.contigs), args.regions)
         if args.bam:
-            read_bases, source = _consensus_source(args, reference, stretches)
+            read_bases, source = _consensus_source(args, reference, stretches, stack)
         else:
             read_bases = reference.codes
             source = {"path": str(reference.path.resolve()), "sha256": reference.sha256(), "kind": "fasta"}
@@ -109,20 +111,29 @@ def tokenize_options(args: argparse.Namespace):
                            block=args.block, fractions=_fractions(args.split_fractions), softmask=args.softmask)
 
 
-def _consensus_source(args: argparse.Namespace, reference: Reference, stretches: list[Stretch]):
+def _consensus_source(args: argparse.Namespace, reference: Reference, stretches: list[Stretch],
+                      stack: contextlib.ExitStack):
     """The base reader for a sample consensus and the manifest ``source``; checks the BAM before any work: a
-    BAM without a read that counts on ``stretches`` is an error (its consensus would be all N)."""
-    from genoformer.io.bam import AlignmentFile, ReadFilter, consensus
+    BAM without a read that counts on ``stretches`` is an error (its consensus would be all N). The BAM stays open
+    in ``stack``, so that over a whole contig, read in chunks, its reads are compared with its index's count
+    (:meth:`~genoformer.io.bam.AlignmentFile.consensus`)."""
+    from genoformer.io.bam import AlignmentFile, ReadFilter
     from genoformer.io.fasta import encode_bases
 
     read_filter = ReadFilter(min_mapq=args.min_mapq)
-    with AlignmentFile(args.bam, reference) as alignments:  # index, truncation, contigs against the reference
-        check_reads_count(alignments, args.min_mapq, stretches)
+    # index, truncation, contigs against the reference
+    alignments = stack.enter_context(AlignmentFile(args.bam, reference))
+    check_reads_count(alignments, args.min_mapq, stretches)
+    whole = {stretch.contig for stretch in stretches
+             if stretch.start == 0 and stretch.end == reference.contigs[stretch.contig]}
 
     def read_bases(contig: str, start: int, end: int):
-        sample = consensus(args.bam, reference, contig, start, end, min_depth=args.min_depth,
-                           read_filter=read_filter)
-        return encode_bases(sample), reference.codes(contig, start, end)[1]
+        length = reference.contigs[contig]
+        # the last chunk of a whole contig (no further k-mer starts within a stride of its end) is read to the end,
+        # for the read count compared with the index's
+        stop = length if contig in whole and end > length - args.stride else end
+        sample = alignments.consensus(contig, start, stop, min_depth=args.min_depth, read_filter=read_filter)
+        return encode_bases(sample[:end - start]), reference.codes(contig, start, end)[1]
 
     source = {"path": str(Path(args.bam).resolve()), "sha256": _sha256(args.bam), "kind": "bam-consensus",
               "min_depth": args.min_depth, "min_mapq": args.min_mapq,

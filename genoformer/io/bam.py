@@ -1,14 +1,15 @@
 """Aligned reads from BAM/CRAM through pysam: filtered reads, and a sample consensus on reference coordinates.
 
-An index (``.bai``/``.csi`` or ``.crai``) is required; when it is missing and the folder is writable it is
-built (atomically), else the error names the index expected. What can have no index is an error on open, also
-where none is built: SAM text (plain or bgzipped), and, when the index is missing, a BAM whose ``@HD`` says it is
-grouped by read name. A CRAM needs the reference it was compressed against: where its ``@SQ`` lines carry
-``M5`` tags, each contig is checked against the reference's MD5 before its first read. A file without its
-end-of-file marker (BGZF block, or CRAM container: cut short by a failed copy) or that breaks while reading is an
-``InputError`` with htslib's reason, never a partial result. The BAM's contigs (names and lengths) must be in the
-reference; a reference contig the BAM's header lacks holds no reads (its consensus is all N). What htslib prints
-goes to this module's logger (see ``genoformer.io.htslib``).
+An index (``.bai``/``.csi`` or ``.crai``) is required; when it is missing and the folder is writable it is built
+(atomically), else the error names the index expected. What can have no index is an error on open, also where none
+is built: SAM text (plain or bgzipped), and, when the index is missing, a BAM whose ``@HD`` says it is grouped by
+read name. A CRAM needs the reference it was compressed against: where its ``@SQ`` lines carry ``M5`` tags, each
+contig is checked against the reference's MD5 before its first read. A file without its end-of-file marker (BGZF
+block, or CRAM container: cut short by a failed copy) or that breaks while reading is an ``InputError`` with
+htslib's reason, never a partial result; so is a BAM whose whole-contig consensus met fewer reads than its index
+lists for that contig (cut at a block boundary and given a new end-of-file marker). The BAM's contigs (names and
+lengths) must be in the reference; a reference contig the BAM's header lacks holds no reads (its consensus is all
+N). What htslib prints goes to this module's logger (see ``genoformer.io.htslib``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -101,6 +103,9 @@ class AlignmentFile:
         # a CRAM's contig -> its @SQ M5 tag, until checked against the reference
         self._unchecked_md5 = {line["SN"]: line["M5"].lower() for line in self._file.header.to_dict().get("SQ", [])
                                if self.is_cram and "M5" in line}
+        # contig -> reads base_counts met there from its start up to _counted_to[contig], ranges read without a gap
+        self.reads_met: Counter[str] = Counter()
+        self._counted_to: dict[str, int] = {}
 
     def _open(self) -> pysam.AlignmentFile:
         reference_filename = str(self.reference.path) if self.is_cram else None
@@ -180,6 +185,20 @@ class AlignmentFile:
                                     "another sequence; pass the reference it was made with")
             del self._unchecked_md5[contig]
 
+    def _check_read_count(self, contig: str) -> None:
+        """For a BAM whose ``contig`` :meth:`base_counts` has read whole (from its start, without a gap),
+        ``InputError`` when it met fewer reads there than the index lists (mapped and unmapped reads placed on it:
+        what fetching the contig returns): the file was cut at a block boundary and given a new end-of-file marker,
+        or replaced, after indexing. A ``.crai`` lists no counts (pysam gives 0), so a CRAM is not compared; nor is
+        an index that lists fewer reads than met (made without counts by an old samtools)."""
+        if self.is_cram or contig not in self.contigs or self._counted_to.get(contig, 0) < self.contigs[contig]:
+            return
+        listed = {stats.contig: stats.total for stats in self._file.get_index_statistics()}[contig]
+        if self.reads_met[contig] < listed:
+            raise InputError(f"{self.path}: contig {contig}: {self.reads_met[contig]} reads in the file but {listed} "
+                             "in its index: the file has fewer reads than its index lists: truncated or replaced "
+                             f"after indexing? re-index it (`samtools index {self.path}`)")
+
     def _read_error(self, reason: str, indexed: bool) -> InputError:
         """The error for a read that failed with htslib's ``reason``: "file truncated" where htslib found the file
         ending inside a block; else, for a read through the index, the index may be another file's."""
@@ -232,14 +251,19 @@ class AlignmentFile:
         """Counts per reference position of ``contig[start:end]``, shape (5, end - start): reads showing
         A, C, G, T (base quality >= ``min_base_quality``; every base of a read stored without qualities, QUAL
         ``*``, as samtools mpileup counts them) and reads with a deletion there; all 0 on a contig the header
-        lacks (no read can lie on it)."""
+        lacks (no read can lie on it). Where the range continues those read before from the contig's start, the
+        reads it fetches that no such range fetched (those starting after them) are added to ``reads_met``."""
         self.check_md5([contig])
         counts = np.zeros((5, end - start), dtype=np.int64)
         if contig not in self.contigs:
             return counts
         without_qualities = [False]  # whether a read passing the filter had none
+        counted_to = self._counted_to.get(contig, 0)
+        counting = start <= counted_to
+        met = [0]
 
         def with_qualities(read: pysam.AlignedSegment) -> bool:
+            met[0] += counting and (read.reference_start >= counted_to or counted_to == 0)
             if not read_filter.passes(read):
                 return False
             if read.query_qualities is None:  # pysam's count_coverage would drop all its bases
@@ -259,7 +283,39 @@ class AlignmentFile:
                 counts[4] = self._deletion_counts(contig, start, end, read_filter)
             except OSError as err:
                 raise self._read_error(messages.reason(err), indexed=True) from err
+        if counting:
+            self.reads_met[contig] += met[0]
+            self._counted_to[contig] = max(counted_to, end)
         return counts
+
+    def consensus(self, contig: str, start: int = 0, end: int | None = None, min_depth: int = 3,
+                  read_filter: ReadFilter = ReadFilter(), min_base_quality: int = 13) -> str:
+        """The sample's consensus sequence over ``contig[start:end]`` (0-based half-open; whole contig by default)
+        on the reference the file was opened with.
+
+        Per reference position: the base seen most often among reads passing ``read_filter`` (bases of quality
+        >= ``min_base_quality``, and all bases of a read stored without qualities), where depth (those bases plus
+        the reads' deletions) >= ``min_depth``; N where depth is lower, where two bases tie for the most, or where
+        deletions are at least as many as the most common base (``call_consensus``). Reference coordinates are
+        kept: insertions are dropped and deleted positions written as N, so the result aligns base for base with
+        the reference (length end - start). Overlapping mates both count. Once the calls on this open file have
+        read a whole contig of a BAM (in one call or in ranges that follow on from its start), fewer reads there
+        than its index lists is an ``InputError`` naming both counts."""
+        reference = self.reference
+        end = reference.contigs.get(contig, 0) if end is None else end
+        reference.check_contig(contig, self.path)
+        if not 0 <= start <= end <= reference.contigs[contig]:
+            raise InputError(f"{self.path}: region {contig}:{start}-{end} is outside contig {contig} "
+                             f"(length {reference.contigs[contig]})")
+        pieces = []
+        with tqdm(total=end - start, desc=f"consensus {contig}", unit="bp", unit_scale=True, disable=None) as bar:
+            for chunk_start in range(start, end, CONSENSUS_CHUNK):
+                chunk_end = min(end, chunk_start + CONSENSUS_CHUNK)
+                counts = self.base_counts(contig, chunk_start, chunk_end, read_filter, min_base_quality)
+                pieces.append(decode_bases(call_consensus(counts, min_depth)))
+                bar.update(chunk_end - chunk_start)
+        self._check_read_count(contig)
+        return "".join(pieces)
 
     def _deletion_counts(self, contig: str, start: int, end: int, read_filter: ReadFilter) -> np.ndarray:
         steps = np.zeros(end - start + 1, dtype=np.int64)
@@ -356,29 +412,9 @@ def call_consensus(counts: np.ndarray, min_depth: int) -> np.ndarray:
 
 def consensus(path: str | os.PathLike, reference: Reference, contig: str, start: int = 0, end: int | None = None,
               min_depth: int = 3, read_filter: ReadFilter = ReadFilter(), min_base_quality: int = 13) -> str:
-    """The sample's consensus sequence over ``contig[start:end]`` (0-based half-open; whole contig by default).
-
-    Per reference position: the base seen most often among reads passing ``read_filter`` (bases of quality
-    >= ``min_base_quality``, and all bases of a read stored without qualities), where depth (those bases plus
-    the reads' deletions) >= ``min_depth``; N where depth is lower, where two bases tie for the most, or where
-    deletions are at least as many as the most common base (``call_consensus``). Reference coordinates are kept:
-    insertions are dropped and deleted positions written as N, so the result aligns base for base with the
-    reference (length end - start). Overlapping mates both count.
-    """
-    end = reference.contigs.get(contig, 0) if end is None else end
-    reference.check_contig(contig, path)
-    if not 0 <= start <= end <= reference.contigs[contig]:
-        raise InputError(f"{path}: region {contig}:{start}-{end} is outside contig {contig} "
-                         f"(length {reference.contigs[contig]})")
-    pieces = []
-    with AlignmentFile(path, reference) as alignments, \
-            tqdm(total=end - start, desc=f"consensus {contig}", unit="bp", unit_scale=True, disable=None) as bar:
-        for chunk_start in range(start, end, CONSENSUS_CHUNK):
-            chunk_end = min(end, chunk_start + CONSENSUS_CHUNK)
-            counts = alignments.base_counts(contig, chunk_start, chunk_end, read_filter, min_base_quality)
-            pieces.append(decode_bases(call_consensus(counts, min_depth)))
-            bar.update(chunk_end - chunk_start)
-    return "".join(pieces)
+    """:meth:`AlignmentFile.consensus` of the BAM/CRAM at ``path`` on ``reference``."""
+    with AlignmentFile(path, reference) as alignments:
+        return alignments.consensus(contig, start, end, min_depth, read_filter, min_base_quality)
 
 
 def iter_reads(path: str | os.PathLike, reference: Reference | None, region: str | None = None,
