@@ -21,7 +21,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pysam
@@ -196,8 +195,8 @@ class AlignmentFile:
         listed = {stats.contig: stats.total for stats in self._file.get_index_statistics()}[contig]
         if self.reads_met[contig] < listed:
             raise InputError(f"{self.path}: contig {contig}: {self.reads_met[contig]} reads in the file but {listed} "
-                             "in its index: the file has fewer reads than its index lists: truncated or replaced "
-                             f"after indexing? re-index it (`samtools index {self.path}`)")
+                             "in its index: truncated or replaced after indexing? re-index it "
+                             f"(`samtools index {self.path}`)")
 
     def _read_error(self, reason: str, indexed: bool) -> InputError:
         """The error for a read that failed with htslib's ``reason``: "file truncated" where htslib found the file
@@ -211,21 +210,6 @@ class AlignmentFile:
     def contigs(self) -> dict[str, int]:
         """Contig name -> length from the header, in header order."""
         return dict(zip(self._file.references, self._file.lengths))
-
-    def reads(self, read_filter: ReadFilter = ReadFilter(),
-              region: str | None = None) -> Iterator[pysam.AlignedSegment]:
-        """The reads passing ``read_filter``, in a samtools-style ``region`` (``contig[:start-end]``, 1-based
-        inclusive) or, when ``region`` is None, the whole file including unplaced reads."""
-        with htslib_messages(log, self.path):
-            try:
-                tid = self._file.parse_region(region=region)[1] if region else None
-            except ValueError as err:
-                raise InputError(f"{self.path}: bad region {region!r}: {err}") from err
-            self.check_md5(list(self._file.references) if tid is None else [self._file.get_reference_name(tid)])
-            reads = self._file.fetch(region=region) if region else self._file.fetch(until_eof=True)
-        for read in read_quietly(reads, log, self.path, lambda reason, _: self._read_error(reason, bool(region))):
-            if read_filter.passes(read):
-                yield read
 
     @property
     def indexed(self) -> bool:
@@ -415,19 +399,3 @@ def consensus(path: str | os.PathLike, reference: Reference, contig: str, start:
     """:meth:`AlignmentFile.consensus` of the BAM/CRAM at ``path`` on ``reference``."""
     with AlignmentFile(path, reference) as alignments:
         return alignments.consensus(contig, start, end, min_depth, read_filter, min_base_quality)
-
-
-def iter_reads(path: str | os.PathLike, reference: Reference | None, region: str | None = None,
-               read_filter: ReadFilter = ReadFilter()) -> Iterator[tuple[str, str]]:
-    """(read name, sequence) for each read passing ``read_filter``, in a samtools-style ``region``
-    (``contig`` or ``contig:start-end``, 1-based inclusive) or the whole file.
-
-    Sequences are as sequenced (reverse-strand reads are reverse-complemented back, like ``samtools fasta``);
-    reads stored without a sequence (``*``) are skipped. A reference is needed for CRAM, and when given the
-    contigs are checked against it.
-    """
-    with AlignmentFile(path, reference) as alignments:
-        for read in alignments.reads(read_filter, region):
-            sequence = read.get_forward_sequence()
-            if sequence:
-                yield read.query_name, sequence
