@@ -11,7 +11,7 @@ BED reads on its reference with two classes at least, every variant task's label
 holding values, each class value it names there, two variants per class at least; a contig or label check that
 passed, and the reference MD5s a CRAM is compared with, are remembered while their files stay the same:
 :mod:`genoformer.check_cache`), and a pretraining run already in ``runs/`` was trained with what the workflow would
-now train with, on the windows tokenization would now cut (:func:`check_pretrain_run`).
+now train with, on the sequences and windows tokenization would now give (:func:`check_pretrain_run`).
 :func:`vcf_index_kind` picks the index of the workflow's VCFs (.csi where a contig is too long for .tbi);
 :func:`merged_references_warning` says when a --configfile's references were merged with the bundled ones.
 Each problem raises a :class:`~genoformer.errors.GenoformerError` whose one-line message names the file (or
@@ -388,12 +388,13 @@ def check_devices(config: dict) -> None:
 
 
 def check_pretrain_run(config: dict, run_dir: str | Path, tokens_dir: str | Path | None = None,
-                       tokenize=None) -> None:
+                       tokenize: argparse.Namespace | None = None) -> None:
     """Stop before any job when ``run_dir`` holds checkpoints of a run that the workflow could not resume: trained
     with other values of the keys the pretraining config file and ``pretrain.set`` give (``run.device`` aside), on
     tokens of another ``k``/``stride`` (config ``tokenize``), or, where ``tokens_dir`` holds the tokens it trained
-    on, when ``tokenize`` (the workflow's :class:`~genoformer.tokenize.dataset.TokenizeOptions`) would cut them into
-    other windows (:func:`changed_windowing`). ``genoformer pretrain --resume`` refuses such a run, but only after
+    on, when ``tokenize`` (the tokenize rules' command line, :func:`~genoformer.stage_options.tokenize_arguments`)
+    would tokenize other sequences of the pretraining reference (:func:`changed_sequences`) or cut them into other
+    windows (:func:`changed_windowing`). ``genoformer pretrain --resume`` refuses such a run, but only after
     tokenization has rewritten the tokens, and Snakemake shows just "Error in rule pretrain". Reads the newest
     checkpoint's trainer_state.json; keys left at their defaults are not compared (a resume compares them too),
     nor are tokenize options that may leave the windows as they are (``--max-n-fraction``, ``--softmask``: the
@@ -422,7 +423,9 @@ def check_pretrain_run(config: dict, run_dir: str | Path, tokens_dir: str | Path
                 if key in data and data[key] != config["tokenize"][key]]
     manifest = _read_manifest(tokens_dir) if tokens_dir is not None and tokenize is not None else None
     if manifest is not None:
-        changed += changed_windowing(manifest, tokenize)
+        fasta = config["references"][config["pretrain"]["reference"]]["fasta"]
+        changed += changed_sequences(manifest, tokenize, fasta)
+        changed += changed_windowing(manifest, tokenize_options(config, tokenize))
     if changed:
         raise ConfigError(f"{run_dir}: trained with other values than the workflow would now train with "
                           f"({', '.join(changed)}; from {source}, config pretrain.set and config tokenize), so its "
@@ -457,6 +460,34 @@ def changed_windowing(manifest, tokenize) -> list[str]:
     return [f"{key} {old!r} -> {new!r}" for key, old, new in pairs if old != new]
 
 
+def changed_sequences(manifest, tokenize: argparse.Namespace, fasta: str | Path) -> list[str]:
+    """``["<config key> <old> -> <new>"]`` when the ``--contigs`` and ``--regions`` of ``tokenize`` (the tokenize
+    rules' parsed command line) select other sequences of ``fasta`` than the token dataset of ``manifest`` holds
+    (its sequence names: a contig, or a merged region ``contig:start-end``), chosen as ``genoformer tokenize`` chooses
+    them; else ``[]``. A value that tokenize would refuse (a contig not in ``fasta``, a BED that does not
+    read) raises as it would there, naming config key ``tokenize.extra``."""
+    from genoformer.commands.tokenize import contig_list, select_stretches
+
+    try:
+        with Reference(fasta) as reference:
+            stretches = select_stretches(reference, contig_list(tokenize.contigs), tokenize.regions)
+    except GenoformerError as err:
+        raise type(err)(f"config key tokenize.extra: {err}") from None
+    old = [entry["name"] for entry in manifest["contigs"]]
+    new = [stretch.name for stretch in stretches]
+    if old == new:
+        return []
+    option = "--regions" if tokenize.regions or "regions" in manifest["source"] else "--contigs"
+    if len(old) <= 4 and len(new) <= 4:
+        return [f"tokenize.extra {option} {','.join(old)!r} -> {','.join(new)!r}"]
+    kept_old, kept_new = set(old), set(new)
+    dropped = [name for name in old if name not in kept_new]
+    added = [name for name in new if name not in kept_old]
+    parts = [f"{len(names)} {what} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+             for what, names in (("left out", dropped), ("added", added)) if names]
+    return [f"tokenize.extra {option} {len(old)} -> {len(new)} sequences ({'; '.join(parts) or 'in another order'})"]
+
+
 def _read_manifest(tokens_dir: str | Path):
     """``tokens_dir``'s checked manifest (its shards are not opened: a draft assembly may have 10^5), or None where
     there is none that reads (tokenize writes it anew)."""
@@ -477,7 +508,7 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
 
     check_devices(config)
     tokenize_args = tokenize_arguments(config)
-    tokenize = tokenize_options(config, tokenize_args)
+    tokenize_options(config, tokenize_args)  # a value tokenize refuses stops the run here
     stage_extras = {stage: stage_options(config, stage) for stage in EXTRA_COMMANDS if stage != "tokenize"}
     check_names(config, samples, samples_path)
     references = config["references"]
@@ -522,4 +553,4 @@ def check_inputs(config: dict, samples: list[dict], samples_path: str, cache_dir
             labels = {key: entry.get(key) for key in ("label_field", "positive", "negative")}
             cached_check("variant-labels", {"vcf": entry["vcf"]}, labels, check, cache_dir)
     reference = config["pretrain"]["reference"]
-    check_pretrain_run(config, Path("runs") / reference, Path("tokens") / reference, tokenize)
+    check_pretrain_run(config, Path("runs") / reference, Path("tokens") / reference, tokenize_args)

@@ -10,8 +10,8 @@ import yaml
 from genoformer import workflow_checks
 from genoformer.cli import build_parser
 from genoformer.commands import tokenize
-from genoformer.errors import ConfigError
-from genoformer.stage_options import EXTRA_COMMANDS, stage_options, tokenize_options
+from genoformer.errors import ConfigError, GenoformerError
+from genoformer.stage_options import EXTRA_COMMANDS, stage_options, tokenize_arguments, tokenize_options
 
 from conftest import ROOT
 
@@ -105,27 +105,108 @@ def test_changed_windowing_names_the_options_that_cut_other_windows(chloroplast_
     assert workflow_checks.changed_windowing(Manifest.load(chloroplast_tokens), tokenize_options(config)) == named
 
 
-def test_pretrain_run_check_stops_on_tokens_that_would_be_cut_anew(tmp_path, chloroplast_tokens):
-    """A run trained on the chloroplast's tokens, then the config's --block changed: named with the k/stride and
-    config changes; the same with no tokens on disk (tokenize writes them anew) or a damaged manifest: not
-    compared."""
+def chloroplast_config() -> dict:
+    """The bundled config pretraining on the chloroplast."""
     config = bundled_config()
     config["pretrain"]["config"] = str(ROOT / config["pretrain"]["config"])
+    config["references"]["athal_cp"] = {"fasta": str(ROOT / "resources/athal_cp/NC_000932.1.fa")}
+    config["pretrain"]["reference"] = "athal_cp"
+    return config
+
+
+def chloroplast_run(tmp_path):
+    """A pretraining run's folder with one checkpoint trained with the bundled pretraining config on k 1."""
     saved = yaml.safe_load((ROOT / "config/pretrain/default.yaml").read_text())
     run = tmp_path / "runs" / "athal_cp"
     (run / "checkpoints" / "step-250").mkdir(parents=True)
     (run / "checkpoints" / "step-250" / "trainer_state.json").write_text(
         json.dumps({"config": saved, "data": {"k": 1, "stride": 1}}))
-    workflow_checks.check_pretrain_run(config, run, chloroplast_tokens, tokenize_options(config))
+    return run
+
+
+def test_pretrain_run_check_stops_on_tokens_that_would_be_cut_anew(tmp_path, chloroplast_tokens):
+    """A run trained on the chloroplast's tokens, then the config's --block changed: named with the k/stride and
+    config changes; the same with no tokens on disk (tokenize writes them anew) or a damaged manifest: not
+    compared."""
+    config = chloroplast_config()
+    run = chloroplast_run(tmp_path)
+    workflow_checks.check_pretrain_run(config, run, chloroplast_tokens, tokenize_arguments(config))
     config["tokenize"]["extra"] = "--block 2"
     with pytest.raises(ConfigError, match=r"runs/athal_cp: trained with other values than the workflow would now "
                                           r"train with \(tokenize.extra --block 8 -> 2; from .*delete "):
-        workflow_checks.check_pretrain_run(config, run, chloroplast_tokens, tokenize_options(config))
-    workflow_checks.check_pretrain_run(config, run, tmp_path / "no_tokens", tokenize_options(config))
+        workflow_checks.check_pretrain_run(config, run, chloroplast_tokens, tokenize_arguments(config))
+    workflow_checks.check_pretrain_run(config, run, tmp_path / "no_tokens", tokenize_arguments(config))
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "manifest.json").write_text('{"window": 512')
-    workflow_checks.check_pretrain_run(config, run, damaged, tokenize_options(config))
+    workflow_checks.check_pretrain_run(config, run, damaged, tokenize_arguments(config))
+
+
+def test_pretrain_run_check_stops_on_other_sequences_chosen(tmp_path, chloroplast_tokens):
+    """The chloroplast's run, then config tokenize.extra choosing two BED regions of it (windows and splits as
+    before): the resumed run would train on a part of the genome only, so the DAG stops, naming the sequences; the
+    contig named with --contigs is what was tokenized: no change; a contig the reference lacks: tokenize's own
+    error, naming the config key."""
+    config = chloroplast_config()
+    run = chloroplast_run(tmp_path)
+    bed = tmp_path / "two.bed"
+    bed.write_text("NC_000932.1\t0\t60000\nNC_000932.1\t84000\t154478\n")
+    config["tokenize"]["extra"] = f"--regions {bed}"
+    with pytest.raises(ConfigError, match=r"runs/athal_cp: trained with other values than the workflow would now "
+                                          r"train with \(tokenize.extra --regions 'NC_000932.1' -> "
+                                          r"'NC_000932.1:1-60000,NC_000932.1:84001-154478'; from "):
+        workflow_checks.check_pretrain_run(config, run, chloroplast_tokens, tokenize_arguments(config))
+    config["tokenize"]["extra"] = "--contigs NC_000932.1"
+    workflow_checks.check_pretrain_run(config, run, chloroplast_tokens, tokenize_arguments(config))
+    config["tokenize"]["extra"] = "--contigs NC_000932"
+    with pytest.raises(GenoformerError, match=r"^config key tokenize.extra: --contigs: contig 'NC_000932' is not "
+                                              r"in reference .*NC_000932.1.fa \(its contigs: NC_000932.1\)$"):
+        workflow_checks.check_pretrain_run(config, run, chloroplast_tokens, tokenize_arguments(config))
+
+
+def test_changed_sequences_names_the_sequences_tokenize_would_choose_now(tmp_path):
+    """Three real contigs tokenized whole, then --contigs keeping one of them: the names before and after; the
+    chloroplast cut into six BED regions, then a BED that drops one and adds another: a long list is named by its
+    counts and what it leaves out and adds; the same BED in another order merges into the same regions: no
+    change."""
+    fasta = tmp_path / "three.fa"
+    fasta.write_text("".join((ROOT / path).read_text() for path in ("resources/athal_cp/NC_000932.1.fa",
+                                                                     "resources/sarscov2/NC_045512.2.fasta",
+                                                                     "resources/human_chr22_q/q.fa")))
+    three = tokenized(tmp_path / "three", fasta)
+    config = bundled_config()
+    config["tokenize"]["extra"] = "--contigs q,NC_045512.2"
+    assert workflow_checks.changed_sequences(three, tokenize_arguments(config), fasta) == \
+        ["tokenize.extra --contigs 'NC_000932.1,NC_045512.2,q' -> 'NC_045512.2,q'"]
+    config["tokenize"]["extra"] = "--contigs q,NC_045512.2,NC_000932.1"
+    assert workflow_checks.changed_sequences(three, tokenize_arguments(config), fasta) == []
+
+    chloroplast = ROOT / "resources/athal_cp/NC_000932.1.fa"
+    bed = tmp_path / "six.bed"
+    bed.write_text("".join(f"NC_000932.1\t{start}\t{start + 20000}\n" for start in range(0, 150000, 25000)))
+    six = tokenized(tmp_path / "six", chloroplast, "--regions", str(bed))
+    assert len(six["contigs"]) == 6
+    moved = tmp_path / "moved.bed"
+    moved.write_text("".join(line for line in bed.read_text().splitlines(keepends=True) if "\t100000\t" not in line)
+                     + "NC_000932.1\t152000\t154000\n")
+    config["tokenize"]["extra"] = f"--regions {moved}"
+    assert workflow_checks.changed_sequences(six, tokenize_arguments(config), chloroplast) == \
+        ["tokenize.extra --regions 6 -> 6 sequences (1 left out (NC_000932.1:100001-120000); 1 added "
+         "(NC_000932.1:152001-154000))"]
+    shuffled = tmp_path / "shuffled.bed"
+    shuffled.write_text("".join(reversed(bed.read_text().splitlines(keepends=True))))
+    config["tokenize"]["extra"] = f"--regions {shuffled}"
+    assert workflow_checks.changed_sequences(six, tokenize_arguments(config), chloroplast) == []
+
+
+def tokenized(out, fasta, *options):
+    """The token dataset (k 1, window 512) of ``fasta`` written to ``out``, its manifest."""
+    from genoformer.tokenize.dataset import Manifest
+
+    args = build_parser().parse_args(["tokenize", "--fasta", str(fasta), "--k", "1", "--window", "512", *options,
+                                      "--out", str(out)])
+    args.func(args)
+    return Manifest.load(out, check_shards=False)
 
 
 def test_a_dataset_split_by_contig_is_compared_on_its_split_method_only(tmp_path):

@@ -5,7 +5,8 @@
 # window, train/val/test split): after changing the pretraining config or config tokenize, delete runs/<name>/
 # (the workflow never throws checkpoints away itself; workflow_checks.check_pretrain_run stops the DAG, naming the
 # changed values, when the config file, pretrain.set or tokenize k/stride differ from the newest checkpoint's,
-# or when tokenize's window options would cut tokens/<name>/ into other windows than it holds).
+# or when tokenize's --contigs/--regions would choose other sequences, or its window options would cut
+# tokens/<name>/ into other windows, than it holds).
 # With config pretrain.gpus > 1 (or `set-resources: pretrain: gpu: N` in a profile) pretraining runs as
 # `torchrun --standalone --nproc_per_node N` (one DDP process per GPU, NCCL). The job's `gpu` resource also sets
 # the pretraining config's run.device, whatever the config file says (model_device: `cpu` with no GPU, else
