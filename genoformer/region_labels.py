@@ -27,7 +27,7 @@ import pandas as pd
 
 from genoformer.atomic import atomic_path
 from genoformer.errors import InputError
-from genoformer.io.gff3 import check_within, circular_contigs, is_gene_level, pieces, read_features
+from genoformer.io.gff3 import EndCheck, is_gene_level, pieces, read_features
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, 
     CDS raises :class:`InputError` naming the file (and line).
     """
     coding, genic = {}, {}  # masks only of the contigs the GFF3 annotates
-    checked, n_cds, circular = set(), 0, circular_contigs(gff_path)
+    checked, n_cds, ends = set(), 0, EndCheck(reference.contigs, gff_path)
     for feature in read_features(gff_path):
+        ends.note(feature)
         if feature.contig in reference.contigs and feature.contig not in genic:
             length = reference.contigs[feature.contig]
             coding[feature.contig], genic[feature.contig] = np.zeros(length, dtype=bool), np.zeros(length, dtype=bool)
@@ -53,12 +54,13 @@ def annotation_masks(reference, gff_path: str | os.PathLike) -> tuple[dict[str, 
         if feature.contig not in checked:
             reference.check_contig(feature.contig, source=str(gff_path))
             checked.add(feature.contig)
-        check_within(feature, reference.contigs, gff_path, circular)
+        ends.check(feature)
         for start, end in pieces(feature.start, feature.end, reference.contigs[feature.contig]):
             genic[feature.contig][start:end] = True
             if feature.type == "CDS":
                 coding[feature.contig][start:end] = True
         n_cds += feature.type == "CDS"
+    ends.finish()
     if not n_cds:
         raise InputError(f"{gff_path}: no CDS features found")
     skipped = [contig for contig in reference.contigs if contig not in genic]

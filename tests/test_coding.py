@@ -13,6 +13,7 @@ from Bio.Seq import Seq
 from genoformer.cli import main
 from genoformer.errors import InputError, MismatchError, MissingFileError
 from genoformer.io.fasta import Reference
+from genoformer.io.text import text_lines
 from genoformer.region_labels import coding_intergenic_regions
 from genoformer.tasks.coding import at_most_per_consequence, coding_snvs, read_cds, write_coding_vcf
 
@@ -94,6 +95,34 @@ def test_a_cds_across_the_origin_of_a_circular_contig_is_skipped_and_counts_as_c
         with pytest.raises(InputError, match=rf"linear.gff3: line 1: CDS end {length + 300} is past the end of contig "
                                              r"NZ_LN831026.1 \(length \d+\) \(a feature crossing the origin needs its "
                                              r"contig declared Is_circular=true"):
+            coding_snvs(reference, linear)
+
+
+def test_the_annotation_is_read_once_even_when_the_circular_declaration_comes_last(cdiph_fasta, resources, tmp_path,
+                                                                                   monkeypatch):
+    """The origin-crossing CDS of the test above, its contig declared circular on the file's last line: the CDS is
+    skipped as when declared first (the declaration is known only once the whole file is read), and the SNVs and
+    the coding sequences each open the annotation once (they read it twice, a first pass looking for Is_circular
+    only); undeclared, the error still names the CDS's line."""
+    from genoformer.io import gff3
+
+    opened = []
+    monkeypatch.setattr(gff3, "text_lines", lambda path, kind: opened.append(path) or text_lines(path, kind))
+    gene_1 = next(line for line in (resources / CDIPH_GFF).read_text().splitlines() if "ID=NZ_LN831026.1_1;" in line)
+    with Reference(cdiph_fasta) as reference:
+        length = reference.contigs["NZ_LN831026.1"]
+        region = f"NZ_LN831026.1\tRefSeq\tregion\t1\t{length}\t.\t+\t.\tID=NZ_LN831026.1:1..{length};Is_circular=true"
+        across = f"NZ_LN831026.1\tRefSeq\tCDS\t{length - 98}\t{length + 300}\t.\t+\t0\tID=cds-across"
+        first, last, linear = (tmp_path / f"{name}.gff3" for name in ("first", "last", "linear"))
+        first.write_text("\n".join([region, across, gene_1]) + "\n")
+        last.write_text("\n".join([across, gene_1, region]) + "\n")
+        linear.write_text("\n".join([across, gene_1]) + "\n")
+        snvs = coding_snvs(reference, last)
+        assert opened == [last] and snvs == coding_snvs(reference, first)
+        assert min(s.pos for s in snvs) == 301 and max(s.pos for s in snvs) == 1659
+        opened.clear()
+        assert [cds.name for cds in read_cds(last, reference.contigs)] == ["NZ_LN831026.1_1"] and opened == [last]
+        with pytest.raises(InputError, match=rf"linear.gff3: line 1: CDS end {length + 300} is past the end"):
             coding_snvs(reference, linear)
 
 

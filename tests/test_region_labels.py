@@ -117,6 +117,28 @@ def test_a_gene_across_the_origin_of_a_circular_contig_covers_both_ends(tmp_path
         region_candidates(chloroplast, undeclared, LENGTH)
 
 
+def test_the_annotation_is_read_once_even_when_the_circular_declaration_comes_last(tmp_path, chloroplast, gff,
+                                                                                   monkeypatch):
+    """trnH across the origin as above, the contig declared circular on the file's last line: the same regions as
+    when declared first, from one pass over the file (there were two, the first looking for Is_circular only)."""
+    from genoformer.io import gff3
+    from genoformer.io.text import text_lines
+
+    opened = []
+    monkeypatch.setattr(gff3, "text_lines", lambda path, kind: opened.append(path) or text_lines(path, kind))
+    size = chloroplast.contigs[CONTIG]
+    lines = gff.read_text().splitlines()
+    lines[7] = lines[7].replace("\t4\t76\t", f"\t{size - 199}\t{size + 300}\t")
+    region = f"{CONTIG}\tRefSeq\tregion\t1\t{size}\t.\t+\t.\tID={CONTIG}:1..{size};Is_circular=true"
+    first, last = tmp_path / "first.gff3", tmp_path / "last.gff3"
+    first.write_text("\n".join([lines[0], region] + lines[1:]) + "\n")
+    last.write_text("\n".join(lines + [region]) + "\n")
+    candidates = region_candidates(chloroplast, last, LENGTH)
+    assert opened == [last]
+    assert not {100, 200} & {start for _, start in candidates["intergenic"]}
+    assert candidates == region_candidates(chloroplast, first, LENGTH)
+
+
 def test_a_contig_the_annotation_leaves_out_gets_no_regions(tmp_path, resources, chloroplast_fasta, gff, caplog):
     """The chloroplast's curated GFF3 on a reference that also holds SARS-CoV-2 (29.9 kbp, almost all coding): the
     virus has no gene calls, not no genes, so none of its slots may be drawn as intergenic (138 of the 300 were:

@@ -2,10 +2,11 @@
 
 Every feature line must have nine tab-separated columns and plain-digit coordinates with 1 <= start <= end; each
 error names the file and the 1-based line. Coordinates come back 0-based half-open. Whether a feature ends past
-its contig is checked by the reader that uses it (:func:`check_within`). GFF3 lets a feature cross the origin of a
-contig declared circular (``Is_circular=true``, on its ``region`` line): its end is then past the contig's length,
-up to twice it, and :func:`pieces` gives the two stretches it covers. On any other contig an end past its length
-is an error (the annotation is of another assembly, or the contig was cut).
+its contig is checked by the reader that uses it (:func:`check_within`, or :class:`EndCheck` in the reader's one
+pass over the file). GFF3 lets a feature cross the origin of a contig declared circular (``Is_circular=true``, on
+its ``region`` line): its end is then past the contig's length, up to twice it, and :func:`pieces` gives the two
+stretches it covers. On any other contig an end past its length is an error (the annotation is of another assembly,
+or the contig was cut).
 """
 
 from __future__ import annotations
@@ -75,10 +76,37 @@ def is_gene_level(feature_type: str) -> bool:
     return feature_type == "CDS" or feature_type.startswith("pseudogen") or feature_type.endswith(GENE_LEVEL_SUFFIXES)
 
 
-def circular_contigs(path: str | os.PathLike) -> set[str]:
-    """The contigs that a feature line of the GFF3 file ``path`` declares circular (``Is_circular=true``)."""
-    return {feature.contig for feature in read_features(path)
-            if feature.attributes.get("Is_circular", "").lower() == "true"}
+def declares_circular(feature: Feature) -> bool:
+    """Whether ``feature`` declares its contig circular (``Is_circular=true``, as on a ``region`` line)."""
+    return feature.attributes.get("Is_circular", "").lower() == "true"
+
+
+class EndCheck:
+    """:func:`check_within` for the features of one pass over a GFF3 file (:func:`read_features`): a contig may be
+    declared circular on any line, after features that cross its origin, so :meth:`check` holds a feature that
+    ends past its contig and :meth:`finish` checks the held ones once every line is read (:meth:`note`)."""
+
+    def __init__(self, contigs: dict[str, int] | None, path: str | os.PathLike):
+        self.contigs, self.path = contigs, path
+        self.circular: set[str] = set()
+        self.held: list[Feature] = []
+
+    def note(self, feature: Feature) -> None:
+        """Read one feature line of the pass (every one: any may declare its contig circular)."""
+        if declares_circular(feature):
+            self.circular.add(feature.contig)
+
+    def check(self, feature: Feature) -> None:
+        """Check ``feature`` as :func:`check_within` does, when the pass is finished if it ends past its contig."""
+        contigs = self.contigs
+        if contigs is not None and feature.contig in contigs and feature.end > contigs[feature.contig]:
+            self.held.append(feature)
+
+    def finish(self) -> None:
+        """Raise :class:`InputError` for the first held feature (in file order) that is not allowed past its contig's
+        end by :func:`check_within`."""
+        for feature in self.held:
+            check_within(feature, self.contigs, self.path, self.circular)
 
 
 def check_within(feature: Feature, contigs: dict[str, int] | None, path: str | os.PathLike,

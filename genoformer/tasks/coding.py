@@ -42,7 +42,7 @@ from Bio.Data import CodonTable
 from Bio.Seq import Seq
 
 from genoformer.errors import InputError
-from genoformer.io.gff3 import check_within, circular_contigs, pieces, read_features
+from genoformer.io.gff3 import EndCheck, pieces, read_features
 from genoformer.tasks.vcf_writer import InfoField, write_sites_vcf
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,9 @@ def _cds_groups(path: Path, contigs: dict[str, int] | None) -> list[list[tuple]]
     as (name, contig, start, end, line, strand, phase, cut ends) with 0-based half-open coordinates."""
     groups: dict[tuple, list[tuple[str, str, int, int, int, str, int, tuple[bool, bool, bool]]]] = {}
     block, previous_type = 0, None
-    circular = circular_contigs(path) if contigs is not None else set()
+    ends = EndCheck(contigs, path)
     for feature in read_features(path):
+        ends.note(feature)
         if feature.type == "gene" and previous_type != "gene":
             block += 1
         previous_type = feature.type
@@ -128,7 +129,7 @@ def _cds_groups(path: Path, contigs: dict[str, int] | None) -> list[list[tuple]]
             raise InputError(f"{path}: line {number}: CDS strand {feature.strand!r} is not + or -")
         if feature.phase not in ("0", "1", "2", "."):
             raise InputError(f"{path}: line {number}: CDS phase {feature.phase!r} is not 0, 1, 2 or .")
-        check_within(feature, contigs, path, circular)
+        ends.check(feature)
         attrs = feature.attributes
         if "Parent" in attrs:
             key = ("parent", attrs["Parent"])
@@ -140,6 +141,7 @@ def _cds_groups(path: Path, contigs: dict[str, int] | None) -> list[list[tuple]]
         groups.setdefault(key, []).append((name, feature.contig, feature.start, feature.end, number, feature.strand,
                                            0 if feature.phase == "." else int(feature.phase),
                                            _cut_ends(attrs, path, number)))
+    ends.finish()
     return list(groups.values())
 
 
