@@ -1,5 +1,6 @@
 """score-variants: the shared-pass scores against a one-variant-at-a-time reference, forward counts, outputs, CLI."""
 
+import gzip
 import logging
 import math
 import subprocess
@@ -15,7 +16,7 @@ import torch
 from genoformer.cli import main
 from genoformer.errors import ConfigError
 from genoformer.io.fasta import Reference, encode_bases, reverse_complement_codes
-from genoformer.io.vcf import Variant
+from genoformer.io.vcf import Variant, read_variants
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
 from genoformer.tasks.coding import coding_snvs
 from genoformer.tasks.encoder import Encoder, load_encoder, token_range
@@ -735,3 +736,36 @@ def test_an_undeclared_flag_is_kept_as_a_flag(human_q, checkpoint, tmp_path):
         declared = (scored.header.info["SOMATIC"].type, scored.header.info["SOMATIC"].number)
         flagged = [record.pos for record in scored if "SOMATIC" in record.info]
     assert declared == ("Flag", 0) and flagged == [int(record.split("\t")[1]) for record in records[:3]]
+
+
+def test_an_undeclared_key_bare_on_some_records_and_valued_on_others_keeps_both(human_q, checkpoint, tmp_path,
+                                                                                     caplog):
+    """The freebayes calls with an undeclared CLUSTER, bare on the first two records and CLUSTER=7 on the next
+    two, and a declared Number=. Integer SUPPORT bare on the fifth: CLUSTER was declared Number=. String and only
+    its values were written (the bare keys were lost); now the bare keys are written bare, as htslib (so bcftools)
+    reads them back: an empty value. The bare SUPPORT, read as an empty tuple, was written SUPPORT=-127 (htslib's
+    end-of-vector code); now it is SUPPORT=., present without a value as it was. htslib reads the file back
+    without a word (bcftools 1.16 too: view and BCF keep the bare key, query gives 1 for it)."""
+    header, records = freebayes_calls(human_q)
+    header = header.replace("#CHROM", '##INFO=<ID=SUPPORT,Number=.,Type=Integer,Description="supporting runs">\n'
+                                      "#CHROM")
+    records[:2] = [record.replace("\tAB=", "\tCLUSTER;AB=", 1) for record in records[:2]]
+    records[2:4] = [record.replace("\tAB=", "\tCLUSTER=7;AB=", 1) for record in records[2:4]]
+    records[4] = records[4].replace("\tAB=", "\tSUPPORT;AB=", 1)
+    out = score_edited_calls(human_q, checkpoint, tmp_path / "mixed.vcf", header, records)
+    with pysam.VariantFile(str(out)) as scored:
+        declared = (scored.header.info["CLUSTER"].number, scored.header.info["CLUSTER"].type)
+        cluster = [(record.pos, record.info["CLUSTER"]) for record in scored if "CLUSTER" in record.info]
+    positions = [int(record.split("\t")[1]) for record in records]
+    assert declared == (".", "String")
+    assert cluster == [(positions[0], ()), (positions[1], ()), (positions[2], ("7",)), (positions[3], ("7",))]
+    with gzip.open(out, "rt") as text:
+        info = [line.split("\t")[7].split(";") for line in text if not line.startswith("#")]
+    assert ["CLUSTER" in items for items in info[:2]] == [True, True]
+    assert ["CLUSTER=7" in items for items in info[2:4]] == [True, True]
+    assert "SUPPORT=." in info[4] and not any(item.startswith(("CLUSTER", "SUPPORT")) for item in sum(info[5:], []))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="genoformer"), Reference(human_q / "q.fa") as reference:
+        again = read_variants(out, reference)
+    assert [variant.info.get("CLUSTER") for variant in again.variants[:5]] == [(), (), ("7",), ("7",), None]
+    assert not caplog.records

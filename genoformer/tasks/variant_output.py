@@ -70,7 +70,8 @@ def _input_info_fields(header, variants) -> list[InfoField]:
     whole by :func:`genoformer.io.vcf.read_variants`; ``DP=3,4`` declared ``Number=1``), which pysam refuses to
     write under the input's declaration. An undeclared field that is a bare key wherever it appears (``SOMATIC``;
     pysam reads it as None, where ``KEY=.`` reads as ".") is declared a ``Flag``, so that it is kept; one that is a
-    bare key on some records and has values on others keeps only its values.
+    bare key on some records and has values on others is declared ``Number=.`` ``String`` and written as it was, the
+    bare key where it was bare (htslib, and so bcftools, reads and writes a bare key of a String field).
     """
     used = {key for variant in variants for key in variant.info if not key.startswith("GF_")}
     fields = []
@@ -114,12 +115,18 @@ def write_scored_vcf(path: str | os.PathLike, variant_set, scores: VariantScores
     info_fields = (_input_info_fields(header, variants) + score_info_fields(per_strand)
                    + [field for field, _ in extra])
     flags = {field.id for field in info_fields if field.type == "Flag"}
+    strings = {field.id for field in info_fields if field.type == "String"}
+
+    def kept(key: str, value):
+        """An input INFO value as written: a String field's None (a bare key: ``KEY=.`` reads as ".") stays bare."""
+        if key in flags:
+            return True
+        return () if value is None and key in strings else value
 
     def records():
         for index in np.flatnonzero(scores.scored):
             variant = variants[index]
-            info = {key: True if key in flags else value for key, value in variant.info.items()
-                    if not key.startswith("GF_")}
+            info = {key: kept(key, value) for key, value in variant.info.items() if not key.startswith("GF_")}
             info.update({key: float(columns[key][index]) for key in keys})
             yield dict(contig=variant.contig, pos=variant.pos, ref=variant.ref, alt=variant.alt, id=variant.id,
                        qual=variant.qual, filter=list(variant.filter), info=info)

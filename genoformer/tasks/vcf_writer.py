@@ -35,7 +35,9 @@ def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict],
     :func:`index_path`); return the number of records.
 
     Each record is a dict with ``contig, pos`` (1-based), ``ref, alt`` and optionally ``id, qual, filter``
-    (list of names) and ``info`` (dict; None or NaN values are left out, i.e. written as missing). Records are
+    (list of names) and ``info`` (dict; None or NaN values are left out, i.e. written as missing; an empty tuple, a
+    key without a value, is written as the bare key ``KEY`` for a String field, as htslib reads and writes it, and
+    as ``KEY=.`` for a number). Records are
     sorted by contig (reference order) and position. ``meta`` adds ``##key=value`` header lines; ``filters``
     declares FILTER ids. The VCF and its index are renamed into place only when both are complete.
     """
@@ -61,7 +63,9 @@ def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict],
                 for name in row.get("filter") or ():
                     record.filter.add(name)
                 for key, value in (row.get("info") or {}).items():
-                    if not _missing(value):
+                    if isinstance(value, tuple) and not value:
+                        record.info[key] = None  # pysam writes None as KEY for a String field, KEY=. for a number
+                    elif not _missing(value):
                         record.info[key] = value
                 out.write(record)
         pysam.tabix_index(str(tmp), preset="vcf", force=True, index=str(tmp_index), csi=index.suffix == ".csi")
