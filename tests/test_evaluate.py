@@ -266,6 +266,7 @@ def test_evaluate_cli_writes_model_and_markov_side_by_side(run, tokens, tmp_path
     assert set(result["splits"]) == {"val", "test"}
     assert result["k"] == 1 and result["masking"]["span_bases"] == 1 and result["masking"]["passes"] == 8
     assert set(result["markov"]["validation_bits_per_base_by_order"]) == {"0", "1", "2", "3", "4"}
+    assert result["markov"]["selection"]["method"] in ("validation", "cross-validation")
     for split, scores in result["splits"].items():
         assert scores["windows"] == 6 and scores["scored_bases"] > 0
         assert scores["split_windows"] == len(TokenDataset(tokens["k1"], split)) > 6

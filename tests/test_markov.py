@@ -1,5 +1,5 @@
-"""Markov baseline: vectorized counts and interpolated scoring match plain loops; order selection is sane; the
-two-sided scores equal enumeration of every hidden base's fills."""
+"""Markov baseline: vectorized counts and interpolated scoring match plain loops; order selection is sane, and
+robust where validation is one block; the two-sided scores equal enumeration of every hidden base's fills."""
 
 import itertools
 import math
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from genoformer.io.fasta import Reference
-from genoformer.train.markov import (CONCENTRATIONS, MAX_EXACT_RUN, MarkovModel, approximate_two_sided_bits, count,
-                                     hidden_runs, interpolate, score, two_sided_bits)
+from genoformer.train.markov import (CONCENTRATIONS, MAX_EXACT_RUN, MIN_UNITS, MarkovModel,
+                                     approximate_two_sided_bits, choose_order, count, held_out_sums, hidden_runs,
+                                     interpolate, score, two_sided_bits, units)
 
 
 def random_codes(rng, n, n_fraction=0.02):
@@ -108,7 +109,9 @@ def test_order_selection_on_real_genome(chloroplast_codes):
         chloroplast_codes[137_000:]
     model = MarkovModel.select([train], [validation], max_order=8)
     assert set(model.validation_bits) == set(range(9))
-    assert model.validation_bits[model.order] == min(model.validation_bits.values())
+    # one 17 kbp validation sequence is one unit: the order is cross-validated, each step up a held-out gain
+    assert model.selection["method"] == "cross-validation"
+    assert all(model.validation_bits[model.order] < model.validation_bits[q] for q in range(model.order))
     # AT-rich chloroplast: context helps over order 0, and the chosen model beats uniform (2 bits) on test
     assert model.validation_bits[model.order] < model.validation_bits[0] < 2.0
     test_bits = np.nanmean(model.bits(test))
@@ -132,6 +135,78 @@ def test_many_short_sequences_count_and_score_as_one_by_one(chloroplast_codes):
         per_block = [np.nanmean(np.concatenate([score(codes, interpolate(one_by_one, order, concentration))
                                                 for codes in validation])) for concentration in CONCENTRATIONS]
         assert bits == pytest.approx(min(per_block), rel=1e-12)
+
+
+def test_held_out_sums_match_score_and_cross_validation_holds_every_unit_out_once(chloroplast_codes):
+    """Every order's held-out sums per unit are those of `score`; cross-validated, each unit scored by the chain
+    counted on the other folds' units."""
+    train = [chloroplast_codes[start:start + 4096] for start in range(0, 13_824, 4608)]
+    validation = [chloroplast_codes[20_000:24_096]]
+    model = MarkovModel.select(train, validation, max_order=4)
+    assert model.selection == {"method": "cross-validation", "units": 4, "folds": 4}
+    held = units(train) + units(validation)
+    expected = {}
+    for concentration in CONCENTRATIONS:
+        for order in range(5):
+            bits = [np.nansum(score(unit, interpolate(count(held[:i] + held[i + 1:], order), order, concentration)))
+                    for i, unit in enumerate(held)]
+            expected[order] = min(expected.get(order, np.inf), sum(bits) / sum((u < 4).sum() for u in held))
+    assert model.validation_bits == pytest.approx(expected, rel=1e-12)
+    sums = held_out_sums(held[:2], count(train, 4), 4, (2.0,))
+    tables = interpolate(count(train, 4), 4, 2.0)
+    np.testing.assert_allclose(sums[0], [[np.nansum(score(unit, tables[:q + 1])) for q in range(5)]
+                                         for unit in held[:2]], rtol=1e-12)
+    # the final chain is counted on train alone, whatever the units it was chosen on
+    assert np.allclose(model.bits(validation[0], 4), score(validation[0], interpolate(count(train, 4), 4,
+                                                                                      model.concentration)),
+                       equal_nan=True)
+
+
+def test_an_order_is_added_only_for_a_gain_beyond_the_spread_over_units():
+    bases = np.array([1000, 1000, 1000])
+    steady = np.array([[[2000.0, 1900.0, 1890.0], [2000.0, 1910.0, 1880.0], [2000.0, 1905.0, 1885.0]]])
+    assert choose_order(steady, bases)[0] == 2
+    # order 2 gains more on average, but in one unit only, losing in the others: within its standard error
+    uneven = steady.copy()
+    uneven[0, :, 2] = [1910.0, 1920.0, 1705.0]
+    assert uneven[0, :, 2].sum() < uneven[0, :, 1].sum()
+    assert choose_order(uneven, bases)[0] == 1
+    # a single unit gives no spread: order 0
+    assert choose_order(steady[:, :1], bases[:1])[0] == 0
+
+
+def test_one_repetitive_validation_block_does_not_pick_a_chain_worse_than_uniform(human_q):
+    """Human chr22 fragment laid out as the workflow splits the NA12878 consensus over it (one 4,096-base block per
+    split, 512-base gaps): the validation block shares Alu copies with the train block, so the fewest validation
+    bits come at a high order that is worse than order 0, and than uniform, on the test block. The cross-validated
+    choice is not."""
+    with Reference(human_q / "q.fa") as reference:
+        codes, _ = reference.codes("q")
+    train, validation, test = codes[:4096], codes[4608:8704], codes[9216:]
+    model = MarkovModel.select([train], [validation])
+    assert model.selection["method"] == "cross-validation"
+    sums = held_out_sums(units([validation]), count([train], model.max_order), model.max_order, CONCENTRATIONS)
+    which, plain_order = np.unravel_index(sums.sum(axis=1).argmin(), sums.shape[::2])
+    plain = score(test, interpolate(count([train], plain_order), plain_order, CONCENTRATIONS[which]))
+    order_0 = np.nanmean(model.bits(test, order=0))
+    assert plain_order > model.order and np.nanmean(plain) > 2.0 > order_0
+    assert np.nanmean(model.bits(test)) < order_0
+
+
+def test_ample_validation_keeps_the_validation_choice(cdiph_fasta):
+    """C. diphtheriae in 4,096-base blocks, one in ten held out for validation and one in ten for test (as the
+    workflow splits it): with that many validation blocks the chain is chosen on them, and each order up to the
+    one of fewest validation bits gains beyond its standard error, so the choice is that order."""
+    with Reference(cdiph_fasta) as reference:
+        codes, _ = reference.codes("NZ_LN831026.1")
+    blocks = [codes[start:start + 4096] for start in range(0, codes.size - 4096, 4608)]
+    train = [block for i, block in enumerate(blocks) if i % 10 < 8]
+    validation, test = blocks[8::10], blocks[9::10]
+    model = MarkovModel.select(train, validation, max_order=8)
+    assert model.selection == {"method": "validation", "units": len(validation)} and len(validation) >= MIN_UNITS
+    assert model.validation_bits[model.order] == min(model.validation_bits.values())
+    test_bits = np.nanmean(np.concatenate([model.bits(block) for block in test]))
+    assert test_bits < np.nanmean(np.concatenate([model.bits(block, order=0) for block in test])) < 2.0
 
 
 def brute_force_runs(codes, hidden, tables):

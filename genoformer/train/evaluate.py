@@ -28,7 +28,9 @@ training: overlapping windows would score the same base several times. Adjacent 
 ``k - stride`` bases that their edge k-mers both hold.
 
 Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen on the
-validation split's sequences, then scored on exactly the (pass, hidden base) pairs above in two ways. One-sided, as
+validation split's sequences (cross-validated over the train and validation blocks where validation has fewer than
+``markov.MIN_UNITS`` of them: ``markov.selection`` in the JSON says which), never on the test split, then scored on
+exactly the (pass, hidden base) pairs above in two ways. One-sided, as
 a chain reads: each base from the true bases before it in the same window (hidden ones included, so with spans over
 one base it reads the true bases of its own span): not what the masked LM sees. Two-sided: each base given exactly
 what the masked LM sees, the visible bases of its window on both sides, every hidden base of the window summed out
@@ -464,7 +466,7 @@ def evaluate_run(checkpoint: str | Path, data_dir: str | Path, *, splits: tuple[
         "window": window,
         "masking": {"mask_ratio": config.data.mask_ratio, "span_bases": config.data.span_bases,
                     "span_tokens": masker.span, "seed": seed, "passes": passes},
-        "markov": {"order": markov.order, "concentration": markov.concentration,
+        "markov": {"order": markov.order, "concentration": markov.concentration, "selection": markov.selection,
                    "validation_bits_per_base_by_order": {str(o): b for o, b in markov.validation_bits.items()}},
         "repeat_kmer": REPEAT_K,
         "splits": {},
