@@ -264,6 +264,9 @@ def test_a_dot_label_is_a_missing_value_not_a_class(chloroplast, genes, tmp_path
     (["1_0", "10"], ["1_0", "10"]),
     (["-0", "0"], ["-0", "0"]),
     (["\u0661", "1"], ["\u0661", "1"]),
+    (["9223372036854775807", "-9223372036854775808"], [2 ** 63 - 1, -2 ** 63]),
+    (["12345678901234567890", "7"], ["12345678901234567890", "7"]),  # past int64: as written, never wrapped
+    (["-9223372036854775809", "7"], ["-9223372036854775809", "7"]),
 ])
 def test_labels_are_integers_only_when_written_plainly(labels, expected, tmp_path):
     """Zero-padded, signed or underscored numbers stay strings as written: ``01`` and ``1`` are two classes."""

@@ -65,10 +65,11 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
 
     ``label_column``: the 1-based column holding a class label (default 7, used only when the file has a
     7th column; an error when columns 7 and 8 are BED9's thickStart and thickEnd on every line), ``"name"`` to
-    use the name column as the label, or ``None`` for no label. Labels that are all plain integers become ``int64``
-    (no leading zero or ``+``: ``01`` and ``1`` are two classes); otherwise they stay strings. A label with spaces
-    around it (``'coding '``), an empty one or ``.`` (BED's missing value) is an error, not a class of its own. The index (named ``line``) holds each row's 1-based line number in
-    the file, for messages that point at it.
+    use the name column as the label, or ``None`` for no label. Labels that are all plain integers within int64
+    become ``int64`` (no leading zero or ``+``: ``01`` and ``1`` are two classes); otherwise they stay strings. A
+    label with spaces around it (``'coding '``), an empty one or ``.`` (BED's missing value) is an error, not a class
+    of its own. The index (named ``line``) holds each row's 1-based line number in the file, for messages that point
+    at it.
 
     ``optional_label``: for regions whose label is only carried along (``--predict``): a file without the label
     column has no ``label``, and an empty cell or ``.`` is kept (unknown) instead of being an error.
@@ -158,10 +159,12 @@ def read_bed(path: str | os.PathLike, reference: Reference | None = None,
 
 
 def _integer_labels_or_strings(labels: pd.Series) -> pd.Series:
-    """``labels`` as int64 when each is an integer written as Python writes it back (``7``, ``-1``), else as the
-    strings read: ``01`` and ``1`` (or ``+1``, ``1_0``) are different classes, not one."""
+    """``labels`` as int64 when each is an integer written as Python writes it back (``7``, ``-1``) and within int64,
+    else as the strings read: ``01`` and ``1`` (or ``+1``, ``1_0``) are different classes, not one, and a longer
+    number (an identifier) is never wrapped round."""
     labels = labels.astype(str)
-    if labels.map(lambda label: re.fullmatch(r"-?(0|[1-9][0-9]*)", label) is not None and label != "-0").all():
+    plain = labels.map(lambda label: re.fullmatch(r"-?(0|[1-9][0-9]*)", label) is not None and label != "-0")
+    if plain.all() and labels.map(lambda label: -2 ** 63 <= int(label) < 2 ** 63).all():
         return labels.map(int).astype("int64")
     return labels
 
