@@ -347,7 +347,8 @@ def test_roc_pr_curves_of_region_predictions(tmp_path):
     assert_figure(tmp_path / "roc.png")
 
 
-@pytest.mark.parametrize("classes", [("9", "10"), ("-1", "1"), ("coding", "intergenic"), ("B", "a")])
+@pytest.mark.parametrize("classes", [("9", "10"), ("-1", "1"), ("coding", "intergenic"), ("B", "a"), ("01", "1"),
+                                     ("+1", "1"), ("1000", "1e3")])
 def test_roc_pr_takes_the_positive_class_classify_regions_scored(tmp_path, classes):
     """score_<method> is P(second class) in classify-regions' order, which is numeric for integer labels: the
     curves must call the same class positive (sorting 9 and 10 as text inverted them)."""

@@ -71,10 +71,11 @@ def read_json(path: str | Path) -> dict:
         raise InputError(f"{path}: not JSON (not UTF-8 text)") from None
 
 
-def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
-    """A tab-separated table (``#`` lines are comments) that must have ``columns``."""
+def read_table(path: str | Path, columns: list[str], text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A tab-separated table (``#`` lines are comments) that must have ``columns``; those of ``text`` are kept as
+    written (class labels: ``01`` and ``1`` are two, not the number 1)."""
     try:
-        table = pd.read_csv(_require(path), sep="\t")
+        table = pd.read_csv(_require(path), sep="\t", dtype={name: str for name in text})
     except (ValueError, EOFError, OSError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors
         reason = " ".join(str(err).split())
         raise InputError(f"{path}: not a tab-separated table with a header line ({reason})") from None
@@ -349,7 +350,7 @@ METHOD_NAMES = {"probe": "model: logistic regression on its hidden states", "fin
 def read_region_predictions(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
     """Held-out labels (1 = the positive class), scores per method and the positive class's name, from a
     two-class `classify-regions` predictions.tsv (columns label, split, score_<method> = P(second class))."""
-    table = read_table(path, ["label", "split"])
+    table = read_table(path, ["label", "split"], text=("label",))
     methods = [name for name in table.columns if name.startswith("score_")]
     classes = class_order(table["label"])  # classify-regions' order: score_<method> is P(classes[1])
     if len(classes) != 2 or not methods:
