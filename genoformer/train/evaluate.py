@@ -28,9 +28,9 @@ training: overlapping windows would score the same base several times. Adjacent 
 ``k - stride`` bases that their edge k-mers both hold.
 
 Markov baseline (``genoformer.train.markov``): fit on the train split's sequences, order and smoothing chosen on the
-validation split's sequences (cross-validated over the train and validation blocks where validation has fewer than
-``markov.MIN_UNITS`` of them: ``markov.selection`` in the JSON says which), never on the test split, then scored on
-exactly the (pass, hidden base) pairs above in two ways. One-sided, as
+validation split's sequences (cross-validated over the train and validation sequences where validation has fewer than
+``markov.MIN_UNITS`` units, a sequence or ``markov.UNIT_BASES`` of a longer one: ``markov.selection`` in the JSON says
+which), never on the test split, then scored on exactly the (pass, hidden base) pairs above in two ways. One-sided, as
 a chain reads: each base from the true bases before it in the same window (hidden ones included, so with spans over
 one base it reads the true bases of its own span): not what the masked LM sees. Two-sided: each base given exactly
 what the masked LM sees, the visible bases of its window on both sides, every hidden base of the window summed out
@@ -38,10 +38,10 @@ jointly (``markov.two_sided_bits``, a forward-backward pass over each cluster of
 order; which bases are hidden differs from pass to pass, and a batch's passes are scored in one call, each (pass,
 window) one N after the other). A cluster too big to sum out (``markov.MAX_TRANSITIONS``: a run of over 38 hidden
 bases at order 7, 15 at order 8, 9 or 10 at orders 9 to 12) is scored given the true bases of its other hidden runs
-instead, and ``markov_two_sided_approximate_bases`` counts its (pass, base) pairs (0 on the bundled workflow). On
-the bundled C. diphtheriae test split (64-token windows, single-base spans, order 6, eight passes) the two-sided
-chain scores 1.921 bits/base; reading the other hidden bases within its order as their true bases, as it did before,
-gave 1.906 (one-sided 1.960).
+instead, and ``markov_two_sided_approximate_bases`` counts its (pass, base) pairs (0 on the bundled workflow). On the
+bundled C. diphtheriae test split (64-token windows, single-base spans, order 6, eight passes) the two-sided chain
+scores 1.921 bits/base; reading the other hidden bases within its order as their true bases, as it did before, gave
+1.906 (one-sided 1.960).
 
 Novel bases (``genoformer.train.novel``). The splits are position blocks (or whole sequences), so the copies of
 a repeat (rRNA operons, insertion sequences) can sit on both sides, and a model that memorised the training copy
