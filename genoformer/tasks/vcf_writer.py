@@ -37,9 +37,8 @@ def write_sites_vcf(path: str | os.PathLike, reference, records: Iterable[dict],
     Each record is a dict with ``contig, pos`` (1-based), ``ref, alt`` and optionally ``id, qual, filter``
     (list of names) and ``info`` (dict; None or NaN values are left out, i.e. written as missing; an empty tuple, a
     key without a value, is written as the bare key ``KEY`` for a String field, as htslib reads and writes it, and
-    as ``KEY=.`` for a number). Records are
-    sorted by contig (reference order) and position. ``meta`` adds ``##key=value`` header lines; ``filters``
-    declares FILTER ids. The VCF and its index are renamed into place only when both are complete.
+    as ``KEY=.`` for a number). Records are sorted by contig (reference order) and position. ``meta`` adds
+    ``##key=value`` header lines; ``filters`` declares FILTER ids. The VCF and its index are renamed into place only when both are complete.
     """
     contigs = reference.contigs
     order = {name: i for i, name in enumerate(contigs)}

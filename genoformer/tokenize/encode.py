@@ -13,7 +13,6 @@ N flags) runs only in chunks that contain an N.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from genoformer.io.fasta import N_CODE, decode_bases
