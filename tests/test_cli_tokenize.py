@@ -292,8 +292,8 @@ def test_a_bam_cut_at_a_block_boundary_fails_with_its_read_counts(tmp_path, cli,
         kept = sum(1 for _ in reads.fetch("q"))
     options = ("--fasta", human_q / "q.fa", "--k", k, "--stride", stride, "--window", 128, "--max-n-fraction", 1)
     expect_one_line_error(cli(*options, "--bam", "cut.bam", "--out", "ds"),
-                          f"cut.bam: contig q: {kept} reads in the file but 3333 in its index: truncated or "
-                          "replaced after indexing? re-index it")
+                          f"cut.bam: contig q: {kept} reads in the file but 3333 in its index: cut short (copy it "
+                          "again) or replaced after indexing (then re-index it")
     assert not (tmp_path / "ds").exists()
     result = cli(*options, "--bam", "whole.bam", "--out", "ds")
     assert result.returncode == 0, result.stderr

@@ -498,3 +498,22 @@ def test_a_partial_value_of_no_known_kind_names_the_line(resources, tmp_path, va
     with pytest.raises(InputError, match=rf"partial.gff3: line 5: partial='{value}' is neither Prodigal's 00, 01, "
                                          "10 or 11"):
         read_cds(gff)
+
+
+def test_a_cds_past_even_one_more_turn_stops_the_pass_at_its_line(tmp_path, chloroplast, resources):
+    """A CDS ending more than a contig's length past its end cannot cross the origin even of a circular contig: it
+    is reported at once, before a malformed line further down (one within a turn waits for the whole file, where a
+    later line may declare the contig circular)."""
+    lines = (resources / "athal_cp" / "NC_000932.1.gff3").read_text().splitlines()
+    fields = lines[4].split("\t")
+    assert fields[2] == "CDS"
+    lines[4] = "\t".join(fields[:4] + [str(2 * 154478 + 1)] + fields[5:])
+    lines.append("NC_000932.1\tbroken")
+    gff = tmp_path / "far.gff3"
+    gff.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"far.gff3: line 5: CDS end {2 * 154478 + 1} is past the end of contig "):
+        coding_snvs(chloroplast, gff, n_genes=2)
+    lines[4] = "\t".join(fields[:4] + ["154600"] + fields[5:])
+    gff.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"far.gff3: line {len(lines)}: "):
+        coding_snvs(chloroplast, gff, n_genes=2)

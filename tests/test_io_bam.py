@@ -285,8 +285,8 @@ def test_bam_cut_at_a_block_boundary_is_an_error(human_q, q_reference, q_consens
     cut_at_block(whole, cut)
     with pysam.AlignmentFile(str(cut)) as reads:
         kept = sum(1 for _ in reads.fetch("q"))
-    message = (f"{cut}: contig q: {kept} reads in the file but 3333 in its index: truncated or replaced after "
-               f"indexing? re-index it (`samtools index {cut}`)")
+    message = (f"{cut}: contig q: {kept} reads in the file but 3333 in its index: cut short (copy it again) or "
+               f"replaced after indexing (then re-index it: `samtools index {cut}`)")
     with pytest.raises(InputError) as err:
         consensus(cut, q_reference, "q")
     assert one_line(err) == message

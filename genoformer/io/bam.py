@@ -195,8 +195,8 @@ class AlignmentFile:
         listed = {stats.contig: stats.total for stats in self._file.get_index_statistics()}[contig]
         if self.reads_met[contig] < listed:
             raise InputError(f"{self.path}: contig {contig}: {self.reads_met[contig]} reads in the file but {listed} "
-                             "in its index: truncated or replaced after indexing? re-index it "
-                             f"(`samtools index {self.path}`)")
+                             "in its index: cut short (copy it again) or replaced after indexing (then re-index "
+                             f"it: `samtools index {self.path}`)")
 
     def _read_error(self, reason: str, indexed: bool) -> InputError:
         """The error for a read that failed with htslib's ``reason``: "file truncated" where htslib found the file
@@ -247,7 +247,7 @@ class AlignmentFile:
         met = [0]
 
         def with_qualities(read: pysam.AlignedSegment) -> bool:
-            met[0] += counting and (read.reference_start >= counted_to or counted_to == 0)
+            met[0] += counting and read.reference_start >= counted_to
             if not read_filter.passes(read):
                 return False
             if read.query_qualities is None:  # pysam's count_coverage would drop all its bases

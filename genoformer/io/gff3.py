@@ -83,13 +83,14 @@ def declares_circular(feature: Feature) -> bool:
 
 class EndCheck:
     """:func:`check_within` for the features of one pass over a GFF3 file (:func:`read_features`): a contig may be
-    declared circular on any line, after features that cross its origin, so :meth:`check` holds a feature that
-    ends past its contig and :meth:`finish` checks the held ones once every line is read (:meth:`note`)."""
+    declared circular on any line, after features that cross its origin, so :meth:`check` holds the first feature
+    per contig that ends past it (within one more turn: one past that is an error at once) and :meth:`finish`
+    checks the held ones once every line is read (:meth:`note`)."""
 
     def __init__(self, contigs: dict[str, int] | None, path: str | os.PathLike):
         self.contigs, self.path = contigs, path
         self.circular: set[str] = set()
-        self.held: list[Feature] = []
+        self.held: dict[str, Feature] = {}  # contig -> its first feature ending past it
 
     def note(self, feature: Feature) -> None:
         """Read one feature line of the pass (every one: any may declare its contig circular)."""
@@ -100,12 +101,13 @@ class EndCheck:
         """Check ``feature`` as :func:`check_within` does, when the pass is finished if it ends past its contig."""
         contigs = self.contigs
         if contigs is not None and feature.contig in contigs and feature.end > contigs[feature.contig]:
-            self.held.append(feature)
+            check_within(feature, contigs, self.path, {feature.contig})  # past the end even of a circular contig
+            self.held.setdefault(feature.contig, feature)
 
     def finish(self) -> None:
         """Raise :class:`InputError` for the first held feature (in file order) that is not allowed past its contig's
         end by :func:`check_within`."""
-        for feature in self.held:
+        for feature in sorted(self.held.values(), key=lambda held: held.line):
             check_within(feature, self.contigs, self.path, self.circular)
 
 
