@@ -477,15 +477,20 @@ def changed_sequences(manifest, tokenize: argparse.Namespace, fasta: str | Path)
     new = [stretch.name for stretch in stretches]
     if old == new:
         return []
-    option = "--regions" if tokenize.regions or "regions" in manifest["source"] else "--contigs"
+    if tokenize.regions or "regions" in manifest["source"]:
+        option = "tokenize.extra --regions"
+    elif tokenize.contigs:
+        option = "tokenize.extra --contigs"
+    else:  # the contigs were chosen before, or the FASTA has others now
+        option = f"contigs of {fasta} (tokenize.extra --contigs, or the FASTA)"
     if len(old) <= 4 and len(new) <= 4:
-        return [f"tokenize.extra {option} {','.join(old)!r} -> {','.join(new)!r}"]
+        return [f"{option} {','.join(old)!r} -> {','.join(new)!r}"]
     kept_old, kept_new = set(old), set(new)
     dropped = [name for name in old if name not in kept_new]
     added = [name for name in new if name not in kept_old]
     parts = [f"{len(names)} {what} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
              for what, names in (("left out", dropped), ("added", added)) if names]
-    return [f"tokenize.extra {option} {len(old)} -> {len(new)} sequences ({'; '.join(parts) or 'in another order'})"]
+    return [f"{option} {len(old)} -> {len(new)} sequences ({'; '.join(parts) or 'in another order'})"]
 
 
 def _read_manifest(tokens_dir: str | Path):

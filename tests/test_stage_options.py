@@ -180,6 +180,12 @@ def test_changed_sequences_names_the_sequences_tokenize_would_choose_now(tmp_pat
         ["tokenize.extra --contigs 'NC_000932.1,NC_045512.2,q' -> 'NC_045512.2,q'"]
     config["tokenize"]["extra"] = "--contigs q,NC_045512.2,NC_000932.1"
     assert workflow_checks.changed_sequences(three, tokenize_arguments(config), fasta) == []
+    two = tmp_path / "two.fa"  # no --contigs, and the FASTA lost one: the FASTA is named, not an option not given
+    two.write_text("".join((ROOT / path).read_text() for path in ("resources/athal_cp/NC_000932.1.fa",
+                                                                   "resources/human_chr22_q/q.fa")))
+    config["tokenize"]["extra"] = ""
+    assert workflow_checks.changed_sequences(three, tokenize_arguments(config), two) == \
+        [f"contigs of {two} (tokenize.extra --contigs, or the FASTA) 'NC_000932.1,NC_045512.2,q' -> 'NC_000932.1,q'"]
 
     chloroplast = ROOT / "resources/athal_cp/NC_000932.1.fa"
     bed = tmp_path / "six.bed"
