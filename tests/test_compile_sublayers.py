@@ -48,11 +48,17 @@ def compiled_with_fresh_counters(config: ReformerConfig):
     return compile_sublayers(ReformerForMaskedLM(config)).train(), counters
 
 
-def test_training_steps_compile_without_graph_breaks_or_recompiles():
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_training_steps_compile_without_graph_breaks_or_recompiles(dropout, monkeypatch):
     """Each sublayer compiles to whole graphs (the hash rotations are one opaque operator, not a generator made
-    mid-graph), and the hashing seed, new at every step, stops causing recompilation after the second step."""
+    mid-graph; hidden dropout's masks are integer arithmetic on the element indices), and the hashing seed and the
+    dropout keys, new at every step, stop causing recompilation after the second step. With dropout, Dynamo's
+    capture alone (its eager backend: Inductor's build of the same graphs is tested in
+    test_compile_for_training_compiles_and_leaves_no_trace and tests/test_model_reversible.py)."""
+    if dropout:
+        monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     model, counters = compiled_with_fresh_counters(
-        ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=2, bucket_size=8))
+        ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=2, bucket_size=8, dropout=dropout))
     ids = torch.randint(0, 8, (2, 64))
     graphs = []
     for _ in range(4):
@@ -69,7 +75,7 @@ def test_padded_batches_trace_without_graph_breaks(monkeypatch):
     before the stack. Dynamo's capture is what is checked (its eager backend: no kernels are built)."""
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     model, counters = compiled_with_fresh_counters(
-        ReformerConfig(vocab_size=8, dim=16, depth=2, heads=2, n_hashes=2, bucket_size=8))
+        ReformerConfig(vocab_size=8, dim=16, depth=2, heads=2, n_hashes=2, bucket_size=8, dropout=0.1))
     ids = torch.randint(0, 8, (3, 40))
     for real in ((40, 25, 40), (40, 40, 7)):  # rows in one bucket count, then in two
         mask = torch.arange(40) < torch.tensor(real)[:, None]
@@ -79,15 +85,18 @@ def test_padded_batches_trace_without_graph_breaks(monkeypatch):
     torch._dynamo.reset()
 
 
-def tiny_model():
+def tiny_model(dropout=0.0):
     torch.manual_seed(0)
-    return ReformerForMaskedLM(ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=1, bucket_size=16))
+    return ReformerForMaskedLM(ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=1, bucket_size=16,
+                                              dropout=dropout))
 
 
-def test_compile_for_training_compiles_and_leaves_no_trace():
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_compile_for_training_compiles_and_leaves_no_trace(dropout):
     """The trainer's compile step (run on CUDA; the same code compiles C++ here) proves the compiled model on one
-    pass without leaving gradients or moving the random number generator (dropout draws from it)."""
-    model, eager = tiny_model(), tiny_model()
+    pass without leaving gradients or moving the random number generator (dropout draws its seed from it). Hidden
+    dropout compiles too."""
+    model, eager = tiny_model(dropout), tiny_model(dropout)
     rng_before = torch.get_rng_state()
     assert compile_for_training(model, 2, 32, "fp32") is True
     assert torch.equal(torch.get_rng_state(), rng_before)
@@ -95,7 +104,11 @@ def test_compile_for_training_compiles_and_leaves_no_trace():
     block = model.reformer.blocks[0]
     assert "forward" in vars(block.f) and "position_wise" in vars(block.g)  # the compiled wrappers
     ids = torch.randint(0, 8, (2, 32))
-    assert torch.allclose(model(ids, seed=3), eager(ids, seed=3), atol=1e-5, rtol=0)
+    outputs = []
+    for each in (model, eager):
+        torch.manual_seed(5)  # the same dropout seed
+        outputs.append(each(ids, seed=3))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5, rtol=0)
 
 
 def test_compile_for_training_falls_back_to_eager_where_it_cannot_build(tmp_path):
@@ -141,23 +154,24 @@ def test_a_bad_kernel_environment_variable_is_its_one_line_error_not_a_failure_t
 
 
 def test_compiled_dropout_runs_at_a_second_length():
-    """Dropout drew its mask with torch.rand(weights.shape), which fails to trace once torch.compile makes the
-    length symbolic (the second length a compiled sublayer sees)."""
+    """Attention dropout drew its mask with torch.rand(weights.shape), which fails to trace once torch.compile makes
+    the length symbolic (the second length a compiled sublayer sees)."""
     torch.manual_seed(0)
-    config = ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=2, bucket_size=8, dropout=0.2)
+    config = ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=2, bucket_size=8, attention_dropout=0.2)
     model = compile_sublayers(ReformerForMaskedLM(config)).train()
     for length in (48, 56, 64):
         model(torch.randint(0, 8, (2, length)), seed=1).square().mean().backward()
     assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
 
 
-def test_a_model_with_dropout_trains_eagerly(caplog):
-    """The reversible backward replays the forward's dropout masks through the random number generator, which a
-    compiled graph does not promise to honour: with dropout the trainer keeps the sublayers eager."""
+def test_a_model_with_attention_dropout_trains_eagerly(caplog):
+    """The reversible backward replays the forward's attention dropout masks through the random number generator,
+    which a compiled graph does not promise to honour: with attention dropout the trainer keeps the sublayers
+    eager."""
     torch.manual_seed(0)
     model = ReformerForMaskedLM(ReformerConfig(vocab_size=8, dim=32, depth=1, heads=2, n_hashes=1, bucket_size=16,
-                                               dropout=0.1))
+                                               attention_dropout=0.1))
     with caplog.at_level("INFO", logger="genoformer.train.compiling"):
         assert compile_for_training(model, batch_size=2, window=32, precision="fp32") is False
-    assert "training with eager sublayers" in caplog.text
+    assert "attention_dropout 0.1: training with eager sublayers" in caplog.text
     assert all("forward" not in vars(block.f) for block in model.reformer.blocks)

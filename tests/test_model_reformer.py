@@ -61,6 +61,9 @@ def test_config_round_trips_and_validates():
         ReformerConfig.from_dict({**SMALL, "depth": 2.5})
     with pytest.raises(ConfigError, match="'dropout'"):
         ReformerConfig(**SMALL, dropout=1.0)
+    with pytest.raises(ConfigError, match="'attention_dropout' must be in"):
+        ReformerConfig(**SMALL, attention_dropout=-0.1)
+    assert ReformerConfig.from_dict({**SMALL, "dropout": 0.1}).attention_dropout == 0.0, "a new config's default"
     with pytest.raises(ConfigError, match="'vocab_size' is missing"):
         ReformerConfig.from_dict({"dim": 16})
     with pytest.raises(ConfigError, match="'pad_token_id'"):
@@ -141,8 +144,8 @@ def test_a_padded_batch_reads_its_lengths_from_the_device_once_per_pass(monkeypa
 
     per_layer = small_model(depth=3, bucket_size=4).train()  # the same weights, every layer given the mask tensor
     for block in per_layer.reformer.blocks:
-        block.f.forward = lambda x, padding, seed, _f=block.f.forward: _f(x, None if padding is None else
-                                                                           padding.mask, seed)
+        block.f.forward = lambda x, padding, seed, key, _f=block.f.forward: _f(x, None if padding is None else
+                                                                                padding.mask, seed, key)
     want = per_layer(ids, mask, seed=2)
     want[mask].square().mean().backward()
     torch.testing.assert_close(logits[mask], want[mask], rtol=0, atol=1e-12)
@@ -233,6 +236,23 @@ def test_masked_lm_checkpoint_loads_into_a_classifier(tmp_path):
     assert torch.equal(encoder(ids), mlm.reformer(ids))
     with pytest.raises(ConfigError, match="num_labels"):
         load_pretrained(tmp_path, ReformerForTokenClassification)
+
+
+def test_a_checkpoint_from_before_attention_dropout_loads_with_its_dropout_on_attention_weights(tmp_path):
+    """Earlier versions had one ``dropout``, on attention weights too, and no ``attention_dropout`` key: such a
+    config.json loads with ``attention_dropout`` = its ``dropout``, and the feed-forward weights keep the names
+    of its nn.Sequential (net.0, net.3)."""
+    model = small_model(dropout=0.1).float()
+    save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["attention_dropout"] == 0.0
+    del config["attention_dropout"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_pretrained(tmp_path)
+    assert loaded.config.dropout == loaded.config.attention_dropout == 0.1
+    assert {"reformer.blocks.0.g.net.0.weight", "reformer.blocks.1.g.net.3.bias"} <= set(loaded.state_dict())
+    ids = tokens(2, 30)
+    assert torch.equal(loaded(ids, seed=1), model(ids, seed=1))
 
 
 def test_load_refuses_mismatches_and_broken_files(tmp_path):

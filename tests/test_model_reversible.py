@@ -1,4 +1,5 @@
-"""The reversible stack against the ordinary residual stack with the same weights; chunked feed-forward; DDP."""
+"""The reversible stack against the ordinary residual stack with the same weights (and dropout masks, eager and
+compiled); chunked feed-forward; DDP."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from genoformer.model import ReformerConfig, ReformerForMaskedLM
+from genoformer.model.fast import compile_sublayers
 from genoformer.model.feedforward import FeedForward
 from genoformer.model.reformer import AttentionSublayer
 from genoformer.model.reversible import Block, plain_stack, reversible_stack
@@ -27,10 +29,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_blocks(depth, dropout=0.1, ff_chunks=3, seed=0):
+def make_blocks(depth, dropout=0.1, ff_chunks=3, seed=0, attention_dropout=0.0):
     torch.manual_seed(seed)
     config = ReformerConfig(vocab_size=8, dim=16, heads=2, bucket_size=4, n_hashes=2, dropout=dropout,
-                            ff_chunks=ff_chunks)
+                            attention_dropout=attention_dropout, ff_chunks=ff_chunks)
     blocks = nn.ModuleList(Block(AttentionSublayer(config), FeedForward(16, 4, dropout, ff_chunks))
                            for _ in range(depth))
     return blocks.to(DOUBLE).train()
@@ -44,10 +46,12 @@ def inputs(length=23, seed=1):
     return x, mask
 
 
-def outputs_and_grads(stack, blocks, x, mask, rng_seed=7):
+def outputs_and_grads(stack, blocks, x, mask, rng_seed=7, dropout_seed=11):
+    """Outputs and gradients of a stack; attention dropout draws from ``rng_seed``, hidden dropout from
+    ``dropout_seed``."""
     torch.manual_seed(rng_seed)
     seeds = [3 * i + 1 for i in range(len(blocks))]
-    y1, y2 = stack(blocks, x, x, mask, seeds)
+    y1, y2 = stack(blocks, x, x, mask, seeds, dropout_seed)
     generator = torch.Generator().manual_seed(0)
     loss = (y1 * torch.randn(y1.shape, generator=generator, dtype=DOUBLE)).sum() + (y2 ** 2).sum()
     params = [p for p in blocks.parameters() if p.requires_grad]
@@ -55,13 +59,15 @@ def outputs_and_grads(stack, blocks, x, mask, rng_seed=7):
     return (y1.detach(), y2.detach()), grads
 
 
-def test_reversible_equals_plain_stack_with_dropout_on():
-    blocks = make_blocks(depth=3)
+@pytest.mark.parametrize("hidden,attention", [(0.1, 0.0), (0.0, 0.1), (0.1, 0.2)])
+def test_reversible_equals_plain_stack_with_dropout_on(hidden, attention):
+    """Hidden dropout's masks come from keys, attention dropout's from the replayed random number generator."""
+    blocks = make_blocks(depth=3, dropout=hidden, attention_dropout=attention)
     x, mask = inputs()
     outs, grads = outputs_and_grads(reversible_stack, blocks, x, mask)
     plain_outs, plain_grads = outputs_and_grads(plain_stack, blocks, x, mask)
-    other_rng_outs, _ = outputs_and_grads(plain_stack, blocks, x, mask, rng_seed=8)
-    assert not torch.allclose(outs[0], other_rng_outs[0]), "dropout must be active for this test to mean much"
+    other_outs, _ = outputs_and_grads(plain_stack, blocks, x, mask, rng_seed=8, dropout_seed=12)
+    assert not torch.allclose(outs[0], other_outs[0]), "dropout must be active for this test to mean much"
     for got, want in zip(outs, plain_outs):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     assert len(grads) == 1 + len(list(blocks.parameters()))
@@ -71,7 +77,8 @@ def test_reversible_equals_plain_stack_with_dropout_on():
 
 def test_reversible_model_equals_plain_model_with_dropout_on():
     torch.manual_seed(0)
-    config = dict(vocab_size=12, dim=16, depth=2, heads=2, bucket_size=4, dropout=0.2, ff_chunks=2)
+    config = dict(vocab_size=12, dim=16, depth=2, heads=2, bucket_size=4, dropout=0.2, attention_dropout=0.1,
+                  ff_chunks=2)
     reversible = ReformerForMaskedLM(ReformerConfig(**config, reversible=True)).to(DOUBLE).train()
     plain = ReformerForMaskedLM(ReformerConfig(**config, reversible=False)).to(DOUBLE).train()
     plain.load_state_dict(reversible.state_dict())
@@ -87,6 +94,33 @@ def test_reversible_model_equals_plain_model_with_dropout_on():
     torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=1e-6)
     for name, grad in results[1][1].items():
         torch.testing.assert_close(results[0][1][name], grad, rtol=0, atol=1e-6, msg=name)
+
+
+def test_compiled_reversible_model_with_dropout_equals_the_plain_model_eager():
+    """Hidden dropout in compiled sublayers (CPU Inductor): the reversible model's outputs and gradients equal the
+    eager plain stack's, the same masks drawn in the forward, in its recomputation and in the plain stack (the
+    generator-replayed dropout it replaces does not hold compiled). Two feed-forward chunks: two keys, so the
+    compiled feed-forward also runs with its key a symbolic integer."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    config = dict(vocab_size=12, dim=32, depth=1, heads=2, bucket_size=8, n_hashes=2, dropout=0.1, ff_chunks=2)
+    compiled = compile_sublayers(ReformerForMaskedLM(ReformerConfig(**config, reversible=True))).train()
+    plain = ReformerForMaskedLM(ReformerConfig(**config, reversible=False)).train()
+    plain.load_state_dict(compiled.state_dict())
+    tokens = torch.randint(0, 12, (2, 48), generator=torch.Generator().manual_seed(1))
+    results = []
+    for model in (compiled, plain):
+        torch.manual_seed(100)  # the pass's dropout seed
+        logits = model(tokens, seed=3)
+        logits.log_softmax(-1)[..., 0].sum().backward()
+        results.append((logits.detach(), {name: p.grad for name, p in model.named_parameters()}))
+    (got, got_grads), (want, want_grads) = results
+    torch.manual_seed(101)
+    assert (plain(tokens, seed=3) - want).abs().max() > 1e-2, "dropout must change the outputs"
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+    torch._dynamo.reset()
 
 
 def saved_for_backward(stack, depth):
@@ -167,6 +201,7 @@ DDP_SCRIPT = textwrap.dedent("""
     import torch, torch.distributed as dist, torch.multiprocessing as mp
     from torch.nn.parallel import DistributedDataParallel
     from genoformer.model import ReformerConfig, ReformerForMaskedLM
+from genoformer.model.fast import compile_sublayers
 
     def build():
         torch.manual_seed(0)

@@ -10,6 +10,14 @@ to choose it; otherwise a model in training mode uses its ``hash_step`` buffer a
 successive training steps hash differently, and a checkpoint, which stores the buffer, resumes the same
 sequence), and a model in eval mode uses seed 0 (so inference is deterministic). The same seed and input
 always give the same output (with dropout off, or with the same RNG state).
+
+Dropout. ``dropout`` is hidden dropout (embeddings, each sublayer's output, the feed-forward's hidden layer, the
+classification heads' input); ``attention_dropout`` drops attention weights. A model in training mode with
+``dropout > 0`` draws one dropout seed per forward pass from the CPU random number generator, and the stack draws
+its masks from keys derived from it (genoformer.model.dropout): replayed exactly by the reversible backward and
+compiled without the generator. Attention dropout draws from the generator inside the attention kernel, which
+then is the reference kernel, and keeps the sublayers eager in training (genoformer.train.compiling). The
+classification heads' dropout (outside the stack) is ``nn.Dropout``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from torch import nn
 
 from genoformer.atomic import atomic_path, write_json
 from genoformer.errors import ConfigError, InputError, MismatchError, MissingFileError
+from genoformer.model.dropout import derive, draw_seed, dropout
 from genoformer.model.feedforward import FeedForward
 from genoformer.model.lsh_attention import KeyPadding, LSHSelfAttention, key_padding
 from genoformer.model.reversible import Block, plain_stack, reversible_stack
@@ -52,6 +61,7 @@ class ReformerConfig:
     ff_chunks: int = 1
     max_seq_len: int = 1_048_576
     dropout: float = 0.0
+    attention_dropout: float = 0.0
     causal: bool = False
     full_attention: bool = False
     reversible: bool = True
@@ -77,8 +87,9 @@ class ReformerConfig:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ConfigError(f"model config: 'dim' = {self.dim} must be 'heads' = {self.heads} times an even "
                               "head size (rotary embeddings rotate channel pairs)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model config: 'dropout' must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"model config: '{name}' must be in [0, 1), got {getattr(self, name)}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(f"model config: 'pad_token_id' = {self.pad_token_id} is not a token id "
                               f"(vocab_size {self.vocab_size})")
@@ -106,21 +117,23 @@ class ReformerConfig:
 
 
 class AttentionSublayer(nn.Module):
-    """Pre-LayerNorm LSH self-attention with dropout on its output: ``f`` of a reversible block."""
+    """Pre-LayerNorm LSH self-attention with (keyed) dropout on its output: ``f`` of a reversible block."""
 
     def __init__(self, config: ReformerConfig):
         super().__init__()
         self.norm = nn.LayerNorm(config.dim)
         self.attention = LSHSelfAttention(
             config.dim, config.heads, n_hashes=config.n_hashes, bucket_size=config.bucket_size,
-            causal=config.causal, dropout=config.dropout, full_attention=config.full_attention,
+            causal=config.causal, dropout=config.attention_dropout, full_attention=config.full_attention,
             rotary_base=config.rotary_base,
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | KeyPadding | None, seed: int) -> torch.Tensor:
-        """Attention output for ``x [B, N, dim]`` (``key_padding_mask``: see :class:`LSHSelfAttention`)."""
-        return self.dropout(self.attention(self.norm(x), key_padding_mask, seed))
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | KeyPadding | None, seed: int,
+                dropout_key: int | None = None) -> torch.Tensor:
+        """Attention output for ``x [B, N, dim]`` (``key_padding_mask``: see :class:`LSHSelfAttention`), its dropout
+        mask drawn from ``dropout_key`` (None: no dropout)."""
+        return dropout(self.attention(self.norm(x), key_padding_mask, seed), self.dropout, dropout_key)
 
 
 class Reformer(nn.Module):
@@ -131,7 +144,6 @@ class Reformer(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.dim)
-        self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             Block(AttentionSublayer(config), FeedForward(config.dim, config.ff_mult, config.dropout, config.ff_chunks))
             for _ in range(config.depth)
@@ -161,9 +173,11 @@ class Reformer(nn.Module):
                                                                            self.config.bucket_size)
         seed = self.next_seed() if seed is None else seed
         seeds = [seed * self.config.depth + i for i in range(self.config.depth)]
-        x = self.dropout(self.embedding(input_ids))
+        dropout_seed = draw_seed() if self.training and self.config.dropout > 0 else None
+        # the embedding's key: a site id after the blocks' (reversible.sublayer_keys)
+        x = dropout(self.embedding(input_ids), self.config.dropout, derive(dropout_seed, self.config.depth))
         stack = reversible_stack if self.config.reversible else plain_stack
-        y1, y2 = stack(self.blocks, x, x, key_padding_mask, seeds)
+        y1, y2 = stack(self.blocks, x, x, key_padding_mask, seeds, dropout_seed)
         return self.norm((y1 + y2) / 2)
 
 
@@ -294,8 +308,10 @@ def load_pretrained(directory: str | Path, cls: type | None = None, *, num_label
     ``cls`` defaults to the saved class. A different class (e.g. a classifier from a masked-LM checkpoint)
     gets the saved encoder weights and a freshly initialized head, which needs ``num_labels``.
     ``config_overrides`` changes config keys that do not change weight shapes (e.g. ``n_hashes`` or
-    ``dropout``). Missing files raise MissingFileError; unreadable ones InputError; config keys or tensor
-    names/shapes that do not match the weights MismatchError, each one line naming the file.
+    ``dropout``). A config.json without ``attention_dropout`` (written before that key existed, when ``dropout``
+    dropped attention weights too) gets ``attention_dropout`` = its ``dropout``. Missing files raise
+    MissingFileError; unreadable ones InputError; config keys or tensor names/shapes that do not match the weights
+    MismatchError, each one line naming the file.
     """
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
@@ -310,6 +326,8 @@ def load_pretrained(directory: str | Path, cls: type | None = None, *, num_label
         raise InputError(f"{config_path}: expected a JSON object")
     saved_class = values.pop("model_class", None)
     saved_labels = values.pop("num_labels", None)
+    if "dropout" in values and "attention_dropout" not in values:
+        values["attention_dropout"] = values["dropout"]  # what an earlier version's 'dropout' did
     if saved_class not in MODEL_CLASSES:
         raise InputError(f"{config_path}: 'model_class' is {saved_class!r}, expected one of {', '.join(MODEL_CLASSES)}")
     config = ReformerConfig.from_dict({**values, **(config_overrides or {})}, source=str(config_path))

@@ -6,11 +6,12 @@ Without them, training would fail at its first step, so :func:`compile_for_train
 backward pass on an example batch first; if that fails, the sublayers go back to eager mode with a warning
 naming the cause, and training goes on.
 
-A model with dropout stays eager: the reversible stack's backward recomputes each block with the dropout masks
-of its forward by replaying the random number generator, and compiled graphs draw their random numbers their own
-way (the forward runs the no-grad graph, the recomputation the training graph). Compiled, the reversible and the
-plain stack with the same weights and seed already disagree in their forward outputs once the length is dynamic
-(tests/test_compile_sublayers.py); eager, the replay is exact (tests/test_model_reversible.py).
+Hidden dropout (``dropout``) compiles: its masks are a function of keys (genoformer.model.dropout), which the
+reversible backward passes again, so compiled and eager, reversible and plain stacks draw the same masks
+(tests/test_model_reversible.py). A model with attention dropout (``attention_dropout``) stays eager: the
+attention kernel draws those masks from the random number generator, which the reversible backward replays by
+restoring its state, and compiled graphs draw their random numbers their own way (the forward runs the no-grad
+graph, the recomputation the training graph); eager, the replay is exact.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def compile_for_training(model: torch.nn.Module, batch_size: int, window: int, p
     if compiling failed, the model is eager again and a warning says why. A :class:`GenoformerError` of the pass
     (a bad kernel environment variable) is raised as it is, the model eager again: it is no failure to build."""
     device = next(model.parameters()).device
-    if model.config.dropout > 0:
-        log.info("dropout %g: training with eager sublayers (see genoformer.train.compiling)", model.config.dropout)
+    if model.config.attention_dropout > 0:
+        log.info("attention_dropout %g: training with eager sublayers (see genoformer.train.compiling)",
+                 model.config.attention_dropout)
         return False
     log.info("compiling each block's sublayers with torch.compile on %s (can take a few minutes the first time)",
              device)
