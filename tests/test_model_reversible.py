@@ -201,7 +201,6 @@ DDP_SCRIPT = textwrap.dedent("""
     import torch, torch.distributed as dist, torch.multiprocessing as mp
     from torch.nn.parallel import DistributedDataParallel
     from genoformer.model import ReformerConfig, ReformerForMaskedLM
-from genoformer.model.fast import compile_sublayers
 
     def build():
         torch.manual_seed(0)
