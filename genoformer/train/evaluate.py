@@ -39,9 +39,9 @@ order; which bases are hidden differs from pass to pass, and a batch's passes ar
 window) one N after the other). A cluster too big to sum out (``markov.MAX_TRANSITIONS``: a run of over 38 hidden
 bases at order 7, 15 at order 8, 9 or 10 at orders 9 to 12) is scored given the true bases of its other hidden runs
 instead, and ``markov_two_sided_approximate_bases`` counts its (pass, base) pairs (0 on the bundled workflow). On the
-bundled C. diphtheriae test split (64-token windows, single-base spans, order 6, eight passes) the two-sided chain
-scores 1.921 bits/base; reading the other hidden bases within its order as their true bases, as it did before, gave
-1.906 (one-sided 1.960).
+bundled C. diphtheriae test split (64-token windows, single-base spans, order 10, eight passes) the two-sided chain
+scores 1.913 bits/base (one-sided 1.957); the order-6 chain chosen before the concentrations tried went past 32
+scored 1.921, and 1.906 reading the other hidden bases within its order as their true bases, as it did before.
 
 Novel bases (``genoformer.train.novel``). The splits are position blocks (or whole sequences), so the copies of
 a repeat (rRNA operons, insertion sequences) can sit on both sides, and a model that memorised the training copy
@@ -65,11 +65,12 @@ same resamples, each resample's difference, so the shared variation between regi
 sums are kept, so memory grows with the windows, not the bases. The novel-base figures and their paired
 differences (``novel_model_minus_markov``, ``novel_model_minus_markov_two_sided``) get intervals from the same
 resamples, each divided by the resampled novel bases. On the bundled C. diphtheriae test split (54 blocks, eight
-passes) the model minus the two-sided chain is +0.046 [+0.033, +0.058] (+0.061 [+0.041, +0.080] when the chain
-read the other hidden bases), the model minus the one-sided chain +0.007 [-0.001, +0.014] (0.025 wide with one
-pass, 0.014 with eight): more passes narrow an interval less than their count suggests, since much of its width
+passes) the model minus the two-sided chain is +0.054 [+0.043, +0.065] (+0.046 [+0.033, +0.058] for the order-6
+chain, +0.061 [+0.041, +0.080] when that one read the other hidden bases), the model minus the one-sided chain
++0.011 [+0.003, +0.017] (0.014 wide with eight passes; the order-6 chain's was 0.025 wide with one pass, 0.014 with
+eight): more passes narrow an interval less than their count suggests, since much of its width
 is how the blocks differ, not which bases were hidden. Over the novel bases alone (96.7% of them) the model minus
-the two-sided chain is +0.050 [+0.037, +0.060].
+the two-sided chain is +0.056 [+0.044, +0.066].
 """
 
 from __future__ import annotations
