@@ -2,11 +2,14 @@
 
 Needs the one-node cluster of tests/slurm/start-slurm.sh (.ci/run starts it; this test starts it itself when
 Slurm is installed but not running, and then stops it again). Checks that each job went through Slurm
-(squeue keeps finished jobs, slurmctld logged their allocation) and that the pretrain job got its GPU GRES.
+(squeue keeps finished jobs, slurmctld logged their allocation) and that the pretrain job got its GPU GRES; and
+that a pretrain job cancelled with scancel fails readably and the same command resumes it from its checkpoint.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from test_workflow import ROOT, copy_workflow, snakemake, tiny_config
+from test_workflow import ROOT, VENV_BIN, copy_workflow, snakemake, tiny_config
 
 pytestmark = [
     pytest.mark.slurm,
@@ -27,6 +30,16 @@ pytestmark = [
 
 SLURM_DIR = ROOT / "tests" / "slurm"
 CONTROLLER_LOG = Path("/var/log/slurm/slurmctld.log")
+# the profile, fitted to the one-node test cluster (2 cores, a few GB; the profile's real-genome sizes don't fit;
+# no accounting: the plugin submits without an account); set-resources given here replaces the profile's, so
+# pretrain's gpu is given again
+SMALL_CLUSTER = (
+    "--profile", "config/profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
+    "--default-resources", "slurm_partition=debug", "mem_mb=1000", "runtime=10", "cpus_per_task=1",
+    "--set-resources", "pretrain:gpu=1", "pretrain:mem_mb=2000", "pretrain:cpus_per_task=2",
+    "--set-threads", "pretrain=2",
+    "--jobs", "2",
+)
 
 
 def controller_up() -> bool:
@@ -52,17 +65,7 @@ def test_tokenize_and_pretrain_run_as_slurm_jobs_with_a_gpu(tmp_path, cluster):
     target = "runs/human_q/model.safetensors"
     log_offset = CONTROLLER_LOG.stat().st_size if CONTROLLER_LOG.exists() else 0
     started = time.monotonic()
-    result = snakemake(
-        workdir, target,
-        "--profile", "config/profiles/slurm", "--configfile", override,
-        # the one-node test cluster: no accounting, 2 cores, a few GB; the profile's real-genome sizes don't fit
-        "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2",
-        "--default-resources", "slurm_partition=debug", "mem_mb=1000", "runtime=10", "cpus_per_task=1",
-        "--set-resources", "pretrain:gpu=1", "pretrain:mem_mb=2000", "pretrain:cpus_per_task=2",
-        "--set-threads", "pretrain=2",
-        "--jobs", "2",
-        timeout=300,
-    )
+    result = snakemake(workdir, target, "--configfile", override, *SMALL_CLUSTER, timeout=300)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"slurm run: {elapsed:.0f} s")
@@ -96,3 +99,41 @@ def test_tokenize_and_pretrain_run_as_slurm_jobs_with_a_gpu(tmp_path, cluster):
         assert re.search(rf"(sched: Allocate JobId={job} NodeList=|Started JobId={job} in )", controller), \
             controller[-2000:]
         assert f"_job_complete: JobId={job} WEXITSTATUS 0" in controller
+
+
+def test_a_cancelled_pretrain_job_fails_readably_and_the_same_command_resumes_it(tmp_path, cluster):
+    """scancel of the pretrain job after its first checkpoint: snakemake names the job and its Slurm state and
+    exits; the same command again (the profile sets --rerun-incomplete) resumes from the checkpoint."""
+    workdir = copy_workflow(tmp_path)
+    override = tiny_config(workdir, reference="human_q", steps=200, checkpoint_every=10, eval_every=100)
+    target = "runs/human_q/model.safetensors"
+    command = [str(VENV_BIN / "snakemake"), target, "--configfile", override, *SMALL_CLUSTER]
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    with open(tmp_path / "first-run.txt", "w") as out:
+        run = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    log, weights = workdir / "logs/pretrain/human_q.log", workdir / target  # weights: refreshed per checkpoint
+    job = None
+    try:
+        deadline = time.monotonic() + 180
+        while not (job and weights.exists()) and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+            found = re.search(r"SLURM_JOB_ID=(\d+)", log.read_text()) if log.exists() else None
+            job = found and found.group(1)
+        assert job and weights.exists() and run.poll() is None, "no checkpoint before the run ended"
+        subprocess.run(["scancel", job], check=True)
+        run.wait(timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    output = (tmp_path / "first-run.txt").read_text()
+    assert run.returncode != 0, output[-3000:]
+    assert f"SLURM-job '{job}' failed, SLURM status is: 'CANCELLED'" in output, output[-3000:]
+
+    result = snakemake(workdir, *command[1:], timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    resumed = log.read_text()
+    assert re.search(r"SLURM_JOB_ID=(?!" + job + r"\b)\d+", resumed), resumed[:500]  # a new Slurm job
+    assert re.search(r"resuming from \S+step-\d+", resumed), resumed[-2000:]
+    metrics = (workdir / "runs/human_q/metrics.jsonl").read_text()
+    assert [json.loads(line)["step"] for line in metrics.splitlines()] == list(range(1, 201))  # none twice
