@@ -105,7 +105,8 @@ def test_a_cancelled_pretrain_job_fails_readably_and_the_same_command_resumes_it
     """scancel of the pretrain job after its first checkpoint: snakemake names the job and its Slurm state and
     exits; the same command again (the profile sets --rerun-incomplete) resumes from the checkpoint."""
     workdir = copy_workflow(tmp_path)
-    override = tiny_config(workdir, reference="human_q", steps=200, checkpoint_every=10, eval_every=100)
+    # 800 steps (about 20 ms each here): the job is still running when scancel comes, seconds after step 10
+    override = tiny_config(workdir, reference="human_q", steps=800, checkpoint_every=10, eval_every=400)
     target = "runs/human_q/model.safetensors"
     command = [str(VENV_BIN / "snakemake"), target, "--configfile", override, *SMALL_CLUSTER]
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -136,4 +137,4 @@ def test_a_cancelled_pretrain_job_fails_readably_and_the_same_command_resumes_it
     assert re.search(r"SLURM_JOB_ID=(?!" + job + r"\b)\d+", resumed), resumed[:500]  # a new Slurm job
     assert re.search(r"resuming from \S+step-\d+", resumed), resumed[-2000:]
     metrics = (workdir / "runs/human_q/metrics.jsonl").read_text()
-    assert [json.loads(line)["step"] for line in metrics.splitlines()] == list(range(1, 201))  # none twice
+    assert [json.loads(line)["step"] for line in metrics.splitlines()] == list(range(1, 801))  # none twice
