@@ -71,17 +71,25 @@ def test_rps12_counts_as_coverage_in_the_overlap_exclusion(chloroplast, resource
     assert coding_snvs(chloroplast, with_rps12) == []
 
 
+def origin_crossing_lines(resources, length):
+    """GFF3 lines on cdiph's contig (``length`` bp): its region line declaring it circular, a CDS from its last 99
+    bases across the origin to base 300, and the real gene NZ_LN831026.1_1 (1-1659)."""
+    gene_1 = next(line for line in (resources / CDIPH_GFF).read_text().splitlines() if "ID=NZ_LN831026.1_1;" in line)
+    region = f"NZ_LN831026.1\tRefSeq\tregion\t1\t{length}\t.\t+\t.\tID=NZ_LN831026.1:1..{length};Is_circular=true"
+    across = f"NZ_LN831026.1\tRefSeq\tCDS\t{length - 98}\t{length + 300}\t.\t+\t0\tID=cds-across"
+    return region, across, gene_1
+
+
+
 def test_a_cds_across_the_origin_of_a_circular_contig_is_skipped_and_counts_as_coverage(cdiph_fasta, resources,
                                                                                           tmp_path, caplog):
     """GFF3 lets a feature of a contig declared circular (Is_circular=true on its region line) end past the contig's
     length: it crosses the origin. Such a CDS (here the last 99 bases and the first 300) is not spliced, and it
     covers the first 300 bases of the real gene NZ_LN831026.1_1 (1-1659), which lose their SNVs to the overlap
     exclusion. Without the declaration the same line is an error that says what is missing."""
-    gene_1 = next(line for line in (resources / CDIPH_GFF).read_text().splitlines() if "ID=NZ_LN831026.1_1;" in line)
     with Reference(cdiph_fasta) as reference:
         length = reference.contigs["NZ_LN831026.1"]
-        region = f"NZ_LN831026.1\tRefSeq\tregion\t1\t{length}\t.\t+\t.\tID=NZ_LN831026.1:1..{length};Is_circular=true"
-        across = f"NZ_LN831026.1\tRefSeq\tCDS\t{length - 98}\t{length + 300}\t.\t+\t0\tID=cds-across"
+        region, across, gene_1 = origin_crossing_lines(resources, length)
         circular, linear, gene_only = (tmp_path / f"{name}.gff3" for name in ("circular", "linear", "gene_only"))
         circular.write_text("\n".join([region, across, gene_1]) + "\n")
         linear.write_text("\n".join([across, gene_1]) + "\n")
@@ -108,11 +116,9 @@ def test_the_annotation_is_read_once_even_when_the_circular_declaration_comes_la
 
     opened = []
     monkeypatch.setattr(gff3, "text_lines", lambda path, kind: opened.append(path) or text_lines(path, kind))
-    gene_1 = next(line for line in (resources / CDIPH_GFF).read_text().splitlines() if "ID=NZ_LN831026.1_1;" in line)
     with Reference(cdiph_fasta) as reference:
         length = reference.contigs["NZ_LN831026.1"]
-        region = f"NZ_LN831026.1\tRefSeq\tregion\t1\t{length}\t.\t+\t.\tID=NZ_LN831026.1:1..{length};Is_circular=true"
-        across = f"NZ_LN831026.1\tRefSeq\tCDS\t{length - 98}\t{length + 300}\t.\t+\t0\tID=cds-across"
+        region, across, gene_1 = origin_crossing_lines(resources, length)
         first, last, linear = (tmp_path / f"{name}.gff3" for name in ("first", "last", "linear"))
         first.write_text("\n".join([region, across, gene_1]) + "\n")
         last.write_text("\n".join([across, gene_1, region]) + "\n")
