@@ -65,3 +65,11 @@ def cut_at_block(bam, cut) -> None:
     with open(cut, "wb") as handle:
         handle.write(data[:starts[len(starts) // 2]] + BGZF_EOF)
     shutil.copy(f"{bam}.bai", f"{cut}.bai")
+
+
+def consensus(path, reference, contig, start=0, end=None, **options):
+    """The consensus of the BAM/CRAM at ``path`` over ``contig[start:end]``, the file opened for this call only."""
+    from genoformer.io.bam import AlignmentFile
+
+    with AlignmentFile(path, reference) as alignments:
+        return alignments.consensus(contig, start, end, **options)

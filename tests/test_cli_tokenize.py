@@ -19,12 +19,11 @@ import pysam
 import pytest
 
 from genoformer.cli import main
-from genoformer.io.bam import consensus
 from genoformer.io.fasta import Reference
 from genoformer.tokenize.dataset import SPLITS, Manifest, TokenDataset
 from genoformer.tokenize.encode import decode, span_bp
 from genoformer.tokenize.vocab import KmerVocab
-from io_helpers import cut_at_block
+from io_helpers import consensus, cut_at_block
 
 
 def genoformer(*args, cwd, quiet=False):

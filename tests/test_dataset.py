@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from genoformer.errors import ConfigError, InputError, MissingFileError
-from genoformer.io.bam import consensus
 from genoformer.io.fasta import Reference, encode_bases
 from genoformer.tokenize import dataset as dataset_module
 from genoformer.tokenize.dataset import (SPLITS, Manifest, ShardFile, Stretch, TokenDataset, TokenizeOptions,
@@ -15,6 +14,7 @@ from genoformer.tokenize.dataset import (SPLITS, Manifest, ShardFile, Stretch, T
                                          interval_windows, write_token_dataset)
 from genoformer.tokenize.encode import decode, encode, span_bp
 from genoformer.tokenize.vocab import UNK, KmerVocab
+from io_helpers import consensus
 
 CONTRACT_KEYS = {"format_version", "source", "k", "stride", "vocab", "dtype", "contigs", "window", "window_stride",
                  "edge", "max_n_fraction", "split", "intervals", "windows"}

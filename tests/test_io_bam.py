@@ -11,9 +11,9 @@ import pytest
 
 import genoformer.io.bam as bam_module
 from genoformer.errors import InputError, MismatchError, MissingFileError
-from genoformer.io.bam import AlignmentFile, ReadFilter, consensus
+from genoformer.io.bam import AlignmentFile, ReadFilter
 from genoformer.io.fasta import Reference
-from io_helpers import cut_at_block, open_and_report, run_without_write_permission
+from io_helpers import consensus, cut_at_block, open_and_report, run_without_write_permission
 
 NA12878_BAM = "NA12878.chr22.tiny.bam"
 SKIP_ALL = "0xF04"  # unmapped, secondary, QC-fail, duplicate, supplementary: ReadFilter's default

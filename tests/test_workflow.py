@@ -25,10 +25,10 @@ import yaml
 from genoformer import region_labels, workflow_checks
 from genoformer.cli import main
 from genoformer.errors import ConfigError, GenoformerError, InputError, MismatchError
-from genoformer.io.bam import consensus
 from genoformer.io.fasta import Reference
 from genoformer.stage_options import stage_options
 from genoformer.vcf_shards import merge_vcfs, read_tables, write_merged_table
+from io_helpers import consensus
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

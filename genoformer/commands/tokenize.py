@@ -2,13 +2,13 @@
 
 Writes ``--out DIR`` whole or not at all (see ``genoformer.tokenize.dataset`` for the layout, windows and
 splits). With ``--bam`` the bases are the sample's consensus on reference coordinates
-(``genoformer.io.bam.consensus``: majority base at depth >= ``--min-depth``, N elsewhere); the soft-mask track,
-if asked, still comes from the reference. With ``--regions`` only the BED regions are tokenized, overlapping or
-touching regions merged first, one sequence per merged region (named ``contig:start-end``, 1-based inclusive); a
-BAM without a read that counts there (mapped, ``--min-mapq``, none of the skipped flags) is an error before any
-work, and so is one that has fewer reads on a contig tokenized whole than its index lists (cut at a BGZF block
-boundary after indexing), once that contig is read. ``--contigs`` keeps only the named contigs (and the regions
-on them). Sequences are in reference order whatever the order given.
+(``genoformer.io.bam.AlignmentFile.consensus``: majority base at depth >= ``--min-depth``, N elsewhere); the
+soft-mask track, if asked, still comes from the reference. With ``--regions`` only the BED regions are tokenized,
+overlapping or touching regions merged first, one sequence per merged region (named ``contig:start-end``, 1-based
+inclusive); a BAM without a read that counts there (mapped, ``--min-mapq``, none of the skipped flags) is an error
+before any work, and so is one that has fewer reads on a contig tokenized whole than its index lists (cut at a BGZF
+block boundary after indexing), once that contig is read. ``--contigs`` keeps only the named contigs (and the
+regions on them). Sequences are in reference order whatever the order given.
 """
 
 from __future__ import annotations

@@ -392,10 +392,3 @@ def call_consensus(counts: np.ndarray, min_depth: int) -> np.ndarray:
     tied = (bases == best_count).sum(axis=0) > 1
     called = (bases.sum(axis=0) + deletions >= min_depth) & ~tied & (best_count > deletions)
     return np.where(called, best, 4).astype(np.uint8)
-
-
-def consensus(path: str | os.PathLike, reference: Reference, contig: str, start: int = 0, end: int | None = None,
-              min_depth: int = 3, read_filter: ReadFilter = ReadFilter(), min_base_quality: int = 13) -> str:
-    """:meth:`AlignmentFile.consensus` of the BAM/CRAM at ``path`` on ``reference``."""
-    with AlignmentFile(path, reference) as alignments:
-        return alignments.consensus(contig, start, end, min_depth, read_filter, min_base_quality)
