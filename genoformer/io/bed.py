@@ -163,10 +163,14 @@ def _integer_labels_or_strings(labels: pd.Series) -> pd.Series:
     else as the strings read: ``01`` and ``1`` (or ``+1``, ``1_0``) are different classes, not one, and a longer
     number (an identifier) is never wrapped round."""
     labels = labels.astype(str)
-    plain = labels.map(lambda label: re.fullmatch(r"-?(0|[1-9][0-9]*)", label) is not None and label != "-0")
-    if plain.all() and labels.map(lambda label: -2 ** 63 <= int(label) < 2 ** 63).all():
+    if labels.map(_plain_int64).all():
         return labels.map(int).astype("int64")
     return labels
+
+
+def _plain_int64(label: str) -> bool:
+    """Whether ``label`` is an int64 written as Python writes it back (no sign but ``-``, no leading zero)."""
+    return re.fullmatch(r"-?(0|[1-9][0-9]*)", label) is not None and label != "-0" and -2 ** 63 <= int(label) < 2 ** 63
 
 
 def class_order(labels) -> list[str]:
